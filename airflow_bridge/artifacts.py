@@ -1,0 +1,137 @@
+"""The artifact store: content-addressed, write-once files under a local folder or any fsspec URI.
+
+An artifact's path ends in its sha256, so a path never holds two different contents: a retried
+task writes the same bytes to the same place, and nothing is overwritten in place. Reads verify
+the checksum and size recorded at registration before anything is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_bridge.exceptions import ChecksumMismatchError, DataError
+from airflow_bridge.registry.records import ArtifactRef
+
+
+def default_artifact_root() -> str:
+    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    return "file://" + os.path.join(home, "airflow_bridge", "artifacts")
+
+
+def configured_artifact_root() -> tuple[str, str | None]:
+    """``[airflow_bridge] artifact_root`` and ``artifact_conn_id`` from Airflow's configuration."""
+    from airflow.sdk import conf
+
+    root = conf.get("airflow_bridge", "artifact_root", fallback=None) or default_artifact_root()
+    conn_id = conf.get("airflow_bridge", "artifact_conn_id", fallback=None) or None
+    return root, conn_id
+
+
+class ArtifactStore:
+    """Write-once artifacts under ``root`` (``file:///...``, a plain path, or ``s3://...`` with ``conn_id``)."""
+
+    def __init__(self, root: str, conn_id: str | None = None) -> None:
+        self.root = root if urlsplit(root).scheme else "file://" + os.path.abspath(root)
+        self.conn_id = conn_id
+
+    @classmethod
+    def from_config(cls, root: str | None = None, conn_id: str | None = None) -> ArtifactStore:
+        if root:
+            return cls(root, conn_id)
+        configured_root, configured_conn = configured_artifact_root()
+        return cls(configured_root, conn_id or configured_conn)
+
+    def put(self, data: bytes, folder: str, suffix: str) -> ArtifactRef:
+        """Store ``data`` at ``<root>/<folder>/<sha256><suffix>`` unless it is already there."""
+        digest = hashlib.sha256(data).hexdigest()
+        uri = f"{self.root.rstrip('/')}/{folder.strip('/')}/{digest}{suffix}"
+        ref = ArtifactRef(uri, digest, len(data))
+        if _is_local(uri):
+            path = urlsplit(uri).path
+            if not (os.path.exists(path) and os.path.getsize(path) == len(data)):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".partial-")
+                try:
+                    with os.fdopen(fd, "wb") as handle:
+                        handle.write(data)
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                    os.replace(tmp, path)  # atomic: readers see all bytes or no file
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+        else:
+            target = self._remote(uri)
+            if not (target.exists() and target.stat().st_size == len(data)):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)  # object stores publish a PUT atomically
+        return ref
+
+    def read_verified(self, ref: ArtifactRef) -> bytes:
+        """The artifact's bytes, refused loudly if they no longer match the recorded checksum."""
+        try:
+            if _is_local(ref.uri):
+                with open(urlsplit(ref.uri).path, "rb") as handle:
+                    data = handle.read()
+            else:
+                data = self._remote(ref.uri).read_bytes()
+        except FileNotFoundError:
+            raise ChecksumMismatchError(f"artifact {ref.uri} is missing; it was deleted after registration") from None
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != ref.sha256 or len(data) != ref.size:
+            raise ChecksumMismatchError(
+                f"artifact {ref.uri} was modified after registration: sha256 {digest[:12]}… ({len(data)} bytes) "
+                f"!= recorded {ref.sha256[:12]}… ({ref.size} bytes); refusing to use it"
+            )
+        return data
+
+    def _remote(self, uri: str) -> Any:
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(uri, conn_id=self.conn_id)
+
+
+def _is_local(uri: str) -> bool:
+    return urlsplit(uri).scheme in ("", "file")
+
+
+def dump_model(estimator: Any) -> bytes:
+    import io
+
+    import joblib
+
+    buffer = io.BytesIO()
+    joblib.dump(estimator, buffer, compress=3)
+    return buffer.getvalue()
+
+
+def load_model(data: bytes) -> Any:
+    """Unpickle a model; only ever called on bytes whose checksum was verified."""
+    import io
+
+    import joblib
+
+    return joblib.load(io.BytesIO(data))
+
+
+def dump_frame(frame: Any) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def load_frame(data: bytes) -> Any:
+    import io
+
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(io.BytesIO(data))
+    except Exception as exc:
+        raise DataError(f"cannot read the held-out split: {exc}") from None

@@ -1,0 +1,1 @@
+"""Hooks: each owns one connection type and hands out its client."""

@@ -1,0 +1,1 @@
+"""Runtime ML helpers (data, estimators, metrics, gates). Imported only inside operator ``execute``."""

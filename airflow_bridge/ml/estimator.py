@@ -1,0 +1,45 @@
+"""Building estimators from allow-listed dotted names, with clear errors for bad parameters."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_bridge.exceptions import EstimatorError
+from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS
+from airflow_bridge.spec.issues import did_you_mean
+
+
+def build_estimator(
+    dotted: str, params: Mapping[str, Any], *, seed: int | None = None, allowed: Mapping[str, Any] | None = None
+) -> Any:
+    """Instantiate ``dotted`` with ``params``; only names on the allow-list are ever imported."""
+    allow = allowed if allowed is not None else DEFAULT_ESTIMATORS
+    if dotted not in allow:
+        raise EstimatorError(f"estimator '{dotted}' is not on the allow-list")
+    module_name, _, class_name = dotted.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise EstimatorError(f"cannot import estimator '{dotted}': {exc}") from None
+    if not (inspect.isclass(cls) and hasattr(cls, "fit") and hasattr(cls, "predict")):
+        raise EstimatorError(f"'{dotted}' is not an estimator (it needs fit and predict)")
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = [name for name in params if name not in accepted]
+    if unknown:
+        hints = [did_you_mean(name, accepted) for name in unknown]
+        detail = "; ".join(f"'{n}'" + (f" ({h})" if h else "") for n, h in zip(unknown, hints, strict=True))
+        raise EstimatorError(f"{class_name} does not take parameter(s) {detail}")
+    kwargs = dict(params)
+    if seed is not None and "random_state" in accepted and "random_state" not in kwargs:
+        kwargs["random_state"] = seed
+    try:
+        estimator = cls(**kwargs)
+        # sklearn validates parameter values at fit time; check them now for an early, clear error.
+        if hasattr(estimator, "_validate_params"):
+            estimator._validate_params()
+    except (TypeError, ValueError) as exc:
+        raise EstimatorError(f"invalid parameters for {class_name}: {exc}") from None
+    return estimator

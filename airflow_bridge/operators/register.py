@@ -1,0 +1,86 @@
+"""``RegisterModelOperator``: record a validated model as a new, immutable registry version."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_bridge.operators._common import actor_of, as_dict, final_on_user_error, open_registry, run_ref
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class RegisterModelOperator(BaseOperator):
+    """Register the trained artifact with its checksum, metrics, params, data and producing run.
+
+    Idempotent per (dag_id, run_id, task_id): a retried task returns the version it created before.
+    The registry database comes from ``registry_conn_id`` (``model_registry_default``, falling
+    back to embedded SQLite). An unreachable registry raises a retryable error and writes nothing.
+    """
+
+    template_fields: Sequence[str] = ("training", "validation")
+    ui_color = "#e9f7ef"
+
+    def __init__(
+        self,
+        *,
+        training: Any,
+        validation: Any = None,
+        model_name: str | None = None,
+        registry_conn_id: str | None = None,
+        description: str = "",
+        owner: str = "",
+        team: str = "",
+        spec_sha256: str = "",
+        tags: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.training = training
+        self.validation = validation
+        self.model_name = model_name
+        self.registry_conn_id = registry_conn_id
+        self.description = description
+        self.model_owner = owner
+        self.team = team
+        self.spec_sha256 = spec_sha256
+        self.tags = dict(tags or {})
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_bridge.registry.records import ArtifactRef, ModelCard
+
+        with final_on_user_error():
+            training = as_dict(self.training, "training")
+            report = as_dict(self.validation, "validation") if self.validation is not None else {}
+            if report and not report.get("passed", False):
+                from airflow_bridge.exceptions import GateFailedError
+
+                raise GateFailedError("the validation report did not pass; refusing to register")
+            name = self.model_name or training["model"]
+            version = open_registry(self.registry_conn_id).register_version(
+                name,
+                ArtifactRef(**training["artifact"]),
+                estimator=training["estimator"],
+                task_kind=training["task_kind"],
+                params=training["params"],
+                metrics=report.get("metrics", {}),
+                validation={"gates": report.get("gates", []), "champion": report.get("champion")},
+                data={k: v for k, v in training["data"].items() if k != "null_fraction"},
+                spec_sha256=self.spec_sha256,
+                run=run_ref(context),
+                actor=actor_of(context, self.model_owner or "airflow"),
+                reason=f"registered by {context['ti'].dag_id}",
+                card=ModelCard(description=self.description, owner=self.model_owner, team=self.team),
+                tags=self.tags,
+            )
+        self.log.info("Registered %s v%d (artifact sha256 %s)", name, version.version, version.artifact.sha256[:12])
+        return {
+            "model": name,
+            "version": version.version,
+            "artifact": {"uri": version.artifact.uri, "sha256": version.artifact.sha256,
+                         "size": version.artifact.size},
+            "metrics": version.metrics,
+        }

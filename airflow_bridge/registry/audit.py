@@ -1,0 +1,152 @@
+"""The append-only, hash-chained audit trail.
+
+Each event's hash covers its content and the previous event's hash; a single head row holds the
+newest (seq, hash) and is locked while appending, so the chain stays linear under concurrent
+writers. Editing, deleting or reordering any row breaks the chain, and ``verify_chain`` names the
+first row where it breaks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from airflow_bridge.registry.records import AuditEvent, RunRef
+from airflow_bridge.registry.tables import audit_events, audit_head
+
+GENESIS_HASH = "0" * 64
+
+
+def _timestamp(value: dt.datetime) -> str:
+    if value.tzinfo is None:  # SQLite returns naive UTC
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    """sha256 over the previous hash and the event's canonical JSON."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+
+
+def _hashed_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    fields = {name: row[name] for name in _HASHED}
+    fields["seq"] = int(row["seq"])
+    fields["created_at"] = _timestamp(row["created_at"])
+    return fields
+
+
+_HASHED = ("seq", "created_at", "actor", "action", "model", "version", "alias", "reason",
+           "dag_id", "run_id", "task_id", "before", "after")
+
+
+
+
+def append_event(
+    connection: Connection,
+    *,
+    actor: str,
+    action: str,
+    now: dt.datetime,
+    model: str | None = None,
+    version: int | None = None,
+    alias: str | None = None,
+    reason: str = "",
+    run: RunRef | None = None,
+    before: Any = None,
+    after: Any = None,
+) -> int:
+    """Append one event inside the caller's transaction; returns its sequence number."""
+    run = run or RunRef()
+    head = connection.execute(
+        sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+    ).one()
+    values = {
+        "seq": head.seq + 1,
+        "created_at": now,
+        "actor": actor,
+        "action": action,
+        "model": model,
+        "version": version,
+        "alias": alias,
+        "reason": reason,
+        "dag_id": run.dag_id,
+        "run_id": run.run_id,
+        "task_id": run.task_id,
+        "before": before,
+        "after": after,
+    }
+    digest = event_hash(head.hash, _hashed_fields(values))
+    connection.execute(audit_events.insert().values(**values, prev_hash=head.hash, hash=digest))
+    connection.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=values["seq"], hash=digest))
+    return int(values["seq"])
+
+
+def to_event(row: Any) -> AuditEvent:
+    return AuditEvent(
+        seq=int(row.seq),
+        created_at=row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=dt.UTC),
+        actor=row.actor,
+        action=row.action,
+        model=row.model,
+        version=row.version,
+        alias=row.alias,
+        reason=row.reason,
+        run=RunRef(row.dag_id, row.run_id, row.task_id),
+        before=row.before,
+        after=row.after,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """Outcome of ``verify_chain``: ``ok``, how many events were checked, and the first break."""
+
+    ok: bool
+    checked: int
+    broken_seq: int | None = None
+    broken_id: int | None = None
+    problem: str = ""
+
+
+def verify_chain(connection: Connection) -> ChainReport:
+    """Recompute every hash in order; report the first row that was edited, deleted or inserted."""
+    prev_hash = GENESIS_HASH
+    expected_seq = 1
+    checked = 0
+    for row in _rows(connection):
+        if row.seq != expected_seq:
+            what = "missing (deleted?)" if row.seq > expected_seq else "out of order"
+            return ChainReport(False, checked, expected_seq, row.id,
+                               f"event seq {expected_seq} is {what}; next row found is seq {row.seq} (id {row.id})")
+        if row.prev_hash != prev_hash:
+            return ChainReport(False, checked, row.seq, row.id,
+                               f"event seq {row.seq} (id {row.id}) does not link to the previous event")
+        if event_hash(prev_hash, _hashed_fields(row._mapping)) != row.hash:
+            return ChainReport(False, checked, row.seq, row.id,
+                               f"event seq {row.seq} (id {row.id}) was modified after it was written")
+        prev_hash = row.hash
+        expected_seq += 1
+        checked += 1
+    head = connection.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
+    if head.seq != checked or head.hash != prev_hash:
+        return ChainReport(False, checked, checked + 1, None,
+                           f"the chain head records {head.seq} events but {checked} remain: "
+                           f"events after seq {checked} were deleted")
+    return ChainReport(True, checked)
+
+
+def _rows(connection: Connection) -> Iterator[Any]:
+    result = connection.execution_options(yield_per=1000).execute(
+        sa.select(audit_events).order_by(audit_events.c.seq)
+    )
+    yield from result

@@ -1,0 +1,162 @@
+"""Engines for the registry database: SQLite (embedded default) and PostgreSQL, migrated on first use.
+
+Connection failures become :class:`RegistryUnavailableError` naming the host (never the
+password), so operators can retry them; everything else about the database stays here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from airflow_bridge.exceptions import RegistryError, RegistryUnavailableError
+
+MIGRATIONS = str(Path(__file__).with_name("migrations"))
+_ADVISORY_LOCK_KEY = 0x61625F7265  # 'ab_re': serialises concurrent first-use migrations on PostgreSQL
+_migrated: set[str] = set()
+
+
+def describe_url(url: str | sa.URL) -> str:
+    """The URL with its password hidden: safe for logs and error messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def create_registry_engine(url: str | sa.URL, *, connect_timeout: int = 10) -> Engine:
+    """An engine tuned for the registry's short write transactions."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            parsed, connect_args={"timeout": 60, "check_same_thread": False}, poolclass=sa.pool.NullPool
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql":
+        connect_args["connect_timeout"] = connect_timeout
+        connect_args["application_name"] = "airflow-bridge"
+    return sa.create_engine(parsed, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args=connect_args)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not pysqlite, issue BEGIN so writers can take the lock up front.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    # Writers take the lock at BEGIN (IMMEDIATE): no deadlocked read-to-write upgrades under load.
+    readonly = connection.get_execution_options().get("ab_readonly", False)
+    connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+@contextlib.contextmanager
+def translate_errors(url: str | sa.URL, action: str) -> Iterator[None]:
+    """Turn driver errors into registry errors; connection problems are retryable."""
+    try:
+        yield
+    except OperationalError as exc:
+        parsed = make_url(url)
+        where = parsed.host or parsed.database or "the registry database"
+        if _is_connection_error(exc):
+            raise RegistryUnavailableError(
+                f"model registry at {where} is unreachable while trying to {action}: "
+                f"{_first_line(exc)}; nothing was written, retry when it is back"
+            ) from None
+        raise RegistryError(f"model registry at {where} failed to {action}: {_first_line(exc)}") from None
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            where = make_url(url).host or "the registry database"
+            raise RegistryUnavailableError(
+                f"model registry at {where} dropped the connection while trying to {action}; "
+                "the transaction was rolled back, retry when it is back"
+            ) from None
+        raise
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    markers = ("could not connect", "connection refused", "server closed", "terminating connection",
+               "timeout expired", "could not translate host", "no route", "connection reset",
+               "the database system is shutting down", "the database system is starting up",
+               "unable to open database")
+    return exc.connection_invalidated or any(marker in text for marker in markers)
+
+
+def _first_line(exc: Exception) -> str:
+    orig = getattr(exc, "orig", exc)
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision; safe when many processes start at once."""
+    key = engine.url.render_as_string(hide_password=False)
+    if key in _migrated:
+        return
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    with _migration_lock(engine), engine.connect() as connection:
+        if _current_revision(connection) != _head_revision(config):
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            connection.commit()
+    _migrated.add(key)
+
+
+def _head_revision(config: Any) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def _current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection, opts={"version_table": "ab_alembic_version"}).get_current_revision()
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as lock_connection:
+            lock_connection.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _ADVISORY_LOCK_KEY})
+            try:
+                yield
+            finally:
+                lock_connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_LOCK_KEY})
+                lock_connection.commit()
+    elif engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        lock_path = f"{engine.url.database}.migrate.lock"
+        with open(lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    else:
+        yield
+
+
+def default_registry_url() -> str:
+    """Embedded SQLite under ``$AIRFLOW_HOME/airflow_bridge`` (Airflow's default home is ~/airflow)."""
+    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    return f"sqlite:///{os.path.join(home, 'airflow_bridge', 'registry.db')}"

@@ -1,0 +1,120 @@
+"""Plain records the registry returns: no database objects leak to callers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """The Airflow task that caused a change (all None for manual CLI actions)."""
+
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+
+    @property
+    def is_set(self) -> bool:
+        return bool(self.dag_id and self.run_id and self.task_id)
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """An immutable artifact: where it is, its sha256 and its size in bytes."""
+
+    uri: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    description: str = ""
+    owner: str = ""
+    team: str = ""
+    intended_use: str = ""
+    limitations: str = ""
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    name: str
+    latest_version: int
+    card: ModelCard
+    created_at: dt.datetime
+    aliases: dict[str, int] = field(default_factory=dict)
+    deleted_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    model: str
+    version: int
+    artifact: ArtifactRef
+    estimator: str
+    task_kind: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    validation: dict[str, Any]
+    data: dict[str, Any]
+    spec_sha256: str
+    run: RunRef
+    created_by: str
+    created_at: dt.datetime
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    deleted_at: dt.datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["created_at"] = self.created_at.isoformat()
+        out["deleted_at"] = self.deleted_at.isoformat() if self.deleted_at else None
+        out["aliases"] = list(self.aliases)
+        return out
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """The result of moving an alias: what it pointed at before and after."""
+
+    model: str
+    alias: str
+    previous_version: int | None
+    version: int
+
+
+@dataclass(frozen=True)
+class Deployment:
+    model: str
+    version: int
+    alias: str
+    target: str
+    endpoint: str
+    action: str
+    run: RunRef
+    actor: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    seq: int
+    created_at: dt.datetime
+    actor: str
+    action: str
+    model: str | None
+    version: int | None
+    alias: str | None
+    reason: str
+    run: RunRef
+    before: Any
+    after: Any
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["created_at"] = self.created_at.isoformat()
+        return out

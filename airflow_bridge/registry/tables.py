@@ -1,0 +1,141 @@
+"""Registry schema (SQLAlchemy Core). Alembic migrations create it; a test keeps the two equal.
+
+Table names carry the ``ab_`` prefix so the registry can share a database with Airflow's own
+metadata without clashing.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+models = Table(
+    "ab_models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("latest_version", Integer, nullable=False, default=0),
+    Column("description", Text, nullable=False, default=""),
+    Column("owner", String(250), nullable=False, default=""),
+    Column("team", String(250), nullable=False, default=""),
+    Column("intended_use", Text, nullable=False, default=""),
+    Column("limitations", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("deleted_at", DateTime(timezone=True), nullable=True),
+)
+
+model_versions = Table(
+    "ab_model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("ab_models.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("artifact_uri", Text, nullable=False),
+    Column("artifact_sha256", String(64), nullable=False),
+    Column("artifact_size", BigInteger, nullable=False),
+    Column("estimator", String(250), nullable=False, default=""),
+    Column("task_kind", String(32), nullable=False, default=""),
+    Column("params", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("validation", JSON, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("spec_sha256", String(64), nullable=False, default=""),
+    Column("dag_id", String(250), nullable=True),
+    Column("run_id", String(250), nullable=True),
+    Column("task_id", String(250), nullable=True),
+    Column("created_by", String(250), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("deleted_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("model_id", "version", name="uq_ab_model_versions_version"),
+    UniqueConstraint("model_id", "dag_id", "run_id", "task_id", name="uq_ab_model_versions_run"),
+)
+
+version_tags = Table(
+    "ab_version_tags",
+    metadata,
+    Column("version_id", Integer, ForeignKey("ab_model_versions.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+aliases = Table(
+    "ab_aliases",
+    metadata,
+    Column("model_id", Integer, ForeignKey("ab_models.id"), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version_id", Integer, ForeignKey("ab_model_versions.id"), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+alias_history = Table(
+    "ab_alias_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("ab_models.id"), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("version_id", Integer, ForeignKey("ab_model_versions.id"), nullable=True),
+    Column("valid_from", DateTime(timezone=True), nullable=False),
+    Column("valid_to", DateTime(timezone=True), nullable=True),
+    Index("ix_ab_alias_history_lookup", "model_id", "alias", "valid_from"),
+)
+
+deployments = Table(
+    "ab_deployments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("ab_models.id"), nullable=False),
+    Column("version_id", Integer, ForeignKey("ab_model_versions.id"), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("target", String(64), nullable=False),
+    Column("endpoint", Text, nullable=False, default=""),
+    Column("action", String(32), nullable=False),
+    Column("dag_id", String(250), nullable=True),
+    Column("run_id", String(250), nullable=True),
+    Column("task_id", String(250), nullable=True),
+    Column("actor", String(250), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+audit_events = Table(
+    "ab_audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("seq", BigInteger, nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(250), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("model", String(64), nullable=True),
+    Column("version", Integer, nullable=True),
+    Column("alias", String(64), nullable=True),
+    Column("reason", Text, nullable=False, default=""),
+    Column("dag_id", String(250), nullable=True),
+    Column("run_id", String(250), nullable=True),
+    Column("task_id", String(250), nullable=True),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_ab_audit_events_model", "model", "seq"),
+)
+
+audit_head = Table(
+    "ab_audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)

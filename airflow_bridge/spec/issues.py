@@ -1,0 +1,41 @@
+"""Spec problems with their position in the source file."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, order=True)
+class SpecIssue:
+    """One problem in a spec file: where it is, what is wrong, and how to fix it."""
+
+    path: str
+    line: int
+    col: int
+    field: str
+    message: str
+    hint: str | None = None
+
+    def format(self) -> str:
+        """``path:line:col: field: message (hint)`` — the format editors and CI understand."""
+        where = f"{self.path}:{self.line}:{self.col}"
+        text = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> str | None:
+    """A 'did you mean' hint for a misspelled key or name, or None when nothing is close."""
+    import difflib
+
+    options = sorted(str(c) for c in choices)
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if not close:
+        # Dotted names: compare the last part too (RandomForestClasifier vs sklearn.ensemble.RandomForestClassifier).
+        tail = word.rsplit(".", 1)[-1]
+        tails = {o.rsplit(".", 1)[-1]: o for o in options}
+        close = [tails[m] for m in difflib.get_close_matches(tail, list(tails), n=1, cutoff=0.75)]
+    return f"did you mean '{close[0]}'?" if close else None

@@ -1,0 +1,232 @@
+"""Pydantic models of the experiment spec, v1: the single source of truth for build, lint and JSON Schema.
+
+Every model forbids unknown keys and validates strictly (``"200"`` is not an integer), so a spec
+that loads is a spec that builds. Checks that need the file's location or several fields at
+once live in :mod:`airflow_bridge.spec.semantics`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS, TaskKind
+from airflow_bridge.spec.issues import did_you_mean
+
+API_VERSION = "airflow-bridge/v1"
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+CONN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,249}$")
+SCHEDULE_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually")
+_CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN, description="Lower-case letters, digits and '_'.")]
+
+
+def bridge_error(message: str, hint: str | None = None) -> PydanticCustomError:
+    """A validation error whose message and hint reach the user unchanged."""
+    return PydanticCustomError("bridge", message, {"hint": hint} if hint else {})
+
+
+def check_conn_id(value: str | None) -> str | None:
+    """A conn_id names an Airflow connection; credentials pasted in its place are refused."""
+    if value is None:
+        return value
+    if "://" in value or "@" in value or ":" in value:
+        raise bridge_error(
+            "looks like a connection URI or credentials, not a connection id",
+            "create an Airflow connection holding the secret and put its conn_id here",
+        )
+    if not CONN_ID_PATTERN.match(value):
+        raise bridge_error(
+            f"'{value}' is not a valid connection id",
+            "use letters, digits, '_', '.' and '-' (for example 's3_training_data')",
+        )
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TrainingData(_Section):
+    """Where the training table lives and which column is the label."""
+
+    uri: str = Field(
+        min_length=1,
+        description="Path relative to the spec file, file:///absolute/path, or scheme://bucket/key "
+        "(s3, gs, abfs...) read through `conn_id`.",
+    )
+    format: Literal["csv", "parquet"] | None = Field(
+        default=None, description="File format; inferred from the extension when omitted."
+    )
+    target: str = Field(min_length=1, description="Name of the label column.")
+    features: list[str] | None = Field(
+        default=None, description="Feature columns; all columns but the target when omitted."
+    )
+    conn_id: str | None = Field(default=None, description="Airflow connection for remote storage.")
+
+    _conn = field_validator("conn_id")(check_conn_id)
+
+    @field_validator("uri")
+    @classmethod
+    def _no_credentials_in_uri(cls, value: str) -> str:
+        head, sep, rest = value.partition("://")
+        if sep and "@" in rest.split("/", 1)[0]:
+            raise bridge_error(
+                "the URI carries credentials",
+                "remove 'user:password@' and reference an Airflow connection with conn_id",
+            )
+        return value
+
+
+class Split(_Section):
+    """How the held-out evaluation set is cut; the seed makes runs reproducible."""
+
+    test_size: float = Field(default=0.2, gt=0, lt=1, description="Fraction of rows held out for validation.")
+    seed: int = Field(default=42, ge=0, description="Random seed of the split and of the estimator.")
+    stratify: bool = Field(default=True, description="Keep class proportions (classification only).")
+
+
+class DataChecks(_Section):
+    """Basic data quality gates applied before a model may move forward."""
+
+    min_rows: int = Field(default=1, ge=1, description="Fewest rows the training table may have.")
+    required_columns: list[str] = Field(default_factory=list, description="Columns that must exist.")
+    max_null_fraction: float = Field(
+        default=1.0, ge=0, le=1, description="Largest fraction of missing values allowed in any used column."
+    )
+
+
+class Data(_Section):
+    training: TrainingData
+    split: Split = Split()
+    checks: DataChecks = DataChecks()
+
+
+class ModelSection(_Section):
+    """The estimator to fit: a dotted name on the allow-list and its constructor parameters."""
+
+    estimator: str = Field(description="Dotted class name, e.g. sklearn.ensemble.RandomForestClassifier.")
+    params: dict[str, JsonValue] = Field(default_factory=dict, description="Constructor parameters.")
+    task: TaskKind | None = Field(
+        default=None, description="classification or regression; known estimators imply it."
+    )
+
+    @field_validator("estimator")
+    @classmethod
+    def _allowed(cls, value: str, info: ValidationInfo) -> str:
+        allowed = allowed_estimators(info.context)
+        if value not in allowed:
+            hint = did_you_mean(value, set(allowed)) or (
+                "estimators come from an allow-list that engineers extend in the team policy; "
+                "'airflow-bridge schema' lists the built-in ones"
+            )
+            raise bridge_error(f"estimator '{value}' is not on the allow-list", hint)
+        return value
+
+
+class Training(_Section):
+    compute: str = Field(default="local", description="'local' (in the worker) or a compute tier.")
+    timeout_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    retries: int = Field(default=1, ge=0, le=10, description="Retries on infrastructure failures.")
+
+
+class Threshold(_Section):
+    """A gate on one metric; at least one bound."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Threshold:
+        if self.min is None and self.max is None:
+            raise bridge_error("a threshold needs 'min', 'max' or both", "for example {min: 0.8}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise bridge_error(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class Champion(_Section):
+    """Compare with the version behind the deployment alias; the candidate must beat it."""
+
+    metric: str
+    min_improvement: float = Field(default=0.0, description="How much better the candidate must be.")
+
+
+class Validation(_Section):
+    thresholds: dict[str, Threshold] = Field(default_factory=dict)
+    champion: Champion | None = None
+
+
+class RegistrySection(_Section):
+    model: Name | None = Field(default=None, description="Registered model name; the spec name by default.")
+    conn_id: str | None = Field(
+        default=None, description="Connection of the registry database; model_registry_default when omitted."
+    )
+
+    _conn = field_validator("conn_id")(check_conn_id)
+
+
+class Deployment(_Section):
+    target: Literal["local"] = Field(default="local", description="Where the model is served.")
+    alias: Name = Field(default="production", description="Alias pointed at the new version.")
+    approval: Literal["policy", "required"] = Field(
+        default="policy",
+        description="'policy': the team policy decides; 'required': always ask an approver.",
+    )
+
+
+class Experiment(BaseModel):
+    """An experiment spec: data, model, gates, registration and deployment of one model."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=False)
+
+    api_version: Literal["airflow-bridge/v1"] = Field(alias="apiVersion")
+    kind: Literal["Experiment"]
+    name: Name = Field(description="Unique name; becomes the DAG id.")
+    description: str = Field(default="", description="Shown as the DAG's documentation.")
+    owner: str = Field(min_length=1, description="Airflow user who owns (and authored) the experiment.")
+    team: str = Field(min_length=1, description="Team whose policy applies.")
+    schedule: str | None = Field(default=None, description="Cron expression or preset such as @weekly.")
+    start_date: dt.date = Field(default=dt.date(2024, 1, 1), strict=False)
+    tags: list[str] = Field(default_factory=list)
+    data: Data
+    model: ModelSection
+    training: Training = Training()
+    validation: Validation = Validation()
+    registry: RegistrySection = RegistrySection()
+    deployment: Deployment | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        if value is None or value in SCHEDULE_PRESETS:
+            return value
+        if value.startswith("@"):
+            hint = did_you_mean(value, SCHEDULE_PRESETS) or f"presets: {', '.join(SCHEDULE_PRESETS)}"
+            raise bridge_error(f"unknown schedule preset '{value}'", hint)
+        parts = value.split()
+        if len(parts) != 5 or not all(_CRON_FIELD.match(p) for p in parts):
+            raise bridge_error(
+                f"'{value}' is not a cron expression", "use 5 fields, e.g. '0 6 * * 1', or a preset like @weekly"
+            )
+        return value
+
+    @property
+    def registered_model(self) -> str:
+        return self.registry.model or self.name
+
+    @property
+    def task_kind(self) -> TaskKind:
+        """Classification or regression, from the spec or the estimator allow-list."""
+        return self.model.task or DEFAULT_ESTIMATORS.get(self.model.estimator, "classification")
+
+
+def allowed_estimators(context: Any) -> dict[str, TaskKind]:
+    """The allow-list in force: built-ins plus what the validation context (team policy) adds."""
+    extra = (context or {}).get("estimators") if isinstance(context, dict) else None
+    return {**DEFAULT_ESTIMATORS, **extra} if extra else DEFAULT_ESTIMATORS

@@ -1,0 +1,150 @@
+"""Checks that need more than one field or the spec's location: metrics per task kind, data roots,
+compute tiers, and a scan for secrets pasted anywhere in the file."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS, METRICS, TaskKind
+from airflow_bridge.spec.issues import did_you_mean
+from airflow_bridge.spec.models import Experiment
+
+Finding = tuple[tuple[str | int, ...], str, str | None]
+"""(path in the document, message, hint)."""
+
+REMOTE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "az", "adl", "hdfs", "webhdfs", "sftp", "ftp")
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"AKIA[0-9A-Z]{16}"), "an AWS access key id"),
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}"), "a GitHub token"),
+    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{30,}"), "a GitHub token"),
+    (re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"), "a Slack token"),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{20,}"), "an API secret key"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+"), "a JSON Web Token"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+    (re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@"), "a URI with a password"),
+)
+_SECRET_KEYS = re.compile(r"(password|passwd|secret|token|api_?key|access_?key|credentials?)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SpecContext:
+    """What engineers allow (team policy and deployment settings); the defaults are safe and local.
+
+    ``data_roots`` lists folders and URI prefixes that training data may come from; a spec's own
+    folder is always allowed.
+    """
+
+    estimators: dict[str, TaskKind] = field(default_factory=dict)
+    data_roots: tuple[str, ...] = ()
+    compute_tiers: tuple[str, ...] = ("local",)
+
+    @classmethod
+    def from_environment(cls) -> SpecContext:
+        roots = os.environ.get("AIRFLOW_BRIDGE_DATA_ROOTS", "")
+        return cls(data_roots=tuple(r for r in roots.split(",") if r.strip()))
+
+    def validation_context(self) -> dict[str, Any]:
+        return {"estimators": self.estimators}
+
+
+def check_experiment(spec: Experiment, spec_dir: str, context: SpecContext) -> Iterator[Finding]:
+    """Every cross-field problem of a structurally valid spec."""
+    kind = spec.model.task or context.estimators.get(spec.model.estimator) or DEFAULT_ESTIMATORS.get(
+        spec.model.estimator
+    )
+    if kind is None:
+        yield (("model", "estimator"), f"cannot tell whether '{spec.model.estimator}' classifies or regresses",
+               "add 'task: classification' or 'task: regression' under model")
+    else:
+        metrics = METRICS[kind]
+        for metric in spec.validation.thresholds:
+            if metric not in metrics:
+                yield (("validation", "thresholds", metric), f"'{metric}' is not a {kind} metric",
+                       did_you_mean(metric, metrics) or f"choose from {', '.join(metrics)}")
+        champion = spec.validation.champion
+        if champion and champion.metric not in metrics:
+            yield (("validation", "champion", "metric"), f"'{champion.metric}' is not a {kind} metric",
+                   did_you_mean(champion.metric, metrics) or f"choose from {', '.join(metrics)}")
+    training = spec.data.training
+    if training.features is not None and training.target in training.features:
+        yield (("data", "training", "features"), f"the target '{training.target}' is also listed as a feature",
+               "remove it from features")
+    if spec.training.compute not in context.compute_tiers:
+        yield (("training", "compute"), f"unknown compute tier '{spec.training.compute}'",
+               did_you_mean(spec.training.compute, context.compute_tiers)
+               or f"tiers defined in the team policy: {', '.join(context.compute_tiers)}")
+    yield from _check_data_uri(training.uri, training.format, training.conn_id, spec_dir, context)
+
+
+def resolve_data_uri(uri: str, spec_dir: str) -> str:
+    """Absolute URI of a data location: relative paths are relative to the spec's folder."""
+    scheme = urlsplit(uri).scheme
+    if scheme and scheme != "file" and len(scheme) > 1:  # 'C:' is a drive, not a scheme
+        return uri
+    path = urlsplit(uri).path if scheme == "file" else uri
+    if not os.path.isabs(path):
+        path = os.path.join(spec_dir, path)
+    return "file://" + os.path.realpath(path)
+
+
+def _check_data_uri(
+    uri: str, fmt: str | None, conn_id: str | None, spec_dir: str, context: SpecContext
+) -> Iterator[Finding]:
+    path = ("data", "training", "uri")
+    parts = urlsplit(uri)
+    if parts.scheme and parts.scheme != "file" and len(parts.scheme) > 1:
+        if parts.scheme not in REMOTE_SCHEMES:
+            yield (path, f"unsupported URI scheme '{parts.scheme}'",
+                   f"use a path, file://, or one of {', '.join(REMOTE_SCHEMES)}")
+            return
+        if not any(uri.startswith(root.rstrip("/") + "/") for root in context.data_roots if "://" in root):
+            yield (path, f"'{uri}' is outside the allowed data roots",
+                   "engineers list allowed buckets/prefixes in the team policy (data_roots)")
+    else:
+        if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
+            yield (path, f"'{uri}' has a host part '{parts.netloc}'",
+                   "write file:///absolute/path, or a path relative to the spec file")
+            return
+        resolved = resolve_data_uri(uri, spec_dir)[len("file://"):]
+        local_roots = [spec_dir, *(r for r in context.data_roots if "://" not in r)]
+        if not any(_is_within(resolved, root) for root in local_roots):
+            yield (path, f"'{uri}' is outside the allowed data roots",
+                   "keep data next to the spec, or ask engineers to add its folder to data_roots")
+        if conn_id:
+            yield (("data", "training", "conn_id"), "a local path does not use a connection", "remove conn_id")
+    if fmt is None and PurePosixPath(parts.path or uri).suffix.lower() not in FORMATS:
+        yield (path, "cannot infer the file format from the extension",
+               "add 'format: csv' or 'format: parquet'")
+
+
+def _is_within(path: str, root: str) -> bool:
+    root_real = os.path.realpath(root)
+    return path == root_real or path.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
+def scan_for_secrets(data: Any, path: tuple[str | int, ...] = ()) -> Iterator[Finding]:
+    """Secrets pasted into a spec: known token shapes anywhere, and any value under a secret-named key."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if _SECRET_KEYS.search(str(key)) and isinstance(value, str | int) and value not in ("", None):
+                yield ((*path, key), f"'{key}' looks like a secret",
+                       "secrets live in Airflow connections; reference one with conn_id")
+                continue
+            yield from scan_for_secrets(value, (*path, key))
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            yield from scan_for_secrets(item, (*path, index))
+    elif isinstance(data, str):
+        for pattern, what in _SECRET_PATTERNS:
+            if pattern.search(data):
+                yield (path, f"value looks like {what}",
+                       "remove it and rotate it; secrets live in Airflow connections, referenced by conn_id")
+                return

@@ -1,0 +1,194 @@
+"""Safe YAML loading that keeps node positions.
+
+Specs are plain data: only the YAML core types are accepted (no python tags, no merge keys),
+duplicate keys are errors, and size, depth and alias expansion are bounded so a hostile file
+cannot exhaust the dag-processor. Every problem is reported with its line and column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+MAX_SPEC_BYTES = 256 * 1024
+MAX_DEPTH = 32
+MAX_NODES = 20_000
+
+Path = tuple[str | int, ...]
+
+_CORE = "tag:yaml.org,2002:"
+_SCALAR_TAGS = {f"{_CORE}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
+_MAP_TAG = f"{_CORE}map"
+_SEQ_TAG = f"{_CORE}seq"
+_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SafeConstructor = yaml.constructor.SafeConstructor
+_scalar_constructor = _SafeConstructor()
+
+
+@dataclass(frozen=True)
+class Position:
+    """1-based line and column of a node in the source text."""
+
+    line: int
+    col: int
+
+
+@dataclass
+class YamlProblem:
+    """A problem found while reading YAML, before any schema check."""
+
+    position: Position
+    path: Path
+    message: str
+    hint: str | None = None
+
+
+@dataclass
+class LocatedDocument:
+    """Plain data from one YAML document, with the position of every key and value."""
+
+    data: Any = None
+    key_positions: dict[Path, Position] = field(default_factory=dict)
+    value_positions: dict[Path, Position] = field(default_factory=dict)
+    problems: list[YamlProblem] = field(default_factory=list)
+
+    def position_of(self, path: Path, *, prefer_key: bool = False) -> Position:
+        """Best position for ``path``: the node itself, else its nearest located ancestor."""
+        probe = tuple(path)
+        while True:
+            first, second = (
+                (self.key_positions, self.value_positions)
+                if prefer_key
+                else (self.value_positions, self.key_positions)
+            )
+            if probe in first:
+                return first[probe]
+            if probe in second:
+                return second[probe]
+            if not probe:
+                return Position(1, 1)
+            probe = probe[:-1]
+
+
+def _scalar(node: yaml.Node) -> Any:
+    # Call the safe constructor for the node's tag directly: no object cache kept between files.
+    return _SafeConstructor.yaml_constructors[node.tag](_scalar_constructor, node)
+
+
+def _pos(node: yaml.Node) -> Position:
+    return Position(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Builder:
+    def __init__(self, doc: LocatedDocument) -> None:
+        self.doc = doc
+        self.nodes = 0
+        self.too_big = False
+
+    def build(self, node: yaml.Node, path: Path, depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES or depth > MAX_DEPTH:
+            if not self.too_big:
+                self.too_big = True
+                what = f"more than {MAX_NODES} nodes" if self.nodes > MAX_NODES else f"deeper than {MAX_DEPTH}"
+                top = path[:1]
+                self.doc.problems.append(
+                    YamlProblem(
+                        self.doc.key_positions.get(top, _pos(node)),
+                        top,
+                        f"document expands to {what}",
+                        "specs are small; remove deep nesting or repeated aliases (a YAML 'alias bomb')",
+                    )
+                )
+            return None
+        self.doc.value_positions.setdefault(path, _pos(node))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path, depth)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != _SEQ_TAG:
+                return self._bad_tag(node, path)
+            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        if node.tag not in _SCALAR_TAGS:
+            return self._bad_tag(node, path)
+        return _scalar(node)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> Any:
+        if node.tag != _MAP_TAG:
+            return self._bad_tag(node, path)
+        result: dict[str, Any] = {}
+        seen: dict[str, Position] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == f"{_CORE}merge":
+                self.doc.problems.append(
+                    YamlProblem(_pos(key_node), path, "YAML merge keys ('<<') are not supported in specs",
+                                "write the keys out in full")
+                )
+                continue
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_TAGS:
+                self.doc.problems.append(
+                    YamlProblem(_pos(key_node), path, "mapping keys must be plain strings")
+                )
+                continue
+            key = str(_scalar(key_node))
+            if key in seen:
+                first = seen[key]
+                self.doc.problems.append(
+                    YamlProblem(
+                        _pos(key_node),
+                        (*path, key),
+                        f"duplicate key '{key}' (first defined at line {first.line}, column {first.col})",
+                        "keep one of the two entries",
+                    )
+                )
+                continue
+            seen[key] = _pos(key_node)
+            self.doc.key_positions[(*path, key)] = _pos(key_node)
+            result[key] = self.build(value_node, (*path, key), depth + 1)
+        return result
+
+    def _bad_tag(self, node: yaml.Node, path: Path) -> None:
+        self.doc.problems.append(
+            YamlProblem(
+                _pos(node),
+                path,
+                f"YAML tag '{node.tag.replace(_CORE, '!!')}' is not allowed",
+                "specs are plain data: use strings, numbers, booleans, lists and mappings only",
+            )
+        )
+        return None
+
+
+def load_located(text: str | bytes) -> LocatedDocument:
+    """Parse one YAML document safely, keeping positions; problems are collected, never raised."""
+    doc = LocatedDocument()
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    if len(raw) > MAX_SPEC_BYTES:
+        doc.problems.append(
+            YamlProblem(Position(1, 1), (), f"file is {len(raw)} bytes, over the {MAX_SPEC_BYTES}-byte limit",
+                        "a spec describes an experiment; keep data and long texts in separate files")
+        )
+        return doc
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        doc.problems.append(YamlProblem(Position(1, 1), (), f"file is not UTF-8 text ({exc.reason})"))
+        return doc
+    try:
+        node = yaml.compose(decoded, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        position = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
+        problem = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        hint = "a spec file holds one YAML document" if "single document" in problem else None
+        doc.problems.append(YamlProblem(position, (), f"invalid YAML: {problem}", hint))
+        return doc
+    except yaml.YAMLError as exc:  # reader errors (control characters) carry no mark
+        doc.problems.append(YamlProblem(Position(1, 1), (), f"invalid YAML: {exc}"))
+        return doc
+    if node is None:
+        doc.problems.append(YamlProblem(Position(1, 1), (), "file is empty", "run 'airflow-bridge init NAME'"))
+        return doc
+    doc.data = _Builder(doc).build(node, (), 0)
+    return doc
