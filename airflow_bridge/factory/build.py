@@ -110,8 +110,14 @@ def dag_doc(spec: Experiment, source: str | None) -> str:
         ("Model", f"`{spec.registered_model}` ({spec.task_kind})"),
         ("Estimator", f"`{spec.model.estimator}`"),
         ("Training data", f"`{spec.data.training.uri}` → target `{spec.data.training.target}`"),
-        ("Gates", ", ".join(f"{m} {_bounds(t.min, t.max)}" for m, t in spec.validation.thresholds.items()) or "none"),
-        ("Deployment", f"{spec.deployment.target} alias `{spec.deployment.alias}`" if spec.deployment else "none"),
+        (
+            "Gates",
+            ", ".join(f"{m} {_bounds(t.min, t.max)}" for m, t in spec.validation.thresholds.items()) or "none",
+        ),
+        (
+            "Deployment",
+            f"{spec.deployment.target} alias `{spec.deployment.alias}`" if spec.deployment else "none",
+        ),
         ("Owner / team", f"{spec.owner} / {spec.team}"),
     ]
     if source:

@@ -74,16 +74,23 @@ def _dag_for(result: LoadedSpec, taken: set[str]) -> DAG | None:
             return build_dag(result.spec, source=result.path, spec_sha256=result.sha256)
         except Exception as exc:  # one spec must never take the others down
             log.exception("airflow-bridge: building the DAG of %s failed", result.path)
-            issue = SpecIssue(result.path, 1, 1, "", f"the DAG could not be built: {exc}",
-                              "this is likely a bug in airflow-bridge; please report it")
+            issue = SpecIssue(
+                result.path,
+                1,
+                1,
+                "",
+                f"the DAG could not be built: {exc}",
+                "this is likely a bug in airflow-bridge; please report it",
+            )
             name = result.spec.name
             result = LoadedSpec(result.path, issues=[issue], raw_name=name, source=result.source)
             taken = taken - {name}
     for issue in result.issues:
         log.warning("airflow-bridge: invalid spec: %s", issue.format())
     try:
-        return build_placeholder_dag(placeholder_dag_id(result.path, result.raw_name, taken), result.path,
-                                     result.issues)
+        return build_placeholder_dag(
+            placeholder_dag_id(result.path, result.raw_name, taken), result.path, result.issues
+        )
     except Exception:
         log.exception("airflow-bridge: could not build the placeholder DAG of %s", result.path)
         return None
@@ -92,9 +99,7 @@ def _dag_for(result: LoadedSpec, taken: set[str]) -> DAG | None:
 _NAME_LINE = "^name:[ \\t]*[\"']?{}[\"']?[ \\t]*(#.*)?$"
 
 
-def _build_one(
-    folder: str, dag_id: str, paths: Sequence[str] | None, context: SpecContext
-) -> dict[str, DAG] | None:
+def _build_one(folder: str, dag_id: str, paths: Sequence[str] | None, context: SpecContext) -> dict[str, DAG] | None:
     """Fast path for workers: build only ``dag_id``; None when it cannot be found cheaply."""
     candidates = [os.path.join(folder, f"{dag_id}{suffix}") for suffix in (".yaml", ".yml")]
     candidates = [c for c in candidates if os.path.isfile(c) and (paths is None or c in paths)]

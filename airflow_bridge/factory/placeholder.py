@@ -36,8 +36,9 @@ class SpecErrorOperator(BaseOperator):
     def execute(self, context: Context) -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
-        raise AirflowFailException("The spec of this DAG is invalid; fix it and the DAG comes back:\n"
-                                   + "\n".join(self.errors))
+        raise AirflowFailException(
+            "The spec of this DAG is invalid; fix it and the DAG comes back:\n" + "\n".join(self.errors)
+        )
 
 
 def placeholder_dag_id(path: str, raw_name: str | None, taken: set[str]) -> str:

@@ -77,8 +77,13 @@ class ModelRegistryHook(BaseHook):
                 f"type 'Model Registry') or remove registry.conn_id from the spec"
             ) from None
         return connection_to_url(
-            conn_id=self.registry_conn_id, host=conn.host, port=conn.port, schema=conn.schema,
-            login=conn.login, password=conn.password, extra=conn.extra_dejson,
+            conn_id=self.registry_conn_id,
+            host=conn.host,
+            port=conn.port,
+            schema=conn.schema,
+            login=conn.login,
+            password=conn.password,
+            extra=conn.extra_dejson,
         )
 
     def get_registry(self) -> ModelRegistry:
@@ -101,8 +106,14 @@ def _registry_for(url: str) -> ModelRegistry:
 
 
 def connection_to_url(
-    *, conn_id: str, host: str | None, port: int | None, schema: str | None, login: str | None,
-    password: str | None, extra: dict[str, Any],
+    *,
+    conn_id: str,
+    host: str | None,
+    port: int | None,
+    schema: str | None,
+    login: str | None,
+    password: str | None,
+    extra: dict[str, Any],
 ) -> str:
     """Build a SQLAlchemy URL from connection fields; errors name the connection, never the password."""
     from sqlalchemy.engine import make_url
@@ -127,6 +138,12 @@ def connection_to_url(
             raise RegistryError(f"connection '{conn_id}': set Host for a PostgreSQL registry")
         from sqlalchemy.engine import URL
 
-        return URL.create("postgresql+psycopg2", username=login or None, password=password or None, host=host,
-                          port=port or 5432, database=schema or "postgres").render_as_string(hide_password=False)
+        return URL.create(
+            "postgresql+psycopg2",
+            username=login or None,
+            password=password or None,
+            host=host,
+            port=port or 5432,
+            database=schema or "postgres",
+        ).render_as_string(hide_password=False)
     raise RegistryError(f"connection '{conn_id}': backend '{backend}' is not supported; use postgresql or sqlite")

@@ -72,8 +72,11 @@ def select_columns(frame: pd.DataFrame, uri: str, target: str, features: list[st
     for name, what in [(target, "target"), *((f, "feature") for f in features or [])]:
         if name not in columns:
             hint = did_you_mean(name, columns)
-            raise DataError(f"{what} column '{name}' is not in {uri}" + (f" ({hint})" if hint else "")
-                            + f"; columns are: {', '.join(columns[:20])}")
+            raise DataError(
+                f"{what} column '{name}' is not in {uri}"
+                + (f" ({hint})" if hint else "")
+                + f"; columns are: {', '.join(columns[:20])}"
+            )
     return list(features) if features else [c for c in columns if c != target]
 
 

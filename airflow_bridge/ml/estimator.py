@@ -13,7 +13,11 @@ from airflow_bridge.spec.issues import did_you_mean
 
 
 def build_estimator(
-    dotted: str, params: Mapping[str, Any], *, seed: int | None = None, allowed: Mapping[str, Any] | None = None
+    dotted: str,
+    params: Mapping[str, Any],
+    *,
+    seed: int | None = None,
+    allowed: Mapping[str, Any] | None = None,
 ) -> Any:
     """Instantiate ``dotted`` with ``params``; only names on the allow-list are ever imported."""
     allow = allowed if allowed is not None else DEFAULT_ESTIMATORS

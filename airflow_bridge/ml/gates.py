@@ -12,7 +12,9 @@ from typing import Any
 from airflow_bridge.spec.estimators import LOWER_IS_BETTER
 
 
-def evaluate_thresholds(metrics: Mapping[str, float], thresholds: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+def evaluate_thresholds(
+    metrics: Mapping[str, float], thresholds: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """One result per threshold: metric, value, min, max, passed."""
     results = []
     for metric, bounds in thresholds.items():
@@ -36,35 +38,78 @@ def evaluate_data_checks(profile: Mapping[str, Any], checks: Mapping[str, Any] |
     min_rows = checks.get("min_rows")
     if min_rows is not None:
         rows = int(profile["rows"])
-        results.append({"name": "min_rows", "kind": "data", "value": rows, "min": min_rows, "max": None,
-                        "passed": rows >= min_rows})
+        results.append(
+            {
+                "name": "min_rows",
+                "kind": "data",
+                "value": rows,
+                "min": min_rows,
+                "max": None,
+                "passed": rows >= min_rows,
+            }
+        )
     required = checks.get("required_columns") or []
     if required:
         missing = [c for c in required if c not in profile["columns"]]
-        results.append({"name": "required_columns", "kind": "data", "value": missing or "all present",
-                        "min": None, "max": None, "passed": not missing})
+        results.append(
+            {
+                "name": "required_columns",
+                "kind": "data",
+                "value": missing or "all present",
+                "min": None,
+                "max": None,
+                "passed": not missing,
+            }
+        )
     max_null = checks.get("max_null_fraction")
     if max_null is not None and max_null < 1:
         used = profile.get("used_columns") or list(profile["columns"])
         fractions = {c: profile["null_fraction"].get(c, 0.0) for c in used}
         worst = max(fractions, key=lambda c: fractions[c]) if fractions else None
         worst_value = fractions[worst] if worst else 0.0
-        results.append({"name": "max_null_fraction", "kind": "data", "value": round(worst_value, 6),
-                        "column": worst, "min": None, "max": max_null, "passed": worst_value <= max_null})
+        results.append(
+            {
+                "name": "max_null_fraction",
+                "kind": "data",
+                "value": round(worst_value, 6),
+                "column": worst,
+                "min": None,
+                "max": max_null,
+                "passed": worst_value <= max_null,
+            }
+        )
     return results
 
 
-def compare_champion(metric: str, candidate: float, champion: float | None, min_improvement: float,
-                     champion_version: int | None) -> dict[str, Any]:
+def compare_champion(
+    metric: str,
+    candidate: float,
+    champion: float | None,
+    min_improvement: float,
+    champion_version: int | None,
+) -> dict[str, Any]:
     """Does the candidate beat the live version by at least ``min_improvement`` on ``metric``?"""
     if champion is None or champion_version is None:
-        return {"metric": metric, "candidate": candidate, "champion": None, "champion_version": None,
-                "improvement": None, "min_improvement": min_improvement, "passed": True,
-                "note": "no live version to compare with"}
+        return {
+            "metric": metric,
+            "candidate": candidate,
+            "champion": None,
+            "champion_version": None,
+            "improvement": None,
+            "min_improvement": min_improvement,
+            "passed": True,
+            "note": "no live version to compare with",
+        }
     improvement = (champion - candidate) if metric in LOWER_IS_BETTER else (candidate - champion)
-    return {"metric": metric, "candidate": candidate, "champion": champion, "champion_version": champion_version,
-            "improvement": improvement, "min_improvement": min_improvement,
-            "passed": improvement >= min_improvement}
+    return {
+        "metric": metric,
+        "candidate": candidate,
+        "champion": champion,
+        "champion_version": champion_version,
+        "improvement": improvement,
+        "min_improvement": min_improvement,
+        "passed": improvement >= min_improvement,
+    }
 
 
 def format_gate_table(results: list[dict[str, Any]]) -> str:

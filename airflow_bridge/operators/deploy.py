@@ -56,12 +56,30 @@ class DeployModelOperator(BaseOperator):
             ArtifactStore.from_config().read_verified(version.artifact)
             live = registry.alias_version(name, self.alias)
             deployment = registry.deploy(
-                name, number, alias=self.alias, target=self.target, endpoint=f"registry://{name}@{self.alias}",
-                expected=live.version if live else None, actor=actor_of(context), run=run_ref(context),
+                name,
+                number,
+                alias=self.alias,
+                target=self.target,
+                endpoint=f"registry://{name}@{self.alias}",
+                expected=live.version if live else None,
+                actor=actor_of(context),
+                run=run_ref(context),
                 reason=f"deployed by {context['ti'].dag_id}",
             )
         previous = live.version if live else None
-        self.log.info("Deployed %s v%d to %s (alias '%s', was %s)", name, number, self.target, self.alias,
-                      f"v{previous}" if previous else "unset")
-        return {"model": name, "version": deployment.version, "alias": self.alias, "target": self.target,
-                "endpoint": deployment.endpoint, "previous_version": previous}
+        self.log.info(
+            "Deployed %s v%d to %s (alias '%s', was %s)",
+            name,
+            number,
+            self.target,
+            self.alias,
+            f"v{previous}" if previous else "unset",
+        )
+        return {
+            "model": name,
+            "version": deployment.version,
+            "alias": self.alias,
+            "target": self.target,
+            "endpoint": deployment.endpoint,
+            "previous_version": previous,
+        }

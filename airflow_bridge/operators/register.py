@@ -80,7 +80,10 @@ class RegisterModelOperator(BaseOperator):
         return {
             "model": name,
             "version": version.version,
-            "artifact": {"uri": version.artifact.uri, "sha256": version.artifact.sha256,
-                         "size": version.artifact.size},
+            "artifact": {
+                "uri": version.artifact.uri,
+                "sha256": version.artifact.sha256,
+                "size": version.artifact.size,
+            },
             "metrics": version.metrics,
         }

@@ -81,14 +81,25 @@ class TrainModelOperator(BaseOperator):
         table = data_io.read_table(self.data_uri, self.data_format, self.data_conn_id)
         features = data_io.select_columns(table.frame, table.uri, self.target, self.features)
         profile = data_io.profile(table.frame, [*features, self.target])
-        self.log.info("Read %s: %d rows, %d columns, sha256 %s", table.uri, profile["rows"],
-                      len(profile["columns"]), table.sha256[:12])
+        self.log.info(
+            "Read %s: %d rows, %d columns, sha256 %s",
+            table.uri,
+            profile["rows"],
+            len(profile["columns"]),
+            table.sha256[:12],
+        )
         failed = [c for c in evaluate_data_checks(profile, self.checks) if not c["passed"]]
         if failed:
             raise GateFailedError(f"data checks failed for {table.uri}:\n{format_gate_table(failed)}")
         estimator = build_estimator(self.estimator, self.params, seed=self.seed, allowed=allowed)
-        train, test = data_io.split(table.frame, self.target, features, test_size=self.test_size, seed=self.seed,
-                                    stratify=self.stratify and task_kind == "classification")
+        train, test = data_io.split(
+            table.frame,
+            self.target,
+            features,
+            test_size=self.test_size,
+            seed=self.seed,
+            stratify=self.stratify and task_kind == "classification",
+        )
         self.log.info("Fitting %s on %d rows (%d held out)", self.estimator, len(train), len(test))
         try:
             estimator.fit(train[features], train[self.target])
@@ -99,8 +110,12 @@ class TrainModelOperator(BaseOperator):
         store = ArtifactStore.from_config(self.artifact_root, self.artifact_conn_id)
         artifact = store.put(dump_model(estimator), f"models/{self.model_name}", ".joblib")
         holdout = store.put(dump_frame(test), f"holdout/{self.model_name}", ".parquet")
-        self.log.info("Stored model artifact %s (%d bytes, sha256 %s)", artifact.uri, artifact.size,
-                      artifact.sha256[:12])
+        self.log.info(
+            "Stored model artifact %s (%d bytes, sha256 %s)",
+            artifact.uri,
+            artifact.size,
+            artifact.sha256[:12],
+        )
         effective = {k: _jsonable(v) for k, v in estimator.get_params(deep=False).items()}
         return {
             "model": self.model_name,

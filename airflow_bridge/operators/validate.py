@@ -78,20 +78,28 @@ class ValidateModelOperator(BaseOperator):
         features, labels = holdout[data["features"]], holdout[data["target"]]
         metrics = compute_metrics(training["task_kind"], model, features, labels)
         gates = [*evaluate_data_checks(data, self.checks), *evaluate_thresholds(metrics, self.thresholds)]
-        report: dict[str, Any] = {"model": training["model"], "metrics": metrics, "gates": gates,
-                                  "champion": None}
+        report: dict[str, Any] = {
+            "model": training["model"],
+            "metrics": metrics,
+            "gates": gates,
+            "champion": None,
+        }
         if self.champion_metric:
             champion_value, champion_version = self._champion_score(training, features, labels, store)
             report["champion"] = compare_champion(
-                self.champion_metric, metrics.get(self.champion_metric, float("nan")), champion_value,
-                self.min_improvement, champion_version,
+                self.champion_metric,
+                metrics.get(self.champion_metric, float("nan")),
+                champion_value,
+                self.min_improvement,
+                champion_version,
             )
             report["champion"]["alias"] = self.champion_alias
         report["passed"] = all(g["passed"] for g in gates) and (report["champion"] or {}).get("passed", True)
         return report
 
-    def _champion_score(self, training: dict[str, Any], features: Any, labels: Any,
-                        store: Any) -> tuple[float | None, int | None]:
+    def _champion_score(
+        self, training: dict[str, Any], features: Any, labels: Any, store: Any
+    ) -> tuple[float | None, int | None]:
         """The live version's metric on the same held-out rows, or (None, None) when nothing is live."""
         from airflow_bridge.artifacts import load_model
         from airflow_bridge.ml.metrics import compute_metrics

@@ -43,10 +43,21 @@ def _hashed_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
-_HASHED = ("seq", "created_at", "actor", "action", "model", "version", "alias", "reason",
-           "dag_id", "run_id", "task_id", "before", "after")
-
-
+_HASHED = (
+    "seq",
+    "created_at",
+    "actor",
+    "action",
+    "model",
+    "version",
+    "alias",
+    "reason",
+    "dag_id",
+    "run_id",
+    "task_id",
+    "before",
+    "after",
+)
 
 
 def append_event(
@@ -126,27 +137,44 @@ def verify_chain(connection: Connection) -> ChainReport:
     for row in _rows(connection):
         if row.seq != expected_seq:
             what = "missing (deleted?)" if row.seq > expected_seq else "out of order"
-            return ChainReport(False, checked, expected_seq, row.id,
-                               f"event seq {expected_seq} is {what}; next row found is seq {row.seq} (id {row.id})")
+            return ChainReport(
+                False,
+                checked,
+                expected_seq,
+                row.id,
+                f"event seq {expected_seq} is {what}; next row found is seq {row.seq} (id {row.id})",
+            )
         if row.prev_hash != prev_hash:
-            return ChainReport(False, checked, row.seq, row.id,
-                               f"event seq {row.seq} (id {row.id}) does not link to the previous event")
+            return ChainReport(
+                False,
+                checked,
+                row.seq,
+                row.id,
+                f"event seq {row.seq} (id {row.id}) does not link to the previous event",
+            )
         if event_hash(prev_hash, _hashed_fields(row._mapping)) != row.hash:
-            return ChainReport(False, checked, row.seq, row.id,
-                               f"event seq {row.seq} (id {row.id}) was modified after it was written")
+            return ChainReport(
+                False,
+                checked,
+                row.seq,
+                row.id,
+                f"event seq {row.seq} (id {row.id}) was modified after it was written",
+            )
         prev_hash = row.hash
         expected_seq += 1
         checked += 1
     head = connection.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
     if head.seq != checked or head.hash != prev_hash:
-        return ChainReport(False, checked, checked + 1, None,
-                           f"the chain head records {head.seq} events but {checked} remain: "
-                           f"events after seq {checked} were deleted")
+        return ChainReport(
+            False,
+            checked,
+            checked + 1,
+            None,
+            f"the chain head records {head.seq} events but {checked} remain: events after seq {checked} were deleted",
+        )
     return ChainReport(True, checked)
 
 
 def _rows(connection: Connection) -> Iterator[Any]:
-    result = connection.execution_options(yield_per=1000).execute(
-        sa.select(audit_events).order_by(audit_events.c.seq)
-    )
+    result = connection.execution_options(yield_per=1000).execute(sa.select(audit_events).order_by(audit_events.c.seq))
     yield from result

@@ -92,10 +92,19 @@ def translate_errors(url: str | sa.URL, action: str) -> Iterator[None]:
 
 def _is_connection_error(exc: DBAPIError) -> bool:
     text = str(exc.orig).lower()
-    markers = ("could not connect", "connection refused", "server closed", "terminating connection",
-               "timeout expired", "could not translate host", "no route", "connection reset",
-               "the database system is shutting down", "the database system is starting up",
-               "unable to open database")
+    markers = (
+        "could not connect",
+        "connection refused",
+        "server closed",
+        "terminating connection",
+        "timeout expired",
+        "could not translate host",
+        "no route",
+        "connection reset",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "unable to open database",
+    )
     return exc.connection_invalidated or any(marker in text for marker in markers)
 
 

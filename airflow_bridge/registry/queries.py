@@ -61,8 +61,9 @@ class RegistryQueries:
             if not include_deleted:
                 query = query.where(models.c.deleted_at.is_(None))
             alias_rows = conn.execute(
-                sa.select(aliases.c.model_id, aliases.c.alias, model_versions.c.version)
-                .select_from(aliases.join(model_versions, aliases.c.version_id == model_versions.c.id))
+                sa.select(aliases.c.model_id, aliases.c.alias, model_versions.c.version).select_from(
+                    aliases.join(model_versions, aliases.c.version_id == model_versions.c.id)
+                )
             ).all()
             by_model: dict[int, dict[str, int]] = {}
             for row in alias_rows:
@@ -105,8 +106,11 @@ class RegistryQueries:
         with self.reading(f"resolve alias '{alias}' of '{model}'") as conn:
             number = conn.execute(
                 sa.select(model_versions.c.version)
-                .select_from(aliases.join(models, models.c.id == aliases.c.model_id)
-                             .join(model_versions, model_versions.c.id == aliases.c.version_id))
+                .select_from(
+                    aliases.join(models, models.c.id == aliases.c.model_id).join(
+                        model_versions, model_versions.c.id == aliases.c.version_id
+                    )
+                )
                 .where(models.c.name == model, aliases.c.alias == alias)
             ).scalar()
             return None if number is None else self._version(conn, model, number)
@@ -125,18 +129,29 @@ class RegistryQueries:
         """Every period each alias pointed at a version, oldest first."""
         with self.reading(f"read alias history of '{model}'") as conn:
             query = (
-                sa.select(alias_history.c.alias, model_versions.c.version, alias_history.c.valid_from,
-                          alias_history.c.valid_to)
-                .select_from(alias_history.join(models, models.c.id == alias_history.c.model_id)
-                             .join(model_versions, model_versions.c.id == alias_history.c.version_id))
+                sa.select(
+                    alias_history.c.alias,
+                    model_versions.c.version,
+                    alias_history.c.valid_from,
+                    alias_history.c.valid_to,
+                )
+                .select_from(
+                    alias_history.join(models, models.c.id == alias_history.c.model_id).join(
+                        model_versions, model_versions.c.id == alias_history.c.version_id
+                    )
+                )
                 .where(models.c.name == model)
                 .order_by(alias_history.c.valid_from, alias_history.c.id)
             )
             if alias:
                 query = query.where(alias_history.c.alias == alias)
             return [
-                {"alias": r.alias, "version": r.version, "valid_from": _aware(r.valid_from),
-                 "valid_to": _aware(r.valid_to)}
+                {
+                    "alias": r.alias,
+                    "version": r.version,
+                    "valid_from": _aware(r.valid_from),
+                    "valid_to": _aware(r.valid_to),
+                }
                 for r in conn.execute(query)
             ]
 
@@ -165,14 +180,26 @@ class RegistryQueries:
         with self.reading(f"list deployments of '{model}'") as conn:
             rows = conn.execute(
                 sa.select(deployments, model_versions.c.version)
-                .select_from(deployments.join(models, models.c.id == deployments.c.model_id)
-                             .join(model_versions, model_versions.c.id == deployments.c.version_id))
+                .select_from(
+                    deployments.join(models, models.c.id == deployments.c.model_id).join(
+                        model_versions, model_versions.c.id == deployments.c.version_id
+                    )
+                )
                 .where(models.c.name == model)
                 .order_by(deployments.c.id)
             ).all()
             return [
-                Deployment(model, r.version, r.alias, r.target, r.endpoint, r.action,
-                           RunRef(r.dag_id, r.run_id, r.task_id), r.actor, _aware(r.created_at) or r.created_at)
+                Deployment(
+                    model,
+                    r.version,
+                    r.alias,
+                    r.target,
+                    r.endpoint,
+                    r.action,
+                    RunRef(r.dag_id, r.run_id, r.task_id),
+                    r.actor,
+                    _aware(r.created_at) or r.created_at,
+                )
                 for r in rows
             ]
 
@@ -197,22 +224,43 @@ class RegistryQueries:
         ).first()
         if row is None:
             raise NotFoundError(f"model '{model}' has no version {version}")
-        tags = dict(conn.execute(sa.select(version_tags.c.key, version_tags.c.value)
-                                 .where(version_tags.c.version_id == row.id)).all())
-        held = conn.execute(sa.select(aliases.c.alias).where(aliases.c.version_id == row.id)
-                            .order_by(aliases.c.alias)).scalars().all()
+        tags = dict(
+            conn.execute(
+                sa.select(version_tags.c.key, version_tags.c.value).where(version_tags.c.version_id == row.id)
+            ).all()
+        )
+        held = (
+            conn.execute(sa.select(aliases.c.alias).where(aliases.c.version_id == row.id).order_by(aliases.c.alias))
+            .scalars()
+            .all()
+        )
         return ModelVersion(
-            model=model, version=row.version,
+            model=model,
+            version=row.version,
             artifact=ArtifactRef(row.artifact_uri, row.artifact_sha256, int(row.artifact_size)),
-            estimator=row.estimator, task_kind=row.task_kind, params=row.params, metrics=row.metrics,
-            validation=row.validation, data=row.data, spec_sha256=row.spec_sha256,
-            run=RunRef(row.dag_id, row.run_id, row.task_id), created_by=row.created_by,
-            created_at=_aware(row.created_at) or row.created_at, tags=tags, aliases=tuple(held),
+            estimator=row.estimator,
+            task_kind=row.task_kind,
+            params=row.params,
+            metrics=row.metrics,
+            validation=row.validation,
+            data=row.data,
+            spec_sha256=row.spec_sha256,
+            run=RunRef(row.dag_id, row.run_id, row.task_id),
+            created_by=row.created_by,
+            created_at=_aware(row.created_at) or row.created_at,
+            tags=tags,
+            aliases=tuple(held),
             deleted_at=_aware(row.deleted_at),
         )
 
     @staticmethod
     def _model_record(row: Any, alias_map: dict[str, int]) -> ModelRecord:
         card = ModelCard(row.description, row.owner, row.team, row.intended_use, row.limitations)
-        return ModelRecord(row.name, row.latest_version, card, _aware(row.created_at) or row.created_at,
-                           alias_map, _aware(row.deleted_at))
+        return ModelRecord(
+            row.name,
+            row.latest_version,
+            card,
+            _aware(row.created_at) or row.created_at,
+            alias_map,
+            _aware(row.deleted_at),
+        )

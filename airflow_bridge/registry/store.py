@@ -20,8 +20,22 @@ from airflow_bridge.exceptions import ConflictError, NotFoundError, RegistryErro
 from airflow_bridge.registry import audit
 from airflow_bridge.registry.engine import create_registry_engine, describe_url, migrate, translate_errors
 from airflow_bridge.registry.queries import RegistryQueries
-from airflow_bridge.registry.records import AliasMove, ArtifactRef, Deployment, ModelCard, ModelVersion, RunRef
-from airflow_bridge.registry.tables import alias_history, aliases, deployments, model_versions, models, version_tags
+from airflow_bridge.registry.records import (
+    AliasMove,
+    ArtifactRef,
+    Deployment,
+    ModelCard,
+    ModelVersion,
+    RunRef,
+)
+from airflow_bridge.registry.tables import (
+    alias_history,
+    aliases,
+    deployments,
+    model_versions,
+    models,
+    version_tags,
+)
 
 
 class _Unset:
@@ -96,43 +110,89 @@ class ModelRegistry(RegistryQueries):
                     return self._version(conn, model, existing)
             number = model_row.latest_version + 1
             conn.execute(models.update().where(models.c.id == model_row.id).values(latest_version=number))
-            version_id = conn.execute(
+            inserted = conn.execute(
                 model_versions.insert().values(
-                    model_id=model_row.id, version=number, artifact_uri=artifact.uri,
-                    artifact_sha256=artifact.sha256, artifact_size=artifact.size, estimator=estimator,
-                    task_kind=task_kind, params=params or {}, metrics=metrics or {},
-                    validation=validation or {}, data=data or {}, spec_sha256=spec_sha256,
-                    dag_id=run.dag_id, run_id=run.run_id, task_id=run.task_id, created_by=actor,
+                    model_id=model_row.id,
+                    version=number,
+                    artifact_uri=artifact.uri,
+                    artifact_sha256=artifact.sha256,
+                    artifact_size=artifact.size,
+                    estimator=estimator,
+                    task_kind=task_kind,
+                    params=params or {},
+                    metrics=metrics or {},
+                    validation=validation or {},
+                    data=data or {},
+                    spec_sha256=spec_sha256,
+                    dag_id=run.dag_id,
+                    run_id=run.run_id,
+                    task_id=run.task_id,
+                    created_by=actor,
                     created_at=now,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert inserted is not None
+            version_id = inserted[0]
             for key, value in (tags or {}).items():
                 conn.execute(version_tags.insert().values(version_id=version_id, key=key, value=value))
             audit.append_event(
-                conn, actor=actor, action="version_created", now=now, model=model, version=number,
-                reason=reason, run=run,
-                after={"artifact_uri": artifact.uri, "sha256": artifact.sha256, "size": artifact.size,
-                       "metrics": metrics or {}},
+                conn,
+                actor=actor,
+                action="version_created",
+                now=now,
+                model=model,
+                version=number,
+                reason=reason,
+                run=run,
+                after={
+                    "artifact_uri": artifact.uri,
+                    "sha256": artifact.sha256,
+                    "size": artifact.size,
+                    "metrics": metrics or {},
+                },
             )
             return self._version(conn, model, number)
 
-    def set_tag(self, model: str, version: int, key: str, value: str | None, *, actor: str, reason: str = "",
-                run: RunRef | None = None) -> None:
+    def set_tag(
+        self,
+        model: str,
+        version: int,
+        key: str,
+        value: str | None,
+        *,
+        actor: str,
+        reason: str = "",
+        run: RunRef | None = None,
+    ) -> None:
         """Set (or with ``value=None`` remove) a tag on a version."""
         with self.transaction(f"tag {model} v{version}") as conn:
             now = utcnow()
             model_row = self._lock_model(conn, model, now=now)
             version_id = self._version_id(conn, model_row, version)
-            old = conn.execute(sa.select(version_tags.c.value).where(
-                version_tags.c.version_id == version_id, version_tags.c.key == key)).scalar()
+            old = conn.execute(
+                sa.select(version_tags.c.value).where(
+                    version_tags.c.version_id == version_id, version_tags.c.key == key
+                )
+            ).scalar()
             if old == value:
                 return
-            conn.execute(version_tags.delete().where(version_tags.c.version_id == version_id,
-                                                     version_tags.c.key == key))
+            conn.execute(
+                version_tags.delete().where(version_tags.c.version_id == version_id, version_tags.c.key == key)
+            )
             if value is not None:
                 conn.execute(version_tags.insert().values(version_id=version_id, key=key, value=value))
-            audit.append_event(conn, actor=actor, action="tag_changed", now=now, model=model, version=version,
-                               reason=reason, run=run, before={key: old}, after={key: value})
+            audit.append_event(
+                conn,
+                actor=actor,
+                action="tag_changed",
+                now=now,
+                model=model,
+                version=version,
+                reason=reason,
+                run=run,
+                before={key: old},
+                after={key: value},
+            )
 
     def delete_version(self, model: str, version: int, *, actor: str, reason: str) -> None:
         """Soft-delete a version: kept for audit, no longer deployable; refused while an alias points at it."""
@@ -144,42 +204,107 @@ class ModelRegistry(RegistryQueries):
             if held:
                 raise ConflictError(f"{model} v{version} is behind alias(es) {', '.join(held)}; move them first")
             conn.execute(model_versions.update().where(model_versions.c.id == version_id).values(deleted_at=now))
-            audit.append_event(conn, actor=actor, action="version_deleted", now=now, model=model, version=version,
-                               reason=reason)
+            audit.append_event(
+                conn,
+                actor=actor,
+                action="version_deleted",
+                now=now,
+                model=model,
+                version=version,
+                reason=reason,
+            )
 
     def update_card(self, model: str, card: ModelCard, *, actor: str, run: RunRef | None = None) -> None:
         with self.transaction(f"update the model card of '{model}'") as conn:
             now = utcnow()
-            self._update_card(conn, self._lock_model(conn, model, now=now), card, actor=actor,
-                              run=run or RunRef(), now=now)
+            self._update_card(
+                conn, self._lock_model(conn, model, now=now), card, actor=actor, run=run or RunRef(), now=now
+            )
 
     # -- aliases and deployments ----------------------------------------------------------------
 
-    def move_alias(self, model: str, alias: str, version: int, *, expected: int | None = UNSET,
-                   actor: str, reason: str = "", run: RunRef | None = None) -> AliasMove:
+    def move_alias(
+        self,
+        model: str,
+        alias: str,
+        version: int,
+        *,
+        expected: int | None = UNSET,
+        actor: str,
+        reason: str = "",
+        run: RunRef | None = None,
+    ) -> AliasMove:
         """Point ``alias`` at ``version``; with ``expected``, only if it still points at that version."""
         with self.transaction(f"move alias '{alias}' of '{model}'") as conn:
-            return self._move_alias(conn, model, alias, version, expected=expected, actor=actor, reason=reason,
-                                    run=run or RunRef(), action="alias_moved")
+            return self._move_alias(
+                conn,
+                model,
+                alias,
+                version,
+                expected=expected,
+                actor=actor,
+                reason=reason,
+                run=run or RunRef(),
+                action="alias_moved",
+            )
 
-    def deploy(self, model: str, version: int, *, alias: str, target: str, endpoint: str = "",
-               expected: int | None = UNSET, actor: str, reason: str = "", run: RunRef | None = None,
-               action: str = "deployed") -> Deployment:
+    def deploy(
+        self,
+        model: str,
+        version: int,
+        *,
+        alias: str,
+        target: str,
+        endpoint: str = "",
+        expected: int | None = UNSET,
+        actor: str,
+        reason: str = "",
+        run: RunRef | None = None,
+        action: str = "deployed",
+    ) -> Deployment:
         """Move the alias and record the deployment in one transaction (both happen or neither)."""
         run = run or RunRef()
         with self.transaction(f"deploy {model} v{version} to '{alias}'") as conn:
-            move = self._move_alias(conn, model, alias, version, expected=expected, actor=actor, reason=reason,
-                                    run=run, action=action)
+            move = self._move_alias(
+                conn,
+                model,
+                alias,
+                version,
+                expected=expected,
+                actor=actor,
+                reason=reason,
+                run=run,
+                action=action,
+            )
             now = utcnow()
             model_row = self._lock_model(conn, model, now=now)
-            conn.execute(deployments.insert().values(
-                model_id=model_row.id, version_id=self._version_id(conn, model_row, version), alias=alias,
-                target=target, endpoint=endpoint, action=action, dag_id=run.dag_id, run_id=run.run_id,
-                task_id=run.task_id, actor=actor, created_at=now))
+            conn.execute(
+                deployments.insert().values(
+                    model_id=model_row.id,
+                    version_id=self._version_id(conn, model_row, version),
+                    alias=alias,
+                    target=target,
+                    endpoint=endpoint,
+                    action=action,
+                    dag_id=run.dag_id,
+                    run_id=run.run_id,
+                    task_id=run.task_id,
+                    actor=actor,
+                    created_at=now,
+                )
+            )
             return Deployment(model, move.version, alias, target, endpoint, action, run, actor, now)
 
-    def rollback(self, model: str, alias: str, *, actor: str, reason: str = "", target: str = "local",
-                 run: RunRef | None = None) -> Deployment:
+    def rollback(
+        self,
+        model: str,
+        alias: str,
+        *,
+        actor: str,
+        reason: str = "",
+        target: str = "local",
+        run: RunRef | None = None,
+    ) -> Deployment:
         """Move ``alias`` back to the version it pointed at before the current one."""
         current = self.alias_version(model, alias)
         if current is None:
@@ -187,22 +312,62 @@ class ModelRegistry(RegistryQueries):
         previous = self.previous_alias_version(model, alias)
         if previous is None:
             raise NotFoundError(f"alias '{alias}' of model '{model}' has no earlier version to roll back to")
-        return self.deploy(model, previous, alias=alias, target=target, expected=current.version, actor=actor,
-                           reason=reason or f"rollback from v{current.version}", run=run, action="rolled_back")
+        return self.deploy(
+            model,
+            previous,
+            alias=alias,
+            target=target,
+            expected=current.version,
+            actor=actor,
+            reason=reason or f"rollback from v{current.version}",
+            run=run,
+            action="rolled_back",
+        )
 
-    def record_event(self, action: str, *, actor: str, model: str | None = None, version: int | None = None,
-                     alias: str | None = None, reason: str = "", run: RunRef | None = None,
-                     before: Any = None, after: Any = None) -> int:
+    def record_event(
+        self,
+        action: str,
+        *,
+        actor: str,
+        model: str | None = None,
+        version: int | None = None,
+        alias: str | None = None,
+        reason: str = "",
+        run: RunRef | None = None,
+        before: Any = None,
+        after: Any = None,
+    ) -> int:
         """Append an audit event that is not itself a registry change (approvals, refusals)."""
         with self.transaction(f"record '{action}' in the audit trail") as conn:
-            return audit.append_event(conn, actor=actor, action=action, now=utcnow(), model=model,
-                                      version=version, alias=alias, reason=reason, run=run, before=before,
-                                      after=after)
+            return audit.append_event(
+                conn,
+                actor=actor,
+                action=action,
+                now=utcnow(),
+                model=model,
+                version=version,
+                alias=alias,
+                reason=reason,
+                run=run,
+                before=before,
+                after=after,
+            )
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _move_alias(self, conn: Connection, model: str, alias: str, version: int, *, expected: int | None,
-                    actor: str, reason: str, run: RunRef, action: str) -> AliasMove:
+    def _move_alias(
+        self,
+        conn: Connection,
+        model: str,
+        alias: str,
+        version: int,
+        *,
+        expected: int | None,
+        actor: str,
+        reason: str,
+        run: RunRef,
+        action: str,
+    ) -> AliasMove:
         now = utcnow()
         model_row = self._lock_model(conn, model, now=now)
         version_id = self._version_id(conn, model_row, version)
@@ -221,25 +386,54 @@ class ModelRegistry(RegistryQueries):
         if current == version:
             return AliasMove(model, alias, current, version)
         if current is None:
-            conn.execute(aliases.insert().values(model_id=model_row.id, alias=alias, version_id=version_id,
-                                                 updated_at=now))
+            conn.execute(
+                aliases.insert().values(model_id=model_row.id, alias=alias, version_id=version_id, updated_at=now)
+            )
         else:
-            conn.execute(aliases.update().where(aliases.c.model_id == model_row.id, aliases.c.alias == alias)
-                         .values(version_id=version_id, updated_at=now))
-        conn.execute(alias_history.update().where(
-            alias_history.c.model_id == model_row.id, alias_history.c.alias == alias,
-            alias_history.c.valid_to.is_(None)).values(valid_to=now))
-        conn.execute(alias_history.insert().values(model_id=model_row.id, alias=alias, version_id=version_id,
-                                                   valid_from=now))
-        audit.append_event(conn, actor=actor, action=action, now=now, model=model, version=version, alias=alias,
-                           reason=reason, run=run, before={"version": current}, after={"version": version})
+            conn.execute(
+                aliases.update()
+                .where(aliases.c.model_id == model_row.id, aliases.c.alias == alias)
+                .values(version_id=version_id, updated_at=now)
+            )
+        conn.execute(
+            alias_history.update()
+            .where(
+                alias_history.c.model_id == model_row.id,
+                alias_history.c.alias == alias,
+                alias_history.c.valid_to.is_(None),
+            )
+            .values(valid_to=now)
+        )
+        conn.execute(
+            alias_history.insert().values(model_id=model_row.id, alias=alias, version_id=version_id, valid_from=now)
+        )
+        audit.append_event(
+            conn,
+            actor=actor,
+            action=action,
+            now=now,
+            model=model,
+            version=version,
+            alias=alias,
+            reason=reason,
+            run=run,
+            before={"version": current},
+            after={"version": version},
+        )
         return AliasMove(model, alias, current, version)
 
     def _lock_model(self, conn: Connection, model: str, *, now: dt.datetime, create: bool = False) -> Row[Any]:
         if create:
-            insert = _dialect_insert(conn)(models).values(name=model, latest_version=0, description="", owner="",
-                                                          team="", intended_use="", limitations="",
-                                                          created_at=now)
+            insert = _dialect_insert(conn)(models).values(
+                name=model,
+                latest_version=0,
+                description="",
+                owner="",
+                team="",
+                intended_use="",
+                limitations="",
+                created_at=now,
+            )
             conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
         row = conn.execute(sa.select(models).where(models.c.name == model).with_for_update()).first()
         if row is None:
@@ -249,16 +443,27 @@ class ModelRegistry(RegistryQueries):
         return row
 
     def _version_id(self, conn: Connection, model_row: Row[Any], version: int) -> int:
-        row = conn.execute(sa.select(model_versions.c.id, model_versions.c.deleted_at).where(
-            model_versions.c.model_id == model_row.id, model_versions.c.version == version)).first()
+        row = conn.execute(
+            sa.select(model_versions.c.id, model_versions.c.deleted_at).where(
+                model_versions.c.model_id == model_row.id, model_versions.c.version == version
+            )
+        ).first()
         if row is None:
             raise NotFoundError(f"model '{model_row.name}' has no version {version}")
         if row.deleted_at is not None:
             raise RegistryError(f"{model_row.name} v{version} was deleted; it cannot be used")
         return int(row.id)
 
-    def _update_card(self, conn: Connection, model_row: Row[Any], card: ModelCard | None, *, actor: str,
-                     run: RunRef, now: dt.datetime) -> None:
+    def _update_card(
+        self,
+        conn: Connection,
+        model_row: Row[Any],
+        card: ModelCard | None,
+        *,
+        actor: str,
+        run: RunRef,
+        now: dt.datetime,
+    ) -> None:
         if card is None:
             return
         fields = ("description", "owner", "team", "intended_use", "limitations")
@@ -267,15 +472,22 @@ class ModelRegistry(RegistryQueries):
         if after == before:
             return
         conn.execute(models.update().where(models.c.id == model_row.id).values(**after))
-        audit.append_event(conn, actor=actor, action="model_card_updated", now=now, model=model_row.name,
-                           run=run, before=before, after=after)
+        audit.append_event(
+            conn,
+            actor=actor,
+            action="model_card_updated",
+            now=now,
+            model=model_row.name,
+            run=run,
+            before=before,
+            after=after,
+        )
 
 
 def _dialect_insert(conn: Connection) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - other dialects are not supported yet
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    inserts = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+    if conn.dialect.name not in inserts:
         raise RegistryError(f"unsupported registry database '{conn.dialect.name}'; use PostgreSQL or SQLite")
-    return insert
+    return inserts[conn.dialect.name]

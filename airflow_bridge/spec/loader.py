@@ -92,16 +92,30 @@ def load_spec_text(
     doc = load_located(raw)
     for problem in doc.problems:
         result.issues.append(
-            SpecIssue(path, problem.position.line, problem.position.col, _dotted(problem.path),
-                      problem.message, problem.hint)
+            SpecIssue(
+                path,
+                problem.position.line,
+                problem.position.col,
+                _dotted(problem.path),
+                problem.message,
+                problem.hint,
+            )
         )
     if doc.data is None and not result.issues:
         result.issues.append(SpecIssue(path, 1, 1, "", "file holds no spec", "run 'airflow-bridge init NAME'"))
     if result.issues:
         return result
     if not isinstance(doc.data, dict):
-        result.issues.append(SpecIssue(path, 1, 1, "", "a spec is a mapping of keys (apiVersion, kind, name...)",
-                                       "run 'airflow-bridge init NAME' for a starter spec"))
+        result.issues.append(
+            SpecIssue(
+                path,
+                1,
+                1,
+                "",
+                "a spec is a mapping of keys (apiVersion, kind, name...)",
+                "run 'airflow-bridge init NAME' for a starter spec",
+            )
+        )
         return result
     name = doc.data.get("name")
     result.raw_name = name if isinstance(name, str) else None
@@ -136,8 +150,7 @@ def load_specs(
     """
     context = context or SpecContext.from_environment()
     results = [
-        load_spec(path, context, display=os.path.relpath(path, relative_to) if relative_to else None)
-        for path in paths
+        load_spec(path, context, display=os.path.relpath(path, relative_to) if relative_to else None) for path in paths
     ]
     by_name: dict[str, list[LoadedSpec]] = {}
     for result in results:
@@ -149,8 +162,13 @@ def load_specs(
         for result in clashing:
             others = ", ".join(other.path for other in clashing if other is not result)
             result.issues.append(
-                SpecIssue(result.path, *_name_position(result.source or result.path), "name",
-                          f"name '{name}' is also used by {others}", "give each spec a unique name")
+                SpecIssue(
+                    result.path,
+                    *_name_position(result.source or result.path),
+                    "name",
+                    f"name '{name}' is also used by {others}",
+                    "give each spec a unique name",
+                )
             )
             result.issues.sort()
             result.spec = None
@@ -202,7 +220,8 @@ def _pydantic_issues(exc: ValidationError, doc: LocatedDocument, path: str) -> l
             message = f"unknown key '{loc[-1]}'"
             allowed = allowed_keys(loc[:-1])
             hint = did_you_mean(str(loc[-1]), allowed) or (
-                f"allowed keys: {', '.join(sorted(allowed))}" if allowed else None)
+                f"allowed keys: {', '.join(sorted(allowed))}" if allowed else None
+            )
         else:
             where = _known_prefix(loc, doc)
             position = doc.position_of(where)
@@ -244,9 +263,7 @@ def allowed_keys(loc: Sequence[str | int]) -> set[str]:
     for part in loc:
         current = _unwrap(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
-            field_info = next(
-                (f for n, f in current.model_fields.items() if (f.alias or n) == part), None
-            )
+            field_info = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
             if field_info is None:
                 return set()
             current = field_info.annotation

@@ -74,7 +74,7 @@ class TrainingData(_Section):
     @field_validator("uri")
     @classmethod
     def _no_credentials_in_uri(cls, value: str) -> str:
-        head, sep, rest = value.partition("://")
+        _, sep, rest = value.partition("://")
         if sep and "@" in rest.split("/", 1)[0]:
             raise bridge_error(
                 "the URI carries credentials",
@@ -112,9 +112,7 @@ class ModelSection(_Section):
 
     estimator: str = Field(description="Dotted class name, e.g. sklearn.ensemble.RandomForestClassifier.")
     params: dict[str, JsonValue] = Field(default_factory=dict, description="Constructor parameters.")
-    task: TaskKind | None = Field(
-        default=None, description="classification or regression; known estimators imply it."
-    )
+    task: TaskKind | None = Field(default=None, description="classification or regression; known estimators imply it.")
 
     @field_validator("estimator")
     @classmethod
@@ -212,7 +210,8 @@ class Experiment(BaseModel):
         parts = value.split()
         if len(parts) != 5 or not all(_CRON_FIELD.match(p) for p in parts):
             raise bridge_error(
-                f"'{value}' is not a cron expression", "use 5 fields, e.g. '0 6 * * 1', or a preset like @weekly"
+                f"'{value}' is not a cron expression",
+                "use 5 fields, e.g. '0 6 * * 1', or a preset like @weekly",
             )
         return value
 

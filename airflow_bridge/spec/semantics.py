@@ -57,30 +57,45 @@ class SpecContext:
 
 def check_experiment(spec: Experiment, spec_dir: str, context: SpecContext) -> Iterator[Finding]:
     """Every cross-field problem of a structurally valid spec."""
-    kind = spec.model.task or context.estimators.get(spec.model.estimator) or DEFAULT_ESTIMATORS.get(
-        spec.model.estimator
+    kind = (
+        spec.model.task or context.estimators.get(spec.model.estimator) or DEFAULT_ESTIMATORS.get(spec.model.estimator)
     )
     if kind is None:
-        yield (("model", "estimator"), f"cannot tell whether '{spec.model.estimator}' classifies or regresses",
-               "add 'task: classification' or 'task: regression' under model")
+        yield (
+            ("model", "estimator"),
+            f"cannot tell whether '{spec.model.estimator}' classifies or regresses",
+            "add 'task: classification' or 'task: regression' under model",
+        )
     else:
         metrics = METRICS[kind]
         for metric in spec.validation.thresholds:
             if metric not in metrics:
-                yield (("validation", "thresholds", metric), f"'{metric}' is not a {kind} metric",
-                       did_you_mean(metric, metrics) or f"choose from {', '.join(metrics)}")
+                yield (
+                    ("validation", "thresholds", metric),
+                    f"'{metric}' is not a {kind} metric",
+                    did_you_mean(metric, metrics) or f"choose from {', '.join(metrics)}",
+                )
         champion = spec.validation.champion
         if champion and champion.metric not in metrics:
-            yield (("validation", "champion", "metric"), f"'{champion.metric}' is not a {kind} metric",
-                   did_you_mean(champion.metric, metrics) or f"choose from {', '.join(metrics)}")
+            yield (
+                ("validation", "champion", "metric"),
+                f"'{champion.metric}' is not a {kind} metric",
+                did_you_mean(champion.metric, metrics) or f"choose from {', '.join(metrics)}",
+            )
     training = spec.data.training
     if training.features is not None and training.target in training.features:
-        yield (("data", "training", "features"), f"the target '{training.target}' is also listed as a feature",
-               "remove it from features")
+        yield (
+            ("data", "training", "features"),
+            f"the target '{training.target}' is also listed as a feature",
+            "remove it from features",
+        )
     if spec.training.compute not in context.compute_tiers:
-        yield (("training", "compute"), f"unknown compute tier '{spec.training.compute}'",
-               did_you_mean(spec.training.compute, context.compute_tiers)
-               or f"tiers defined in the team policy: {', '.join(context.compute_tiers)}")
+        yield (
+            ("training", "compute"),
+            f"unknown compute tier '{spec.training.compute}'",
+            did_you_mean(spec.training.compute, context.compute_tiers)
+            or f"tiers defined in the team policy: {', '.join(context.compute_tiers)}",
+        )
     yield from _check_data_uri(training.uri, training.format, training.conn_id, spec_dir, context)
 
 
@@ -102,27 +117,46 @@ def _check_data_uri(
     parts = urlsplit(uri)
     if parts.scheme and parts.scheme != "file" and len(parts.scheme) > 1:
         if parts.scheme not in REMOTE_SCHEMES:
-            yield (path, f"unsupported URI scheme '{parts.scheme}'",
-                   f"use a path, file://, or one of {', '.join(REMOTE_SCHEMES)}")
+            yield (
+                path,
+                f"unsupported URI scheme '{parts.scheme}'",
+                f"use a path, file://, or one of {', '.join(REMOTE_SCHEMES)}",
+            )
             return
         if not any(uri.startswith(root.rstrip("/") + "/") for root in context.data_roots if "://" in root):
-            yield (path, f"'{uri}' is outside the allowed data roots",
-                   "engineers list allowed buckets/prefixes in the team policy (data_roots)")
+            yield (
+                path,
+                f"'{uri}' is outside the allowed data roots",
+                "engineers list allowed buckets/prefixes in the team policy (data_roots)",
+            )
     else:
         if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
-            yield (path, f"'{uri}' has a host part '{parts.netloc}'",
-                   "write file:///absolute/path, or a path relative to the spec file")
+            yield (
+                path,
+                f"'{uri}' has a host part '{parts.netloc}'",
+                "write file:///absolute/path, or a path relative to the spec file",
+            )
             return
-        resolved = resolve_data_uri(uri, spec_dir)[len("file://"):]
+        resolved = resolve_data_uri(uri, spec_dir)[len("file://") :]
         local_roots = [spec_dir, *(r for r in context.data_roots if "://" not in r)]
         if not any(_is_within(resolved, root) for root in local_roots):
-            yield (path, f"'{uri}' is outside the allowed data roots",
-                   "keep data next to the spec, or ask engineers to add its folder to data_roots")
+            yield (
+                path,
+                f"'{uri}' is outside the allowed data roots",
+                "keep data next to the spec, or ask engineers to add its folder to data_roots",
+            )
         if conn_id:
-            yield (("data", "training", "conn_id"), "a local path does not use a connection", "remove conn_id")
+            yield (
+                ("data", "training", "conn_id"),
+                "a local path does not use a connection",
+                "remove conn_id",
+            )
     if fmt is None and PurePosixPath(parts.path or uri).suffix.lower() not in FORMATS:
-        yield (path, "cannot infer the file format from the extension",
-               "add 'format: csv' or 'format: parquet'")
+        yield (
+            path,
+            "cannot infer the file format from the extension",
+            "add 'format: csv' or 'format: parquet'",
+        )
 
 
 def _is_within(path: str, root: str) -> bool:
@@ -135,8 +169,11 @@ def scan_for_secrets(data: Any, path: tuple[str | int, ...] = ()) -> Iterator[Fi
     if isinstance(data, dict):
         for key, value in data.items():
             if _SECRET_KEYS.search(str(key)) and isinstance(value, str | int) and value not in ("", None):
-                yield ((*path, key), f"'{key}' looks like a secret",
-                       "secrets live in Airflow connections; reference one with conn_id")
+                yield (
+                    (*path, key),
+                    f"'{key}' looks like a secret",
+                    "secrets live in Airflow connections; reference one with conn_id",
+                )
                 continue
             yield from scan_for_secrets(value, (*path, key))
     elif isinstance(data, list):
@@ -145,6 +182,9 @@ def scan_for_secrets(data: Any, path: tuple[str | int, ...] = ()) -> Iterator[Fi
     elif isinstance(data, str):
         for pattern, what in _SECRET_PATTERNS:
             if pattern.search(data):
-                yield (path, f"value looks like {what}",
-                       "remove it and rotate it; secrets live in Airflow connections, referenced by conn_id")
+                yield (
+                    path,
+                    f"value looks like {what}",
+                    "remove it and rotate it; secrets live in Airflow connections, referenced by conn_id",
+                )
                 return

@@ -59,9 +59,7 @@ class LocatedDocument:
         probe = tuple(path)
         while True:
             first, second = (
-                (self.key_positions, self.value_positions)
-                if prefer_key
-                else (self.value_positions, self.key_positions)
+                (self.key_positions, self.value_positions) if prefer_key else (self.value_positions, self.key_positions)
             )
             if probe in first:
                 return first[probe]
@@ -122,14 +120,16 @@ class _Builder:
         for key_node, value_node in node.value:
             if key_node.tag == f"{_CORE}merge":
                 self.doc.problems.append(
-                    YamlProblem(_pos(key_node), path, "YAML merge keys ('<<') are not supported in specs",
-                                "write the keys out in full")
+                    YamlProblem(
+                        _pos(key_node),
+                        path,
+                        "YAML merge keys ('<<') are not supported in specs",
+                        "write the keys out in full",
+                    )
                 )
                 continue
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_TAGS:
-                self.doc.problems.append(
-                    YamlProblem(_pos(key_node), path, "mapping keys must be plain strings")
-                )
+                self.doc.problems.append(YamlProblem(_pos(key_node), path, "mapping keys must be plain strings"))
                 continue
             key = str(_scalar(key_node))
             if key in seen:
@@ -157,7 +157,6 @@ class _Builder:
                 "specs are plain data: use strings, numbers, booleans, lists and mappings only",
             )
         )
-        return None
 
 
 def load_located(text: str | bytes) -> LocatedDocument:
@@ -166,8 +165,12 @@ def load_located(text: str | bytes) -> LocatedDocument:
     raw = text.encode("utf-8") if isinstance(text, str) else text
     if len(raw) > MAX_SPEC_BYTES:
         doc.problems.append(
-            YamlProblem(Position(1, 1), (), f"file is {len(raw)} bytes, over the {MAX_SPEC_BYTES}-byte limit",
-                        "a spec describes an experiment; keep data and long texts in separate files")
+            YamlProblem(
+                Position(1, 1),
+                (),
+                f"file is {len(raw)} bytes, over the {MAX_SPEC_BYTES}-byte limit",
+                "a spec describes an experiment; keep data and long texts in separate files",
+            )
         )
         return doc
     try:

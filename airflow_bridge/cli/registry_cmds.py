@@ -1,0 +1,152 @@
+"""Registry commands: ``models ...`` and ``audit ...``. They read the registry without Airflow."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from airflow_bridge.cli.common import (
+    Format,
+    console,
+    fail,
+    format_option,
+    home_option,
+    print_json,
+    registry_option,
+    registry_url,
+)
+
+if TYPE_CHECKING:
+    from airflow_bridge.registry.store import ModelRegistry
+
+models_app = typer.Typer(help="Read and change the model registry.", no_args_is_help=True)
+audit_app = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=True)
+
+
+def _open(url: str | None, home: Path | None) -> ModelRegistry:
+    from airflow_bridge.registry.store import ModelRegistry
+
+    return ModelRegistry(registry_url(url, home))
+
+
+@contextlib.contextmanager
+def _guard(action: str) -> Iterator[None]:
+    """Registry errors become a red message and exit 1 (never a traceback, never a password)."""
+    from airflow_bridge.exceptions import BridgeError
+
+    try:
+        yield
+    except BridgeError as exc:
+        raise fail(f"{action}: {exc}") from None
+
+
+@models_app.command("list")
+def models_list(
+    home: home_option = None, registry: registry_option = None, output: format_option = Format.text
+) -> None:
+    """Registered models with their newest version and aliases."""
+    with _guard("cannot list models"):
+        models = _open(registry, home).list_models()
+    if output == Format.json:
+        print_json(
+            [
+                {
+                    "name": m.name,
+                    "latest_version": m.latest_version,
+                    "aliases": m.aliases,
+                    "owner": m.card.owner,
+                    "team": m.card.team,
+                }
+                for m in models
+            ]
+        )
+        return
+    from rich.table import Table
+
+    table = Table("model", "latest", "aliases", "owner", "team")
+    for m in models:
+        aliases = ", ".join(f"{a}→v{v}" for a, v in sorted(m.aliases.items())) or "-"
+        table.add_row(m.name, f"v{m.latest_version}", aliases, m.card.owner, m.card.team)
+    console.print(table if models else "no models registered yet")
+
+
+@models_app.command("show")
+def models_show(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str | None, typer.Option("--version", "-v", help="Version number or alias.")] = None,
+    home: home_option = None,
+    registry: registry_option = None,
+    output: format_option = Format.text,
+) -> None:
+    """A model's card and one version (default: the newest) with metrics, artifact and producing run."""
+    with _guard(f"cannot show '{name}'"):
+        store = _open(registry, home)
+        model = store.get_model(name)
+        if model.latest_version == 0:
+            raise fail(f"model '{name}' has no versions")
+        chosen = store.resolve(name, version or str(model.latest_version))
+    if output == Format.json:
+        print_json(
+            {
+                "model": name,
+                "card": model.card.__dict__,
+                "aliases": model.aliases,
+                "version": chosen.to_dict(),
+            }
+        )
+        return
+    console.print(f"[bold]{name}[/] — {model.card.description.strip() or 'no description'}")
+    console.print(
+        f"owner {model.card.owner or '-'}  team {model.card.team or '-'}  "
+        f"aliases {', '.join(f'{a}→v{v}' for a, v in sorted(model.aliases.items())) or '-'}"
+    )
+    console.print(
+        f"[bold]v{chosen.version}[/] {chosen.estimator} ({chosen.task_kind}) "
+        f"created {chosen.created_at:%Y-%m-%d %H:%M:%S} UTC by {chosen.created_by}"
+    )
+    console.print(f"  artifact {chosen.artifact.uri}")
+    console.print(f"  sha256 {chosen.artifact.sha256}  size {chosen.artifact.size} bytes")
+    if chosen.run.dag_id:
+        console.print(f"  produced by {chosen.run.dag_id} / {chosen.run.run_id} / {chosen.run.task_id}")
+    for metric, value in sorted(chosen.metrics.items()):
+        console.print(f"  {metric:<18} {value:.4f}" if isinstance(value, float) else f"  {metric:<18} {value}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    home: home_option = None, registry: registry_option = None, output: format_option = Format.text
+) -> None:
+    """Recompute the hash chain; exit 1 and name the first broken event if any row was changed."""
+    with _guard("cannot verify the audit trail"):
+        report = _open(registry, home).verify_audit()
+    if output == Format.json:
+        print_json(report.__dict__)
+    elif report.ok:
+        console.print(f"[green]audit trail intact[/]: {report.checked} events verified")
+    else:
+        console.print(f"[bold red]audit trail broken[/]: {report.problem}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write (default stdout).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Only events of this model.")] = None,
+    home: home_option = None,
+    registry: registry_option = None,
+) -> None:
+    """Write the audit trail as JSON lines."""
+    import json
+
+    with _guard("cannot export the audit trail"):
+        events = _open(registry, home).audit_events(model=model)
+    lines = "".join(json.dumps(e.to_dict(), sort_keys=True, default=str) + "\n" for e in events)
+    if out:
+        out.write_text(lines)
+        console.print(f"wrote {len(events)} events to {out}")
+    else:
+        print(lines, end="")

@@ -1,0 +1,197 @@
+"""Spec commands: validate, render, schema, init. ``validate``, ``schema`` and ``init`` never import Airflow."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from airflow_bridge.cli.common import Format, console, err_console, fail, print_json
+
+STARTER = """\
+# yaml-language-server: $schema={schema}
+# Starter spec written by 'airflow-bridge init'. Check it with: airflow-bridge validate {filename}
+apiVersion: airflow-bridge/v1
+kind: Experiment
+name: {name}                      # becomes the DAG id; unique across specs
+description: |
+  What this model predicts, for whom, and why it matters.
+owner: {owner}                    # Airflow user who owns the experiment
+team: my-team                     # the team whose policy (approvers, tiers) applies
+schedule: "@weekly"               # cron ("0 6 * * 1") or a preset; remove to run only on demand
+data:
+  training:
+    uri: data/{name}.csv          # path relative to this file, or s3://... with conn_id
+    target: label                 # the column to predict
+  split: {{test_size: 0.2, seed: 42}}
+  checks: {{min_rows: 100, max_null_fraction: 0.05}}
+model:
+  estimator: sklearn.ensemble.RandomForestClassifier   # from the allow-list
+  params: {{n_estimators: 100, max_depth: 8}}
+validation:
+  thresholds:
+    accuracy: {{min: 0.8}}
+deployment: {{target: local, alias: production}}
+"""
+
+_GITHUB_ESCAPES = {"%": "%25", "\r": "%0D", "\n": "%0A"}
+
+
+def _expand(paths: list[Path]) -> list[str]:
+    from airflow_bridge.spec.loader import discover_specs
+
+    files: list[str] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(discover_specs(path))
+        elif path.exists():
+            files.append(str(path))
+        else:
+            raise fail(f"{path}: no such file or folder", code=2)
+    if not files:
+        raise fail("no spec files (*.yaml, *.yml) found in " + ", ".join(map(str, paths)), code=2)
+    return files
+
+
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Spec files or folders of specs.")],
+    output: Annotated[str, typer.Option("--format", help="text, json or github (annotations).")] = "text",
+) -> None:
+    """Check specs without importing Airflow. Exit 0 when all are valid, 1 otherwise."""
+    if output not in ("text", "json", "github"):
+        raise fail(f"--format must be text, json or github, not '{output}'", code=2)
+    from airflow_bridge.spec.loader import load_specs
+
+    results = load_specs(_expand(paths))
+    invalid = [r for r in results if not r.ok]
+    if output == "json":
+        print_json(
+            {
+                "valid": not invalid,
+                "files": [
+                    {
+                        "path": r.path,
+                        "valid": r.ok,
+                        "name": r.spec.name if r.spec else r.raw_name,
+                        "issues": [i.to_dict() for i in r.issues],
+                    }
+                    for r in results
+                ],
+                "error_count": sum(len(r.issues) for r in results),
+            }
+        )
+    elif output == "github":
+        for result in invalid:
+            for issue in result.issues:
+                message = issue.message + (f" ({issue.hint})" if issue.hint else "")
+                text = "".join(_GITHUB_ESCAPES.get(ch, ch) for ch in message)
+                title = f"airflow-bridge: {issue.field or 'spec'}"
+                print(f"::error file={issue.path},line={issue.line},col={issue.col},title={title}::{text}")
+        print(f"{len(results) - len(invalid)} valid, {len(invalid)} invalid spec(s)")
+    else:
+        for result in results:
+            if result.ok:
+                console.print(f"[green]✓[/] {result.path}")
+            else:
+                console.print(f"[red]✗[/] {result.path}")
+                for issue in result.issues:
+                    console.print(f"    {issue.format()}", markup=False)
+        summary = f"{len(results) - len(invalid)} valid, {len(invalid)} invalid spec(s)"
+        console.print(f"[bold red]{summary}[/]" if invalid else f"[bold green]{summary}[/]")
+    raise typer.Exit(1 if invalid else 0)
+
+
+def schema(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of experiment specs (for editors and CI)."""
+    from airflow_bridge.spec.schema import experiment_schema_text
+
+    text = experiment_schema_text()
+    if out:
+        out.write_text(text)
+        err_console.print(f"wrote {out}")
+    else:
+        print(text, end="")
+
+
+def init(
+    name: Annotated[str, typer.Argument(help="Experiment name (lower-case letters, digits, '_').")],
+    directory: Annotated[Path, typer.Option("--dir", help="Folder for the spec.", file_okay=False)] = Path("dag_specs"),
+    owner: Annotated[str, typer.Option(help="Owner (an Airflow user).")] = "",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter spec NAME.yaml."""
+    from airflow_bridge.spec.models import NAME_PATTERN
+
+    if not re.match(NAME_PATTERN, name):
+        raise fail(
+            f"'{name}' is not a valid name: use lower-case letters, digits and '_', starting with a letter",
+            code=2,
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{name}.yaml"
+    if target.exists() and not force:
+        raise fail(f"{target} already exists; pass --force to overwrite it")
+    schema_file = _schema_reference(directory)
+    target.write_text(
+        STARTER.format(name=name, owner=owner or os.environ.get("USER") or "me", filename=target, schema=schema_file)
+    )
+    console.print(f"[green]wrote[/] {target}")
+    console.print(
+        f"next: put your data at {directory / 'data' / (name + '.csv')}, edit the spec, then run "
+        f"'airflow-bridge validate {target}'"
+    )
+
+
+def _schema_reference(directory: Path) -> str:
+    """Relative path to the repo's committed schema when there is one, else the published URL."""
+    from airflow_bridge.spec.schema import SCHEMA_ID
+
+    for parent in [directory.resolve(), *directory.resolve().parents]:
+        candidate = parent / "schemas" / "experiment-v1.json"
+        if candidate.exists():
+            return os.path.relpath(candidate, directory.resolve())
+    return SCHEMA_ID
+
+
+def render(
+    spec: Annotated[Path, typer.Argument(help="The spec file.", dir_okay=False)],
+    output: Annotated[Format, typer.Option("--format")] = Format.text,
+) -> None:
+    """Show the DAG that would be built: tasks, dependencies, schedule, connections referenced."""
+    from airflow_bridge.spec.loader import load_spec
+
+    if not spec.exists():
+        raise fail(f"{spec}: no such file", code=2)
+    loaded = load_spec(spec)
+    if not loaded.ok or loaded.spec is None:
+        for issue in loaded.issues:
+            err_console.print(issue.format(), markup=False)
+        raise typer.Exit(1)
+    from airflow_bridge.cli.render import describe_dag
+
+    description = describe_dag(loaded.spec, str(spec), loaded.sha256)
+    if output == Format.json:
+        print_json(description)
+        return
+    _print_description(description)
+
+
+def _print_description(description: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console.print(
+        f"[bold]DAG[/] {description['dag_id']}  schedule={description['schedule']}  "
+        f"owner={description['owner']}  tags={', '.join(description['tags'])}"
+    )
+    table = Table("task", "operator", "upstream", "retries")
+    for task in description["tasks"]:
+        table.add_row(task["task_id"], task["operator"], ", ".join(task["upstream"]) or "-", str(task["retries"]))
+    console.print(table)
+    console.print("[bold]connections referenced[/]")
+    for conn in description["connections"]:
+        console.print(f"  {conn['conn_id']}  ({conn['purpose']})")

@@ -1,0 +1,62 @@
+"""End to end with Airflow's real ``dag.test()`` on a SQLite metadata DB: both example specs, and a failing gate."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from airflow_bridge.registry import ModelRegistry
+from tests.conftest import task_states
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    ("spec_file", "model", "metric"),
+    [
+        ("breast_cancer_classifier.yaml", "breast_cancer", "roc_auc"),
+        ("diabetes_progression.yaml", "diabetes_progression", "r2"),
+    ],
+)
+def test_example_spec_trains_registers_and_deploys(
+    spec_file: str, model: str, metric: str, spec_dir: Path, registry_env: dict, run_spec_dag
+) -> None:
+    dag, dag_run = run_spec_dag(spec_dir / spec_file)
+
+    assert task_states(dag_run) == dict.fromkeys(["train", "validate", "register", "deploy"], "success")
+    registry = ModelRegistry(registry_env["url"])
+    version = registry.get_version(model, 1)
+    artifact = Path(urlsplit(version.artifact.uri).path)
+    assert artifact.is_file()
+    assert hashlib.sha256(artifact.read_bytes()).hexdigest() == version.artifact.sha256
+    assert artifact.stat().st_size == version.artifact.size
+    assert str(artifact).startswith(str(registry_env["artifacts"]))
+    assert registry.alias_version(model, "production").version == 1
+    assert metric in version.metrics
+    assert version.run.dag_id == dag.dag_id and version.run.run_id == dag_run.run_id
+    assert (
+        version.data["sha256"]
+        == hashlib.sha256((spec_dir / "data" / version.data["uri"].rsplit("/", 1)[-1]).read_bytes()).hexdigest()
+    )
+    assert [d.action for d in registry.deployments(model)] == ["deployed"]
+    assert registry.verify_audit().ok
+
+
+def test_failing_gate_stops_before_register_and_deploy(spec_dir: Path, registry_env: dict, run_spec_dag) -> None:
+    spec_path = spec_dir / "diabetes_progression.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["validation"]["thresholds"]["r2"] = {"min": 0.99}
+    spec_path.write_text(yaml.safe_dump(spec))
+
+    _, dag_run = run_spec_dag(spec_path)
+
+    states = task_states(dag_run)
+    assert states["train"] == "success"
+    assert states["validate"] == "failed"
+    assert states["register"] == "upstream_failed"
+    assert states["deploy"] == "upstream_failed"
+    assert ModelRegistry(registry_env["url"]).list_models() == []
