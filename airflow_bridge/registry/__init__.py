@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from airflow_bridge.registry.aliases import UNSET
 from airflow_bridge.registry.engine import default_registry_url, describe_url
 from airflow_bridge.registry.records import (
     AliasMove,
@@ -13,7 +14,7 @@ from airflow_bridge.registry.records import (
     ModelVersion,
     RunRef,
 )
-from airflow_bridge.registry.store import UNSET, ModelRegistry
+from airflow_bridge.registry.store import ModelRegistry
 
 __all__ = [
     "UNSET",

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 
+APPROVAL_DECISIONS = ("approval_granted", "approval_rejected", "approval_refused", "approval_timed_out")
+
+
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
@@ -209,6 +212,27 @@ class RegistryQueries:
             if model:
                 query = query.where(audit_events.c.model == model)
             return [audit.to_event(row) for row in conn.execute(query)]
+
+    def approval_decision(
+        self, model: str, version: int, alias: str, *, run_id: str | None = None
+    ) -> AuditEvent | None:
+        """The newest approval decision recorded for ``model`` v``version`` behind ``alias`` (or None)."""
+        with self.reading(f"read approvals of {model} v{version}") as conn:
+            query = (
+                sa.select(audit_events)
+                .where(
+                    audit_events.c.model == model,
+                    audit_events.c.version == version,
+                    audit_events.c.alias == alias,
+                    audit_events.c.action.in_(APPROVAL_DECISIONS),
+                )
+                .order_by(audit_events.c.seq.desc())
+                .limit(1)
+            )
+            if run_id:
+                query = query.where(audit_events.c.run_id == run_id)
+            row = conn.execute(query).first()
+            return audit.to_event(row) if row else None
 
     def verify_audit(self) -> audit.ChainReport:
         with self.reading("verify the audit trail") as conn:

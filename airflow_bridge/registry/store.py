@@ -16,41 +16,25 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from airflow_bridge.exceptions import ConflictError, NotFoundError, RegistryError
+from airflow_bridge.exceptions import ConflictError, NotFoundError, PolicyViolationError, RegistryError
 from airflow_bridge.registry import audit
+from airflow_bridge.registry.aliases import AliasOperations, utcnow
 from airflow_bridge.registry.engine import create_registry_engine, describe_url, migrate, translate_errors
-from airflow_bridge.registry.queries import RegistryQueries
 from airflow_bridge.registry.records import (
-    AliasMove,
     ArtifactRef,
-    Deployment,
     ModelCard,
     ModelVersion,
     RunRef,
 )
 from airflow_bridge.registry.tables import (
-    alias_history,
     aliases,
-    deployments,
     model_versions,
     models,
     version_tags,
 )
 
 
-class _Unset:
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET: Any = _Unset()
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-class ModelRegistry(RegistryQueries):
+class ModelRegistry(AliasOperations):
     """Read and change the registry at ``url`` (any SQLAlchemy URL; the password never reaches logs)."""
 
     def __init__(self, url: str | sa.URL) -> None:
@@ -90,8 +74,13 @@ class ModelRegistry(RegistryQueries):
         reason: str = "",
         card: ModelCard | None = None,
         tags: dict[str, str] | None = None,
+        max_versions_per_day: int | None = None,
     ) -> ModelVersion:
-        """Record a new version; the same (dag_id, run_id, task_id) always gets the same version."""
+        """Record a new version; the same (dag_id, run_id, task_id) always gets the same version.
+
+        ``max_versions_per_day`` is a quota on new versions of this model in the last 24 hours,
+        checked under the model's lock (so concurrent writers cannot exceed it).
+        """
         run = run or RunRef()
         with self.transaction(f"register a version of '{model}'") as conn:
             now = utcnow()
@@ -108,6 +97,8 @@ class ModelRegistry(RegistryQueries):
                 ).scalar()
                 if existing is not None:
                     return self._version(conn, model, existing)
+            if max_versions_per_day is not None:
+                self._check_quota(conn, model_row, max_versions_per_day, now)
             number = model_row.latest_version + 1
             conn.execute(models.update().where(models.c.id == model_row.id).values(latest_version=number))
             inserted = conn.execute(
@@ -221,206 +212,7 @@ class ModelRegistry(RegistryQueries):
                 conn, self._lock_model(conn, model, now=now), card, actor=actor, run=run or RunRef(), now=now
             )
 
-    # -- aliases and deployments ----------------------------------------------------------------
-
-    def move_alias(
-        self,
-        model: str,
-        alias: str,
-        version: int,
-        *,
-        expected: int | None = UNSET,
-        actor: str,
-        reason: str = "",
-        run: RunRef | None = None,
-    ) -> AliasMove:
-        """Point ``alias`` at ``version``; with ``expected``, only if it still points at that version."""
-        with self.transaction(f"move alias '{alias}' of '{model}'") as conn:
-            return self._move_alias(
-                conn,
-                model,
-                alias,
-                version,
-                expected=expected,
-                actor=actor,
-                reason=reason,
-                run=run or RunRef(),
-                action="alias_moved",
-            )
-
-    def deploy(
-        self,
-        model: str,
-        version: int,
-        *,
-        alias: str,
-        target: str,
-        endpoint: str = "",
-        expected: int | None = UNSET,
-        actor: str,
-        reason: str = "",
-        run: RunRef | None = None,
-        action: str = "deployed",
-    ) -> Deployment:
-        """Move the alias and record the deployment in one transaction (both happen or neither)."""
-        run = run or RunRef()
-        with self.transaction(f"deploy {model} v{version} to '{alias}'") as conn:
-            move = self._move_alias(
-                conn,
-                model,
-                alias,
-                version,
-                expected=expected,
-                actor=actor,
-                reason=reason,
-                run=run,
-                action=action,
-            )
-            now = utcnow()
-            model_row = self._lock_model(conn, model, now=now)
-            conn.execute(
-                deployments.insert().values(
-                    model_id=model_row.id,
-                    version_id=self._version_id(conn, model_row, version),
-                    alias=alias,
-                    target=target,
-                    endpoint=endpoint,
-                    action=action,
-                    dag_id=run.dag_id,
-                    run_id=run.run_id,
-                    task_id=run.task_id,
-                    actor=actor,
-                    created_at=now,
-                )
-            )
-            return Deployment(model, move.version, alias, target, endpoint, action, run, actor, now)
-
-    def rollback(
-        self,
-        model: str,
-        alias: str,
-        *,
-        actor: str,
-        reason: str = "",
-        target: str = "local",
-        run: RunRef | None = None,
-    ) -> Deployment:
-        """Move ``alias`` back to the version it pointed at before the current one."""
-        current = self.alias_version(model, alias)
-        if current is None:
-            raise NotFoundError(f"alias '{alias}' of model '{model}' points at no version; nothing to roll back")
-        previous = self.previous_alias_version(model, alias)
-        if previous is None:
-            raise NotFoundError(f"alias '{alias}' of model '{model}' has no earlier version to roll back to")
-        return self.deploy(
-            model,
-            previous,
-            alias=alias,
-            target=target,
-            expected=current.version,
-            actor=actor,
-            reason=reason or f"rollback from v{current.version}",
-            run=run,
-            action="rolled_back",
-        )
-
-    def record_event(
-        self,
-        action: str,
-        *,
-        actor: str,
-        model: str | None = None,
-        version: int | None = None,
-        alias: str | None = None,
-        reason: str = "",
-        run: RunRef | None = None,
-        before: Any = None,
-        after: Any = None,
-    ) -> int:
-        """Append an audit event that is not itself a registry change (approvals, refusals)."""
-        with self.transaction(f"record '{action}' in the audit trail") as conn:
-            return audit.append_event(
-                conn,
-                actor=actor,
-                action=action,
-                now=utcnow(),
-                model=model,
-                version=version,
-                alias=alias,
-                reason=reason,
-                run=run,
-                before=before,
-                after=after,
-            )
-
     # -- internals ------------------------------------------------------------------------------
-
-    def _move_alias(
-        self,
-        conn: Connection,
-        model: str,
-        alias: str,
-        version: int,
-        *,
-        expected: int | None,
-        actor: str,
-        reason: str,
-        run: RunRef,
-        action: str,
-    ) -> AliasMove:
-        now = utcnow()
-        model_row = self._lock_model(conn, model, now=now)
-        version_id = self._version_id(conn, model_row, version)
-        current = conn.execute(
-            sa.select(model_versions.c.version)
-            .select_from(aliases.join(model_versions, aliases.c.version_id == model_versions.c.id))
-            .where(aliases.c.model_id == model_row.id, aliases.c.alias == alias)
-        ).scalar()
-        if expected is not UNSET and current != expected:
-            now_at = f"v{current}" if current is not None else "no version"
-            wanted = f"v{expected}" if expected is not None else "no version"
-            raise ConflictError(
-                f"alias '{alias}' of model '{model}' points at {now_at}, not {wanted}: it was moved "
-                f"concurrently; reload and decide again"
-            )
-        if current == version:
-            return AliasMove(model, alias, current, version)
-        if current is None:
-            conn.execute(
-                aliases.insert().values(model_id=model_row.id, alias=alias, version_id=version_id, updated_at=now)
-            )
-        else:
-            conn.execute(
-                aliases.update()
-                .where(aliases.c.model_id == model_row.id, aliases.c.alias == alias)
-                .values(version_id=version_id, updated_at=now)
-            )
-        conn.execute(
-            alias_history.update()
-            .where(
-                alias_history.c.model_id == model_row.id,
-                alias_history.c.alias == alias,
-                alias_history.c.valid_to.is_(None),
-            )
-            .values(valid_to=now)
-        )
-        conn.execute(
-            alias_history.insert().values(model_id=model_row.id, alias=alias, version_id=version_id, valid_from=now)
-        )
-        audit.append_event(
-            conn,
-            actor=actor,
-            action=action,
-            now=now,
-            model=model,
-            version=version,
-            alias=alias,
-            reason=reason,
-            run=run,
-            before={"version": current},
-            after={"version": version},
-        )
-        return AliasMove(model, alias, current, version)
 
     def _lock_model(self, conn: Connection, model: str, *, now: dt.datetime, create: bool = False) -> Row[Any]:
         if create:
@@ -441,6 +233,18 @@ class ModelRegistry(RegistryQueries):
         if row.deleted_at is not None:
             raise RegistryError(f"model '{model}' was deleted on {row.deleted_at:%Y-%m-%d}; it takes no changes")
         return row
+
+    def _check_quota(self, conn: Connection, model_row: Row[Any], quota: int, now: dt.datetime) -> None:
+        recent = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(model_versions)
+            .where(model_versions.c.model_id == model_row.id, model_versions.c.created_at > now - dt.timedelta(days=1))
+        ).scalar_one()
+        if recent >= quota:
+            raise PolicyViolationError(
+                f"quota reached: model '{model_row.name}' already has {recent} versions registered in the last "
+                f"24 hours (team policy max_versions_per_day: {quota}); try again later or ask an engineer"
+            )
 
     def _version_id(self, conn: Connection, model_row: Row[Any], version: int) -> int:
         row = conn.execute(
