@@ -61,6 +61,7 @@ class ArtifactStore:
                         handle.flush()
                         os.fsync(handle.fileno())
                     os.replace(tmp, path)  # atomic: readers see all bytes or no file
+                    _fsync_folder(os.path.dirname(path))  # the name is durable before the version row is
                 finally:
                     if os.path.exists(tmp):
                         os.unlink(tmp)
@@ -93,6 +94,15 @@ class ArtifactStore:
         from airflow.sdk import ObjectStoragePath
 
         return ObjectStoragePath(uri, conn_id=self.conn_id)
+
+
+def _fsync_folder(folder: str) -> None:
+    """Persist a rename: without it a power cut can lose the new name though the file's bytes were synced."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _is_local(uri: str) -> bool:
@@ -135,3 +145,8 @@ def load_frame(data: bytes) -> Any:
         return pd.read_parquet(io.BytesIO(data))
     except Exception as exc:
         raise DataError(f"cannot read the held-out split: {exc}") from None
+
+
+def verify_artifact(ref: ArtifactRef, conn_id: str | None = None) -> None:
+    """Raise ``ChecksumMismatchError`` unless the artifact's bytes match the registered checksum."""
+    ArtifactStore(ref.uri.rsplit("/", 1)[0], conn_id).read_verified(ref)

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from airflow_bridge.governance.respond import Answer, Responder
 from airflow_bridge.registry import ModelRegistry
 from tests.conftest import task_states
 
@@ -25,9 +26,16 @@ pytestmark = pytest.mark.slow
 def test_example_spec_trains_registers_and_deploys(
     spec_file: str, model: str, metric: str, spec_dir: Path, registry_env: dict, run_spec_dag
 ) -> None:
+    # The example policy asks an approver (dana) before oncology models go to production.
+    responder = Responder(spec_file.removesuffix(".yaml"), [Answer("dana")], poll_seconds=0.2)
+    responder.start()
     dag, dag_run = run_spec_dag(spec_dir / spec_file)
+    responder.stop()
 
-    assert task_states(dag_run) == dict.fromkeys(["train", "validate", "register", "deploy"], "success")
+    expected_tasks = ["train", "validate", "register", "deploy"]
+    if model == "breast_cancer":
+        expected_tasks.append("approve")
+    assert task_states(dag_run) == dict.fromkeys(expected_tasks, "success")
     registry = ModelRegistry(registry_env["url"])
     version = registry.get_version(model, 1)
     artifact = Path(urlsplit(version.artifact.uri).path)

@@ -72,6 +72,7 @@ def add_progress_listener() -> None:
     class ProgressListener:
         @hookimpl
         def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
+            _current_run["run_id"] = task_instance.run_id
             emit("task_running", task_id=task_instance.task_id)
 
         @hookimpl
@@ -108,7 +109,11 @@ def task_states(dag_run: Any) -> dict[str, str]:
     return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
 
 
-def run(spec_path: Path, name: str, home: Path, run_dir: Path) -> int:
+EXIT_AWAITING_APPROVAL = 3
+_current_run: dict[str, str] = {}
+
+
+def run(spec_path: Path, name: str, home: Path, run_dir: Path, *, approve_as: str | None, reject: bool) -> int:
     emit("stage", stage="metadata database", detail=str(home / "airflow.db"))
     migrated = ensure_metadata_db()
     emit("stage_done", stage="metadata database", detail="migrated" if migrated else "up to date")
@@ -124,17 +129,84 @@ def run(spec_path: Path, name: str, home: Path, run_dir: Path) -> int:
     emit("stage_done", stage="build DAG", detail=" → ".join(t.task_id for t in dag.tasks))
     emit("dag", dag_id=dag.dag_id, tasks=[t.task_id for t in dag.tasks])
     add_progress_listener()
+    if "approve" in dag.task_dict:
+        _start_responder(dag, approve_as, reject)
     dag_run = dag.test()
     state = str(getattr(dag_run.state, "value", dag_run.state))
-    emit(
-        "result",
-        dag_id=dag.dag_id,
-        run_id=dag_run.run_id,
-        state=state,
-        tasks=task_states(dag_run),
-        xcoms=collect_xcoms(dag.dag_id, dag_run.run_id),
-    )
+    _emit_result(dag.dag_id, dag_run.run_id, state, task_states(dag_run))
     return 0 if state == "success" else 1
+
+
+def _emit_result(dag_id: str, run_id: str, state: str, tasks: dict[str, str]) -> None:
+    emit("result", dag_id=dag_id, run_id=run_id, state=state, tasks=tasks, xcoms=collect_xcoms(dag_id, run_id))
+
+
+def _start_responder(dag: Any, approve_as: str | None, reject: bool) -> None:
+    """Answer the approval as ``approve_as`` (Airflow checks the user), or stop the run there."""
+    from airflow_bridge.governance.respond import Answer, Outcome, Responder
+
+    approvers = [user["name"] for user in dag.task_dict["approve"].assigned_users or []]
+
+    def stop(outcome: Outcome, event: str, code: int, **details: Any) -> None:
+        emit(event, task_id=outcome.task_id, approvers=approvers, **details)
+        states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in _task_instances(dag.dag_id)}
+        _emit_result(dag.dag_id, outcome.run_id or "", "awaiting_approval", states)
+        _events.flush()
+        os._exit(code)
+
+    def refused(outcome: Outcome) -> None:
+        detail = outcome.responses[-1][2] if outcome.responses else "refused"
+        why = "the author cannot approve their own model" if approve_as == dag.owner else "not an approver"
+        detail = f"{detail} ({approve_as}: {why}; approvers: {', '.join(approvers) or 'none'})"
+        _record_local_refusal(dag, outcome, approve_as or "", detail)
+        stop(outcome, "approval_refused", 1, user=approve_as, detail=detail)
+
+    answers = [Answer(approve_as, approve=not reject)] if approve_as else []
+    Responder(
+        dag.dag_id,
+        answers,
+        run_id=lambda: _current_run.get("run_id"),
+        on_refused=refused,
+        on_waiting=lambda outcome: stop(outcome, "awaiting_approval", EXIT_AWAITING_APPROVAL),
+        poll_seconds=0.3,
+    ).start()
+
+
+def _task_instances(dag_id: str) -> list[Any]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = list(
+            session.scalars(
+                select(TaskInstance).where(
+                    TaskInstance.dag_id == dag_id, TaskInstance.run_id == _current_run.get("run_id", "")
+                )
+            )
+        )
+        session.expunge_all()
+        return rows
+
+
+def _record_local_refusal(dag: Any, outcome: Any, user: str, detail: str) -> None:
+    """Airflow refused the answer; keep that in the audit trail too (who tried, and why not)."""
+    from airflow_bridge.registry.engine import default_registry_url
+    from airflow_bridge.registry.records import RunRef
+    from airflow_bridge.registry.store import ModelRegistry
+
+    task = dag.task_dict["approve"]
+    registration = collect_xcoms(dag.dag_id, outcome.run_id).get("register", {}).get("return_value") or {}
+    ModelRegistry(default_registry_url()).record_event(
+        "approval_refused",
+        actor=user,
+        model=registration.get("model"),
+        version=registration.get("version"),
+        alias=task.alias,
+        reason=f"Airflow refused the answer: {detail}",
+        run=RunRef(dag.dag_id, outcome.run_id, "approve"),
+        after={"decision": "refused", "approver": user},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True)
     parser.add_argument("--home", required=True, type=Path)
     parser.add_argument("--run-dir", required=True, type=Path)
+    parser.add_argument("--approve-as", default=None)
+    parser.add_argument("--reject", action="store_true")
     args = parser.parse_args(argv)
     args.run_dir.mkdir(parents=True, exist_ok=True)
     # Keep the original stdout for events; everything else (Airflow's logs) goes to the log file.
@@ -152,7 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     try:
-        return run(args.spec.resolve(), args.name, args.home.resolve(), args.run_dir.resolve())
+        return run(
+            args.spec.resolve(),
+            args.name,
+            args.home.resolve(),
+            args.run_dir.resolve(),
+            approve_as=args.approve_as,
+            reject=args.reject,
+        )
     except Exception as exc:
         traceback.print_exc()
         emit("error", message=f"{type(exc).__name__}: {exc}")

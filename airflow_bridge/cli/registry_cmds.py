@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from airflow_bridge.cli.common import (
     Format,
@@ -99,21 +100,25 @@ def models_show(
             }
         )
         return
-    console.print(f"[bold]{name}[/] — {model.card.description.strip() or 'no description'}")
+    console.print(f"[bold]{escape(name)}[/] — {escape(model.card.description.strip() or 'no description')}")
     console.print(
         f"owner {model.card.owner or '-'}  team {model.card.team or '-'}  "
-        f"aliases {', '.join(f'{a}→v{v}' for a, v in sorted(model.aliases.items())) or '-'}"
+        f"aliases {', '.join(f'{a}→v{v}' for a, v in sorted(model.aliases.items())) or '-'}",
+        markup=False,
     )
     console.print(
         f"[bold]v{chosen.version}[/] {chosen.estimator} ({chosen.task_kind}) "
-        f"created {chosen.created_at:%Y-%m-%d %H:%M:%S} UTC by {chosen.created_by}"
+        f"created {chosen.created_at:%Y-%m-%d %H:%M:%S} UTC by {escape(chosen.created_by)}"
     )
-    console.print(f"  artifact {chosen.artifact.uri}")
-    console.print(f"  sha256 {chosen.artifact.sha256}  size {chosen.artifact.size} bytes")
+    lines = [
+        f"  artifact {chosen.artifact.uri}",
+        f"  sha256 {chosen.artifact.sha256}  size {chosen.artifact.size} bytes",
+    ]
     if chosen.run.dag_id:
-        console.print(f"  produced by {chosen.run.dag_id} / {chosen.run.run_id} / {chosen.run.task_id}")
+        lines.append(f"  produced by {chosen.run.dag_id} / {chosen.run.run_id} / {chosen.run.task_id}")
     for metric, value in sorted(chosen.metrics.items()):
-        console.print(f"  {metric:<18} {value:.4f}" if isinstance(value, float) else f"  {metric:<18} {value}")
+        lines.append(f"  {metric:<18} {value:.4f}" if isinstance(value, float) else f"  {metric:<18} {value}")
+    console.print("\n".join(lines), markup=False)
 
 
 @audit_app.command("verify")
@@ -146,7 +151,71 @@ def audit_export(
         events = _open(registry, home).audit_events(model=model)
     lines = "".join(json.dumps(e.to_dict(), sort_keys=True, default=str) + "\n" for e in events)
     if out:
-        out.write_text(lines)
-        console.print(f"wrote {len(events)} events to {out}")
+        try:
+            out.write_text(lines)
+        except OSError as exc:
+            raise fail(f"cannot write {out}: {exc.strerror}") from None
+        console.print(f"wrote {len(events)} events to {escape(str(out))}")
     else:
         print(lines, end="")
+
+
+@models_app.command("versions")
+def models_versions(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    all_versions: Annotated[bool, typer.Option("--all", help="Include deleted versions.")] = False,
+    home: home_option = None,
+    registry: registry_option = None,
+    output: format_option = Format.text,
+) -> None:
+    """Every version of a model: when, by whom, from which run, key metrics and aliases."""
+    with _guard(f"cannot list versions of '{name}'"):
+        versions = _open(registry, home).list_versions(name, include_deleted=all_versions)
+    if output == Format.json:
+        print_json([v.to_dict() for v in versions])
+        return
+    from rich.table import Table
+
+    table = Table("version", "created (UTC)", "by", "metrics", "aliases", "run")
+    for v in versions:
+        metrics = ", ".join(f"{k}={val:.3f}" for k, val in sorted(v.metrics.items())[:3] if isinstance(val, float))
+        label = f"v{v.version}" + (" (deleted)" if v.deleted_at else "")
+        table.add_row(
+            label,
+            f"{v.created_at:%Y-%m-%d %H:%M}",
+            escape(v.created_by),
+            metrics,
+            ", ".join(v.aliases) or "-",
+            escape(v.run.run_id or "-"),
+        )
+    console.print(table if versions else f"model '{escape(name)}' has no versions")
+
+
+@models_app.command("history")
+def models_history(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    home: home_option = None,
+    registry: registry_option = None,
+    output: format_option = Format.text,
+) -> None:
+    """The model's audit trail: who did what, when, why and from which run (oldest first)."""
+    with _guard(f"cannot read the history of '{name}'"):
+        events = _open(registry, home).audit_events(model=name)
+    if output == Format.json:
+        print_json([e.to_dict() for e in events])
+        return
+    from rich.table import Table
+
+    table = Table("seq", "time (UTC)", "action", "actor", "version", "alias", "reason / run")
+    for e in events:
+        where = e.reason or (f"{e.run.dag_id}/{e.run.run_id}" if e.run.dag_id else "")
+        table.add_row(
+            str(e.seq),
+            f"{e.created_at:%Y-%m-%d %H:%M:%S}",
+            e.action,
+            escape(e.actor),
+            f"v{e.version}" if e.version else "",
+            e.alias or "",
+            escape(where),
+        )
+    console.print(table if events else f"no events for '{escape(name)}'")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_bridge.spec.models import Experiment
 
+if TYPE_CHECKING:
+    from airflow_bridge.governance.policy import Policy
 
-def describe_dag(spec: Experiment, source: str, sha256: str) -> dict[str, Any]:
+
+def describe_dag(spec: Experiment, source: str, sha256: str, *, policy: Policy | None = None) -> dict[str, Any]:
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     from airflow_bridge.factory.build import build_dag
 
-    dag = build_dag(spec, source=source, spec_sha256=sha256)
+    dag = build_dag(spec, policy=policy, source=source, spec_sha256=sha256)
     tasks = [
         {
             "task_id": task.task_id,

@@ -5,25 +5,34 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
+
 from airflow_bridge.cli.common import Format, console, err_console, print_json, resolve_home
 
+EXIT_AWAITING_APPROVAL = 3
 
-def run_spec(spec_path: Path, home: Path | None, output: Format) -> int:
-    """Exit code: 0 when every task succeeded, 1 when the spec is invalid or a task failed."""
-    from airflow_bridge.spec.loader import load_spec
+
+def run_spec(
+    spec_path: Path, home: Path | None, output: Format, *, approve_as: str | None = None, reject: bool = False
+) -> int:
+    """Exit code: 0 when every task succeeded and the model was deployed as asked; 1 when the spec is
+    invalid, a task failed or the approval was rejected or refused; 3 when stopped at an approval."""
+    from airflow_bridge.governance.loader import load_specs_governed
 
     if not spec_path.is_file():
-        err_console.print(f"[bold red]error:[/] {spec_path}: no such file")
+        err_console.print(f"[bold red]error:[/] {escape(str(spec_path))}: no such file")
         return 2
-    loaded = load_spec(spec_path)
+    [loaded], policies = load_specs_governed([str(spec_path)])
     if not loaded.ok or loaded.spec is None:
-        err_console.print(f"[bold red]{spec_path} is not a valid spec:[/]")
-        for issue in loaded.issues:
+        err_console.print(f"[bold red]{escape(str(spec_path))} is not a valid spec:[/]")
+        for issue in [i for p in policies.values() for i in p.issues] + loaded.issues:
             err_console.print(f"  {issue.format()}", markup=False)
         return 1
     name = loaded.spec.name
@@ -34,7 +43,10 @@ def run_spec(spec_path: Path, home: Path | None, output: Format) -> int:
     from airflow_bridge.cli.local_run import isolated_environment
 
     env = {**os.environ, **isolated_environment(home_dir, run_dir)}
-    console.print(f"[bold]airflow-bridge run[/] {spec_path} → DAG [bold]{name}[/] (home {home_dir})")
+    # With --format json, stdout carries only the JSON summary; progress goes to stderr.
+    out = err_console if output == Format.json else console
+    shown, home_shown = escape(str(spec_path)), escape(str(home_dir))
+    out.print(f"[bold]airflow-bridge run[/] {shown} → DAG [bold]{name}[/] (home {home_shown})")
     command = [
         sys.executable,
         "-m",
@@ -47,30 +59,51 @@ def run_spec(spec_path: Path, home: Path | None, output: Format) -> int:
         str(home_dir),
         "--run-dir",
         str(run_dir),
+        *(["--approve-as", approve_as] if approve_as else []),
+        *(["--reject"] if reject else []),
     ]
-    progress = _Progress()
+    progress = _Progress(out)
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as child:
         assert child.stdout is not None
-        for line in child.stdout:
-            progress.handle(line)
+        try:
+            for line in child.stdout:
+                progress.handle(line)
+        except KeyboardInterrupt:
+            # Never leave an orphaned Airflow run holding the local metadata DB.
+            child.terminate()
+            child.wait(timeout=30)
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
         code = child.wait()
+    if progress.result is None and not progress.errors:
+        # The child died without a word (killed, crashed in native code): say so instead of a bare "failed".
+        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        log = run_dir / "airflow.log"
+        progress.errors.append(f"the run process ended before reporting a result ({how}); see {log}")
     summary = progress.summary(run_dir, code)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if output == Format.json:
         print_json(summary)
     else:
         _print_summary(summary)
-    return 0 if summary["state"] == "success" else 1
+    if summary["state"] == "awaiting_approval":
+        return EXIT_AWAITING_APPROVAL if summary["approval"]["status"] == "waiting" else 1
+    deployed_as_asked = summary["tasks"].get("deploy") in (None, "success")
+    return 0 if summary["state"] == "success" and deployed_as_asked else 1
 
 
 class _Progress:
     """Turns the child's JSON events into progress lines."""
 
-    def __init__(self) -> None:
+    def __init__(self, out: Console) -> None:
+        self.out = out
         self.started: dict[str, float] = {}
         self.failures: dict[str, str] = {}
         self.result: dict[str, Any] | None = None
         self.errors: list[str] = []
+        self.approval: dict[str, Any] | None = None
 
     def handle(self, line: str) -> None:
         try:
@@ -79,19 +112,36 @@ class _Progress:
             return
         kind = event.get("event")
         if kind == "stage":
-            console.print(f"  … {event['stage']} [dim]{event.get('detail', '')}[/]")
+            self.out.print(f"  … {event['stage']} [dim]{escape(str(event.get('detail', '')))}[/]")
         elif kind == "stage_done":
-            console.print(f"  [green]✓[/] {event['stage']} [dim]{event.get('detail', '')}[/]")
+            self.out.print(f"  [green]✓[/] {event['stage']} [dim]{escape(str(event.get('detail', '')))}[/]")
         elif kind == "task_running":
+            resumed = event["task_id"] in self.started
             self.started[event["task_id"]] = event["time"]
-            console.print(f"  ▶ {event['task_id']} running")
+            self.out.print(f"  ▶ {event['task_id']} {'resumed' if resumed else 'running'}")
         elif kind == "task_success":
             took = event["time"] - self.started.get(event["task_id"], event["time"])
-            console.print(f"  [green]✓[/] {event['task_id']} [dim]{took:.1f}s[/]")
+            self.out.print(f"  [green]✓[/] {event['task_id']} [dim]{took:.1f}s[/]")
         elif kind == "task_failed":
             self.failures[event["task_id"]] = event.get("error", "")
             first = (event.get("error") or "").strip().splitlines()[:1]
-            console.print(f"  [red]✗ {event['task_id']} failed[/]: {first[0] if first else ''}", markup=True)
+            self.out.print(f"  [red]✗ {event['task_id']} failed[/]: {escape(first[0]) if first else ''}")
+        elif kind == "awaiting_approval":
+            self.approval = {"status": "waiting", "approvers": event.get("approvers", [])}
+            self.out.print(
+                f"  [yellow]⏸ {event.get('task_id')} waits for an approver[/]: "
+                f"{escape(', '.join(event.get('approvers', [])) or 'none defined')}"
+            )
+        elif kind == "approval_refused":
+            self.approval = {
+                "status": "refused",
+                "by": event.get("user"),
+                "detail": event.get("detail"),
+                "approvers": event.get("approvers", []),
+            }
+            self.out.print(
+                f"  [red]✗ approval by {escape(str(event.get('user')))} refused[/]: {escape(str(event.get('detail')))}"
+            )
         elif kind == "result":
             self.result = event
         elif kind == "error":
@@ -105,6 +155,7 @@ class _Progress:
         registered = xcoms.get("register", {}).get("return_value")
         deployed = xcoms.get("deploy", {}).get("return_value")
         state = result.get("state") or ("failed" if code else "unknown")
+        approval = self.approval or _approval_from(xcoms.get("approve", {}).get("return_value"), result)
         return {
             "state": state,
             "dag_id": result.get("dag_id"),
@@ -118,11 +169,45 @@ class _Progress:
             "gates": report.get("gates", []),
             "champion": report.get("champion"),
             "deployment": deployed,
+            "approval": approval,
             "artifact": train.get("artifact"),
             "data": {k: train.get("data", {}).get(k) for k in ("uri", "sha256", "rows")} if train else None,
             "run_dir": str(run_dir),
             "log": str(run_dir / "airflow.log"),
         }
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _approval_from(answer: Any, result: dict[str, Any]) -> dict[str, Any] | None:
+    if not isinstance(answer, dict):
+        return None
+    user = answer.get("responded_by_user") or {}
+    chosen = answer.get("chosen_options") or []
+    status = "granted" if chosen == ["Approve"] else "rejected"
+    if result.get("tasks", {}).get("approve") == "failed":
+        status = "refused"
+    return {"status": status, "by": user.get("name") or user.get("id")}
+
+
+def _print_approval(approval: dict[str, Any] | None) -> None:
+    if not approval:
+        return
+    status = approval["status"]
+    if status == "granted":
+        console.print(f"approval: [green]granted[/] by {approval['by']}")
+    elif status == "rejected":
+        console.print(f"approval: [red]rejected[/] by {approval['by']}: not deployed")
+    elif status == "refused":
+        console.print(f"approval: [red]refused[/] for {approval.get('by')}: {approval.get('detail') or 'not allowed'}")
+    else:
+        console.print(
+            "[yellow]stopped at the approval[/]: the model is registered but not deployed. Approvers: "
+            f"{', '.join(approval.get('approvers') or []) or 'none'}. Re-run with --approve-as <approver> "
+            "(or approve in the Airflow UI of a deployment)."
+        )
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -150,7 +235,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     champion = summary.get("champion")
     if champion:
         if champion.get("champion") is None:
-            console.print(f"champion: {champion.get('note')}")
+            console.print(f"champion: {champion.get('note')}", markup=False)
         else:
             verdict = "[green]beats[/]" if champion["passed"] else "[red]does not beat[/]"
             console.print(
@@ -159,21 +244,28 @@ def _print_summary(summary: dict[str, Any]) -> None:
             )
     if summary["version"] is not None:
         console.print(f"registered: [bold]{summary['model']} v{summary['version']}[/]")
+    _print_approval(summary.get("approval"))
     if summary["deployment"]:
         d = summary["deployment"]
         previous = f"v{d['previous_version']}" if d.get("previous_version") else "nothing"
         console.print(f"deployed: {d['target']} alias [bold]{d['alias']}[/] → v{d['version']} (was {previous})")
     if summary["artifact"]:
-        console.print(f"artifact: {summary['artifact']['uri']} (sha256 {summary['artifact']['sha256'][:12]}…)")
-    console.print(f"run folder: {summary['run_dir']}  (Airflow log: {summary['log']})")
+        artifact = summary["artifact"]
+        console.print(f"artifact: {artifact['uri']} (sha256 {artifact['sha256'][:12]}…)", markup=False)
+    console.print(f"run folder: {summary['run_dir']}  (Airflow log: {summary['log']})", markup=False)
+    if summary["state"] == "awaiting_approval":
+        return
     if summary["state"] == "success":
-        console.print("[bold green]run succeeded[/]")
+        if summary["tasks"].get("deploy") == "skipped":
+            console.print("[bold yellow]run finished without deploying[/]")
+        else:
+            console.print("[bold green]run succeeded[/]")
         return
     for task_id, error in summary["failed_tasks"].items():
         err_console.print(f"[bold red]task '{task_id}' failed:[/]")
         err_console.print(error.strip(), markup=False)
     for error in summary["errors"]:
-        err_console.print(f"[bold red]error:[/] {error}", markup=False)
+        err_console.print(f"[bold red]error:[/] {escape(error)}")
     not_run = [t for t, s in summary["tasks"].items() if s in ("upstream_failed", "skipped", "none", "None")]
     if not_run:
         err_console.print(f"not run: {', '.join(not_run)}")

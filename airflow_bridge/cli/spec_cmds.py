@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from airflow_bridge.cli.common import Format, console, err_console, fail, print_json
 
@@ -38,6 +39,12 @@ deployment: {{target: local, alias: production}}
 """
 
 _GITHUB_ESCAPES = {"%": "%25", "\r": "%0D", "\n": "%0A"}
+_GITHUB_PROPERTY_ESCAPES = {**_GITHUB_ESCAPES, ":": "%3A", ",": "%2C"}
+
+
+def _github_escape(text: str, table: dict[str, str] = _GITHUB_ESCAPES) -> str:
+    """Escape a workflow-command message (or, with the property table, a property value)."""
+    return "".join(table.get(ch, ch) for ch in text)
 
 
 def _expand(paths: list[Path]) -> list[str]:
@@ -59,13 +66,22 @@ def _expand(paths: list[Path]) -> list[str]:
 def validate(
     paths: Annotated[list[Path], typer.Argument(help="Spec files or folders of specs.")],
     output: Annotated[str, typer.Option("--format", help="text, json or github (annotations).")] = "text",
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="Team policy file [default: the nearest _policy.yaml]", dir_okay=False),
+    ] = None,
 ) -> None:
-    """Check specs without importing Airflow. Exit 0 when all are valid, 1 otherwise."""
+    """Check specs (and their team policy) without importing Airflow. Exit 0 when all are valid, 1 otherwise."""
     if output not in ("text", "json", "github"):
         raise fail(f"--format must be text, json or github, not '{output}'", code=2)
-    from airflow_bridge.spec.loader import load_specs
+    if policy is not None and not policy.is_file():
+        raise fail(f"{policy}: no such policy file", code=2)
+    from airflow_bridge.governance.loader import load_specs_governed
+    from airflow_bridge.spec.loader import LoadedSpec
 
-    results = load_specs(_expand(paths))
+    results, policies = load_specs_governed(_expand(paths), str(policy) if policy else None)
+    # An invalid policy is reported like a spec, so its errors show in every format.
+    results = [LoadedSpec(p.path or "", issues=p.issues) for p in policies.values() if p.issues] + results
     invalid = [r for r in results if not r.ok]
     if output == "json":
         print_json(
@@ -87,16 +103,21 @@ def validate(
         for result in invalid:
             for issue in result.issues:
                 message = issue.message + (f" ({issue.hint})" if issue.hint else "")
-                text = "".join(_GITHUB_ESCAPES.get(ch, ch) for ch in message)
-                title = f"airflow-bridge: {issue.field or 'spec'}"
-                print(f"::error file={issue.path},line={issue.line},col={issue.col},title={title}::{text}")
+                props = {
+                    "file": issue.path,
+                    "line": issue.line,
+                    "col": issue.col,
+                    "title": f"airflow-bridge: {issue.field or 'spec'}",
+                }
+                fields = ",".join(f"{k}={_github_escape(str(v), _GITHUB_PROPERTY_ESCAPES)}" for k, v in props.items())
+                print(f"::error {fields}::{_github_escape(message)}")
         print(f"{len(results) - len(invalid)} valid, {len(invalid)} invalid spec(s)")
     else:
         for result in results:
             if result.ok:
-                console.print(f"[green]✓[/] {result.path}")
+                console.print(f"[green]✓[/] {escape(result.path)}")
             else:
-                console.print(f"[red]✗[/] {result.path}")
+                console.print(f"[red]✗[/] {escape(result.path)}")
                 for issue in result.issues:
                     console.print(f"    {issue.format()}", markup=False)
         summary = f"{len(results) - len(invalid)} valid, {len(invalid)} invalid spec(s)"
@@ -112,8 +133,11 @@ def schema(
 
     text = experiment_schema_text()
     if out:
-        out.write_text(text)
-        err_console.print(f"wrote {out}")
+        try:
+            out.write_text(text)
+        except OSError as exc:
+            raise fail(f"cannot write {out}: {exc.strerror}") from None
+        err_console.print(f"wrote {out}", markup=False)
     else:
         print(text, end="")
 
@@ -127,7 +151,7 @@ def init(
     """Write a commented starter spec NAME.yaml."""
     from airflow_bridge.spec.models import NAME_PATTERN
 
-    if not re.match(NAME_PATTERN, name):
+    if not re.fullmatch(NAME_PATTERN, name):
         raise fail(
             f"'{name}' is not a valid name: use lower-case letters, digits and '_', starting with a letter",
             code=2,
@@ -140,10 +164,11 @@ def init(
     target.write_text(
         STARTER.format(name=name, owner=owner or os.environ.get("USER") or "me", filename=target, schema=schema_file)
     )
-    console.print(f"[green]wrote[/] {target}")
+    console.print(f"[green]wrote[/] {escape(str(target))}")
     console.print(
         f"next: put your data at {directory / 'data' / (name + '.csv')}, edit the spec, then run "
-        f"'airflow-bridge validate {target}'"
+        f"'airflow-bridge validate {target}'",
+        markup=False,
     )
 
 
@@ -163,18 +188,20 @@ def render(
     output: Annotated[Format, typer.Option("--format")] = Format.text,
 ) -> None:
     """Show the DAG that would be built: tasks, dependencies, schedule, connections referenced."""
-    from airflow_bridge.spec.loader import load_spec
+    from airflow_bridge.governance.loader import load_specs_governed
 
     if not spec.exists():
         raise fail(f"{spec}: no such file", code=2)
-    loaded = load_spec(spec)
+    # The spec's team policy decides checks and tasks (approve), as in the dags folder and 'run'.
+    [loaded], policies = load_specs_governed([str(spec)])
     if not loaded.ok or loaded.spec is None:
-        for issue in loaded.issues:
+        for issue in [i for p in policies.values() for i in p.issues] + loaded.issues:
             err_console.print(issue.format(), markup=False)
         raise typer.Exit(1)
     from airflow_bridge.cli.render import describe_dag
 
-    description = describe_dag(loaded.spec, str(spec), loaded.sha256)
+    policy = next(iter(policies.values())).policy
+    description = describe_dag(loaded.spec, str(spec), loaded.sha256, policy=policy)
     if output == Format.json:
         print_json(description)
         return
@@ -185,13 +212,17 @@ def _print_description(description: dict[str, Any]) -> None:
     from rich.table import Table
 
     console.print(
-        f"[bold]DAG[/] {description['dag_id']}  schedule={description['schedule']}  "
-        f"owner={description['owner']}  tags={', '.join(description['tags'])}"
+        "[bold]DAG[/] "
+        + escape(
+            f"{description['dag_id']}  schedule={description['schedule']}  "
+            f"owner={description['owner']}  tags={', '.join(description['tags'])}"
+        )
     )
     table = Table("task", "operator", "upstream", "retries")
     for task in description["tasks"]:
-        table.add_row(task["task_id"], task["operator"], ", ".join(task["upstream"]) or "-", str(task["retries"]))
+        cells = (task["task_id"], task["operator"], ", ".join(task["upstream"]) or "-", str(task["retries"]))
+        table.add_row(*map(escape, cells))
     console.print(table)
     console.print("[bold]connections referenced[/]")
     for conn in description["connections"]:
-        console.print(f"  {conn['conn_id']}  ({conn['purpose']})")
+        console.print(f"  {conn['conn_id']}  ({conn['purpose']})", markup=False)

@@ -1,4 +1,9 @@
-"""``build_dag``: a pure function from a validated spec to an Airflow DAG (no I/O, no lookups)."""
+"""``build_dag``: a pure function from a validated spec (and team policy) to an Airflow DAG.
+
+No I/O, no Connection or Variable lookups: everything the DAG needs comes from its arguments, so
+the dag-processor and every worker build the same DAG cheaply, and a native DAG importer can
+reuse this function later.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ from typing import Any
 
 from airflow.sdk import DAG
 
+from airflow_bridge.governance.loader import needs_approval
+from airflow_bridge.governance.policy import OPEN_POLICY, Policy
+from airflow_bridge.operators.approve import ModelApprovalOperator
 from airflow_bridge.operators.deploy import DeployModelOperator
 from airflow_bridge.operators.register import RegisterModelOperator
 from airflow_bridge.operators.train import TrainModelOperator
@@ -14,27 +22,38 @@ from airflow_bridge.operators.validate import ValidateModelOperator
 from airflow_bridge.spec.models import Experiment
 
 BRIDGE_TAG = "airflow-bridge"
-TASK_ORDER = ("train", "validate", "register", "deploy")
 
 
-def build_dag(spec: Experiment, *, source: str | None = None, spec_sha256: str = "") -> DAG:
-    """The DAG of one experiment: train → validate → register → deploy (when the spec deploys).
+def build_dag(
+    spec: Experiment, *, policy: Policy | None = None, source: str | None = None, spec_sha256: str = ""
+) -> DAG:
+    """The DAG of one experiment: train → validate → register → [approve] → deploy.
 
-    ``source`` (the spec's path) and ``spec_sha256`` only annotate the DAG's docs and the registry.
+    ``approve`` is inserted when the spec or the team policy requires approval for the alias.
+    ``source`` (the spec's path) and ``spec_sha256`` annotate the DAG's docs and the registry.
     """
+    policy = policy or OPEN_POLICY
+    team = policy.team(spec.team)
+    tier = policy.compute_tiers.get(spec.training.compute)
     training_data = spec.data.training
+    registry_conn = spec.registry.conn_id
     with DAG(
         dag_id=spec.name,
         description=_first_line(spec.description) or f"airflow-bridge experiment {spec.name}",
-        doc_md=dag_doc(spec, source),
+        doc_md=dag_doc(spec, source, policy),
         schedule=spec.schedule,
         start_date=dt.datetime.combine(spec.start_date, dt.time(), tzinfo=dt.UTC),
         catchup=False,
-        max_active_runs=1,
+        max_active_runs=team.max_active_runs if team else 1,
+        max_active_tasks=team.max_active_tasks if team else 4,
         tags=sorted({BRIDGE_TAG, f"team:{spec.team}", *spec.tags}),
-        default_args=_default_args(spec),
+        default_args=_default_args(spec, team.pool if team else None),
         is_paused_upon_creation=True,
     ) as dag:
+        placement: dict[str, Any] = {}
+        if tier is not None:
+            placement = {k: v for k, v in {"pool": tier.pool, "queue": tier.queue}.items() if v}
+            placement["pool_slots"] = tier.pool_slots
         train = TrainModelOperator(
             task_id="train",
             model_name=spec.registered_model,
@@ -50,7 +69,9 @@ def build_dag(spec: Experiment, *, source: str | None = None, spec_sha256: str =
             seed=spec.data.split.seed,
             stratify=spec.data.split.stratify,
             checks=spec.data.checks.model_dump(),
+            allowed_estimators=dict(policy.estimators) or None,
             doc_md="Reads the training data, checks it, splits it and fits the estimator.",
+            **placement,
         )
         champion = spec.validation.champion
         validate = ValidateModelOperator(
@@ -61,7 +82,7 @@ def build_dag(spec: Experiment, *, source: str | None = None, spec_sha256: str =
             champion_metric=champion.metric if champion else None,
             min_improvement=champion.min_improvement if champion else 0.0,
             champion_alias=spec.deployment.alias if spec.deployment else "production",
-            registry_conn_id=spec.registry.conn_id,
+            registry_conn_id=registry_conn,
             retries=0,
             doc_md="Computes metrics on the held-out split and applies every gate; failures are final.",
         )
@@ -70,54 +91,74 @@ def build_dag(spec: Experiment, *, source: str | None = None, spec_sha256: str =
             training=train.output,
             validation=validate.output,
             model_name=spec.registered_model,
-            registry_conn_id=spec.registry.conn_id,
+            registry_conn_id=registry_conn,
             description=spec.description,
             owner=spec.owner,
             team=spec.team,
             spec_sha256=spec_sha256,
+            max_versions_per_day=team.max_versions_per_day if team else None,
             doc_md="Records a new immutable version in the model registry.",
         )
         train >> validate >> register
         if spec.deployment is not None:
+            upstream: Any = register
+            approval = needs_approval(spec, policy)
+            if approval:
+                upstream = ModelApprovalOperator(
+                    task_id="approve",
+                    registration=register.output,
+                    alias=spec.deployment.alias,
+                    approvers=policy.approvers_for(spec.team, spec.owner),
+                    author=spec.owner,
+                    registry_conn_id=registry_conn,
+                    response_timeout=dt.timedelta(hours=policy.approval_timeout_hours(spec.team)),
+                    retries=0,
+                    doc_md="Waits for an approver's decision in Required Actions; reject or timeout skips deploy.",
+                )
+                register >> upstream
             deploy = DeployModelOperator(
                 task_id="deploy",
                 registration=register.output,
                 alias=spec.deployment.alias,
                 target=spec.deployment.target,
-                registry_conn_id=spec.registry.conn_id,
+                registry_conn_id=registry_conn,
+                require_approval=approval,
                 doc_md=f"Points alias '{spec.deployment.alias}' at the new version.",
             )
-            register >> deploy
+            upstream >> deploy
     return dag
 
 
-def _default_args(spec: Experiment) -> dict[str, Any]:
-    return {
+def _default_args(spec: Experiment, pool: str | None) -> dict[str, Any]:
+    args: dict[str, Any] = {
         "owner": spec.owner,
         "retries": spec.training.retries,
         "retry_delay": dt.timedelta(seconds=30),
         "execution_timeout": dt.timedelta(minutes=spec.training.timeout_minutes),
     }
+    if pool:
+        args["pool"] = pool
+    return args
 
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0][:200] if text.strip() else ""
 
 
-def dag_doc(spec: Experiment, source: str | None) -> str:
+def dag_doc(spec: Experiment, source: str | None, policy: Policy) -> str:
     """The DAG's Markdown docs: the spec's description, then what the pipeline does."""
+    gates = ", ".join(f"{m} {_bounds(t.min, t.max)}" for m, t in spec.validation.thresholds.items()) or "none"
+    deployment = "none"
+    if spec.deployment:
+        deployment = f"{spec.deployment.target} alias `{spec.deployment.alias}`"
+        if needs_approval(spec, policy):
+            deployment += f" after approval by {', '.join(policy.approvers_for(spec.team, spec.owner))}"
     rows = [
         ("Model", f"`{spec.registered_model}` ({spec.task_kind})"),
         ("Estimator", f"`{spec.model.estimator}`"),
         ("Training data", f"`{spec.data.training.uri}` → target `{spec.data.training.target}`"),
-        (
-            "Gates",
-            ", ".join(f"{m} {_bounds(t.min, t.max)}" for m, t in spec.validation.thresholds.items()) or "none",
-        ),
-        (
-            "Deployment",
-            f"{spec.deployment.target} alias `{spec.deployment.alias}`" if spec.deployment else "none",
-        ),
+        ("Gates", gates),
+        ("Deployment", deployment),
         ("Owner / team", f"{spec.owner} / {spec.team}"),
     ]
     if source:

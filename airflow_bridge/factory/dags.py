@@ -11,12 +11,14 @@ import logging
 import os
 import re
 from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk import DAG, get_parsing_context
 
 from airflow_bridge.factory.build import build_dag
 from airflow_bridge.factory.placeholder import build_placeholder_dag, placeholder_dag_id
+from airflow_bridge.governance.loader import LoadedPolicy, context_for_folder
 from airflow_bridge.spec.issues import SpecIssue
 from airflow_bridge.spec.loader import LoadedSpec, discover_specs, load_spec, load_specs
 from airflow_bridge.spec.semantics import SpecContext
@@ -29,11 +31,13 @@ def load_dag_specs(
     folder: str | None = None,
     *,
     paths: Sequence[str] | None = None,
-    context: SpecContext | None = None,
+    policy: str | None = None,
 ) -> dict[str, DAG]:
     """Build a DAG per spec under ``folder`` (default: the calling file's folder) into ``namespace``.
 
-    Call it from a file in the dags folder::
+    The team policy is ``policy`` or ``<folder>/_policy.yaml`` when it exists. An invalid policy
+    fails closed: every spec becomes a placeholder showing the policy's errors. Call it from a file
+    in the dags folder::
 
         from airflow_bridge.factory import load_dag_specs
         load_dag_specs(globals())
@@ -42,36 +46,70 @@ def load_dag_specs(
         if namespace is None or "__file__" not in namespace:
             raise TypeError("load_dag_specs needs folder= or the loader module's globals()")
         folder = os.path.dirname(os.path.abspath(namespace["__file__"]))
-    folder = os.path.abspath(folder)
-    context = context or SpecContext.from_environment()
+    setup = _Setup.for_folder(os.path.abspath(folder), paths, policy)
     wanted = get_parsing_context().dag_id
-    dags = (_build_one(folder, wanted, paths, context) if wanted else None) or _build_all(folder, paths, context)
+    dags = (_build_one(setup, wanted) if wanted and setup.policy.ok else None) or _build_all(setup)
     if namespace is not None:
         for dag_id, dag in dags.items():
             namespace[f"dag__{dag_id}"] = dag
     return dags
 
 
-def _display_root(folder: str) -> str:
-    return os.path.dirname(folder)
+@dataclass(frozen=True)
+class _Setup:
+    folder: str
+    paths: Sequence[str] | None
+    context: SpecContext
+    policy: LoadedPolicy
+
+    @classmethod
+    def for_folder(cls, folder: str, paths: Sequence[str] | None, policy_path: str | None) -> _Setup:
+        context, loaded = context_for_folder(folder, policy_path)
+        return cls(folder, paths, context, loaded)
+
+    @property
+    def display_root(self) -> str:
+        return os.path.dirname(self.folder)
+
+    def build(self, result: LoadedSpec) -> DAG:
+        assert result.spec is not None
+        return build_dag(result.spec, policy=self.policy.policy, source=result.path, spec_sha256=result.sha256)
 
 
-def _build_all(folder: str, paths: Sequence[str] | None, context: SpecContext) -> dict[str, DAG]:
-    files = list(paths) if paths is not None else discover_specs(folder)
-    results = load_specs(files, context, relative_to=_display_root(folder))
-    valid_names = {r.spec.name for r in results if r.ok and r.spec is not None}
+def _build_all(setup: _Setup) -> dict[str, DAG]:
+    files = list(setup.paths) if setup.paths is not None else discover_specs(setup.folder)
+    results = load_specs(files, setup.context, relative_to=setup.display_root)
+    if not setup.policy.ok:
+        for result in results:
+            result.issues = [_policy_issue(setup.policy), *setup.policy.issues]
+            result.spec = None
+    # Valid specs keep their names; a name two specs share belongs to neither placeholder.
+    names = [r.raw_name for r in results if r.raw_name]
+    taken = {r.spec.name for r in results if r.ok and r.spec is not None}
+    taken |= {name for name in names if names.count(name) > 1}
     dags: dict[str, DAG] = {}
     for result in results:
-        dag = _dag_for(result, taken=valid_names | set(dags))
+        dag = _dag_for(setup, result, taken)
         if dag is not None:
             dags[dag.dag_id] = dag
     return dags
 
 
-def _dag_for(result: LoadedSpec, taken: set[str]) -> DAG | None:
+def _policy_issue(policy: LoadedPolicy) -> SpecIssue:
+    return SpecIssue(
+        policy.path or "_policy.yaml",
+        1,
+        1,
+        "",
+        f"the team policy {policy.path} is invalid, so no spec in this folder can be governed",
+        "engineers: run 'airflow-bridge validate' on the specs folder to see the policy errors",
+    )
+
+
+def _dag_for(setup: _Setup, result: LoadedSpec, taken: set[str]) -> DAG | None:
     if result.ok and result.spec is not None:
         try:
-            return build_dag(result.spec, source=result.path, spec_sha256=result.sha256)
+            return setup.build(result)
         except Exception as exc:  # one spec must never take the others down
             log.exception("airflow-bridge: building the DAG of %s failed", result.path)
             issue = SpecIssue(
@@ -84,7 +122,7 @@ def _dag_for(result: LoadedSpec, taken: set[str]) -> DAG | None:
             )
             name = result.spec.name
             result = LoadedSpec(result.path, issues=[issue], raw_name=name, source=result.source)
-            taken = taken - {name}
+            taken.discard(name)
     for issue in result.issues:
         log.warning("airflow-bridge: invalid spec: %s", issue.format())
     try:
@@ -99,17 +137,21 @@ def _dag_for(result: LoadedSpec, taken: set[str]) -> DAG | None:
 _NAME_LINE = "^name:[ \\t]*[\"']?{}[\"']?[ \\t]*(#.*)?$"
 
 
-def _build_one(folder: str, dag_id: str, paths: Sequence[str] | None, context: SpecContext) -> dict[str, DAG] | None:
+def _build_one(setup: _Setup, dag_id: str) -> dict[str, DAG] | None:
     """Fast path for workers: build only ``dag_id``; None when it cannot be found cheaply."""
-    candidates = [os.path.join(folder, f"{dag_id}{suffix}") for suffix in (".yaml", ".yml")]
+    paths = setup.paths
+    candidates = [os.path.join(setup.folder, f"{dag_id}{suffix}") for suffix in (".yaml", ".yml")]
     candidates = [c for c in candidates if os.path.isfile(c) and (paths is None or c in paths)]
     if not candidates:
         pattern = re.compile(_NAME_LINE.format(re.escape(dag_id)).encode(), re.MULTILINE)
-        candidates = [p for p in (paths if paths is not None else discover_specs(folder)) if _mentions(p, pattern)]
+        pool = paths if paths is not None else discover_specs(setup.folder)
+        candidates = [p for p in pool if _mentions(p, pattern)]
+        if len(candidates) > 1:
+            return None  # two specs claim the name: the full build reports both
     for path in candidates:
-        result = load_spec(path, context, display=os.path.relpath(path, _display_root(folder)))
+        result = load_spec(path, setup.context, display=os.path.relpath(path, setup.display_root))
         if result.ok and result.spec is not None and result.spec.name == dag_id:
-            return {dag_id: build_dag(result.spec, source=result.path, spec_sha256=result.sha256)}
+            return {dag_id: setup.build(result)}
     return None
 
 

@@ -42,11 +42,27 @@ class SpecErrorOperator(BaseOperator):
 
 
 def placeholder_dag_id(path: str, raw_name: str | None, taken: set[str]) -> str:
-    """The spec's own name when usable, else ``invalid_spec__<file stem>``."""
+    """The spec's own name when usable and not contested, else an id from its file path.
+
+    ``taken`` holds the ids already used and the names two specs fight over; the result is added
+    to it, so no two placeholders ever share an id.
+    """
     if raw_name and re.fullmatch(r"[a-z][a-z0-9_]{0,62}", raw_name) and raw_name not in taken:
-        return raw_name
-    stem = _SLUG.sub("_", path.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()).strip("_") or "spec"
-    return f"invalid_spec__{stem}"
+        chosen = raw_name
+    else:
+        file_name = path.replace("\\", "/").rsplit("/", 1)[-1]
+        candidates = [_slug(file_name.rsplit(".", 1)[0]), _slug(path)]
+        chosen = next((f"invalid_spec__{c}" for c in candidates if f"invalid_spec__{c}" not in taken), "")
+        counter = 2
+        while not chosen or chosen in taken:
+            chosen = f"invalid_spec__{candidates[-1]}_{counter}"
+            counter += 1
+    taken.add(chosen)
+    return chosen
+
+
+def _slug(text: str) -> str:
+    return _SLUG.sub("_", text.lower()).strip("_")[:200] or "spec"
 
 
 def build_placeholder_dag(dag_id: str, path: str, issues: Sequence[SpecIssue]) -> DAG:

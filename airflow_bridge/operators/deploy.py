@@ -12,6 +12,8 @@ from airflow_bridge.operators._common import actor_of, as_dict, final_on_user_er
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_bridge.registry.store import ModelRegistry
+
 TARGETS = ("local",)
 
 
@@ -22,7 +24,8 @@ class DeployModelOperator(BaseOperator):
     The artifact's sha256 and size are checked first; a mismatch fails the task and nothing moves.
     The alias moves by compare-and-set against what it pointed at when the task started, so two
     concurrent deployments cannot both win. Target ``local`` serves from the registry itself
-    (``airflow-bridge serve``), so deploying is the alias move plus the deployment record.
+    (``airflow-bridge serve``), so deploying is the alias move plus the deployment record. With
+    ``require_approval`` the run must have recorded an approval of this version for this alias.
     """
 
     template_fields: Sequence[str] = ("registration",)
@@ -35,9 +38,11 @@ class DeployModelOperator(BaseOperator):
         alias: str = "production",
         target: str = "local",
         registry_conn_id: str | None = None,
+        require_approval: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.require_approval = require_approval
         if target not in TARGETS:
             raise ValueError(f"unknown deployment target '{target}'; available: {', '.join(TARGETS)}")
         self.registration = registration
@@ -53,6 +58,8 @@ class DeployModelOperator(BaseOperator):
             registry = open_registry(self.registry_conn_id)
             name, number = registration["model"], int(registration["version"])
             version = registry.get_version(name, number)
+            if self.require_approval:
+                self._check_approved(registry, name, number, context)
             ArtifactStore.from_config().read_verified(version.artifact)
             live = registry.alias_version(name, self.alias)
             deployment = registry.deploy(
@@ -83,3 +90,15 @@ class DeployModelOperator(BaseOperator):
             "endpoint": deployment.endpoint,
             "previous_version": previous,
         }
+
+    def _check_approved(self, registry: ModelRegistry, name: str, number: int, context: Context) -> None:
+        """Refuse unless this run recorded an approval of this version for this alias."""
+        from airflow_bridge.exceptions import PolicyViolationError
+
+        decision = registry.approval_decision(name, number, self.alias, run_id=context["ti"].run_id)
+        if decision is None or decision.action != "approval_granted":
+            state = decision.action.replace("approval_", "") if decision else "not requested"
+            raise PolicyViolationError(
+                f"{name} v{number} is not approved for alias '{self.alias}' in this run (approval {state}); "
+                "deployments to this alias need an approver's decision"
+            )

@@ -19,6 +19,7 @@ class RegisterModelOperator(BaseOperator):
     Idempotent per (dag_id, run_id, task_id): a retried task returns the version it created before.
     The registry database comes from ``registry_conn_id`` (``model_registry_default``, falling
     back to embedded SQLite). An unreachable registry raises a retryable error and writes nothing.
+    ``max_versions_per_day`` (the team quota) refuses a registration beyond it, without retry.
     """
 
     template_fields: Sequence[str] = ("training", "validation")
@@ -36,6 +37,7 @@ class RegisterModelOperator(BaseOperator):
         team: str = "",
         spec_sha256: str = "",
         tags: Mapping[str, str] | None = None,
+        max_versions_per_day: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -48,6 +50,7 @@ class RegisterModelOperator(BaseOperator):
         self.team = team
         self.spec_sha256 = spec_sha256
         self.tags = dict(tags or {})
+        self.max_versions_per_day = max_versions_per_day
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_bridge.registry.records import ArtifactRef, ModelCard
@@ -75,6 +78,7 @@ class RegisterModelOperator(BaseOperator):
                 reason=f"registered by {context['ti'].dag_id}",
                 card=ModelCard(description=self.description, owner=self.model_owner, team=self.team),
                 tags=self.tags,
+                max_versions_per_day=self.max_versions_per_day,
             )
         self.log.info("Registered %s v%d (artifact sha256 %s)", name, version.version, version.artifact.sha256[:12])
         return {

@@ -185,8 +185,7 @@ class AliasOperations(RegistryQueries):
         run: RunRef,
         action: str,
     ) -> AliasMove:
-        now = utcnow()
-        model_row = self._lock_model(conn, model, now=now)
+        model_row = self._lock_model(conn, model, now=utcnow())
         version_id = self._version_id(conn, model_row, version)
         current = conn.execute(
             sa.select(model_versions.c.version)
@@ -202,6 +201,18 @@ class AliasOperations(RegistryQueries):
             )
         if current == version:
             return AliasMove(model, alias, current, version)
+        # The clock is read under the model lock and never goes behind the open period's start (clock
+        # steps, skew between hosts): periods stay ordered as the moves were applied and never overlap.
+        now = utcnow()
+        opened = conn.execute(
+            sa.select(sa.func.max(alias_history.c.valid_from)).where(
+                alias_history.c.model_id == model_row.id,
+                alias_history.c.alias == alias,
+                alias_history.c.valid_to.is_(None),
+            )
+        ).scalar()
+        if opened is not None:
+            now = max(now, opened if opened.tzinfo else opened.replace(tzinfo=dt.UTC))
         if current is None:
             conn.execute(
                 aliases.insert().values(model_id=model_row.id, alias=alias, version_id=version_id, updated_at=now)

@@ -11,7 +11,7 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -35,7 +35,9 @@ def create_registry_engine(url: str | sa.URL, *, connect_timeout: int = 10) -> E
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # A folder that cannot be created is reported, with the path, on first use (see _open_lock_file).
+            with contextlib.suppress(OSError):
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             parsed, connect_args={"timeout": 60, "check_same_thread": False}, poolclass=sa.pool.NullPool
         )
@@ -67,14 +69,20 @@ def _sqlite_on_begin(connection: Connection) -> None:
 
 
 @contextlib.contextmanager
-def translate_errors(url: str | sa.URL, action: str) -> Iterator[None]:
-    """Turn driver errors into registry errors; connection problems are retryable."""
+def translate_errors(url: str | sa.URL, action: str, *, committing: bool = False) -> Iterator[None]:
+    """Turn driver errors into registry errors; connection problems are retryable.
+
+    With ``committing``, the connection was lost while COMMIT was under way: the server may have saved
+    the change without the reply reaching us, so the message must not claim that nothing was written.
+    """
     try:
         yield
     except OperationalError as exc:
         parsed = make_url(url)
         where = parsed.host or parsed.database or "the registry database"
         if _is_connection_error(exc):
+            if committing:
+                raise _lost_commit(where, action) from None
             raise RegistryUnavailableError(
                 f"model registry at {where} is unreachable while trying to {action}: "
                 f"{_first_line(exc)}; nothing was written, retry when it is back"
@@ -83,11 +91,21 @@ def translate_errors(url: str | sa.URL, action: str) -> Iterator[None]:
     except DBAPIError as exc:
         if exc.connection_invalidated:
             where = make_url(url).host or "the registry database"
+            if committing:
+                raise _lost_commit(where, action) from None
             raise RegistryUnavailableError(
                 f"model registry at {where} dropped the connection while trying to {action}; "
                 "the transaction was rolled back, retry when it is back"
             ) from None
         raise
+
+
+def _lost_commit(where: str, action: str) -> RegistryUnavailableError:
+    return RegistryUnavailableError(
+        f"model registry at {where} dropped the connection while committing (trying to {action}): the change "
+        "may or may not have been saved; retry when it is back (a registration retried for the same run "
+        "returns the version if it was saved) or check the audit trail"
+    )
 
 
 def _is_connection_error(exc: DBAPIError) -> bool:
@@ -154,8 +172,7 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
                 lock_connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_LOCK_KEY})
                 lock_connection.commit()
     elif engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        lock_path = f"{engine.url.database}.migrate.lock"
-        with open(lock_path, "a") as handle:
+        with _open_lock_file(engine.url.database) as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -163,6 +180,17 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
                 fcntl.flock(handle, fcntl.LOCK_UN)
     else:
         yield
+
+
+def _open_lock_file(database: str) -> IO[str]:
+    """The SQLite registry's migration lock file; a folder that is missing or read-only is named."""
+    try:
+        return open(f"{database}.migrate.lock", "a")
+    except OSError as exc:
+        raise RegistryError(
+            f"cannot open the SQLite model registry {database}: {exc.strerror} ({exc.filename}); "
+            "check that its folder exists and is writable"
+        ) from None
 
 
 def default_registry_url() -> str:

@@ -53,9 +53,19 @@ class RegistryQueries:
 
     @contextlib.contextmanager
     def reading(self, action: str) -> Iterator[Connection]:
+        """A read-only transaction that sees one snapshot for all its statements.
+
+        SQLite's read transactions already do; PostgreSQL's default READ COMMITTED gives every statement
+        its own, so a multi-statement read (verifying the audit chain against its head, a version with its
+        tags) could mix states from before and after a concurrent write. Read-only REPEATABLE READ
+        transactions never fail with serialization errors.
+        """
         with translate_errors(self.url, action):
             migrate(self.engine)
-            with self.engine.connect().execution_options(ab_readonly=True) as connection, connection.begin():
+            options: dict[str, Any] = {"ab_readonly": True}
+            if self.engine.dialect.name == "postgresql":
+                options["isolation_level"] = "REPEATABLE READ"
+            with self.engine.connect().execution_options(**options) as connection, connection.begin():
                 yield connection
 
     def list_models(self, *, include_deleted: bool = False) -> list[ModelRecord]:

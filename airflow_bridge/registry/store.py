@@ -52,8 +52,15 @@ class ModelRegistry(AliasOperations):
         """One transaction; connection failures surface as retryable ``RegistryUnavailableError``."""
         with translate_errors(self.url, action):
             migrate(self.engine)
-            with self.engine.begin() as connection:
-                yield connection
+            with self.engine.connect() as connection:
+                transaction = connection.begin()
+                try:
+                    yield connection
+                except BaseException:
+                    transaction.rollback()
+                    raise
+                with translate_errors(self.url, action, committing=True):
+                    transaction.commit()
 
     # -- versions -------------------------------------------------------------------------------
 
@@ -83,8 +90,8 @@ class ModelRegistry(AliasOperations):
         """
         run = run or RunRef()
         with self.transaction(f"register a version of '{model}'") as conn:
-            now = utcnow()
-            model_row = self._lock_model(conn, model, now=now, create=True)
+            model_row = self._lock_model(conn, model, now=utcnow(), create=True)
+            now = utcnow()  # read under the lock, so timestamps follow the order changes are applied in
             self._update_card(conn, model_row, card, actor=actor, run=run, now=now)
             if run.is_set:
                 existing = conn.execute(
@@ -157,8 +164,8 @@ class ModelRegistry(AliasOperations):
     ) -> None:
         """Set (or with ``value=None`` remove) a tag on a version."""
         with self.transaction(f"tag {model} v{version}") as conn:
-            now = utcnow()
-            model_row = self._lock_model(conn, model, now=now)
+            model_row = self._lock_model(conn, model, now=utcnow())
+            now = utcnow()  # read under the lock
             version_id = self._version_id(conn, model_row, version)
             old = conn.execute(
                 sa.select(version_tags.c.value).where(
@@ -188,8 +195,8 @@ class ModelRegistry(AliasOperations):
     def delete_version(self, model: str, version: int, *, actor: str, reason: str) -> None:
         """Soft-delete a version: kept for audit, no longer deployable; refused while an alias points at it."""
         with self.transaction(f"delete {model} v{version}") as conn:
-            now = utcnow()
-            model_row = self._lock_model(conn, model, now=now)
+            model_row = self._lock_model(conn, model, now=utcnow())
+            now = utcnow()  # read under the lock
             version_id = self._version_id(conn, model_row, version)
             held = conn.execute(sa.select(aliases.c.alias).where(aliases.c.version_id == version_id)).scalars().all()
             if held:
@@ -207,10 +214,9 @@ class ModelRegistry(AliasOperations):
 
     def update_card(self, model: str, card: ModelCard, *, actor: str, run: RunRef | None = None) -> None:
         with self.transaction(f"update the model card of '{model}'") as conn:
-            now = utcnow()
-            self._update_card(
-                conn, self._lock_model(conn, model, now=now), card, actor=actor, run=run or RunRef(), now=now
-            )
+            model_row = self._lock_model(conn, model, now=utcnow())
+            now = utcnow()  # read under the lock
+            self._update_card(conn, model_row, card, actor=actor, run=run or RunRef(), now=now)
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -101,6 +101,8 @@ def load_spec_text(
                 problem.hint,
             )
         )
+    if isinstance(doc.data, dict) and isinstance(doc.data.get("name"), str):
+        result.raw_name = doc.data["name"]  # readable despite YAML problems elsewhere: keeps the DAG id
     if doc.data is None and not result.issues:
         result.issues.append(SpecIssue(path, 1, 1, "", "file holds no spec", "run 'airflow-bridge init NAME'"))
     if result.issues:
@@ -117,8 +119,6 @@ def load_spec_text(
             )
         )
         return result
-    name = doc.data.get("name")
-    result.raw_name = name if isinstance(name, str) else None
     findings = list(scan_for_secrets(doc.data))
     try:
         spec = Experiment.model_validate(doc.data, context=context.validation_context())
@@ -127,6 +127,8 @@ def load_spec_text(
     else:
         spec_dir = os.path.dirname(os.path.abspath(source_path))
         findings.extend(check_experiment(spec, spec_dir, context))
+        for extra_check in context.checks:
+            findings.extend(extra_check(spec))
         result.spec = _normalise(spec, spec_dir, context)
     flagged = {issue.field for issue in result.issues}
     for finding_path, message, hint in findings:
@@ -152,6 +154,11 @@ def load_specs(
     results = [
         load_spec(path, context, display=os.path.relpath(path, relative_to) if relative_to else None) for path in paths
     ]
+    return mark_duplicate_names(results)
+
+
+def mark_duplicate_names(results: list[LoadedSpec]) -> list[LoadedSpec]:
+    """Two specs with one name: both get an issue and neither builds (neither silently wins)."""
     by_name: dict[str, list[LoadedSpec]] = {}
     for result in results:
         if result.raw_name:
@@ -203,7 +210,9 @@ def _dotted(path: Sequence[str | int]) -> str:
     return text
 
 
-def _pydantic_issues(exc: ValidationError, doc: LocatedDocument, path: str) -> list[SpecIssue]:
+def _pydantic_issues(
+    exc: ValidationError, doc: LocatedDocument, path: str, root: type[BaseModel] = Experiment
+) -> list[SpecIssue]:
     issues = []
     for error in exc.errors(include_url=False):
         loc: tuple[str | int, ...] = tuple(error["loc"])
@@ -218,7 +227,7 @@ def _pydantic_issues(exc: ValidationError, doc: LocatedDocument, path: str) -> l
             where = _known_prefix(loc, doc)
             position = doc.position_of(where, prefer_key=True)
             message = f"unknown key '{loc[-1]}'"
-            allowed = allowed_keys(loc[:-1])
+            allowed = allowed_keys(loc[:-1], root)
             hint = did_you_mean(str(loc[-1]), allowed) or (
                 f"allowed keys: {', '.join(sorted(allowed))}" if allowed else None
             )
@@ -257,9 +266,9 @@ def _message(error: Any) -> str:
     return msg[0].lower() + msg[1:]
 
 
-def allowed_keys(loc: Sequence[str | int]) -> set[str]:
-    """Keys allowed in the mapping at ``loc`` of a spec, for 'did you mean' hints."""
-    current: Any = Experiment
+def allowed_keys(loc: Sequence[str | int], root: type[BaseModel] = Experiment) -> set[str]:
+    """Keys allowed in the mapping at ``loc`` of a spec (or policy), for 'did you mean' hints."""
+    current: Any = root
     for part in loc:
         current = _unwrap(current)
         if isinstance(current, type) and issubclass(current, BaseModel):

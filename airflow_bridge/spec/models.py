@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -74,6 +75,12 @@ class TrainingData(_Section):
     @field_validator("uri")
     @classmethod
     def _no_credentials_in_uri(cls, value: str) -> str:
+        if any(ord(char) < 32 or ord(char) == 127 for char in value):
+            raise bridge_error("the URI contains a control character", "write the path or URI as plain text")
+        try:
+            urlsplit(value)
+        except ValueError as exc:  # e.g. 's3://[bucket/x.csv': an unclosed IPv6 bracket
+            raise bridge_error(f"'{value}' is not a valid URI ({exc})") from None
         _, sep, rest = value.partition("://")
         if sep and "@" in rest.split("/", 1)[0]:
             raise bridge_error(
@@ -136,8 +143,8 @@ class Training(_Section):
 class Threshold(_Section):
     """A gate on one metric; at least one bound."""
 
-    min: float | None = None
-    max: float | None = None
+    min: float | None = Field(default=None, allow_inf_nan=False)  # a NaN bound would fail every run
+    max: float | None = Field(default=None, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_bound(self) -> Threshold:
@@ -152,7 +159,9 @@ class Champion(_Section):
     """Compare with the version behind the deployment alias; the candidate must beat it."""
 
     metric: str
-    min_improvement: float = Field(default=0.0, description="How much better the candidate must be.")
+    min_improvement: float = Field(
+        default=0.0, allow_inf_nan=False, description="How much better the candidate must be."
+    )
 
 
 class Validation(_Section):
@@ -212,6 +221,13 @@ class Experiment(BaseModel):
             raise bridge_error(
                 f"'{value}' is not a cron expression",
                 "use 5 fields, e.g. '0 6 * * 1', or a preset like @weekly",
+            )
+        from croniter import croniter  # what Airflow validates schedules with; imported only for cron strings
+
+        if not croniter.is_valid(value):
+            raise bridge_error(
+                f"'{value}' is not a valid cron expression",
+                "fields are minute (0-59), hour (0-23), day of month (1-31), month (1-12), day of week (0-6)",
             )
         return value
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -20,6 +20,8 @@ Finding = tuple[tuple[str | int, ...], str, str | None]
 
 REMOTE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "az", "adl", "hdfs", "webhdfs", "sftp", "ftp")
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+TAG_MAX_LEN = 100
+"""Airflow refuses longer DAG tags; the factory tags each DAG with the spec's tags and 'team:<team>'."""
 
 _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"AKIA[0-9A-Z]{16}"), "an AWS access key id"),
@@ -45,6 +47,8 @@ class SpecContext:
     estimators: dict[str, TaskKind] = field(default_factory=dict)
     data_roots: tuple[str, ...] = ()
     compute_tiers: tuple[str, ...] = ("local",)
+    checks: tuple[Callable[[Experiment], Iterable[Finding]], ...] = ()
+    """More checks of a valid spec (the team policy's), each yielding findings."""
 
     @classmethod
     def from_environment(cls) -> SpecContext:
@@ -82,6 +86,19 @@ def check_experiment(spec: Experiment, spec_dir: str, context: SpecContext) -> I
                 f"'{champion.metric}' is not a {kind} metric",
                 did_you_mean(champion.metric, metrics) or f"choose from {', '.join(metrics)}",
             )
+    for index, tag in enumerate(spec.tags):
+        if len(tag) > TAG_MAX_LEN:
+            yield (
+                ("tags", index),
+                f"tag is {len(tag)} characters long, over Airflow's limit of {TAG_MAX_LEN}",
+                "shorten it",
+            )
+    if len(f"team:{spec.team}") > TAG_MAX_LEN:
+        yield (
+            ("team",),
+            f"team name is {len(spec.team)} characters long, over the {TAG_MAX_LEN - len('team:')} that fit a DAG tag",
+            f"the DAG is tagged 'team:<team>' and Airflow limits tags to {TAG_MAX_LEN} characters",
+        )
     training = spec.data.training
     if training.features is not None and training.target in training.features:
         yield (

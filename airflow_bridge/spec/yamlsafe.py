@@ -20,6 +20,9 @@ Path = tuple[str | int, ...]
 
 _CORE = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_CORE}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
+_KINDS = {
+    f"{_CORE}{t}": k for t, k in (("int", "integer"), ("float", "number"), ("bool", "boolean"), ("timestamp", "date"))
+}
 _MAP_TAG = f"{_CORE}map"
 _SEQ_TAG = f"{_CORE}seq"
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -75,6 +78,11 @@ def _scalar(node: yaml.Node) -> Any:
     return _SafeConstructor.yaml_constructors[node.tag](_scalar_constructor, node)
 
 
+def _excerpt(value: Any, limit: int = 40) -> str:
+    text = str(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def _pos(node: yaml.Node) -> Position:
     return Position(node.start_mark.line + 1, node.start_mark.column + 1)
 
@@ -110,7 +118,25 @@ class _Builder:
             return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
         if node.tag not in _SCALAR_TAGS:
             return self._bad_tag(node, path)
-        return _scalar(node)
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.Node, path: Path) -> Any:
+        try:
+            return _scalar(node)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError):
+            # e.g. 2024-13-45 (resolved as a date), '!!int abc', '!!bool maybe', a 5000-digit integer
+            kind = _KINDS.get(node.tag, node.tag)
+            self.doc.problems.append(
+                YamlProblem(
+                    _pos(node),
+                    path,
+                    f"'{_excerpt(node.value)}' is not a valid {kind}",
+                    "dates are written YYYY-MM-DD; quote the value to keep it as text"
+                    if kind == "date"
+                    else "fix the value, or quote it to keep it as text",
+                )
+            )
+            return None
 
     def _mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> Any:
         if node.tag != _MAP_TAG:
@@ -131,7 +157,10 @@ class _Builder:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALAR_TAGS:
                 self.doc.problems.append(YamlProblem(_pos(key_node), path, "mapping keys must be plain strings"))
                 continue
-            key = str(_scalar(key_node))
+            problems = len(self.doc.problems)
+            key = str(self._scalar(key_node, path))
+            if len(self.doc.problems) > problems:
+                continue
             if key in seen:
                 first = seen[key]
                 self.doc.problems.append(
@@ -189,6 +218,16 @@ def load_located(text: str | bytes) -> LocatedDocument:
         return doc
     except yaml.YAMLError as exc:  # reader errors (control characters) carry no mark
         doc.problems.append(YamlProblem(Position(1, 1), (), f"invalid YAML: {exc}"))
+        return doc
+    except RecursionError:  # the pure-Python parser (no libyaml) recurses once per nesting level
+        doc.problems.append(
+            YamlProblem(
+                Position(1, 1),
+                (),
+                "invalid YAML: nesting too deep to parse",
+                "specs are small; remove deep nesting or repeated aliases (a YAML 'alias bomb')",
+            )
+        )
         return doc
     if node is None:
         doc.problems.append(YamlProblem(Position(1, 1), (), "file is empty", "run 'airflow-bridge init NAME'"))

@@ -1,0 +1,175 @@
+"""Loading the team policy (with positions, like specs) and turning it into spec checks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from airflow_bridge.governance.policy import OPEN_POLICY, POLICY_FILE, Policy
+from airflow_bridge.spec.issues import SpecIssue, did_you_mean
+from airflow_bridge.spec.loader import LoadedSpec, _dotted, _pydantic_issues, load_spec, mark_duplicate_names
+from airflow_bridge.spec.models import Experiment
+from airflow_bridge.spec.semantics import Finding, SpecContext
+from airflow_bridge.spec.yamlsafe import load_located
+
+
+@dataclass
+class LoadedPolicy:
+    """A policy file's outcome: the policy, or the issues that make it unusable."""
+
+    path: str | None
+    policy: Policy | None = None
+    issues: list[SpecIssue] = field(default_factory=list)
+    sha256: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.policy is not None and not self.issues
+
+
+def find_policy(start: str | os.PathLike[str]) -> str | None:
+    """The nearest ``_policy.yaml`` in ``start`` (a folder or a spec file's folder) or its parents.
+
+    The search stops at a repository root (a folder holding ``.git``).
+    """
+    here = Path(start).resolve()
+    folder = here if here.is_dir() else here.parent
+    for candidate in [folder, *folder.parents]:
+        if (candidate / POLICY_FILE).is_file():
+            return str(candidate / POLICY_FILE)
+        if (candidate / ".git").exists():
+            break
+    return None
+
+
+def load_policy(path: str | None, *, display: str | None = None) -> LoadedPolicy:
+    """Load ``path``; ``None`` means no policy file: the open policy applies."""
+    if path is None:
+        return LoadedPolicy(None, OPEN_POLICY)
+    shown = display or path
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        return LoadedPolicy(shown, issues=[SpecIssue(shown, 1, 1, "", f"cannot read policy: {exc.strerror}")])
+    loaded = LoadedPolicy(shown, sha256=hashlib.sha256(raw).hexdigest())
+    doc = load_located(raw)
+    for problem in doc.problems:
+        position = problem.position
+        loaded.issues.append(
+            SpecIssue(shown, position.line, position.col, _dotted(problem.path), problem.message, problem.hint)
+        )
+    if loaded.issues:
+        return loaded
+    if not isinstance(doc.data, dict):
+        loaded.issues.append(SpecIssue(shown, 1, 1, "", "a policy is a mapping (apiVersion, kind: Policy, teams...)"))
+        return loaded
+    try:
+        loaded.policy = Policy.model_validate(doc.data)
+    except ValidationError as exc:
+        loaded.issues.extend(_pydantic_issues(exc, doc, shown, Policy))
+    return loaded
+
+
+def spec_context(policy: Policy) -> SpecContext:
+    """What specs may use under ``policy``, and the policy's own spec checks."""
+    from airflow_bridge.spec.semantics import SpecContext
+
+    env_roots = SpecContext.from_environment().data_roots
+    return SpecContext(
+        estimators=dict(policy.estimators),
+        data_roots=(*policy.data_roots, *env_roots),
+        compute_tiers=("local", *policy.compute_tiers),
+        checks=(lambda spec: check_against_policy(spec, policy),),
+    )
+
+
+def needs_approval(spec: Experiment, policy: Policy) -> bool:
+    """Does deploying this spec need a human approval (the spec asks, or the team policy does)?"""
+    if spec.deployment is None:
+        return False
+    return spec.deployment.approval == "required" or spec.deployment.alias in policy.aliases_needing_approval(spec.team)
+
+
+def check_against_policy(spec: Experiment, policy: Policy) -> Iterator[Finding]:
+    """Static policy checks: known team and member, allowed estimator and tier, someone to approve."""
+    team = policy.team(spec.team)
+    if policy.teams and team is None:
+        yield (
+            ("team",),
+            f"team '{spec.team}' is not in the team policy",
+            did_you_mean(spec.team, set(policy.teams)) or f"teams: {', '.join(sorted(policy.teams))}",
+        )
+    if team is not None:
+        if team.members and spec.owner not in team.members:
+            yield (
+                ("owner",),
+                f"'{spec.owner}' is not a member of team '{spec.team}'",
+                f"members: {', '.join(team.members)}; engineers add members in the team policy",
+            )
+        if team.allowed_estimators is not None and spec.model.estimator not in team.allowed_estimators:
+            yield (
+                ("model", "estimator"),
+                f"team '{spec.team}' may not use '{spec.model.estimator}'",
+                did_you_mean(spec.model.estimator, set(team.allowed_estimators))
+                or f"allowed: {', '.join(team.allowed_estimators)}",
+            )
+        if team.allowed_compute is not None and spec.training.compute not in team.allowed_compute:
+            yield (
+                ("training", "compute"),
+                f"team '{spec.team}' may not use compute tier '{spec.training.compute}'",
+                f"allowed: {', '.join(team.allowed_compute)}",
+            )
+    if needs_approval(spec, policy) and spec.deployment and not policy.approvers_for(spec.team, spec.owner):
+        yield (
+            ("deployment", "alias"),
+            f"alias '{spec.deployment.alias}' needs approval but team '{spec.team}' has no approver "
+            f"other than the author '{spec.owner}'",
+            "engineers list approvers in the team policy; authors cannot approve their own models",
+        )
+
+
+def context_for_folder(folder: str, policy_path: str | None = None) -> tuple[SpecContext, LoadedPolicy]:
+    """The spec context for a dags/specs folder: its policy file (or ``policy_path``) applied."""
+    path = policy_path or (
+        os.path.join(folder, POLICY_FILE) if os.path.isfile(os.path.join(folder, POLICY_FILE)) else None
+    )
+    loaded = load_policy(path, display=os.path.relpath(path, os.path.dirname(folder)) if path else None)
+    return spec_context(loaded.policy or OPEN_POLICY), loaded
+
+
+def load_specs_governed(
+    paths: Sequence[str], policy_path: str | None = None
+) -> tuple[list[LoadedSpec], dict[str | None, LoadedPolicy]]:
+    """Load specs, each against its nearest team policy (or ``policy_path``); names unique across all.
+
+    A spec under an invalid policy is reported invalid (fail closed) with the policy's errors.
+    """
+    groups: dict[str | None, list[str]] = {}
+    for path in paths:
+        groups.setdefault(policy_path or find_policy(path), []).append(path)
+    results: list[LoadedSpec] = []
+    policies: dict[str | None, LoadedPolicy] = {}
+    for policy_file, files in groups.items():
+        loaded = policies[policy_file] = load_policy(policy_file)
+        group = [load_spec(path, spec_context(loaded.policy or OPEN_POLICY)) for path in files]
+        if not loaded.ok:
+            for result in group:
+                result.issues.insert(
+                    0,
+                    SpecIssue(
+                        result.path,
+                        1,
+                        1,
+                        "",
+                        f"the team policy {policy_file} is invalid",
+                        f"fix {policy_file} first (its errors are listed with it)",
+                    ),
+                )
+                result.spec = None
+        results.extend(group)
+    return mark_duplicate_names(results), policies

@@ -1,0 +1,141 @@
+"""Team policy: the YAML file engineers own (``_policy.yaml`` next to the specs).
+
+It says who belongs to which team, who may approve, which aliases need approval, which
+estimators and compute tiers each team may use, and the pools, concurrency and quotas that
+apply. Specs are checked against it when validated; operators enforce it when tasks run.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS, TaskKind
+from airflow_bridge.spec.models import NAME_PATTERN, bridge_error
+
+POLICY_FILE = "_policy.yaml"
+_DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+_FORBIDDEN_MODULES = (
+    "os",
+    "sys",
+    "subprocess",
+    "builtins",
+    "importlib",
+    "shutil",
+    "socket",
+    "pickle",
+    "marshal",
+    "ctypes",
+    "runpy",
+    "code",
+    "pty",
+    "multiprocessing",
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ComputeTier(_Section):
+    """Where heavy training runs: an Airflow pool/queue, and Kubernetes resources for pod-based training."""
+
+    description: str = ""
+    pool: str | None = Field(default=None, description="Airflow pool limiting concurrent training on this tier.")
+    pool_slots: int = Field(default=1, ge=1)
+    queue: str | None = Field(default=None, description="Celery queue of workers that have this tier's resources.")
+    cpu: str | None = Field(default=None, description="Kubernetes CPU request, e.g. '4'.")
+    memory: str | None = Field(default=None, description="Kubernetes memory request, e.g. '16Gi'.")
+    gpu: int = Field(default=0, ge=0)
+
+
+class TeamPolicy(_Section):
+    members: list[str] = Field(default_factory=list, description="Airflow users who may own this team's specs.")
+    approvers: list[str] = Field(default_factory=list, description="Airflow users who may approve deployments.")
+    approval_required_for: list[str] | None = Field(
+        default=None, description="Aliases whose moves need approval; the policy default when omitted."
+    )
+    allowed_estimators: list[str] | None = Field(default=None, description="Restrict estimators; all when omitted.")
+    allowed_compute: list[str] | None = Field(default=None, description="Compute tiers allowed; all when omitted.")
+    pool: str | None = Field(default=None, description="Airflow pool for the team's tasks.")
+    max_active_runs: int = Field(default=1, ge=1, description="Concurrent runs per DAG.")
+    max_active_tasks: int = Field(default=4, ge=1, description="Concurrent tasks per DAG.")
+    max_versions_per_day: int | None = Field(default=None, ge=1, description="Quota of new versions per model.")
+    approval_timeout_hours: float | None = Field(default=None, gt=0)
+
+
+class PolicyDefaults(_Section):
+    approval_required_for: list[str] = Field(default_factory=lambda: ["production"])
+    approval_timeout_hours: float = Field(default=72.0, gt=0)
+
+
+class Policy(BaseModel):
+    """The team policy file."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    api_version: Literal["airflow-bridge/v1"] = Field(alias="apiVersion")
+    kind: Literal["Policy"]
+    data_roots: list[str] = Field(default_factory=list, description="Folders and URI prefixes data may come from.")
+    estimators: dict[str, TaskKind] = Field(default_factory=dict, description="Estimators added to the allow-list.")
+    compute_tiers: dict[str, ComputeTier] = Field(default_factory=dict)
+    defaults: PolicyDefaults = PolicyDefaults()
+    teams: dict[str, TeamPolicy] = Field(default_factory=dict)
+
+    @field_validator("estimators")
+    @classmethod
+    def _safe_estimators(cls, value: dict[str, TaskKind]) -> dict[str, TaskKind]:
+        for name in value:
+            if not _DOTTED.match(name):
+                raise bridge_error(f"'{name}' is not a dotted class name", "for example xgboost.XGBClassifier")
+            if name.split(".", 1)[0] in _FORBIDDEN_MODULES:
+                raise bridge_error(f"'{name}' is not an estimator", "only estimator classes may be allow-listed")
+        return value
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Policy:
+        known_estimators = set(DEFAULT_ESTIMATORS) | set(self.estimators)
+        tiers = {"local", *self.compute_tiers}
+        for team_name, team in self.teams.items():
+            for name in team.allowed_estimators or []:
+                if name not in known_estimators:
+                    raise bridge_error(
+                        f"team '{team_name}' allows unknown estimator '{name}'", "add it under 'estimators' first"
+                    )
+            for tier in team.allowed_compute or []:
+                if tier not in tiers:
+                    raise bridge_error(
+                        f"team '{team_name}' allows unknown compute tier '{tier}'",
+                        f"defined tiers: {', '.join(sorted(tiers))}",
+                    )
+            for alias in team.approval_required_for or []:
+                if not re.match(NAME_PATTERN, alias):
+                    raise bridge_error(f"team '{team_name}': '{alias}' is not an alias name")
+        return self
+
+    def team(self, name: str) -> TeamPolicy | None:
+        return self.teams.get(name)
+
+    def aliases_needing_approval(self, team: str) -> list[str]:
+        rules = self.teams.get(team)
+        if rules is not None and rules.approval_required_for is not None:
+            return rules.approval_required_for
+        return self.defaults.approval_required_for
+
+    def approval_timeout_hours(self, team: str) -> float:
+        rules = self.teams.get(team)
+        return (rules.approval_timeout_hours if rules else None) or self.defaults.approval_timeout_hours
+
+    def approvers_for(self, team: str, author: str) -> list[str]:
+        """Who may approve a model of ``team`` written by ``author``: never the author."""
+        rules = self.teams.get(team)
+        return [user for user in (rules.approvers if rules else []) if user != author]
+
+
+OPEN_POLICY = Policy.model_validate(
+    {"apiVersion": "airflow-bridge/v1", "kind": "Policy", "defaults": {"approval_required_for": []}}
+)
+"""What applies without a policy file: any team, built-in estimators, local compute, and no approvals
+unless a spec asks for one (then it is refused at validation: without a policy nobody may approve)."""

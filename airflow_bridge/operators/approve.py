@@ -1,0 +1,184 @@
+"""``ModelApprovalOperator``: Airflow's HITL approval in front of a deployment, with separation of duties.
+
+The request shows the model card, metrics against thresholds and the champion comparison in the
+Airflow UI (Required Actions), assigned to the team's approvers minus the author. The decision is
+checked again when the task resumes (an auth manager may let anyone answer) and written to the
+audit trail: granted, rejected, timed out, or refused (answered by someone not allowed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+from airflow_bridge.operators._common import as_dict, final_on_user_error, open_registry, run_ref
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_bridge.registry.records import ModelRecord, ModelVersion
+
+
+class ModelApprovalOperator(ApprovalOperator):
+    """Ask the team's approvers whether ``registration``'s version may move ``alias``.
+
+    Approve → downstream deploy runs. Reject or timeout → deploy is skipped, nothing moves.
+    An answer from the author or from a non-approver fails the task: nothing moves either.
+    """
+
+    template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "registration")
+    ui_color = "#fef9e7"
+
+    def __init__(
+        self,
+        *,
+        registration: Any,
+        alias: str,
+        approvers: Sequence[str],
+        author: str,
+        registry_conn_id: str | None = None,
+        response_timeout: dt.timedelta | None = None,
+        **kwargs: Any,
+    ) -> None:
+        allowed = [user for user in approvers if user != author]
+        super().__init__(
+            subject=f"Approve deployment to '{alias}'?",
+            body="(the model card is added when the task runs)",
+            defaults="Reject",
+            assigned_users=[{"id": user, "name": user} for user in allowed],
+            response_timeout=response_timeout,
+            **kwargs,
+        )
+        self.registration = registration
+        self.alias = alias
+        self.approvers = allowed
+        self.author = author
+        self.registry_conn_id = registry_conn_id
+
+    def execute(self, context: Context) -> Any:
+        with final_on_user_error():
+            registration = as_dict(self.registration, "registration")
+            registry = open_registry(self.registry_conn_id)
+            model, number = registration["model"], int(registration["version"])
+            version = registry.get_version(model, number)
+            live = registry.alias_version(model, self.alias)
+            self.subject = f"Deploy {model} v{number} to '{self.alias}'?"
+            self.body = approval_body(registry.get_model(model), version, self.alias, live, self.approvers)
+            registry.record_event(
+                "approval_requested",
+                actor=self.author,
+                model=model,
+                version=number,
+                alias=self.alias,
+                run=run_ref(context),
+                after={"approvers": self.approvers},
+                reason=f"deployment of v{number} to '{self.alias}' needs approval",
+            )
+        return super().execute(context)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        registration = as_dict(self.registration, "registration")
+        model, number = registration["model"], int(registration["version"])
+        registry = open_registry(self.registry_conn_id)
+        user = event.get("responded_by_user") or {}
+        responder = str(user.get("name") or user.get("id") or "")
+        chosen = list(event.get("chosen_options") or [])
+        record = {"model": model, "version": number, "alias": self.alias, "run": run_ref(context)}
+        if event.get("timedout") or "error" in event:
+            registry.record_event(
+                "approval_timed_out",
+                actor="airflow",
+                reason="no answer in time",
+                **record,
+                after={"decision": "timeout"},
+            )
+            return super().execute_complete(context, event)
+        refusal = self._refusal(responder)
+        if refusal:
+            registry.record_event(
+                "approval_refused",
+                actor=responder or "unknown",
+                reason=refusal,
+                **record,
+                after={"decision": chosen, "approver": responder},
+            )
+            raise AirflowFailException(f"approval refused: {refusal}; nothing was deployed")
+        decision = "approval_granted" if chosen == [self.APPROVE] else "approval_rejected"
+        registry.record_event(
+            decision,
+            actor=responder,
+            reason=f"{responder} chose {', '.join(chosen)}",
+            **record,
+            after={"decision": chosen, "approver": responder},
+        )
+        self.log.info("%s by %s for %s v%d → '%s'", decision, responder, model, number, self.alias)
+        return super().execute_complete(context, event)
+
+    def _refusal(self, responder: str) -> str | None:
+        if not responder:
+            return "the answer carries no user"
+        if responder == self.author:
+            return f"'{responder}' authored this model and cannot approve its deployment (separation of duties)"
+        if responder not in self.approvers:
+            return f"'{responder}' is not an approver of this team (approvers: {', '.join(self.approvers)})"
+        return None
+
+
+def approval_body(
+    model: ModelRecord, version: ModelVersion, alias: str, live: ModelVersion | None, approvers: Sequence[str]
+) -> str:
+    """Markdown shown to approvers: model card, gates, champion comparison, data and provenance."""
+    card = model.card
+    lines = [
+        f"### {model.name} v{version.version} → `{alias}`",
+        "",
+        card.description.strip() or "_No description._",
+        "",
+        f"- **Owner / team:** {card.owner or '-'} / {card.team or '-'}",
+        f"- **Estimator:** `{version.estimator}` ({version.task_kind})",
+        f"- **Currently live:** {f'v{live.version}' if live else 'nothing'}",
+        f"- **Approvers:** {', '.join(approvers)} (the author cannot approve)",
+    ]
+    if card.intended_use:
+        lines.append(f"- **Intended use:** {card.intended_use}")
+    if card.limitations:
+        lines.append(f"- **Limitations:** {card.limitations}")
+    gates = version.validation.get("gates") or []
+    if gates:
+        lines += ["", "| gate | value | required | result |", "|---|---|---|---|"]
+        for gate in gates:
+            bounds = " and ".join(
+                part
+                for part in (
+                    f"≥ {gate['min']}" if gate.get("min") is not None else "",
+                    f"≤ {gate['max']}" if gate.get("max") is not None else "",
+                )
+                if part
+            )
+            value = gate.get("value")
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            lines.append(f"| {gate['name']} | {shown} | {bounds or '-'} | {'pass' if gate['passed'] else 'FAIL'} |")
+    champion = version.validation.get("champion")
+    if champion and champion.get("champion") is not None:
+        lines += [
+            "",
+            f"**Champion comparison** on the same held-out rows: candidate {champion['metric']} "
+            f"{champion['candidate']:.4f} vs v{champion['champion_version']} {champion['champion']:.4f} "
+            f"(improvement {champion['improvement']:+.4f}, required {champion['min_improvement']:+.4f}).",
+        ]
+    elif champion:
+        lines += ["", f"**Champion comparison:** {champion.get('note', 'none')}."]
+    data = version.data
+    lines += [
+        "",
+        f"- **Training data:** `{data.get('uri', '?')}` ({data.get('rows', '?')} rows, "
+        f"sha256 `{str(data.get('sha256', ''))[:12]}`)",
+        f"- **Artifact:** sha256 `{version.artifact.sha256[:12]}`, {version.artifact.size} bytes",
+        f"- **Produced by:** {version.run.dag_id} / {version.run.run_id}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Serving models over HTTP (target ``local``)."""

@@ -1,0 +1,158 @@
+"""HTTP serving of the version behind an alias (target ``local``): ``/predict``, ``/health``, ``/metadata``.
+
+The artifact's checksum is verified before a version is loaded. The alias is re-read at most every
+``refresh_seconds``, so an alias move (deploy, promote, rollback) is served without a restart. If
+the new version's artifact fails verification, the server keeps the last verified version,
+refuses to pretend otherwise (``/health`` answers 503 with the reason) and logs it loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_bridge.exceptions import BridgeError, ChecksumMismatchError, NotFoundError
+from airflow_bridge.registry.records import ModelVersion
+from airflow_bridge.registry.store import ModelRegistry
+
+log = logging.getLogger("airflow_bridge.serve")
+
+
+@dataclass
+class LoadedModel:
+    version: ModelVersion
+    estimator: Any
+    features: list[str]
+    loaded_at: float
+
+
+class ModelHolder:
+    """The model being served, swapped atomically when the alias moves."""
+
+    def __init__(self, registry: ModelRegistry, model: str, alias: str, refresh_seconds: float = 2.0) -> None:
+        self.registry = registry
+        self.model = model
+        self.alias = alias
+        self.refresh_seconds = refresh_seconds
+        self.current: LoadedModel | None = None
+        self.problem: str | None = None
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+
+    def load_initial(self) -> LoadedModel:
+        """Load the version behind the alias now; raises when it is missing or fails verification."""
+        version = self.registry.alias_version(self.model, self.alias)
+        if version is None:
+            raise NotFoundError(f"alias '{self.alias}' of model '{self.model}' points at no version")
+        self.current = self._load(version)
+        self._checked_at = time.monotonic()
+        return self.current
+
+    def get(self) -> LoadedModel:
+        """The model to answer with, after following an alias move if one happened."""
+        if time.monotonic() - self._checked_at >= self.refresh_seconds:
+            with self._lock:
+                if time.monotonic() - self._checked_at >= self.refresh_seconds:
+                    self._refresh()
+        assert self.current is not None
+        return self.current
+
+    def _refresh(self) -> None:
+        self._checked_at = time.monotonic()
+        try:
+            version = self.registry.alias_version(self.model, self.alias)
+        except BridgeError as exc:
+            self.problem = f"cannot read the registry: {exc}"
+            log.error("%s; still serving v%s", self.problem, self.current.version.version if self.current else "?")
+            return
+        if version is None:
+            self.problem = f"alias '{self.alias}' was removed; still serving the last version"
+            return
+        if self.current and version.version == self.current.version.version:
+            if not self.problem or not self.problem.startswith("refused"):
+                self.problem = None
+            return
+        try:
+            self.current = self._load(version)
+            self.problem = None
+            log.info("alias '%s' moved: now serving %s v%d", self.alias, self.model, version.version)
+        except ChecksumMismatchError as exc:
+            self.problem = f"refused v{version.version}: {exc}"
+            log.error("%s; still serving v%s", self.problem, self.current.version.version if self.current else "?")
+
+    @staticmethod
+    def _load(version: ModelVersion) -> LoadedModel:
+        from airflow_bridge.artifacts import ArtifactStore, load_model
+
+        data = ArtifactStore(version.artifact.uri.rsplit("/", 1)[0]).read_verified(version.artifact)
+        features = list(version.data.get("features") or [])
+        return LoadedModel(version, load_model(data), features, time.time())
+
+
+def create_app(holder: ModelHolder) -> Any:
+    """The FastAPI application; ``holder`` must have loaded its first version."""
+    import pandas as pd
+    from fastapi import FastAPI, HTTPException
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel, Field
+
+    class PredictRequest(BaseModel):
+        instances: list[dict[str, Any]] = Field(min_length=1, description="Rows as {feature: value} objects.")
+
+    app = FastAPI(title=f"airflow-bridge: {holder.model}@{holder.alias}")
+
+    @app.get("/health")
+    def health() -> Any:
+        loaded = holder.get()
+        body = {
+            "status": "ok" if holder.problem is None else "degraded",
+            "model": holder.model,
+            "alias": holder.alias,
+            "version": loaded.version.version,
+            "problem": holder.problem,
+        }
+        return JSONResponse(body, status_code=200 if holder.problem is None else 503)
+
+    @app.get("/metadata")
+    def metadata() -> dict[str, Any]:
+        version = holder.get().version
+        return {
+            "model": version.model,
+            "alias": holder.alias,
+            "version": version.version,
+            "sha256": version.artifact.sha256,
+            "size": version.artifact.size,
+            "artifact_uri": version.artifact.uri,
+            "estimator": version.estimator,
+            "task_kind": version.task_kind,
+            "features": holder.get().features,
+            "metrics": version.metrics,
+            "created_at": version.created_at.isoformat(),
+            "produced_by": {"dag_id": version.run.dag_id, "run_id": version.run.run_id},
+        }
+
+    @app.post("/predict")
+    def predict(request: PredictRequest) -> dict[str, Any]:
+        loaded = holder.get()
+        frame = pd.DataFrame(request.instances)
+        missing = [f for f in loaded.features if f not in frame.columns]
+        if missing:
+            raise HTTPException(422, f"missing features: {', '.join(missing)}")
+        try:
+            predictions = loaded.estimator.predict(frame[loaded.features] if loaded.features else frame)
+        except (ValueError, TypeError) as exc:
+            raise HTTPException(422, f"cannot predict on this input: {exc}") from None
+        return {
+            "model": holder.model,
+            "version": loaded.version.version,
+            "predictions": [_plain(p) for p in predictions],
+        }
+
+    return app
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value

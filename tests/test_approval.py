@@ -1,0 +1,91 @@
+"""Approvals through Airflow's real HITL ApprovalOperator in ``dag.test()``.
+
+Answers go through Airflow's own HITL API handler (what the Required Actions page calls), so the
+assigned-user check is Airflow's; the operator checks the decision again when it resumes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from airflow_bridge.governance.respond import Answer, Responder
+from airflow_bridge.registry import ModelRegistry
+from tests.conftest import task_states
+
+pytestmark = pytest.mark.slow
+SPEC = "breast_cancer_classifier.yaml"  # owner alice, team oncology: approvers dana and erin
+MODEL = "breast_cancer"
+
+
+def _run_with_answers(run_spec_dag, spec_dir: Path, answers: list[Answer]) -> tuple[dict[str, str], Responder]:
+    responder = Responder("breast_cancer_classifier", answers, poll_seconds=0.2)
+    responder.start()
+    try:
+        _, dag_run = run_spec_dag(spec_dir / SPEC)
+    finally:
+        responder.stop()
+        responder.join(timeout=10)
+    return task_states(dag_run), responder
+
+
+def _actions(registry: ModelRegistry) -> list[tuple[str, str]]:
+    return [(e.action, e.actor) for e in registry.audit_events(model=MODEL) if e.action.startswith("approval")]
+
+
+def test_approved_deployment_goes_live(spec_dir: Path, registry_env: dict, run_spec_dag) -> None:
+    states, responder = _run_with_answers(run_spec_dag, spec_dir, [Answer("dana")])
+
+    assert responder.outcome.accepted == Answer("dana")
+    assert states == dict.fromkeys(["train", "validate", "register", "approve", "deploy"], "success")
+    registry = ModelRegistry(registry_env["url"])
+    assert registry.alias_version(MODEL, "production").version == 1
+    assert _actions(registry) == [("approval_requested", "alice"), ("approval_granted", "dana")]
+    assert registry.verify_audit().ok
+
+
+def test_rejected_deployment_is_skipped_and_recorded(spec_dir: Path, registry_env: dict, run_spec_dag) -> None:
+    states, _ = _run_with_answers(run_spec_dag, spec_dir, [Answer("erin", approve=False)])
+
+    assert states["approve"] == "success"
+    assert states["deploy"] == "skipped"
+    registry = ModelRegistry(registry_env["url"])
+    assert registry.get_version(MODEL, 1)  # registered, but not live
+    assert registry.alias_version(MODEL, "production") is None
+    assert registry.deployments(MODEL) == []
+    assert _actions(registry) == [("approval_requested", "alice"), ("approval_rejected", "erin")]
+
+
+@pytest.mark.parametrize("intruder", ["alice", "mallory"], ids=["author", "non-approver"])
+def test_author_and_non_approvers_are_refused_by_airflow(
+    intruder: str, spec_dir: Path, registry_env: dict, run_spec_dag
+) -> None:
+    states, responder = _run_with_answers(
+        run_spec_dag, spec_dir, [Answer(intruder), Answer("dana", approve=False)]
+    )
+
+    (attempt, accepted, detail), closing = responder.outcome.responses
+    assert attempt.user == intruder and not accepted
+    assert "403" in detail and intruder in detail
+    assert closing[1]  # dana's rejection ends the run
+    assert states["deploy"] == "skipped"
+    assert ModelRegistry(registry_env["url"]).alias_version(MODEL, "production") is None
+
+
+def test_author_approval_is_refused_by_the_operator_even_if_airflow_lets_it_through(
+    spec_dir: Path, registry_env: dict, run_spec_dag, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With simple_auth_manager_all_admins, Airflow lets anyone answer: the operator is the last line.
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+
+    states, responder = _run_with_answers(run_spec_dag, spec_dir, [Answer("alice")])
+
+    assert responder.outcome.accepted == Answer("alice")
+    assert states["approve"] == "failed"
+    assert states["deploy"] == "upstream_failed"
+    registry = ModelRegistry(registry_env["url"])
+    assert registry.alias_version(MODEL, "production") is None
+    refused = [e for e in registry.audit_events(model=MODEL) if e.action == "approval_refused"]
+    assert len(refused) == 1
+    assert refused[0].actor == "alice" and "separation of duties" in refused[0].reason
