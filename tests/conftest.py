@@ -104,3 +104,22 @@ def run_spec_dag(airflow_db: Path) -> Iterator[Any]:
 
 def task_states(dag_run: Any) -> dict[str, str]:
     return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+
+
+@pytest.fixture
+def run_python_dag(airflow_db: Path) -> Iterator[Any]:
+    """Write an engineer's Python DAG file into the dags folder and run it with ``dag.test()``."""
+
+    def run(source: str, dag_id: str, **test_kwargs: Any) -> tuple[Any, Any]:
+        from airflow.dag_processing.dagbag import DagBag
+
+        for old in DAGS_FOLDER.glob("*.py"):
+            old.unlink()
+        path = DAGS_FOLDER / f"{dag_id}.py"
+        path.write_text(source)
+        bag = DagBag(dag_folder=str(path))
+        assert not bag.import_errors, bag.import_errors
+        dag = bag.dags[dag_id]
+        return dag, dag.test(**test_kwargs)
+
+    yield run

@@ -25,7 +25,6 @@ from airflow_bridge.exceptions import ConflictError
 from airflow_bridge.registry import ArtifactRef, ModelRegistry, RunRef
 
 POSTGRES_URL = os.environ.get("AIRFLOW_BRIDGE_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
-BACKENDS = ("sqlite", "postgresql")
 
 
 def process_context() -> Any:
@@ -136,18 +135,14 @@ def version_rows(url: str, model: str) -> list[Any]:
         engine.dispose()
 
 
-def _report_errors(results: Any, worker: int) -> Any:
-    """A context manager that sends any exception's traceback to the parent before re-raising it."""
-
-    @contextlib.contextmanager
-    def guard() -> Iterator[None]:
-        try:
-            yield
-        except BaseException:
-            results.put(("error", worker, traceback.format_exc()))
-            raise
-
-    return guard()
+@contextlib.contextmanager
+def _report_errors(results: Any, worker: int) -> Iterator[None]:
+    """Send any exception's traceback to the parent (which fails the test with it), then re-raise it."""
+    try:
+        yield
+    except BaseException:
+        results.put(("error", worker, traceback.format_exc()))
+        raise
 
 
 # -- concurrency workers ------------------------------------------------------------------------

@@ -61,9 +61,7 @@ def test_rejected_deployment_is_skipped_and_recorded(spec_dir: Path, registry_en
 def test_author_and_non_approvers_are_refused_by_airflow(
     intruder: str, spec_dir: Path, registry_env: dict, run_spec_dag
 ) -> None:
-    states, responder = _run_with_answers(
-        run_spec_dag, spec_dir, [Answer(intruder), Answer("dana", approve=False)]
-    )
+    states, responder = _run_with_answers(run_spec_dag, spec_dir, [Answer(intruder), Answer("dana", approve=False)])
 
     (attempt, accepted, detail), closing = responder.outcome.responses
     assert attempt.user == intruder and not accepted

@@ -462,7 +462,7 @@ def test_mutations_reach_every_kind_of_issue(workdir: Path) -> None:
     """The fuzzing above is only as good as its inputs: check a sample hits the main failure classes."""
     seen: set[str] = set()
 
-    @settings(COMMON, max_examples=120, derandomize=True)
+    @settings(COMMON, max_examples=250, derandomize=True)
     @given(raw=mutated_specs())
     def collect(raw: bytes) -> None:
         loaded = load_bytes(workdir, raw)

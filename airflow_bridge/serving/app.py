@@ -14,11 +14,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from airflow_bridge.exceptions import BridgeError, ChecksumMismatchError, NotFoundError
 from airflow_bridge.registry.records import ModelVersion
 from airflow_bridge.registry.store import ModelRegistry
 
 log = logging.getLogger("airflow_bridge.serve")
+
+
+class PredictRequest(BaseModel):
+    """Body of ``POST /predict``."""
+
+    instances: list[dict[str, Any]] = Field(min_length=1, description="Rows as {feature: value} objects.")
 
 
 @dataclass
@@ -97,10 +105,6 @@ def create_app(holder: ModelHolder) -> Any:
     import pandas as pd
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, Field
-
-    class PredictRequest(BaseModel):
-        instances: list[dict[str, Any]] = Field(min_length=1, description="Rows as {feature: value} objects.")
 
     app = FastAPI(title=f"airflow-bridge: {holder.model}@{holder.alias}")
 

@@ -1,0 +1,89 @@
+"""The engineer's view: the public operators in a hand-written Python DAG, run with ``dag.test()``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from airflow_bridge.registry import ModelRegistry
+from tests.conftest import EXAMPLES, task_states
+
+pytestmark = pytest.mark.slow
+
+PIPELINE = """
+import datetime as dt
+from airflow.sdk import DAG
+from airflow_bridge.operators import (
+    DeployModelOperator, RegisterModelOperator, TrainModelOperator, ValidateModelOperator,
+)
+
+with DAG("engineer_pipeline", schedule=None, start_date=dt.datetime(2024, 1, 1), catchup=False) as dag:
+    train = TrainModelOperator(
+        task_id="train", model_name="progression", data_uri="{data}", target="progression",
+        estimator="sklearn.linear_model.Ridge", params={{"alpha": {alpha}}},
+    )
+    validate = ValidateModelOperator(task_id="validate", training=train.output, thresholds={{"r2": {{"min": 0.3}}}})
+    register = RegisterModelOperator(task_id="register", training=train.output, validation=validate.output)
+    DeployModelOperator(task_id="deploy", registration=register.output, alias="staging")
+"""
+
+SINGLE_TASK = """
+import datetime as dt
+from airflow.sdk import DAG
+from airflow_bridge.operators.deploy import DeployModelOperator
+from airflow_bridge.operators.rollback import RollbackModelOperator
+
+with DAG("{dag_id}", schedule=None, start_date=dt.datetime(2024, 1, 1), catchup=False) as dag:
+    {task}
+"""
+
+
+def _pipeline(alpha: float) -> str:
+    return PIPELINE.format(data=EXAMPLES / "data" / "diabetes.csv", alpha=alpha)
+
+
+def test_operators_wired_by_hand_train_to_deploy(registry_env: dict, run_python_dag) -> None:
+    _, dag_run = run_python_dag(_pipeline(0.5), "engineer_pipeline")
+
+    assert set(task_states(dag_run).values()) == {"success"}
+    registry = ModelRegistry(registry_env["url"])
+    assert registry.alias_version("progression", "staging").version == 1
+    assert registry.get_version("progression", 1).metrics["r2"] > 0.3
+
+
+def test_deploy_refuses_a_tampered_artifact_and_moves_nothing(registry_env: dict, run_python_dag) -> None:
+    run_python_dag(_pipeline(0.5), "engineer_pipeline")
+    run_python_dag(_pipeline(2.0), "engineer_pipeline")
+    registry = ModelRegistry(registry_env["url"])
+    assert registry.alias_version("progression", "staging").version == 2
+    artifact = Path(urlsplit(registry.get_version("progression", 1).artifact.uri).path)
+    artifact.write_bytes(artifact.read_bytes() + b"tampered")
+    task = 'DeployModelOperator(task_id="deploy", registration={"model": "progression", "version": 1}, alias="staging")'
+
+    _, dag_run = run_python_dag(SINGLE_TASK.format(dag_id="redeploy_old", task=task), "redeploy_old")
+
+    assert task_states(dag_run) == {"deploy": "failed"}
+    assert registry.alias_version("progression", "staging").version == 2
+    assert [d.version for d in registry.deployments("progression")] == [1, 2]
+
+
+def test_rollback_operator_moves_the_alias_back_through_compare_and_set(registry_env: dict, run_python_dag) -> None:
+    run_python_dag(_pipeline(0.5), "engineer_pipeline")
+    run_python_dag(_pipeline(2.0), "engineer_pipeline")
+    task = 'RollbackModelOperator(task_id="rollback", model_name="progression", alias="staging", reason="drift")'
+
+    _, dag_run = run_python_dag(SINGLE_TASK.format(dag_id="rollback_progression", task=task), "rollback_progression")
+
+    assert task_states(dag_run) == {"rollback": "success"}
+    registry = ModelRegistry(registry_env["url"])
+    assert registry.alias_version("progression", "staging").version == 1
+    event = registry.audit_events(model="progression")[-1]
+    assert (event.action, event.reason, event.before, event.after) == (
+        "rolled_back",
+        "drift",
+        {"version": 2},
+        {"version": 1},
+    )
+    assert event.run.dag_id == "rollback_progression"
