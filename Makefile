@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SPEC ?= dag_specs/breast_cancer_classifier.yaml
+APPROVER ?= dana
 PYTEST_ARGS ?= -n 2
 
 .PHONY: demo test lint typecheck unit bench clean
@@ -15,7 +16,7 @@ $(BIN)/airflow-bridge: pyproject.toml dev/constraints.txt
 
 ## demo: train, validate, register and deploy an example spec end to end (SQLite, local files)
 demo: $(BIN)/airflow-bridge
-	$(BIN)/airflow-bridge run $(SPEC)
+	$(BIN)/airflow-bridge run $(SPEC) --approve-as $(APPROVER)
 
 ## test: lint, type-check and run the whole test suite
 test: lint typecheck unit
