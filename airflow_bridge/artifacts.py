@@ -52,10 +52,11 @@ class ArtifactStore:
         ref = ArtifactRef(uri, digest, len(data))
         if _is_local(uri):
             path = urlsplit(uri).path
-            if not (os.path.exists(path) and os.path.getsize(path) == len(data)):
+            if not _holds(path, digest):  # a damaged copy under this name is replaced, never trusted
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".partial-")
                 try:
+                    os.fchmod(fd, ARTIFACT_MODE)
                     with os.fdopen(fd, "wb") as handle:
                         handle.write(data)
                         handle.flush()
@@ -103,6 +104,18 @@ def _fsync_folder(folder: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+ARTIFACT_MODE = 0o644
+"""Artifacts are readable by other local accounts (a model server running as another user)."""
+
+
+def _holds(path: str, digest: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest() == digest
+    except FileNotFoundError:
+        return False
 
 
 def _is_local(uri: str) -> bool:

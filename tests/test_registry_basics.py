@@ -174,6 +174,19 @@ def test_rollback_moves_the_alias_back_and_records_it(registry: ModelRegistry) -
     assert registry.verify_audit().ok
 
 
+def test_rolling_back_twice_walks_back_through_the_deployments(registry: ModelRegistry) -> None:
+    _register(registry, 4)
+    for version in (1, 2, 3):
+        registry.deploy(MODEL, version, alias="production", target="local", actor="alice")
+
+    assert registry.rollback(MODEL, "production", actor="bob").version == 2
+    assert registry.rollback(MODEL, "production", actor="bob").version == 1  # an undo, not a toggle back to 3
+    registry.deploy(MODEL, 4, alias="production", target="local", expected=1, actor="alice")
+    assert registry.rollback(MODEL, "production", actor="bob").version == 1
+    with pytest.raises(NotFoundError, match="no earlier version"):
+        registry.rollback(MODEL, "production", actor="bob")
+
+
 def test_rollback_without_history_is_a_clear_not_found(registry: ModelRegistry) -> None:
     _register(registry, 2)
     with pytest.raises(NotFoundError, match="alias 'production' of model 'churn' points at no version"):

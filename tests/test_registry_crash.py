@@ -79,6 +79,7 @@ class Checker:
                 ref = ArtifactRef(row.artifact_uri, row.artifact_sha256, row.artifact_size)
                 ArtifactStore(str(self.folder.parent)).read_verified(ref)  # sha256 and size
                 self.hashed_rows.add(row.version)
+                self.hashed_files.add(path.name)
         # A file under an artifact's final name is always complete: its name is its own sha256.
         for path in self.folder.iterdir():
             if path.name.startswith(".partial-") or path.name in self.hashed_files:

@@ -123,7 +123,7 @@ def connection_to_url(
     if extra.get("url"):
         try:
             url = make_url(str(extra["url"]))
-        except ArgumentError:
+        except (ArgumentError, ValueError):
             raise RegistryError(f"connection '{conn_id}': extra 'url' is not a SQLAlchemy URL") from None
         if url.password and password:
             raise RegistryError(f"connection '{conn_id}': put the password in the Password field, not in 'url'")

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 
+ALIAS_MOVES = ("alias_moved", "deployed", "promoted", "rolled_back")
 APPROVAL_DECISIONS = ("approval_granted", "approval_rejected", "approval_refused", "approval_timed_out")
 
 
@@ -169,16 +170,25 @@ class RegistryQueries:
             ]
 
     def previous_alias_version(self, model: str, alias: str) -> int | None:
-        """The version ``alias`` pointed at before the current one (skipping deleted versions)."""
-        history = self.alias_history(model, alias)
-        if not history:
+        """The version a rollback of ``alias`` goes back to: rollbacks undo moves, so rolling back
+        twice from v8 (after v6 → v7 → v8) reaches v6, not v8 again. Deleted versions are skipped."""
+        stack: list[int] = []
+        for event in self.audit_events(model=model):
+            if event.alias != alias or event.action not in ALIAS_MOVES:
+                continue
+            target = (event.after or {}).get("version")
+            if event.action == "rolled_back":
+                if stack:
+                    stack.pop()
+                if target is not None and (not stack or stack[-1] != target):
+                    stack.append(target)
+            elif target is not None:
+                stack.append(target)
+        if not stack:
             return None
-        current = history[-1]["version"]
         live = {v.version for v in self.list_versions(model)}
-        for period in reversed(history[:-1]):
-            if period["version"] != current and period["version"] in live:
-                return int(period["version"])
-        return None
+        current = stack[-1]
+        return next((int(v) for v in reversed(stack[:-1]) if v != current and v in live), None)
 
     def live_at(self, model: str, alias: str, when: dt.datetime) -> ModelVersion | None:
         """The version ``alias`` pointed at, at time ``when`` ('what was live when')."""
