@@ -31,6 +31,8 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_bridge.operators.validate",
                     "airflow_bridge.operators.register",
                     "airflow_bridge.operators.deploy",
+                    "airflow_bridge.operators.approve",
+                    "airflow_bridge.operators.rollback",
                 ],
             }
         ],

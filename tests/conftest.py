@@ -37,6 +37,10 @@ os.environ.update(
 for name in ("AIRFLOW_BRIDGE_HOME", "AIRFLOW_BRIDGE_REGISTRY_URL", "AIRFLOW_BRIDGE_DATA_ROOTS"):
     os.environ.pop(name, None)
 
+# OpenLineage stays off in this process (Airflow loads its listener once per process); lineage runs go
+# through `airflow-bridge run` in a child process. The spec files validate the events they write.
+OPENLINEAGE_SPEC = REPO.parent / "shared" / "openlineage-spec"
+
 POSTGRES_URL = os.environ.get("AIRFLOW_BRIDGE_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
 
@@ -47,6 +51,16 @@ def airflow_db() -> Path:
 
     db.upgradedb()
     return AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def ol_registry() -> Any:
+    """A ``referencing.Registry`` of the OpenLineage spec and airflow-bridge's facet schemas (offline)."""
+    from airflow_bridge.lineage.validation import schema_registry
+
+    if not (OPENLINEAGE_SPEC / "OpenLineage.json").is_file():
+        pytest.skip(f"OpenLineage spec files not found in {OPENLINEAGE_SPEC}")
+    return schema_registry(OPENLINEAGE_SPEC)
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 It runs in its own process so Airflow's configuration (AIRFLOW_HOME, metadata DB, dags folder)
 is isolated from the caller's. Progress and the result go to the parent as JSON lines on the
-original stdout; Airflow's own logs go to ``<run dir>/airflow.log``.
+original stdout; Airflow's own logs go to ``<run dir>/airflow.log``, its OpenLineage events to
+``<run dir>/openlineage.jsonl`` (see ``lineage_environment``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,6 +38,44 @@ def isolated_environment(home: Path, run_dir: Path) -> dict[str, str]:
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW_BRIDGE_RUN_DIR": str(run_dir),
     }
+
+
+LINEAGE_FILE = "openlineage.jsonl"
+LOCAL_NAMESPACE = "airflow-bridge-local"
+
+
+def lineage_disabled(environ: Mapping[str, str]) -> bool:
+    """Whether the caller turned OpenLineage off (Airflow's ``[openlineage] disabled`` or the legacy variable)."""
+    flags = (environ.get("AIRFLOW__OPENLINEAGE__DISABLED", ""), environ.get("OPENLINEAGE_DISABLED", ""))
+    return any(flag.strip().lower() in ("true", "1", "t") for flag in flags)
+
+
+def lineage_environment(run_dir: Path, spec_dir: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """Airflow ``[openlineage]`` settings of a local run: the provider's file transport to the run folder.
+
+    A transport configured in ``AIRFLOW__OPENLINEAGE__TRANSPORT`` (e.g. HTTP to Marquez) still gets every
+    event: both go through a composite transport. ``AIRFLOW__OPENLINEAGE__DISABLED=true`` turns it off.
+    The spec checkout's git commit is passed on for the provenance facet.
+    """
+    from airflow_bridge.lineage.provenance import checkout_commit
+
+    env: dict[str, str] = {}
+    if not environ.get("AIRFLOW_BRIDGE_GIT_COMMIT"):
+        commit = checkout_commit(spec_dir)
+        if commit:
+            env["AIRFLOW_BRIDGE_GIT_COMMIT"] = commit
+    if lineage_disabled(environ):
+        return env
+    transport: dict[str, Any] = {"type": "file", "log_file_path": str(run_dir / LINEAGE_FILE), "append": True}
+    try:
+        configured = json.loads(environ.get("AIRFLOW__OPENLINEAGE__TRANSPORT") or "null")
+    except json.JSONDecodeError:
+        configured = None
+    if isinstance(configured, dict) and configured:
+        transport = {"type": "composite", "transports": {"run_folder": transport, "configured": configured}}
+    env["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(transport)
+    env["AIRFLOW__OPENLINEAGE__NAMESPACE"] = environ.get("AIRFLOW__OPENLINEAGE__NAMESPACE") or LOCAL_NAMESPACE
+    return env
 
 
 def write_loader(home: Path, name: str, spec_path: Path) -> Path:

@@ -40,9 +40,10 @@ def run_spec(
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = home_dir / "runs" / name / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
-    from airflow_bridge.cli.local_run import isolated_environment
+    from airflow_bridge.cli.local_run import LINEAGE_FILE, isolated_environment, lineage_environment
 
     env = {**os.environ, **isolated_environment(home_dir, run_dir)}
+    env.update(lineage_environment(run_dir, spec_path.resolve().parent, env))
     # With --format json, stdout carries only the JSON summary; progress goes to stderr.
     out = err_console if output == Format.json else console
     shown, home_shown = escape(str(spec_path)), escape(str(home_dir))
@@ -83,6 +84,7 @@ def run_spec(
         log = run_dir / "airflow.log"
         progress.errors.append(f"the run process ended before reporting a result ({how}); see {log}")
     summary = progress.summary(run_dir, code)
+    summary["lineage"] = _lineage_summary(run_dir / LINEAGE_FILE, env)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if output == Format.json:
         print_json(summary)
@@ -177,6 +179,16 @@ class _Progress:
         }
 
 
+def _lineage_summary(path: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Where the run's OpenLineage events are, and how many (the provider's file transport wrote them)."""
+    from airflow_bridge.cli.local_run import lineage_disabled
+
+    if path.is_file():
+        with path.open() as lines:
+            return {"file": str(path), "events": sum(1 for line in lines if line.strip())}
+    return {"file": None, "events": 0, "disabled": lineage_disabled(env)}
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -208,6 +220,15 @@ def _print_approval(approval: dict[str, Any] | None) -> None:
             f"{', '.join(approval.get('approvers') or []) or 'none'}. Re-run with --approve-as <approver> "
             "(or approve in the Airflow UI of a deployment)."
         )
+
+
+def _print_lineage(lineage: dict[str, Any]) -> None:
+    if lineage.get("file"):
+        console.print(f"lineage: {lineage['file']}  ({lineage['events']} OpenLineage events)", markup=False)
+    elif lineage.get("disabled"):
+        console.print("lineage: off (AIRFLOW__OPENLINEAGE__DISABLED is set)")
+    else:
+        console.print("lineage: no OpenLineage events were written to the run folder")
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -253,6 +274,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         artifact = summary["artifact"]
         console.print(f"artifact: {artifact['uri']} (sha256 {artifact['sha256'][:12]}…)", markup=False)
     console.print(f"run folder: {summary['run_dir']}  (Airflow log: {summary['log']})", markup=False)
+    _print_lineage(summary.get("lineage") or {})
     if summary["state"] == "awaiting_approval":
         return
     if summary["state"] == "success":

@@ -50,6 +50,7 @@ def build_dag(
         default_args=_default_args(spec, team.pool if team else None),
         is_paused_upon_creation=True,
     ) as dag:
+        lineage = lineage_context(spec, spec_sha256)
         placement: dict[str, Any] = {}
         if tier is not None:
             placement = {k: v for k, v in {"pool": tier.pool, "queue": tier.queue}.items() if v}
@@ -71,6 +72,7 @@ def build_dag(
             checks=spec.data.checks.model_dump(),
             allowed_estimators=dict(policy.estimators) or None,
             doc_md="Reads the training data, checks it, splits it and fits the estimator.",
+            lineage_context=lineage,
             **placement,
         )
         champion = spec.validation.champion
@@ -85,6 +87,7 @@ def build_dag(
             registry_conn_id=registry_conn,
             retries=0,
             doc_md="Computes metrics on the held-out split and applies every gate; failures are final.",
+            lineage_context=lineage,
         )
         register = RegisterModelOperator(
             task_id="register",
@@ -98,6 +101,7 @@ def build_dag(
             spec_sha256=spec_sha256,
             max_versions_per_day=team.max_versions_per_day if team else None,
             doc_md="Records a new immutable version in the model registry.",
+            lineage_context=lineage,
         )
         train >> validate >> register
         if spec.deployment is not None:
@@ -114,6 +118,7 @@ def build_dag(
                     response_timeout=dt.timedelta(hours=policy.approval_timeout_hours(spec.team)),
                     retries=0,
                     doc_md="Waits for an approver's decision in Required Actions; reject or timeout skips deploy.",
+                    lineage_context=lineage,
                 )
                 register >> upstream
             deploy = DeployModelOperator(
@@ -124,9 +129,22 @@ def build_dag(
                 registry_conn_id=registry_conn,
                 require_approval=approval,
                 doc_md=f"Points alias '{spec.deployment.alias}' at the new version.",
+                lineage_context=lineage,
             )
             upstream >> deploy
     return dag
+
+
+def lineage_context(spec: Experiment, spec_sha256: str) -> dict[str, str]:
+    """What the operators put in OpenLineage job and run facets: who owns the experiment and what it is."""
+    return {
+        "experiment": spec.name,
+        "model": spec.registered_model,
+        "owner": spec.owner,
+        "team": spec.team,
+        "description": spec.description.strip(),
+        "spec_sha256": spec_sha256,
+    }
 
 
 def _default_args(spec: Experiment, pool: str | None) -> dict[str, Any]:

@@ -9,24 +9,27 @@ audit trail: granted, rejected, timed out, or refused (answered by someone not a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
+from airflow_bridge.lineage.mixin import OpenLineageMixin
 from airflow_bridge.operators._common import as_dict, final_on_user_error, open_registry, run_ref
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_bridge.lineage.builders import LineageParts
     from airflow_bridge.registry.records import ModelRecord, ModelVersion
 
 
-class ModelApprovalOperator(ApprovalOperator):
+class ModelApprovalOperator(OpenLineageMixin, ApprovalOperator):
     """Ask the team's approvers whether ``registration``'s version may move ``alias``.
 
     Approve → downstream deploy runs. Reject or timeout → deploy is skipped, nothing moves.
     An answer from the author or from a non-approver fails the task: nothing moves either.
+    OpenLineage: reads ``model/<name>`` at the version; the run facet carries the decision and approver.
     """
 
     template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "registration")
@@ -41,6 +44,7 @@ class ModelApprovalOperator(ApprovalOperator):
         author: str,
         registry_conn_id: str | None = None,
         response_timeout: dt.timedelta | None = None,
+        lineage_context: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         allowed = [user for user in approvers if user != author]
@@ -57,11 +61,13 @@ class ModelApprovalOperator(ApprovalOperator):
         self.approvers = allowed
         self.author = author
         self.registry_conn_id = registry_conn_id
+        self.lineage_context = dict(lineage_context or {})
 
     def execute(self, context: Context) -> Any:
         with final_on_user_error():
             registration = as_dict(self.registration, "registration")
             registry = open_registry(self.registry_conn_id)
+            self._remember_registry(str(registry.url))
             model, number = registration["model"], int(registration["version"])
             version = registry.get_version(model, number)
             live = registry.alias_version(model, self.alias)
@@ -85,11 +91,13 @@ class ModelApprovalOperator(ApprovalOperator):
         registration = as_dict(self.registration, "registration")
         model, number = registration["model"], int(registration["version"])
         registry = open_registry(self.registry_conn_id)
+        self._remember_registry(str(registry.url))
         user = event.get("responded_by_user") or {}
         responder = str(user.get("name") or user.get("id") or "")
         chosen = list(event.get("chosen_options") or [])
         record = {"model": model, "version": number, "alias": self.alias, "run": run_ref(context)}
         if event.get("timedout") or "error" in event:
+            self._remember(decision="timed_out", approver=None, reason="no answer in time")
             registry.record_event(
                 "approval_timed_out",
                 actor="airflow",
@@ -100,6 +108,7 @@ class ModelApprovalOperator(ApprovalOperator):
             return super().execute_complete(context, event)
         refusal = self._refusal(responder)
         if refusal:
+            self._remember(decision="refused", approver=responder or None, reason=refusal)
             registry.record_event(
                 "approval_refused",
                 actor=responder or "unknown",
@@ -109,6 +118,7 @@ class ModelApprovalOperator(ApprovalOperator):
             )
             raise AirflowFailException(f"approval refused: {refusal}; nothing was deployed")
         decision = "approval_granted" if chosen == [self.APPROVE] else "approval_rejected"
+        self._remember(decision=decision.removeprefix("approval_"), approver=responder, reason=None)
         registry.record_event(
             decision,
             actor=responder,
@@ -127,6 +137,33 @@ class ModelApprovalOperator(ApprovalOperator):
         if responder not in self.approvers:
             return f"'{responder}' is not an approver of this team (approvers: {', '.join(self.approvers)})"
         return None
+
+    def lineage_parts(self, stage: str) -> LineageParts:
+        """Reads the version to approve; the decision (or 'requested' while waiting) as a run facet."""
+        from airflow_bridge.lineage import builders
+        from airflow_bridge.lineage.facets import ApprovalRunFacet, keyed
+
+        registration = self.registration if isinstance(self.registration, dict) else {}
+        name, number = registration.get("model"), registration.get("version")
+        if not name or number is None:
+            return builders.LineageParts()
+        namespace = self.lineage_registry_namespace()
+        parts = builders.LineageParts()
+        if namespace:
+            parts.inputs = [builders.model_dataset(namespace, name, int(number), output=False, training=registration)]
+        state = self.lineage_state
+        approval = ApprovalRunFacet(
+            decision=state.get("decision") or "requested",
+            model=name,
+            version=int(number),
+            alias=self.alias,
+            approver=state.get("approver"),
+            approvers=list(self.approvers),
+            author=self.author,
+            reason=state.get("reason"),
+        )
+        parts.run_facets.update(keyed(approval))
+        return parts
 
 
 def approval_body(

@@ -7,19 +7,24 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_bridge.lineage.mixin import OpenLineageMixin
 from airflow_bridge.operators._common import actor_of, as_dict, final_on_user_error, open_registry, run_ref
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_bridge.lineage.builders import LineageParts
 
-class RegisterModelOperator(BaseOperator):
+
+class RegisterModelOperator(OpenLineageMixin, BaseOperator):
     """Register the trained artifact with its checksum, metrics, params, data and producing run.
 
     Idempotent per (dag_id, run_id, task_id): a retried task returns the version it created before.
     The registry database comes from ``registry_conn_id`` (``model_registry_default``, falling
     back to embedded SQLite). An unreachable registry raises a retryable error and writes nothing.
     ``max_versions_per_day`` (the team quota) refuses a registration beyond it, without retry.
+    OpenLineage: reads the training data and artifact, writes ``model/<name>`` in the registry's
+    namespace with the new version as its dataset version.
     """
 
     template_fields: Sequence[str] = ("training", "validation")
@@ -38,6 +43,7 @@ class RegisterModelOperator(BaseOperator):
         spec_sha256: str = "",
         tags: Mapping[str, str] | None = None,
         max_versions_per_day: int | None = None,
+        lineage_context: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -51,6 +57,13 @@ class RegisterModelOperator(BaseOperator):
         self.spec_sha256 = spec_sha256
         self.tags = dict(tags or {})
         self.max_versions_per_day = max_versions_per_day
+        self.lineage_context = {
+            "owner": owner,
+            "team": team,
+            "description": description,
+            "spec_sha256": spec_sha256,
+            **(lineage_context or {}),
+        }
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_bridge.registry.records import ArtifactRef, ModelCard
@@ -63,7 +76,9 @@ class RegisterModelOperator(BaseOperator):
 
                 raise GateFailedError("the validation report did not pass; refusing to register")
             name = self.model_name or training["model"]
-            version = open_registry(self.registry_conn_id).register_version(
+            registry = open_registry(self.registry_conn_id)
+            self._remember_registry(str(registry.url))
+            version = registry.register_version(
                 name,
                 ArtifactRef(**training["artifact"]),
                 estimator=training["estimator"],
@@ -81,6 +96,7 @@ class RegisterModelOperator(BaseOperator):
                 max_versions_per_day=self.max_versions_per_day,
             )
         self.log.info("Registered %s v%d (artifact sha256 %s)", name, version.version, version.artifact.sha256[:12])
+        self._remember(version=version.version)
         return {
             "model": name,
             "version": version.version,
@@ -91,3 +107,24 @@ class RegisterModelOperator(BaseOperator):
             },
             "metrics": version.metrics,
         }
+
+    def lineage_parts(self, stage: str) -> LineageParts:
+        """Reads the data and artifact; writes the model (versioned once registered)."""
+        from airflow_bridge.lineage import builders
+        from airflow_bridge.lineage.facets import keyed
+
+        training = self.training if isinstance(self.training, dict) else {}
+        report = self.validation if isinstance(self.validation, dict) else {}
+        parts = builders.LineageParts(inputs=builders.training_datasets(training, holdout=False))
+        name = self.model_name or training.get("model")
+        namespace = self.lineage_registry_namespace()
+        if name and namespace:
+            version = self.lineage_state.get("version")
+            parts.outputs = [builders.model_dataset(namespace, name, version, output=True, training=training)]
+        if training.get("estimator"):
+            parts.run_facets.update(keyed(builders.hyperparameters(training)))
+        if training.get("artifact"):
+            parts.run_facets.update(keyed(builders.artifact(training["artifact"])))
+        if report.get("metrics"):
+            parts.run_facets.update(keyed(builders.metrics(report["metrics"])))
+        return parts

@@ -7,19 +7,24 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_bridge.lineage.mixin import OpenLineageMixin
 from airflow_bridge.operators._common import final_on_user_error
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_bridge.lineage.builders import LineageParts
 
-class TrainModelOperator(BaseOperator):
+
+class TrainModelOperator(OpenLineageMixin, BaseOperator):
     """Fit ``estimator`` on the table at ``data_uri`` and write a content-addressed artifact.
 
     Returns (as XCom) the artifact and held-out split (URI, sha256, size), the effective
     parameters, and the data fingerprint and profile; ``ValidateModelOperator`` and
     ``RegisterModelOperator`` take it as input. Data ``checks`` are enforced before fitting, so bad
     data never produces a model. User errors fail without retry; storage errors retry.
+    OpenLineage: reads the training data (schema, sha256 version), writes the model artifact and
+    held-out split; run facets carry the hyperparameters, data checks and artifact checksum.
     """
 
     template_fields: Sequence[str] = ()  # spec values are data, never Jinja
@@ -44,6 +49,7 @@ class TrainModelOperator(BaseOperator):
         allowed_estimators: Mapping[str, str] | None = None,
         artifact_root: str | None = None,
         artifact_conn_id: str | None = None,
+        lineage_context: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -63,10 +69,13 @@ class TrainModelOperator(BaseOperator):
         self.allowed_estimators = dict(allowed_estimators) if allowed_estimators else None
         self.artifact_root = artifact_root
         self.artifact_conn_id = artifact_conn_id
+        self.lineage_context = dict(lineage_context or {})
 
     def execute(self, context: Context) -> dict[str, Any]:
         with final_on_user_error():
-            return self._train()
+            result = self._train()
+        self._remember(result=result)
+        return result
 
     def _train(self) -> dict[str, Any]:
         from airflow_bridge.artifacts import ArtifactStore, dump_frame, dump_model
@@ -88,7 +97,9 @@ class TrainModelOperator(BaseOperator):
             len(profile["columns"]),
             table.sha256[:12],
         )
-        failed = [c for c in evaluate_data_checks(profile, self.checks) if not c["passed"]]
+        checks = evaluate_data_checks(profile, self.checks)
+        self._remember(data={"uri": table.uri, "sha256": table.sha256, "size": table.size, **profile}, checks=checks)
+        failed = [c for c in checks if not c["passed"]]
         if failed:
             raise GateFailedError(f"data checks failed for {table.uri}:\n{format_gate_table(failed)}")
         estimator = build_estimator(self.estimator, self.params, seed=self.seed, allowed=allowed)
@@ -142,6 +153,39 @@ class TrainModelOperator(BaseOperator):
                 "seed": self.seed,
             },
         }
+
+    def lineage_parts(self, stage: str) -> LineageParts:
+        """Reads the training data; writes the model artifact and held-out split (once they exist)."""
+        from airflow_bridge.lineage import builders
+        from airflow_bridge.lineage.facets import keyed
+
+        state = self.lineage_state
+        result = state.get("result") or {}
+        data = result.get("data") or state.get("data") or {"uri": self.data_uri}
+        planned = {
+            "estimator": self.estimator,
+            "task_kind": self._planned_task_kind(),
+            "params": self.params,
+            "data": {"test_size": self.test_size, "seed": self.seed},
+        }
+        parts = builders.LineageParts(inputs=[builders.data_input(data)])
+        parts.run_facets.update(keyed(builders.hyperparameters(result or planned)))
+        if state.get("checks"):
+            parts.run_facets.update(keyed(builders.gates(state["checks"])))
+        if result:
+            used = [*data.get("features", []), self.target]
+            parts.outputs = [
+                builders.file_dataset(result["artifact"], output=True),
+                builders.file_dataset(result["holdout"], output=True, columns=data.get("columns"), only=used),
+            ]
+            parts.run_facets.update(keyed(builders.artifact(result["artifact"])))
+        return parts
+
+    def _planned_task_kind(self) -> str:
+        from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS
+
+        allowed = {**DEFAULT_ESTIMATORS, **(self.allowed_estimators or {})}
+        return self.task_kind or allowed.get(self.estimator) or "classification"
 
 
 def _jsonable(value: Any) -> Any:

@@ -7,19 +7,23 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_bridge.lineage.mixin import OpenLineageMixin
 from airflow_bridge.operators._common import as_dict, final_on_user_error, open_registry
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_bridge.lineage.builders import LineageParts
 
-class ValidateModelOperator(BaseOperator):
+
+class ValidateModelOperator(OpenLineageMixin, BaseOperator):
     """Gate a trained model: every threshold, every data check and (optionally) the champion.
 
     ``training`` is the XCom of ``TrainModelOperator`` (pass ``train.output``). The report — metrics,
     each gate with its value and bounds, the champion comparison — is returned as XCom and also
     pushed under key ``report`` before a failed gate raises ``AirflowFailException`` (no retry),
-    whose message lists every failed gate.
+    whose message lists every failed gate. OpenLineage: reads the training data, model artifact and
+    held-out split; run facets carry metrics, gate results and the champion comparison, also on FAIL.
     """
 
     template_fields: Sequence[str] = ("training",)
@@ -35,6 +39,7 @@ class ValidateModelOperator(BaseOperator):
         min_improvement: float = 0.0,
         champion_alias: str = "production",
         registry_conn_id: str | None = None,
+        lineage_context: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -45,6 +50,7 @@ class ValidateModelOperator(BaseOperator):
         self.min_improvement = min_improvement
         self.champion_alias = champion_alias
         self.registry_conn_id = registry_conn_id
+        self.lineage_context = dict(lineage_context or {})
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
@@ -53,6 +59,7 @@ class ValidateModelOperator(BaseOperator):
 
         with final_on_user_error():
             report = self.build_report(as_dict(self.training, "training"))
+        self._remember(report=report)  # before a failed gate raises: the FAIL event carries it
         context["ti"].xcom_push(key="report", value=report)
         failed = [g for g in report["gates"] if not g["passed"]]
         champion = report.get("champion")
@@ -96,6 +103,25 @@ class ValidateModelOperator(BaseOperator):
             report["champion"]["alias"] = self.champion_alias
         report["passed"] = all(g["passed"] for g in gates) and (report["champion"] or {}).get("passed", True)
         return report
+
+    def lineage_parts(self, stage: str) -> LineageParts:
+        """Reads what train produced; the report's metrics, gates and champion once it exists."""
+        from airflow_bridge.lineage import builders
+        from airflow_bridge.lineage.facets import keyed
+
+        training = self.training if isinstance(self.training, dict) else {}
+        parts = builders.LineageParts(inputs=builders.training_datasets(training, holdout=True))
+        report = self.lineage_state.get("report")
+        if report:
+            champion = report.get("champion")
+            parts.run_facets.update(
+                keyed(
+                    builders.metrics(report.get("metrics") or {}),
+                    builders.gates(report.get("gates") or []),
+                    builders.champion(champion) if champion else None,
+                )
+            )
+        return parts
 
     def _champion_score(
         self, training: dict[str, Any], features: Any, labels: Any, store: Any

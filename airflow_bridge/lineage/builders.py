@@ -1,0 +1,257 @@
+"""Build OpenLineage datasets and facets from what the operators already produce (their XComs).
+
+Imports OpenLineage: only the operators' ``get_openlineage_facets_*`` methods import this module.
+Values are cleaned for JSON: NaN and infinities become null, numpy scalars plain numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, overload
+
+from openlineage.client.event_v2 import InputDataset, OutputDataset
+from openlineage.client.facet_v2 import (
+    DatasetFacet,
+    JobFacet,
+    RunFacet,
+    dataset_version_dataset,
+    documentation_job,
+    input_statistics_input_dataset,
+    job_type_job,
+    ownership_job,
+    schema_dataset,
+)
+
+from airflow_bridge.lineage import facets as bf
+from airflow_bridge.lineage.naming import DatasetId, model_dataset_name, storage_dataset
+from airflow_bridge.lineage.provenance import git_commit
+
+PRODUCER = bf.PRODUCER
+
+
+@dataclass
+class LineageParts:
+    """What one operator contributes to an event (the mixin adds provenance and job facets)."""
+
+    inputs: list[InputDataset] = field(default_factory=list)
+    outputs: list[OutputDataset] = field(default_factory=list)
+    run_facets: dict[str, RunFacet] = field(default_factory=dict)
+
+
+def clean(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats → None, numpy scalars → Python numbers, tuples → lists."""
+    if isinstance(value, bool) or value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [clean(v) for v in value]
+    item = getattr(value, "item", None)  # numpy scalar
+    return clean(item()) if callable(item) else str(value)
+
+
+# -- datasets ---------------------------------------------------------------------------------------
+
+
+def _version(version: str) -> dataset_version_dataset.DatasetVersionDatasetFacet:
+    return dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=version, producer=PRODUCER)
+
+
+def _schema(columns: Mapping[str, Any], only: Sequence[str] | None = None) -> schema_dataset.SchemaDatasetFacet:
+    names = list(only) if only else list(columns)
+    fields = [schema_dataset.SchemaDatasetFacetFields(name=n, type=str(columns.get(n, "")) or None) for n in names]
+    return schema_dataset.SchemaDatasetFacet(fields=fields, producer=PRODUCER)
+
+
+def data_input(data: Mapping[str, Any]) -> InputDataset:
+    """The training table: schema (from the data profile), version (its sha256), rows and bytes read."""
+    ident = storage_dataset(str(data["uri"]))
+    facets: dict[str, DatasetFacet] = {}
+    if data.get("columns"):
+        facets["schema"] = _schema(data["columns"])
+    if data.get("sha256"):
+        facets["version"] = _version(str(data["sha256"]))
+    input_facets: dict[str, Any] = {}
+    if data.get("rows") is not None or data.get("size") is not None:
+        input_facets["inputStatistics"] = input_statistics_input_dataset.InputStatisticsInputDatasetFacet(
+            rowCount=clean(data.get("rows")), size=clean(data.get("size")), producer=PRODUCER
+        )
+    return InputDataset(ident.namespace, ident.name, facets=facets, inputFacets=input_facets)
+
+
+@overload
+def file_dataset(
+    ref: Mapping[str, Any], *, output: Literal[True], columns: Mapping[str, Any] | None = ..., only: Sequence[str] = ...
+) -> OutputDataset: ...
+@overload
+def file_dataset(
+    ref: Mapping[str, Any],
+    *,
+    output: Literal[False],
+    columns: Mapping[str, Any] | None = ...,
+    only: Sequence[str] = ...,
+) -> InputDataset: ...
+def file_dataset(
+    ref: Mapping[str, Any], *, output: bool, columns: Mapping[str, Any] | None = None, only: Sequence[str] = ()
+) -> InputDataset | OutputDataset:
+    """A content-addressed artifact (model or held-out split), versioned by its sha256."""
+    ident = storage_dataset(str(ref["uri"]))
+    facets: dict[str, DatasetFacet] = {"version": _version(str(ref["sha256"]))}
+    if columns:
+        facets["schema"] = _schema(columns, only)
+    cls = OutputDataset if output else InputDataset
+    return cls(ident.namespace, ident.name, facets=facets)
+
+
+@overload
+def model_dataset(
+    namespace: str,
+    model: str,
+    version: int | None,
+    *,
+    output: Literal[True],
+    training: Mapping[str, Any] | None = ...,
+) -> OutputDataset: ...
+@overload
+def model_dataset(
+    namespace: str,
+    model: str,
+    version: int | None,
+    *,
+    output: Literal[False],
+    training: Mapping[str, Any] | None = ...,
+) -> InputDataset: ...
+def model_dataset(
+    namespace: str,
+    model: str,
+    version: int | None,
+    *,
+    output: bool,
+    training: Mapping[str, Any] | None = None,
+) -> InputDataset | OutputDataset:
+    """``model/<name>`` in the registry's namespace; the version number is the dataset version."""
+    facets: dict[str, DatasetFacet] = {}
+    if version is not None:
+        facets["version"] = _version(str(version))
+        artifact = (training or {}).get("artifact") or {}
+        facets[bf.KEYS[bf.ModelVersionDatasetFacet]] = bf.ModelVersionDatasetFacet(
+            model=model,
+            version=int(version),
+            estimator=(training or {}).get("estimator"),
+            taskKind=(training or {}).get("task_kind"),
+            artifactUri=artifact.get("uri"),
+            artifactSha256=artifact.get("sha256"),
+        )
+    cls = OutputDataset if output else InputDataset
+    return cls(namespace, model_dataset_name(model), facets=facets)
+
+
+def served_dataset(ident: DatasetId, version: int | None) -> OutputDataset:
+    """The alias (or endpoint) a deployment points at the version."""
+    facets: dict[str, DatasetFacet] = {"version": _version(str(version))} if version is not None else {}
+    return OutputDataset(ident.namespace, ident.name, facets=facets)
+
+
+def training_datasets(training: Mapping[str, Any], *, holdout: bool) -> list[InputDataset]:
+    """What the train task produced, as inputs of validate/register: data, model artifact, held-out split."""
+    data = training.get("data") or {}
+    found: list[Any] = [data_input(data)] if data.get("uri") else []
+    if training.get("artifact"):
+        found.append(file_dataset(training["artifact"], output=False))
+    if holdout and training.get("holdout"):
+        used = [*data.get("features", []), data.get("target")] if data.get("target") else []
+        found.append(file_dataset(training["holdout"], output=False, columns=data.get("columns"), only=used))
+    return found
+
+
+# -- run facets -------------------------------------------------------------------------------------
+
+
+def hyperparameters(training: Mapping[str, Any]) -> bf.HyperparametersRunFacet:
+    data = training.get("data") or {}
+    split = {"testSize": data.get("test_size"), "seed": data.get("seed")}
+    return bf.HyperparametersRunFacet(
+        estimator=str(training.get("estimator", "")),
+        taskKind=str(training.get("task_kind", "")),
+        params=clean(training.get("params") or {}),
+        effectiveParams=clean(training.get("effective_params")),
+        split=clean({k: v for k, v in split.items() if v is not None}) or None,
+    )
+
+
+def metrics(values: Mapping[str, Any]) -> bf.MetricsRunFacet:
+    return bf.MetricsRunFacet(metrics={k: v for k, v in clean(values).items() if isinstance(v, int | float)})
+
+
+def gates(results: Sequence[Mapping[str, Any]]) -> bf.GatesRunFacet:
+    rows = [{k: v for k, v in clean(r).items() if v is not None} for r in results]
+    return bf.GatesRunFacet(passed=all(bool(r.get("passed")) for r in rows), gates=rows)
+
+
+def champion(result: Mapping[str, Any]) -> bf.ChampionRunFacet:
+    c = clean(result)
+    return bf.ChampionRunFacet(
+        metric=str(c.get("metric")),
+        passed=bool(c.get("passed")),
+        minImprovement=c.get("min_improvement") or 0.0,
+        alias=c.get("alias"),
+        candidate=c.get("candidate"),
+        champion=c.get("champion"),
+        championVersion=c.get("champion_version"),
+        improvement=c.get("improvement"),
+        note=c.get("note"),
+    )
+
+
+def artifact(ref: Mapping[str, Any]) -> bf.ArtifactRunFacet:
+    return bf.ArtifactRunFacet(uri=str(ref["uri"]), sha256=str(ref["sha256"]), size=int(ref["size"]))
+
+
+def provenance(spec_sha256: str | None, task_instance: Any = None) -> bf.ProvenanceRunFacet:
+    commit = git_commit(task_instance)
+    return bf.ProvenanceRunFacet(
+        specSha256=spec_sha256 or None,
+        gitCommit=commit.sha if commit else None,
+        gitCommitSource=commit.source if commit else None,
+    )
+
+
+# -- job facets -------------------------------------------------------------------------------------
+
+
+def job_facets(context: Mapping[str, Any], task_owner: str | None) -> dict[str, JobFacet]:
+    """Ownership (owner + team), documentation (the spec's description), job type and the experiment.
+
+    The provider replaces ``ownership``, ``documentation`` and ``jobType`` with the task's owner and docs
+    when it builds the event; ``airflowBridge_experiment`` keeps owner, team and description regardless.
+    """
+    owner = context.get("owner") or (task_owner if task_owner and task_owner != "airflow" else None)
+    team = context.get("team")
+    found: dict[str, JobFacet] = {
+        "jobType": job_type_job.JobTypeJobFacet(
+            processingType="BATCH", integration="AIRFLOW", jobType="TASK", producer=PRODUCER
+        )
+    }
+    owners = [ownership_job.Owner(name=f"user:{owner}", type="OWNER")] if owner else []
+    if team:
+        owners.append(ownership_job.Owner(name=f"team:{team}", type="TEAM"))
+    if owners:
+        found["ownership"] = ownership_job.OwnershipJobFacet(owners=owners, producer=PRODUCER)
+    description = str(context.get("description") or "").strip()
+    if description:
+        found["documentation"] = documentation_job.DocumentationJobFacet(
+            description=description, contentType="text/markdown", producer=PRODUCER
+        )
+    if any(context.get(k) for k in ("experiment", "model", "owner", "team", "description")):
+        found[bf.KEYS[bf.ExperimentJobFacet]] = bf.ExperimentJobFacet(
+            experiment=context.get("experiment") or None,
+            model=context.get("model") or None,
+            owner=owner,
+            team=team or None,
+            description=description or None,
+        )
+    return found
