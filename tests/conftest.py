@@ -39,7 +39,29 @@ for name in ("AIRFLOW_BRIDGE_HOME", "AIRFLOW_BRIDGE_REGISTRY_URL", "AIRFLOW_BRID
 
 # OpenLineage stays off in this process (Airflow loads its listener once per process); lineage runs go
 # through `airflow-bridge run` in a child process. The spec files validate the events they write.
-OPENLINEAGE_SPEC = REPO.parent / "shared" / "openlineage-spec"
+
+
+def shared_dir(name: str) -> Path | None:
+    """A folder of the project's shared data (``../shared/<name>`` next to the checkout, or any parent's
+    ``shared/<name>``; ``AIRFLOW_BRIDGE_SHARED`` overrides)."""
+    roots = [Path(os.environ["AIRFLOW_BRIDGE_SHARED"])] if os.environ.get("AIRFLOW_BRIDGE_SHARED") else []
+    roots += [parent / "shared" for parent in REPO.parents]
+    return next((root / name for root in roots if (root / name).is_dir()), None)
+
+
+def require_shared(name: str) -> Path:
+    """The shared folder, or skip locally; in CI (CI=true) a missing folder fails instead of hiding tests."""
+    found = shared_dir(name)
+    if found is None:
+        message = (
+            f"shared data '{name}' not found next to the checkout ({REPO.parent / 'shared'}); set AIRFLOW_BRIDGE_SHARED"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
 
 POSTGRES_URL = os.environ.get("AIRFLOW_BRIDGE_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
@@ -58,9 +80,7 @@ def ol_registry() -> Any:
     """A ``referencing.Registry`` of the OpenLineage spec and airflow-bridge's facet schemas (offline)."""
     from airflow_bridge.lineage.validation import schema_registry
 
-    if not (OPENLINEAGE_SPEC / "OpenLineage.json").is_file():
-        pytest.skip(f"OpenLineage spec files not found in {OPENLINEAGE_SPEC}")
-    return schema_registry(OPENLINEAGE_SPEC)
+    return schema_registry(require_shared("openlineage-spec"))
 
 
 @pytest.fixture
