@@ -37,6 +37,7 @@ def isolated_environment(home: Path, run_dir: Path) -> dict[str, str]:
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW_BRIDGE_RUN_DIR": str(run_dir),
+        "AIRFLOW_BRIDGE_LOCAL_ACTOR": os.environ.get("AIRFLOW_BRIDGE_LOCAL_ACTOR") or _local_user(),
     }
 
 
@@ -76,6 +77,15 @@ def lineage_environment(run_dir: Path, spec_dir: Path, environ: Mapping[str, str
     env["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(transport)
     env["AIRFLOW__OPENLINEAGE__NAMESPACE"] = environ.get("AIRFLOW__OPENLINEAGE__NAMESPACE") or LOCAL_NAMESPACE
     return env
+
+
+def _local_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "local"
 
 
 def write_loader(home: Path, name: str, spec_path: Path) -> Path:

@@ -204,18 +204,18 @@ def models_history(
     if output == Format.json:
         print_json([e.to_dict() for e in events])
         return
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table("seq", "time (UTC)", "action", "actor", "version", "alias", "reason / run")
+    table = Table("seq", "time (UTC)", Column("action", no_wrap=True), "version", "alias", "actor", "reason / run")
     for e in events:
         where = e.reason or (f"{e.run.dag_id}/{e.run.run_id}" if e.run.dag_id else "")
         table.add_row(
             str(e.seq),
             f"{e.created_at:%Y-%m-%d %H:%M:%S}",
             e.action,
-            escape(e.actor),
             f"v{e.version}" if e.version else "",
             e.alias or "",
+            escape(e.actor),
             escape(where),
         )
     console.print(table if events else f"no events for '{escape(name)}'")

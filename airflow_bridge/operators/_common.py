@@ -20,10 +20,19 @@ def run_ref(context: Context) -> RunRef:
     return RunRef(ti.dag_id, ti.run_id, ti.task_id)
 
 
+LOCAL_ACTOR_ENV = "AIRFLOW_BRIDGE_LOCAL_ACTOR"
+"""Set by ``airflow-bridge run``: the local user behind a ``dag.test()`` run (Airflow says 'dag_test')."""
+
+
 def actor_of(context: Context, fallback: str = "airflow") -> str:
     """The user who triggered the run, or ``fallback`` for scheduled runs."""
+    import os
+
     dag_run = context.get("dag_run")
-    return getattr(dag_run, "triggering_user_name", None) or fallback
+    user = getattr(dag_run, "triggering_user_name", None)
+    if user == "dag_test":
+        user = os.environ.get(LOCAL_ACTOR_ENV) or user
+    return user or fallback
 
 
 def open_registry(conn_id: str | None) -> ModelRegistry:
