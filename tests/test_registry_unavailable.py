@@ -192,11 +192,12 @@ def test_registry_down_before_registration_then_back(database: str, proxy: Cutta
 @pytest.mark.parametrize(
     "cut_at",
     [
-        "INSERT INTO ab_model_versions",
-        "INSERT INTO ab_audit_events",
-        "UPDATE ab_audit_head",
+        "UPDATE ab_models",  # the version number is allocated and the model row locked
+        "SELECT ab_audit_head",  # the chain head is locked
+        "\nWITH v AS (\n    INSERT INTO ab_model_versions",  # version, audit event and head in one statement
         "COMMIT",
     ],
+    ids=["allocate", "lock-head", "write", "commit"],
 )
 def test_connection_cut_mid_registration_leaves_nothing(database: str, proxy: CuttableProxy, cut_at: str) -> None:
     registry = ModelRegistry(_proxied_url(proxy, database))

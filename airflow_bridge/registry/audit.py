@@ -36,7 +36,7 @@ def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
 
 
-def _hashed_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+def hashed_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     fields = {name: row[name] for name in _HASHED}
     fields["seq"] = int(row["seq"])
     fields["created_at"] = _timestamp(row["created_at"])
@@ -94,7 +94,7 @@ def append_event(
         "before": before,
         "after": after,
     }
-    digest = event_hash(head.hash, _hashed_fields(values))
+    digest = event_hash(head.hash, hashed_fields(values))
     connection.execute(audit_events.insert().values(**values, prev_hash=head.hash, hash=digest))
     connection.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=values["seq"], hash=digest))
     return int(values["seq"])
@@ -152,7 +152,7 @@ def verify_chain(connection: Connection) -> ChainReport:
                 row.id,
                 f"event seq {row.seq} (id {row.id}) does not link to the previous event",
             )
-        if event_hash(prev_hash, _hashed_fields(row._mapping)) != row.hash:
+        if event_hash(prev_hash, hashed_fields(row._mapping)) != row.hash:
             return ChainReport(
                 False,
                 checked,

@@ -16,16 +16,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from airflow_bridge.exceptions import ConflictError, NotFoundError, PolicyViolationError, RegistryError
-from airflow_bridge.registry import audit
+from airflow_bridge.exceptions import ConflictError, NotFoundError, RegistryError
+from airflow_bridge.registry import audit, registration
 from airflow_bridge.registry.aliases import AliasOperations, utcnow
 from airflow_bridge.registry.engine import create_registry_engine, describe_url, migrate, translate_errors
-from airflow_bridge.registry.records import (
-    ArtifactRef,
-    ModelCard,
-    ModelVersion,
-    RunRef,
-)
+from airflow_bridge.registry.records import ArtifactRef, ModelCard, ModelVersion, RunRef
+from airflow_bridge.registry.registration import NewVersion
 from airflow_bridge.registry.tables import (
     aliases,
     model_versions,
@@ -88,68 +84,36 @@ class ModelRegistry(AliasOperations):
         ``max_versions_per_day`` is a quota on new versions of this model in the last 24 hours,
         checked under the model's lock (so concurrent writers cannot exceed it).
         """
-        run = run or RunRef()
-        with self.transaction(f"register a version of '{model}'") as conn:
-            model_row = self._lock_model(conn, model, now=utcnow(), create=True)
-            now = utcnow()  # read under the lock, so timestamps follow the order changes are applied in
-            self._update_card(conn, model_row, card, actor=actor, run=run, now=now)
-            if run.is_set:
-                existing = conn.execute(
-                    sa.select(model_versions.c.version).where(
-                        model_versions.c.model_id == model_row.id,
-                        model_versions.c.dag_id == run.dag_id,
-                        model_versions.c.run_id == run.run_id,
-                        model_versions.c.task_id == run.task_id,
-                    )
-                ).scalar()
-                if existing is not None:
-                    return self._version(conn, model, existing)
-            if max_versions_per_day is not None:
-                self._check_quota(conn, model_row, max_versions_per_day, now)
-            number = model_row.latest_version + 1
-            conn.execute(models.update().where(models.c.id == model_row.id).values(latest_version=number))
-            inserted = conn.execute(
-                model_versions.insert().values(
-                    model_id=model_row.id,
-                    version=number,
-                    artifact_uri=artifact.uri,
-                    artifact_sha256=artifact.sha256,
-                    artifact_size=artifact.size,
-                    estimator=estimator,
-                    task_kind=task_kind,
-                    params=params or {},
-                    metrics=metrics or {},
-                    validation=validation or {},
-                    data=data or {},
-                    spec_sha256=spec_sha256,
-                    dag_id=run.dag_id,
-                    run_id=run.run_id,
-                    task_id=run.task_id,
-                    created_by=actor,
-                    created_at=now,
-                )
-            ).inserted_primary_key
-            assert inserted is not None
-            version_id = inserted[0]
-            for key, value in (tags or {}).items():
-                conn.execute(version_tags.insert().values(version_id=version_id, key=key, value=value))
-            audit.append_event(
-                conn,
-                actor=actor,
-                action="version_created",
-                now=now,
-                model=model,
-                version=number,
-                reason=reason,
-                run=run,
-                after={
-                    "artifact_uri": artifact.uri,
-                    "sha256": artifact.sha256,
-                    "size": artifact.size,
-                    "metrics": metrics or {},
-                },
-            )
-            return self._version(conn, model, number)
+        new = NewVersion(
+            model=model,
+            artifact=artifact,
+            estimator=estimator,
+            task_kind=task_kind,
+            params=params or {},
+            metrics=metrics or {},
+            validation=validation or {},
+            data=data or {},
+            spec_sha256=spec_sha256,
+            run=run or RunRef(),
+            actor=actor,
+            reason=reason,
+        )
+        action = f"register a version of '{model}'"
+        try:
+            with self.transaction(action) as conn:
+                model_row = registration.allocate(conn, model, now=utcnow())
+                now = utcnow()  # read under the lock, so timestamps follow the order changes are applied in
+                registration.update_card(conn, model, model_row, card, actor=actor, run=new.run, now=now)
+                if max_versions_per_day is not None:
+                    registration.check_quota(conn, model, model_row.id, max_versions_per_day, now=now, run=new.run)
+                number = int(model_row.latest_version)
+                version_id = registration.write_version(conn, new, int(model_row.id), number, now)
+                registration.add_tags(conn, version_id, tags or {})
+                return registration.as_record(new, number, now, tags or {})
+        except registration.AlreadyRegistered:
+            # A retried task: its first try registered a version; the allocation above was rolled back.
+            with self.reading(action) as conn:
+                return self._version(conn, model, registration.existing_version(conn, model, new.run))
 
     def set_tag(
         self,
@@ -216,13 +180,13 @@ class ModelRegistry(AliasOperations):
         with self.transaction(f"update the model card of '{model}'") as conn:
             model_row = self._lock_model(conn, model, now=utcnow())
             now = utcnow()  # read under the lock
-            self._update_card(conn, model_row, card, actor=actor, run=run or RunRef(), now=now)
+            registration.update_card(conn, model, model_row, card, actor=actor, run=run or RunRef(), now=now)
 
     # -- internals ------------------------------------------------------------------------------
 
     def _lock_model(self, conn: Connection, model: str, *, now: dt.datetime, create: bool = False) -> Row[Any]:
         if create:
-            insert = _dialect_insert(conn)(models).values(
+            insert = registration.dialect_insert(conn)(models).values(
                 name=model,
                 latest_version=0,
                 description="",
@@ -240,18 +204,6 @@ class ModelRegistry(AliasOperations):
             raise RegistryError(f"model '{model}' was deleted on {row.deleted_at:%Y-%m-%d}; it takes no changes")
         return row
 
-    def _check_quota(self, conn: Connection, model_row: Row[Any], quota: int, now: dt.datetime) -> None:
-        recent = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(model_versions)
-            .where(model_versions.c.model_id == model_row.id, model_versions.c.created_at > now - dt.timedelta(days=1))
-        ).scalar_one()
-        if recent >= quota:
-            raise PolicyViolationError(
-                f"quota reached: model '{model_row.name}' already has {recent} versions registered in the last "
-                f"24 hours (team policy max_versions_per_day: {quota}); try again later or ask an engineer"
-            )
-
     def _version_id(self, conn: Connection, model_row: Row[Any], version: int) -> int:
         row = conn.execute(
             sa.select(model_versions.c.id, model_versions.c.deleted_at).where(
@@ -263,41 +215,3 @@ class ModelRegistry(AliasOperations):
         if row.deleted_at is not None:
             raise RegistryError(f"{model_row.name} v{version} was deleted; it cannot be used")
         return int(row.id)
-
-    def _update_card(
-        self,
-        conn: Connection,
-        model_row: Row[Any],
-        card: ModelCard | None,
-        *,
-        actor: str,
-        run: RunRef,
-        now: dt.datetime,
-    ) -> None:
-        if card is None:
-            return
-        fields = ("description", "owner", "team", "intended_use", "limitations")
-        before = {f: getattr(model_row, f) for f in fields}
-        after = {f: getattr(card, f) or before[f] for f in fields}
-        if after == before:
-            return
-        conn.execute(models.update().where(models.c.id == model_row.id).values(**after))
-        audit.append_event(
-            conn,
-            actor=actor,
-            action="model_card_updated",
-            now=now,
-            model=model_row.name,
-            run=run,
-            before=before,
-            after=after,
-        )
-
-
-def _dialect_insert(conn: Connection) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    inserts = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-    if conn.dialect.name not in inserts:
-        raise RegistryError(f"unsupported registry database '{conn.dialect.name}'; use PostgreSQL or SQLite")
-    return inserts[conn.dialect.name]
