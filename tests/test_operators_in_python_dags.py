@@ -22,7 +22,7 @@ from airflow_bridge.operators import (
 with DAG("engineer_pipeline", schedule=None, start_date=dt.datetime(2024, 1, 1), catchup=False) as dag:
     train = TrainModelOperator(
         task_id="train", model_name="progression", data_uri="{data}", target="progression",
-        estimator="sklearn.linear_model.Ridge", params={{"alpha": {alpha}}},
+        estimator="sklearn.linear_model.Ridge", estimator_params={{"alpha": {alpha}}},
     )
     validate = ValidateModelOperator(task_id="validate", training=train.output, thresholds={{"r2": {{"min": 0.3}}}})
     register = RegisterModelOperator(task_id="register", training=train.output, validation=validate.output)

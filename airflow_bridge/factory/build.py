@@ -64,7 +64,7 @@ def build_dag(
             target=training_data.target,
             features=training_data.features,
             estimator=spec.model.estimator,
-            params=spec.model.params,
+            estimator_params=spec.model.params,
             task_kind=spec.task_kind,
             test_size=spec.data.split.test_size,
             seed=spec.data.split.seed,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -84,9 +85,9 @@ def _build_all(setup: _Setup) -> dict[str, DAG]:
             result.issues = [_policy_issue(setup.policy), *setup.policy.issues]
             result.spec = None
     # Valid specs keep their names; a name two specs share belongs to neither placeholder.
-    names = [r.raw_name for r in results if r.raw_name]
+    names = Counter(r.raw_name for r in results if r.raw_name)
     taken = {r.spec.name for r in results if r.ok and r.spec is not None}
-    taken |= {name for name in names if names.count(name) > 1}
+    taken |= {name for name, count in names.items() if count > 1}
     dags: dict[str, DAG] = {}
     for result in results:
         dag = _dag_for(setup, result, taken)

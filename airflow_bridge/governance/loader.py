@@ -150,8 +150,12 @@ def load_specs_governed(
     A spec under an invalid policy is reported invalid (fail closed) with the policy's errors.
     """
     groups: dict[str | None, list[str]] = {}
+    nearest: dict[str, str | None] = {}  # one policy search per folder, not per spec
     for path in paths:
-        groups.setdefault(policy_path or find_policy(path), []).append(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        if folder not in nearest:
+            nearest[folder] = find_policy(folder)
+        groups.setdefault(policy_path or nearest[folder], []).append(path)
     results: list[LoadedSpec] = []
     policies: dict[str | None, LoadedPolicy] = {}
     for policy_file, files in groups.items():

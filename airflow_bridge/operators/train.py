@@ -37,7 +37,7 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         data_uri: str,
         target: str,
         estimator: str,
-        params: Mapping[str, Any] | None = None,
+        estimator_params: Mapping[str, Any] | None = None,
         task_kind: str | None = None,
         features: Sequence[str] | None = None,
         data_format: str | None = None,
@@ -57,7 +57,7 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         self.data_uri = data_uri
         self.target = target
         self.estimator = estimator
-        self.params = dict(params or {})
+        self.estimator_params = dict(estimator_params or {})
         self.task_kind = task_kind
         self.features = list(features) if features else None
         self.data_format = data_format
@@ -102,7 +102,7 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         failed = [c for c in checks if not c["passed"]]
         if failed:
             raise GateFailedError(f"data checks failed for {table.uri}:\n{format_gate_table(failed)}")
-        estimator = build_estimator(self.estimator, self.params, seed=self.seed, allowed=allowed)
+        estimator = build_estimator(self.estimator, self.estimator_params, seed=self.seed, allowed=allowed)
         train, test = data_io.split(
             table.frame,
             self.target,
@@ -132,7 +132,7 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
             "model": self.model_name,
             "estimator": self.estimator,
             "task_kind": task_kind,
-            "params": self.params,
+            "params": self.estimator_params,
             "effective_params": effective,
             "artifact": {"uri": artifact.uri, "sha256": artifact.sha256, "size": artifact.size},
             "holdout": {"uri": holdout.uri, "sha256": holdout.sha256, "size": holdout.size},
@@ -165,7 +165,7 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         planned = {
             "estimator": self.estimator,
             "task_kind": self._planned_task_kind(),
-            "params": self.params,
+            "params": self.estimator_params,
             "data": {"test_size": self.test_size, "seed": self.seed},
         }
         parts = builders.LineageParts(inputs=[builders.data_input(data)])

@@ -18,7 +18,13 @@ from pydantic import BaseModel, ValidationError
 
 from airflow_bridge.spec.issues import SpecIssue, did_you_mean
 from airflow_bridge.spec.models import NAME_PATTERN, Experiment
-from airflow_bridge.spec.semantics import SpecContext, check_experiment, resolve_data_uri, scan_for_secrets
+from airflow_bridge.spec.semantics import (
+    SpecContext,
+    check_experiment,
+    may_hold_secrets,
+    resolve_data_uri,
+    scan_for_secrets,
+)
 from airflow_bridge.spec.yamlsafe import MAX_SPEC_BYTES, LocatedDocument, Path, load_located
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -119,7 +125,8 @@ def load_spec_text(
             )
         )
         return result
-    findings = list(scan_for_secrets(doc.data))
+    text = raw.decode("utf-8", errors="replace")
+    findings = list(scan_for_secrets(doc.data)) if may_hold_secrets(text) else []
     try:
         spec = Experiment.model_validate(doc.data, context=context.validation_context())
     except ValidationError as exc:
@@ -249,7 +256,7 @@ def _known_prefix(loc: Sequence[str | int], doc: LocatedDocument) -> Path:
     known: list[str | int] = []
     for part in loc:
         candidate = (*known, part)
-        if candidate in doc.value_positions or candidate in doc.key_positions:
+        if doc.locates(candidate):
             known.append(part)
         elif not (isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"})):
             break

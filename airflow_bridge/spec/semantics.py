@@ -3,6 +3,7 @@ compute tiers, and a scan for secrets pasted anywhere in the file."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -32,6 +33,24 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+"), "a JSON Web Token"),
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
     (re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@"), "a URI with a password"),
+)
+_ANY_SECRET = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in _SECRET_PATTERNS))
+# Literal fragments every token pattern starts with / every secret-named key contains: plain
+# substring tests (fast) decide whether the regular expressions need to run at all.
+_TOKEN_MARKERS = ("AKIA", "gh", "github_pat_", "xox", "sk-", "eyJ", "-----BEGIN")
+_SECRET_KEY_WORDS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "accesskey",
+    "access_key",
+    "credential",
+)
+_SECRET_KEY_TEXT = re.compile(
+    r"(password|passwd|secret|token|api_?key|access_?key|credentials?)['\"]?\s*:", re.IGNORECASE
 )
 _SECRET_KEYS = re.compile(r"(password|passwd|secret|token|api_?key|access_?key|credentials?)$", re.IGNORECASE)
 
@@ -116,6 +135,13 @@ def check_experiment(spec: Experiment, spec_dir: str, context: SpecContext) -> I
     yield from _check_data_uri(training.uri, training.format, training.conn_id, spec_dir, context)
 
 
+@functools.lru_cache(maxsize=256)
+def _real_root(root: str) -> str:
+    """Roots repeat for every spec of a folder; resolve their symlinks once per process."""
+    return os.path.realpath(root)
+
+
+@functools.lru_cache(maxsize=4096)
 def resolve_data_uri(uri: str, spec_dir: str) -> str:
     """Absolute URI of a data location: relative paths are relative to the spec's folder."""
     scheme = urlsplit(uri).scheme
@@ -177,8 +203,23 @@ def _check_data_uri(
 
 
 def _is_within(path: str, root: str) -> bool:
-    root_real = os.path.realpath(root)
+    root_real = _real_root(root)
     return path == root_real or path.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
+def may_hold_secrets(text: str) -> bool:
+    """Cheap test on the raw file: False means ``scan_for_secrets`` cannot find anything.
+
+    A token or secret-named key shows in the text as written; only escapes (``\\x41``) could hide
+    one from this test, so any backslash sends the document to the full scan.
+    """
+    if "\\" in text:
+        return True
+    lowered = text.lower()
+    if any(word in lowered for word in _SECRET_KEY_WORDS) and _SECRET_KEY_TEXT.search(text):
+        return True
+    markers = any(marker in text for marker in _TOKEN_MARKERS) or ("@" in text and "://" in text)
+    return markers and bool(_ANY_SECRET.search(text))
 
 
 def scan_for_secrets(data: Any, path: tuple[str | int, ...] = ()) -> Iterator[Finding]:
@@ -196,7 +237,7 @@ def scan_for_secrets(data: Any, path: tuple[str | int, ...] = ()) -> Iterator[Fi
     elif isinstance(data, list):
         for index, item in enumerate(data):
             yield from scan_for_secrets(item, (*path, index))
-    elif isinstance(data, str):
+    elif isinstance(data, str) and _ANY_SECRET.search(data):  # one search for the common, clean case
         for pattern, what in _SECRET_PATTERNS:
             if pattern.search(data):
                 yield (

@@ -50,24 +50,29 @@ class YamlProblem:
 
 @dataclass
 class LocatedDocument:
-    """Plain data from one YAML document, with the position of every key and value."""
+    """Plain data from one YAML document, with the node (and so the position) of every key and value.
+
+    Nodes are kept rather than positions: turning marks into positions only for the few paths an
+    error names keeps loading valid specs cheap.
+    """
 
     data: Any = None
-    key_positions: dict[Path, Position] = field(default_factory=dict)
-    value_positions: dict[Path, Position] = field(default_factory=dict)
+    key_nodes: dict[Path, yaml.Node] = field(default_factory=dict)
+    value_nodes: dict[Path, yaml.Node] = field(default_factory=dict)
     problems: list[YamlProblem] = field(default_factory=list)
+
+    def locates(self, path: Path) -> bool:
+        return path in self.value_nodes or path in self.key_nodes
 
     def position_of(self, path: Path, *, prefer_key: bool = False) -> Position:
         """Best position for ``path``: the node itself, else its nearest located ancestor."""
         probe = tuple(path)
         while True:
-            first, second = (
-                (self.key_positions, self.value_positions) if prefer_key else (self.value_positions, self.key_positions)
-            )
+            first, second = (self.key_nodes, self.value_nodes) if prefer_key else (self.value_nodes, self.key_nodes)
             if probe in first:
-                return first[probe]
+                return _pos(first[probe])
             if probe in second:
-                return second[probe]
+                return _pos(second[probe])
             if not probe:
                 return Position(1, 1)
             probe = probe[:-1]
@@ -102,14 +107,14 @@ class _Builder:
                 top = path[:1]
                 self.doc.problems.append(
                     YamlProblem(
-                        self.doc.key_positions.get(top, _pos(node)),
+                        _pos(self.doc.key_nodes.get(top, node)),
                         top,
                         f"document expands to {what}",
                         "specs are small; remove deep nesting or repeated aliases (a YAML 'alias bomb')",
                     )
                 )
             return None
-        self.doc.value_positions.setdefault(path, _pos(node))
+        self.doc.value_nodes.setdefault(path, node)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -142,7 +147,7 @@ class _Builder:
         if node.tag != _MAP_TAG:
             return self._bad_tag(node, path)
         result: dict[str, Any] = {}
-        seen: dict[str, Position] = {}
+        seen: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
             if key_node.tag == f"{_CORE}merge":
                 self.doc.problems.append(
@@ -162,7 +167,7 @@ class _Builder:
             if len(self.doc.problems) > problems:
                 continue
             if key in seen:
-                first = seen[key]
+                first = _pos(seen[key])
                 self.doc.problems.append(
                     YamlProblem(
                         _pos(key_node),
@@ -172,8 +177,8 @@ class _Builder:
                     )
                 )
                 continue
-            seen[key] = _pos(key_node)
-            self.doc.key_positions[(*path, key)] = _pos(key_node)
+            seen[key] = key_node
+            self.doc.key_nodes[(*path, key)] = key_node
             result[key] = self.build(value_node, (*path, key), depth + 1)
         return result
 
