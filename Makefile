@@ -6,7 +6,7 @@ SPEC ?= dag_specs/breast_cancer_classifier.yaml
 APPROVER ?= dana
 PYTEST_ARGS ?= -n 2
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench bench-registry clean
 
 $(BIN)/airflow-bridge: pyproject.toml dev/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,18 @@ typecheck: $(BIN)/airflow-bridge
 unit: $(BIN)/airflow-bridge
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## bench: parse-time and validate benchmarks (figures in docs/benchmarks.md)
 bench: $(BIN)/airflow-bridge
 	$(BIN)/python benchmarks/run_all.py
+
+## bench-registry: registration throughput vs MLflow on PostgreSQL 127.0.0.1:5432 (MLflow in its own venv)
+benchmarks/.venv-mlflow/bin/python: benchmarks/requirements-mlflow.txt
+	$(PYTHON) -m venv benchmarks/.venv-mlflow
+	benchmarks/.venv-mlflow/bin/pip install --quiet -r benchmarks/requirements-mlflow.txt
+	touch $@
+
+bench-registry: $(BIN)/airflow-bridge benchmarks/.venv-mlflow/bin/python
+	$(BIN)/python benchmarks/registry_throughput.py --rounds 5
 
 clean:
 	rm -rf $(VENV) .airflow-bridge .pytest_cache .mypy_cache .ruff_cache

@@ -90,18 +90,7 @@ def models_promote(
             reason=reason or f"promoted with the CLI by {who}",
             action="promoted",
         )
-    result = {
-        "model": name,
-        "alias": alias,
-        "version": deployment.version,
-        "previous_version": current.version if current else None,
-        "actor": who,
-    }
-    if output == Format.json:
-        print_json(result)
-    else:
-        was = f"v{result['previous_version']}" if result["previous_version"] else "nothing"
-        console.print(f"[green]{escape(name)}[/] alias [bold]{alias}[/] → v{version} (was {was})")
+    _report(name, alias, deployment.version, current.version if current else None, who, output, "now points at")
 
 
 @models_app.command("rollback")
@@ -125,17 +114,12 @@ def models_rollback(
         if current is not None and previous is not None:
             verify_artifact(store.get_version(name, previous).artifact)
         deployment = store.rollback(name, alias, actor=who, reason=reason or f"rolled back with the CLI by {who}")
-    result = {
-        "model": name,
-        "alias": alias,
-        "version": deployment.version,
-        "previous_version": current.version if current else None,
-        "actor": who,
-    }
+    _report(name, alias, deployment.version, current.version if current else None, who, output, "rolled back to")
+
+
+def _report(name: str, alias: str, version: int, previous: int | None, who: str, output: Format, verb: str) -> None:
     if output == Format.json:
-        print_json(result)
-    else:
-        console.print(
-            f"[green]{escape(name)}[/] alias [bold]{alias}[/] rolled back to v{deployment.version} "
-            f"(was v{result['previous_version']})"
-        )
+        print_json({"model": name, "alias": alias, "version": version, "previous_version": previous, "actor": who})
+        return
+    was = f"v{previous}" if previous else "nothing"
+    console.print(f"[green]{escape(name)}[/] alias [bold]{escape(alias)}[/] {verb} v{version} (was {was})")
