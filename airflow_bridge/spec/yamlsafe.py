@@ -24,6 +24,7 @@ _KINDS = {
     f"{_CORE}{t}": k for t, k in (("int", "integer"), ("float", "number"), ("bool", "boolean"), ("timestamp", "date"))
 }
 _MAP_TAG = f"{_CORE}map"
+_STR_TAG = f"{_CORE}str"
 _SEQ_TAG = f"{_CORE}seq"
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SafeConstructor = yaml.constructor.SafeConstructor
@@ -126,6 +127,8 @@ class _Builder:
         return self._scalar(node, path)
 
     def _scalar(self, node: yaml.Node, path: Path) -> Any:
+        if node.tag == _STR_TAG:  # most scalars (all keys): the text itself, no constructor needed
+            return node.value
         try:
             return _scalar(node)
         except (ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError):
