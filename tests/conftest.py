@@ -62,7 +62,6 @@ def require_shared(name: str) -> Path:
     return found
 
 
-
 POSTGRES_URL = os.environ.get("AIRFLOW_BRIDGE_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
 
