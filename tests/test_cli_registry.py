@@ -53,9 +53,14 @@ def test_versions_and_history_list_what_happened(registry: ModelRegistry) -> Non
     assert code == 0
     assert [(v["version"], v["aliases"]) for v in json.loads(output)] == [(1, ["production"]), (2, []), (3, [])]
 
-    code, output = _invoke("models", "history", "tumours")
+    code, output = _invoke("models", "history", "tumours", "--format", "json")
     assert code == 0
-    assert "version_created" in output and "deployed" in output and "production" in output
+    assert [(e["seq"], e["action"], e["version"], e["alias"]) for e in json.loads(output)][-2:] == [
+        (4, "version_created", 3, None),
+        (5, "deployed", 1, "production"),
+    ]
+    code, output = _invoke("models", "history", "tumours")
+    assert code == 0 and "version_created" in output
 
 
 @pytest.mark.parametrize(("actor", "why"), [("alice", "the owner cannot approve"), ("mallory", "needs approval")])

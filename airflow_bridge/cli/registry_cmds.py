@@ -206,7 +206,9 @@ def models_history(
         return
     from rich.table import Column, Table
 
-    table = Table("seq", "time (UTC)", Column("action", no_wrap=True), "version", "alias", "actor", "reason / run")
+    table = Table(
+        "seq", "time (UTC)", Column("action", no_wrap=True, min_width=18), "version", "alias", "actor", "reason / run"
+    )
     for e in events:
         where = e.reason or (f"{e.run.dag_id}/{e.run.run_id}" if e.run.dag_id else "")
         table.add_row(
