@@ -30,6 +30,7 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 _TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+([A-Za-z_][\w.]*)", re.IGNORECASE)
@@ -231,6 +232,57 @@ class LeanRegistrar:
             )
 
 
+def run_timed(
+    args: argparse.Namespace, register_one: Callable[[int, str, str, int], int], counter: Any = None
+) -> dict[str, Any] | None:
+    """The worker protocol both systems share: print READY, wait for GO, make ``args.count`` timed
+    registrations with ``register_one(index, uri, sha256, size) -> version``, and return the RESULT
+    fields (None when the controller aborted instead of sending GO)."""
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+    _emit({"worker": args.worker, "pid": os.getpid()}, prefix="READY ")
+    line = sys.stdin.readline().strip()
+    if line != "GO":
+        _emit({"worker": args.worker, "aborted": line or "EOF"}, prefix="RESULT ")
+        return None
+    ok = errors = 0
+    samples: list[str] = []
+    versions: list[int] = []
+    if profiler is not None:
+        profiler.enable()
+    cpu_started = time.process_time()
+    started = time.perf_counter()
+    for index in range(args.count):
+        try:
+            versions.append(register_one(index, *artifact_for(args.tag, args.worker, index)))
+        except Exception as exc:
+            errors += 1
+            if len(samples) < 5:
+                samples.append(f"{type(exc).__name__}: {exc}"[:500])
+            continue
+        ok += 1
+    elapsed = time.perf_counter() - started
+    cpu_s = time.process_time() - cpu_started
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+    result: dict[str, Any] = {
+        "worker": args.worker,
+        "count": ok,
+        "errors": errors,
+        "error_samples": samples,
+        "elapsed_s": elapsed,
+        "cpu_s": cpu_s,
+        "returned_versions_distinct": len(set(versions)),
+    }
+    if counter is not None:
+        result["statements"] = counter.report(ok + errors)
+    return result
+
+
 def cmd_versions() -> None:
     from importlib import metadata
 
@@ -269,59 +321,21 @@ def cmd_work(args: argparse.Namespace) -> None:
     reg.list_models()  # warm-up: connect, migration check, one read; not counted
     register = reg.register_version if args.variant == "api" else LeanRegistrar(reg).register
     counter = StatementCounter(reg.engine) if args.count_statements else None
-    profiler = None
-    if args.profile:
-        import cProfile
 
-        profiler = cProfile.Profile()
+    def register_one(index: int, uri: str, sha: str, size: int) -> int:
+        created = register(
+            args.model,
+            ArtifactRef(uri, sha, size),
+            run=RunRef("bench_dag", f"{args.tag}__w{args.worker:02d}__{index:05d}", "register"),
+            actor="bench",
+            metrics={"accuracy": 0.9 + (index % 100) / 1000, "f1": 0.8},
+            params={"n_estimators": 100 + index % 7, "max_depth": 8},
+        )
+        return int(created.version)
 
-    _emit({"worker": args.worker, "pid": os.getpid()}, prefix="READY ")
-    line = sys.stdin.readline().strip()
-    if line != "GO":
-        _emit({"worker": args.worker, "aborted": line or "EOF"}, prefix="RESULT ")
+    result = run_timed(args, register_one, counter)
+    if result is None:
         return
-
-    ok = errors = 0
-    samples: list[str] = []
-    versions: list[int] = []
-    if profiler is not None:
-        profiler.enable()
-    cpu_started = time.process_time()
-    started = time.perf_counter()
-    for index in range(args.count):
-        uri, sha, size = artifact_for(args.tag, args.worker, index)
-        try:
-            created = register(
-                args.model,
-                ArtifactRef(uri, sha, size),
-                run=RunRef("bench_dag", f"{args.tag}__w{args.worker:02d}__{index:05d}", "register"),
-                actor="bench",
-                metrics={"accuracy": 0.9 + (index % 100) / 1000, "f1": 0.8},
-                params={"n_estimators": 100 + index % 7, "max_depth": 8},
-            )
-        except Exception as exc:
-            errors += 1
-            if len(samples) < 5:
-                samples.append(f"{type(exc).__name__}: {exc}"[:500])
-            continue
-        ok += 1
-        versions.append(created.version)
-    elapsed = time.perf_counter() - started
-    cpu_s = time.process_time() - cpu_started
-    if profiler is not None:
-        profiler.disable()
-        profiler.dump_stats(args.profile)
-    result: dict[str, Any] = {
-        "worker": args.worker,
-        "count": ok,
-        "errors": errors,
-        "error_samples": samples,
-        "elapsed_s": elapsed,
-        "cpu_s": cpu_s,
-        "returned_versions_distinct": len(set(versions)),
-    }
-    if counter is not None:
-        result["statements"] = counter.report(ok + errors)
     reg.dispose()
     _emit(result, prefix="RESULT ")
 

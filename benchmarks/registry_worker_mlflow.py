@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
-from typing import Any
 
-from registry_worker_bridge import StatementCounter, _emit, artifact_for
+from registry_worker_bridge import StatementCounter, _emit, run_timed
 
 _STORE_LOGGER = "mlflow.store.model_registry.sqlalchemy_store"
 
@@ -74,53 +72,14 @@ def cmd_work(args: argparse.Namespace) -> None:
     store = SqlAlchemyStore(args.url)  # connects and checks the tables
     store.get_registered_model(args.model)  # warm-up read; not counted
     counter = StatementCounter(store.engine) if args.count_statements else None
-    profiler = None
-    if args.profile:
-        import cProfile
 
-        profiler = cProfile.Profile()
+    def register_one(index: int, uri: str, sha: str, size: int) -> int:
+        return int(store.create_model_version(args.model, source=uri, run_id=None).version)
 
-    _emit({"worker": args.worker, "pid": os.getpid()}, prefix="READY ")
-    line = sys.stdin.readline().strip()
-    if line != "GO":
-        _emit({"worker": args.worker, "aborted": line or "EOF"}, prefix="RESULT ")
+    result = run_timed(args, register_one, counter)
+    if result is None:
         return
-
-    ok = errors = 0
-    samples: list[str] = []
-    versions: list[int] = []
-    if profiler is not None:
-        profiler.enable()
-    cpu_started = time.process_time()
-    started = time.perf_counter()
-    for index in range(args.count):
-        uri, _sha, _size = artifact_for(args.tag, args.worker, index)
-        try:
-            created = store.create_model_version(args.model, source=uri, run_id=None)
-        except Exception as exc:
-            errors += 1
-            if len(samples) < 5:
-                samples.append(f"{type(exc).__name__}: {exc}"[:500])
-            continue
-        ok += 1
-        versions.append(int(created.version))
-    elapsed = time.perf_counter() - started
-    cpu_s = time.process_time() - cpu_started
-    if profiler is not None:
-        profiler.disable()
-        profiler.dump_stats(args.profile)
-    result: dict[str, Any] = {
-        "worker": args.worker,
-        "count": ok,
-        "errors": errors,
-        "error_samples": samples,
-        "elapsed_s": elapsed,
-        "cpu_s": cpu_s,
-        "retries": retry_counter.retries,
-        "returned_versions_distinct": len(set(versions)),
-    }
-    if counter is not None:
-        result["statements"] = counter.report(ok + errors)
+    result["retries"] = retry_counter.retries
     store.engine.dispose()
     _emit(result, prefix="RESULT ")
 
