@@ -212,7 +212,7 @@ class AliasOperations(RegistryQueries):
             )
         ).scalar()
         if opened is not None:
-            now = max(now, opened if opened.tzinfo else opened.replace(tzinfo=dt.UTC))
+            now = max(now, audit.as_utc(opened))
         if current is None:
             conn.execute(
                 aliases.insert().values(model_id=model_row.id, alias=alias, version_id=version_id, updated_at=now)

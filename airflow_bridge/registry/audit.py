@@ -23,11 +23,17 @@ from airflow_bridge.registry.tables import audit_events, audit_head
 
 GENESIS_HASH = "0" * 64
 
+# Built once and shared with registration: appending locks the chain head with this statement.
+LOCK_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """SQLite returns naive datetimes; the registry stores UTC, so naive means UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
 
 def _timestamp(value: dt.datetime) -> str:
-    if value.tzinfo is None:  # SQLite returns naive UTC
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return as_utc(value).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
@@ -76,9 +82,7 @@ def append_event(
 ) -> int:
     """Append one event inside the caller's transaction; returns its sequence number."""
     run = run or RunRef()
-    head = connection.execute(
-        sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
-    ).one()
+    head = connection.execute(LOCK_HEAD).one()
     values = {
         "seq": head.seq + 1,
         "created_at": now,
@@ -103,7 +107,7 @@ def append_event(
 def to_event(row: Any) -> AuditEvent:
     return AuditEvent(
         seq=int(row.seq),
-        created_at=row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=dt.UTC),
+        created_at=as_utc(row.created_at),
         actor=row.actor,
         action=row.action,
         model=row.model,

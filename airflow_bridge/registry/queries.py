@@ -41,9 +41,7 @@ APPROVAL_DECISIONS = ("approval_granted", "approval_rejected", "approval_refused
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return None if value is None else audit.as_utc(value)
 
 
 class RegistryQueries:

@@ -49,14 +49,13 @@ class NewVersion:
     reason: str
 
 
-# Built once: statement construction is Python work, and these run while the locks are held.
+# Built once: statement construction is Python work, and it runs while the locks are held.
 _ALLOCATE = (
     models.update()
     .where(models.c.name == sa.bindparam("model_name"), models.c.deleted_at.is_(None))
     .values(latest_version=models.c.latest_version + 1)
     .returning(models.c.id, models.c.latest_version, *(models.c[f] for f in CARD_FIELDS))
 )
-_LOCK_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
 
 
 def allocate(conn: Connection, model: str, *, now: dt.datetime) -> Row[Any]:
@@ -130,7 +129,7 @@ def write_version(conn: Connection, new: NewVersion, model_id: int, number: int,
 
     Raises ``AlreadyRegistered`` when the run already has a version (its unique constraint).
     """
-    head = conn.execute(_LOCK_HEAD).one()
+    head = conn.execute(audit.LOCK_HEAD).one()
     event = {
         "seq": head.seq + 1,
         "created_at": now,
