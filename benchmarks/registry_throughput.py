@@ -17,9 +17,9 @@ Usage (project venv; the MLflow venv is made from ``benchmarks/requirements-mlfl
     .venv/bin/python benchmarks/registry_throughput.py [--rounds 3] [--writers 8] [--per-writer 250]
     # instrumented runs: statements per registration (SQLAlchemy listener), cProfile of writer 0,
     # a 1-writer run, strace round trips, and pgbench's hot-row ceiling:
-    .venv/bin/python benchmarks/registry_throughput.py --profile-only --systems bridge,mlflow,bridge_lean
+    .venv/bin/python benchmarks/registry_throughput.py --profile-only --systems bridge,mlflow
     # what-if variants (never pass/fail), see WHAT_IF:
-    .venv/bin/python benchmarks/registry_throughput.py --systems mlflow,bridge_lean,bridge_async \
+    .venv/bin/python benchmarks/registry_throughput.py --systems bridge_async,mlflow_async \
         --out benchmarks/results/registry_throughput_whatif.json
 
 Results: a table on stdout and ``benchmarks/results/registry_throughput.json``; ``--profile``
@@ -64,11 +64,8 @@ TARGET_RATIO = 2.0
 # libpq reads PGOPTIONS: the what-if "*_async" variants commit without waiting for the WAL flush
 ASYNC_ENV = (("PGOPTIONS", "-c synchronous_commit=off"),)
 WHAT_IF = {
-    "bridge_lean": "registry_worker_bridge.py --variant lean: same rows, checksum and audit chain in 3 statements"
-    " + COMMIT instead of 11 (a prototype of the suggested statement layout, not the product's code)",
     "bridge_async": "the product's register_version with PGOPTIONS='-c synchronous_commit=off' (commits do not"
     " wait for the WAL flush: a crash can lose the last acknowledged registrations)",
-    "bridge_lean_async": "bridge_lean with synchronous_commit=off",
     "mlflow_async": "MLflow with synchronous_commit=off",
     "bridge_analyzed": "the product's register_version while the controller runs ANALYZE every 2 s (as autovacuum"
     " would on a server that has it on; this one has autovacuum=off, so fresh tables have no statistics)",
@@ -104,7 +101,6 @@ class System:
     label: str
     python: str
     worker: Path
-    extra_args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     what_if: bool = False
     analyze_every_s: float = 0.0
@@ -310,7 +306,7 @@ def run_writers(
     try:
         for index in range(writers):
             argv = [system.python, str(system.worker), "work", url, MODEL]
-            argv += ["--worker", str(index), "--count", str(per_writer), "--tag", tag, *system.extra_args]
+            argv += ["--worker", str(index), "--count", str(per_writer), "--tag", tag]
             if count_statements:
                 argv.append("--count-statements")
             if profile_path is not None and index == 0:
@@ -764,20 +760,8 @@ def main(argv: list[str] | None = None) -> int:
         "bridge": System("bridge", "airflow-bridge", args.bridge_python, BRIDGE_WORKER),
         "mlflow": System("mlflow", "MLflow", args.mlflow_python, MLFLOW_WORKER),
         # what-if variants (opt-in; never part of the pass/fail): see WHAT_IF
-        "bridge_lean": System(
-            "bridge_lean", "bridge-lean*", args.bridge_python, BRIDGE_WORKER, ("--variant", "lean"), what_if=True
-        ),
         "bridge_async": System(
             "bridge_async", "bridge-async*", args.bridge_python, BRIDGE_WORKER, env=ASYNC_ENV, what_if=True
-        ),
-        "bridge_lean_async": System(
-            "bridge_lean_async",
-            "bridge-lean-async*",
-            args.bridge_python,
-            BRIDGE_WORKER,
-            ("--variant", "lean"),
-            env=ASYNC_ENV,
-            what_if=True,
         ),
         "mlflow_async": System(
             "mlflow_async", "mlflow-async*", args.mlflow_python, MLFLOW_WORKER, env=ASYNC_ENV, what_if=True

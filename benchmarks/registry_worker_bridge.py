@@ -13,11 +13,6 @@ Modes (one JSON line on stdout each, except ``work`` which speaks the READY/GO p
 SQLAlchemy ``before_cursor_execute`` listener (and begin/commit/pool checkout listeners) and
 reports statements per registration; it costs time, so timed runs leave it off.
 
-``--variant lean`` does NOT call ``register_version``: it is a what-if prototype (PostgreSQL only)
-of the same registration with fewer round trips, writing the same rows (version, checksum,
-``latest_version``, a ``version_created`` audit event chained with the registry's own
-``audit.event_hash``, the audit head), so ``verify`` and the 1..N checks apply unchanged. It exists
-to measure the suggestions in the benchmark's report; it is not the product's code path.
 """
 
 from __future__ import annotations
@@ -102,134 +97,6 @@ class StatementCounter:
             "round_trips_per_op_estimate": round_trips / per,
             "by_kind_per_op": {k: v / per for k, v in sorted(self.kinds.items())},
         }
-
-
-# -- what-if prototype: the registration in 3 statements + COMMIT (PostgreSQL) ---------------------
-
-_LEAN_ALLOCATE = """
-UPDATE ab_models SET latest_version = latest_version + 1
-WHERE name = :name AND deleted_at IS NULL
-RETURNING id, latest_version"""
-_LEAN_CREATE_MODEL = """
-INSERT INTO ab_models (name, latest_version, description, owner, team, intended_use, limitations, created_at)
-VALUES (:name, 0, '', '', '', '', '', :now)
-ON CONFLICT (name) DO NOTHING"""
-_LEAN_HEAD = "SELECT seq, hash FROM ab_audit_head WHERE id = 1 FOR UPDATE"
-_LEAN_WRITE = """
-WITH v AS (
-    INSERT INTO ab_model_versions (model_id, version, artifact_uri, artifact_sha256, artifact_size, estimator,
-        task_kind, params, metrics, validation, data, spec_sha256, dag_id, run_id, task_id, created_by, created_at)
-    VALUES (:model_id, :version, :uri, :sha256, :size, '', '', CAST(:params AS json), CAST(:metrics AS json),
-        CAST('{}' AS json), CAST('{}' AS json), '', :dag_id, :run_id, :task_id, :actor, :now)
-    ON CONFLICT ON CONSTRAINT uq_ab_model_versions_run DO NOTHING
-    RETURNING id
-), e AS (
-    INSERT INTO ab_audit_events (seq, created_at, actor, action, model, version, alias, reason, dag_id, run_id,
-        task_id, before, after, prev_hash, hash)
-    SELECT :seq, :now, :actor, 'version_created', :name, :version, NULL, '', :dag_id, :run_id, :task_id,
-        CAST('null' AS json), CAST(:after AS json), :prev_hash, :hash
-    FROM v
-    RETURNING seq
-)
-UPDATE ab_audit_head SET seq = :seq, hash = :hash
-WHERE id = 1 AND EXISTS (SELECT 1 FROM e)
-RETURNING (SELECT id FROM v)"""
-
-
-class LeanRegistrar:
-    """What-if prototype of ``register_version`` (see the module docstring); PostgreSQL only."""
-
-    def __init__(self, reg: Any) -> None:
-        import sqlalchemy as sa
-
-        self.reg = reg
-        self.allocate = sa.text(_LEAN_ALLOCATE)
-        self.create_model = sa.text(_LEAN_CREATE_MODEL)
-        self.head = sa.text(_LEAN_HEAD)
-        self.write = sa.text(_LEAN_WRITE)
-
-    def register(
-        self,
-        model: str,
-        artifact: Any,
-        *,
-        run: Any,
-        actor: str,
-        metrics: dict[str, Any],
-        params: dict[str, Any],
-    ) -> Any:
-        from airflow_bridge.registry import audit
-        from airflow_bridge.registry.aliases import utcnow
-        from airflow_bridge.registry.records import ModelVersion
-
-        with self.reg.transaction(f"register a version of '{model}'") as conn:
-            now = utcnow()
-            row = conn.execute(self.allocate, {"name": model}).first()
-            if row is None:  # first version of a new model (or a deleted model: then it stays None)
-                conn.execute(self.create_model, {"name": model, "now": now})
-                row = conn.execute(self.allocate, {"name": model}).first()
-                if row is None:
-                    raise RuntimeError(f"model '{model}' was deleted; it takes no changes")
-            model_id, number = int(row.id), int(row.latest_version)
-            head = conn.execute(self.head).one()
-            after = {"artifact_uri": artifact.uri, "sha256": artifact.sha256, "size": artifact.size, "metrics": metrics}
-            event = {
-                "seq": head.seq + 1,
-                "created_at": now,
-                "actor": actor,
-                "action": "version_created",
-                "model": model,
-                "version": number,
-                "alias": None,
-                "reason": "",
-                "dag_id": run.dag_id,
-                "run_id": run.run_id,
-                "task_id": run.task_id,
-                "before": None,
-                "after": after,
-            }
-            digest = audit.event_hash(head.hash, audit.hashed_fields(event))
-            written = conn.execute(
-                self.write,
-                {
-                    "model_id": model_id,
-                    "version": number,
-                    "uri": artifact.uri,
-                    "sha256": artifact.sha256,
-                    "size": artifact.size,
-                    "params": json.dumps(params),
-                    "metrics": json.dumps(metrics),
-                    "dag_id": run.dag_id,
-                    "run_id": run.run_id,
-                    "task_id": run.task_id,
-                    "actor": actor,
-                    "now": now,
-                    "seq": event["seq"],
-                    "name": model,
-                    "after": json.dumps(after),
-                    "prev_hash": head.hash,
-                    "hash": digest,
-                },
-            ).first()
-            if written is None:
-                # The same (dag_id, run_id, task_id) already registered a version: the product would roll
-                # back here and return that version; the benchmark never retries a run, so it is an error.
-                raise RuntimeError(f"run {run} already registered a version of '{model}'")
-            return ModelVersion(
-                model=model,
-                version=number,
-                artifact=artifact,
-                estimator="",
-                task_kind="",
-                params=params,
-                metrics=metrics,
-                validation={},
-                data={},
-                spec_sha256="",
-                run=run,
-                created_by=actor,
-                created_at=now,
-            )
 
 
 def run_timed(
@@ -319,11 +186,10 @@ def cmd_work(args: argparse.Namespace) -> None:
 
     reg = ModelRegistry(args.url)
     reg.list_models()  # warm-up: connect, migration check, one read; not counted
-    register = reg.register_version if args.variant == "api" else LeanRegistrar(reg).register
     counter = StatementCounter(reg.engine) if args.count_statements else None
 
     def register_one(index: int, uri: str, sha: str, size: int) -> int:
-        created = register(
+        created = reg.register_version(
             args.model,
             ArtifactRef(uri, sha, size),
             run=RunRef("bench_dag", f"{args.tag}__w{args.worker:02d}__{index:05d}", "register"),
@@ -340,6 +206,18 @@ def cmd_work(args: argparse.Namespace) -> None:
     _emit(result, prefix="RESULT ")
 
 
+def add_work_parser(sub: Any) -> None:
+    """The ``work`` mode's arguments, the same for both systems' workers."""
+    work = sub.add_parser("work")
+    work.add_argument("url")
+    work.add_argument("model")
+    work.add_argument("--worker", type=int, required=True)
+    work.add_argument("--count", type=int, required=True)
+    work.add_argument("--tag", required=True)
+    work.add_argument("--count-statements", action="store_true")
+    work.add_argument("--profile", default="")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -349,15 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     setup.add_argument("model")
     verify = sub.add_parser("verify")
     verify.add_argument("url")
-    work = sub.add_parser("work")
-    work.add_argument("url")
-    work.add_argument("model")
-    work.add_argument("--worker", type=int, required=True)
-    work.add_argument("--count", type=int, required=True)
-    work.add_argument("--tag", required=True)
-    work.add_argument("--count-statements", action="store_true")
-    work.add_argument("--profile", default="")
-    work.add_argument("--variant", choices=("api", "lean"), default="api", help="lean: what-if prototype")
+    add_work_parser(sub)
     args = parser.parse_args(argv)
     if args.mode == "versions":
         cmd_versions()

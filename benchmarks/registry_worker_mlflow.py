@@ -21,7 +21,7 @@ import logging
 import sys
 import time
 
-from registry_worker_bridge import StatementCounter, _emit, run_timed
+from registry_worker_bridge import StatementCounter, _emit, add_work_parser, run_timed
 
 _STORE_LOGGER = "mlflow.store.model_registry.sqlalchemy_store"
 
@@ -91,14 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     setup = sub.add_parser("setup")
     setup.add_argument("url")
     setup.add_argument("model")
-    work = sub.add_parser("work")
-    work.add_argument("url")
-    work.add_argument("model")
-    work.add_argument("--worker", type=int, required=True)
-    work.add_argument("--count", type=int, required=True)
-    work.add_argument("--tag", required=True)
-    work.add_argument("--count-statements", action="store_true")
-    work.add_argument("--profile", default="")
+    add_work_parser(sub)
     args = parser.parse_args(argv)
     if args.mode == "versions":
         cmd_versions()
