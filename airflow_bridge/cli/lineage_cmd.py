@@ -84,14 +84,6 @@ def render(chain: dict[str, Any]) -> list[str]:
 
 
 def _gate(gate: dict[str, Any]) -> str:
-    value = gate.get("value")
-    shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-    bounds = " and ".join(
-        part
-        for part in (
-            f">= {gate['min']}" if gate.get("min") is not None else "",
-            f"<= {gate['max']}" if gate.get("max") is not None else "",
-        )
-        if part
-    )
-    return f"{gate['name']} {shown} (required {bounds or '-'}): {'pass' if gate['passed'] else 'FAIL'}"
+    from airflow_bridge.ml.gates import gate_bounds, gate_value
+
+    return f"{gate['name']} {gate_value(gate)} (required {gate_bounds(gate)}): {'pass' if gate['passed'] else 'FAIL'}"

@@ -234,24 +234,14 @@ def _print_lineage(lineage: dict[str, Any]) -> None:
 def _print_summary(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from airflow_bridge.ml.gates import gate_bounds, gate_value
+
     console.print()
     if summary["gates"]:
         table = Table("gate", "value", "required", "result", title="Validation")
         for gate in summary["gates"]:
-            bounds = (
-                " and ".join(
-                    p
-                    for p in (
-                        f">= {gate['min']}" if gate.get("min") is not None else "",
-                        f"<= {gate['max']}" if gate.get("max") is not None else "",
-                    )
-                    if p
-                )
-                or "-"
-            )
-            value = gate["value"]
-            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-            table.add_row(gate["name"], shown, bounds, "[green]pass[/]" if gate["passed"] else "[red]FAIL[/]")
+            result = "[green]pass[/]" if gate["passed"] else "[red]FAIL[/]"
+            table.add_row(gate["name"], gate_value(gate), gate_bounds(gate), result)
         console.print(table)
     champion = summary.get("champion")
     if champion:

@@ -112,18 +112,27 @@ def compare_champion(
     }
 
 
+def gate_value(result: Mapping[str, Any]) -> str:
+    """A gate's measured value as shown to people: floats to 4 decimals."""
+    value = result.get("value")
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def gate_bounds(result: Mapping[str, Any], *, at_least: str = ">=", at_most: str = "<=") -> str:
+    """A gate's requirement, e.g. ``>= 0.9 and <= 1.0``; ``-`` when it has no bounds."""
+    bounds = []
+    if result.get("min") is not None:
+        bounds.append(f"{at_least} {result['min']}")
+    if result.get("max") is not None:
+        bounds.append(f"{at_most} {result['max']}")
+    return " and ".join(bounds) or "-"
+
+
 def format_gate_table(results: list[dict[str, Any]]) -> str:
     """Human-readable gate results: one line per gate with its value and bounds."""
     lines = []
     for result in results:
-        bounds = []
-        if result.get("min") is not None:
-            bounds.append(f">= {result['min']}")
-        if result.get("max") is not None:
-            bounds.append(f"<= {result['max']}")
-        value = result["value"]
-        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         column = f" (column {result['column']})" if result.get("column") else ""
         status = "PASS" if result["passed"] else "FAIL"
-        lines.append(f"  {status}  {result['name']} = {shown}{column}  required {' and '.join(bounds) or '-'}")
+        lines.append(f"  {status}  {result['name']} = {gate_value(result)}{column}  required {gate_bounds(result)}")
     return "\n".join(lines)

@@ -170,6 +170,8 @@ def approval_body(
     model: ModelRecord, version: ModelVersion, alias: str, live: ModelVersion | None, approvers: Sequence[str]
 ) -> str:
     """Markdown shown to approvers: model card, gates, champion comparison, data and provenance."""
+    from airflow_bridge.ml.gates import gate_bounds, gate_value
+
     card = model.card
     lines = [
         f"### {model.name} v{version.version} → `{alias}`",
@@ -189,17 +191,8 @@ def approval_body(
     if gates:
         lines += ["", "| gate | value | required | result |", "|---|---|---|---|"]
         for gate in gates:
-            bounds = " and ".join(
-                part
-                for part in (
-                    f"≥ {gate['min']}" if gate.get("min") is not None else "",
-                    f"≤ {gate['max']}" if gate.get("max") is not None else "",
-                )
-                if part
-            )
-            value = gate.get("value")
-            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-            lines.append(f"| {gate['name']} | {shown} | {bounds or '-'} | {'pass' if gate['passed'] else 'FAIL'} |")
+            bounds = gate_bounds(gate, at_least="≥", at_most="≤")
+            lines.append(f"| {gate['name']} | {gate_value(gate)} | {bounds} | {'pass' if gate['passed'] else 'FAIL'} |")
     champion = version.validation.get("champion")
     if champion and champion.get("champion") is not None:
         lines += [
