@@ -64,7 +64,10 @@ class ValidateModelOperator(OpenLineageMixin, BaseOperator):
         failed = [g for g in report["gates"] if not g["passed"]]
         champion = report.get("champion")
         if failed or (champion and not champion["passed"]):
-            lines = [f"Validation failed for {report['model']} ({len(failed)} gate(s) failed):"]
+            reasons = [f"{len(failed)} of {len(report['gates'])} gate(s) failed"] if failed else []
+            if champion and not champion["passed"]:
+                reasons.append(f"it does not beat the live v{champion['champion_version']} by enough")
+            lines = [f"Validation failed for {report['model']}: {'; '.join(reasons)}:"]
             lines.append(format_gate_table(report["gates"]))
             if champion and not champion["passed"]:
                 lines.append(_champion_line(champion))
