@@ -6,7 +6,9 @@ assigned-user check is Airflow's; the operator checks the decision again when it
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +22,11 @@ MODEL = "breast_cancer"
 
 
 def _run_with_answers(run_spec_dag, spec_dir: Path, answers: list[Answer]) -> tuple[dict[str, str], Responder]:
+    dag_run, responder = _answered_run(run_spec_dag, spec_dir, answers)
+    return task_states(dag_run), responder
+
+
+def _answered_run(run_spec_dag, spec_dir: Path, answers: list[Answer]) -> tuple[Any, Responder]:
     responder = Responder("breast_cancer_classifier", answers, poll_seconds=0.2)
     responder.start()
     try:
@@ -27,7 +34,23 @@ def _run_with_answers(run_spec_dag, spec_dir: Path, answers: list[Answer]) -> tu
     finally:
         responder.stop()
         responder.join(timeout=10)
-    return task_states(dag_run), responder
+    return dag_run, responder
+
+
+def _approval_body(run_id: str) -> str:
+    """What approvers read on the Required Actions page, from Airflow's metadata DB."""
+    from airflow.models.hitl import HITLDetail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    query = (
+        select(HITLDetail.body)
+        .join(TaskInstance, TaskInstance.id == HITLDetail.ti_id)
+        .where(TaskInstance.dag_id == "breast_cancer_classifier", TaskInstance.run_id == run_id)
+    )
+    with create_session() as session:
+        return str(session.scalars(query).one())
 
 
 def _actions(registry: ModelRegistry) -> list[tuple[str, str]]:
@@ -87,3 +110,25 @@ def test_author_approval_is_refused_by_the_operator_even_if_airflow_lets_it_thro
     refused = [e for e in registry.audit_events(model=MODEL) if e.action == "approval_refused"]
     assert len(refused) == 1
     assert refused[0].actor == "alice" and "separation of duties" in refused[0].reason
+
+
+def test_approvers_see_the_model_card_gates_and_the_champion(spec_dir: Path, registry_env: dict, run_spec_dag) -> None:
+    first_run, _ = _answered_run(run_spec_dag, spec_dir, [Answer("dana")])
+    second_run, _ = _answered_run(run_spec_dag, spec_dir, [Answer("erin")])
+
+    assert task_states(second_run)["deploy"] == "success"
+    first, second = _approval_body(first_run.run_id), _approval_body(second_run.run_id)
+    assert "### breast_cancer v1 → `production`" in first
+    assert "**Champion comparison:** no live version to compare with." in first
+    assert "### breast_cancer v2 → `production`" in second
+    assert "Flag malignant tumours" in second  # the spec's description, as the model card
+    assert "- **Owner / team:** alice / oncology" in second
+    assert "- **Currently live:** v1" in second
+    assert "- **Approvers:** dana, erin (the author cannot approve)" in second
+    assert re.search(r"\| accuracy \| 0\.\d{4} \| ≥ 0\.92 \| pass \|", second), second
+    assert re.search(r"\| roc_auc \| 0\.\d{4} \| ≥ 0\.97 \| pass \|", second), second
+    assert re.search(r"\| min_rows \| 569 \| ≥ 500 \| pass \|", second), second
+    # the same seed trains the same forest: scored on the same held-out rows, it ties with v1
+    champion = r"candidate roc_auc (0\.\d{4}) vs v1 \1 \(improvement \+0\.0000, required \+0\.0000\)"
+    assert re.search(champion, second), second
+    assert "sha256 `" in second and "breast_cancer_classifier / " in second  # artifact and producing run
