@@ -221,7 +221,7 @@ def collect(
     deadline = time.monotonic() + timeout
     while len(out) < expected:
         try:
-            item = results.get(timeout=0.5 if while_waiting else max(0.0, deadline - time.monotonic()))
+            item = results.get(timeout=0.02 if while_waiting else max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             if time.monotonic() > deadline:
                 raise AssertionError(f"only {len(out)} of {expected} worker results arrived in {timeout}s") from None

@@ -96,7 +96,8 @@ def test_concurrent_registrations_never_duplicate_or_lose_a_version(registry_url
     outcome = collect(results, WORKERS, while_waiting=verify_while_writing)
     _stop(processes)
     reader.dispose()
-    assert len(verified) >= 3 and verified == sorted(verified), verified
+    # At least one check ran while the trail was still growing (timing decides how many more do).
+    assert verified and verified[0] < total and verified == sorted(verified), verified
 
     returned = {run_id: version for _, _, pairs in outcome for run_id, version in pairs}
     assert len(returned) == total
