@@ -17,20 +17,6 @@ from airflow_bridge.exceptions import ChecksumMismatchError, DataError
 from airflow_bridge.registry.records import ArtifactRef
 
 
-def default_artifact_root() -> str:
-    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
-    return "file://" + os.path.join(home, "airflow_bridge", "artifacts")
-
-
-def configured_artifact_root() -> tuple[str, str | None]:
-    """``[airflow_bridge] artifact_root`` and ``artifact_conn_id`` from Airflow's configuration."""
-    from airflow.sdk import conf
-
-    root = conf.get("airflow_bridge", "artifact_root", fallback=None) or default_artifact_root()
-    conn_id = conf.get("airflow_bridge", "artifact_conn_id", fallback=None) or None
-    return root, conn_id
-
-
 class ArtifactStore:
     """Write-once artifacts under ``root`` (``file:///...``, a plain path, or ``s3://...`` with ``conn_id``)."""
 
@@ -38,18 +24,11 @@ class ArtifactStore:
         self.root = root if urlsplit(root).scheme else "file://" + os.path.abspath(root)
         self.conn_id = conn_id
 
-    @classmethod
-    def from_config(cls, root: str | None = None, conn_id: str | None = None) -> ArtifactStore:
-        if root:
-            return cls(root, conn_id)
-        configured_root, configured_conn = configured_artifact_root()
-        return cls(configured_root, conn_id or configured_conn)
-
     def put(self, data: bytes, folder: str, suffix: str) -> ArtifactRef:
         """Store ``data`` at ``<root>/<folder>/<sha256><suffix>`` unless it is already there."""
         digest = hashlib.sha256(data).hexdigest()
         uri = f"{self.root.rstrip('/')}/{folder.strip('/')}/{digest}{suffix}"
-        ref = ArtifactRef(uri, digest, len(data))
+        ref = ArtifactRef(uri, digest, len(data), self.conn_id)
         if _is_local(uri):
             path = urlsplit(uri).path
             if not _holds(path, digest):  # a damaged copy under this name is replaced, never trusted
@@ -74,27 +53,40 @@ class ArtifactStore:
         return ref
 
     def read_verified(self, ref: ArtifactRef) -> bytes:
-        """The artifact's bytes, refused loudly if they no longer match the recorded checksum."""
-        try:
-            if _is_local(ref.uri):
-                with open(urlsplit(ref.uri).path, "rb") as handle:
-                    data = handle.read()
-            else:
-                data = self._remote(ref.uri).read_bytes()
-        except FileNotFoundError:
-            raise ChecksumMismatchError(f"artifact {ref.uri} is missing; it was deleted after registration") from None
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != ref.sha256 or len(data) != ref.size:
-            raise ChecksumMismatchError(
-                f"artifact {ref.uri} was modified after registration: sha256 {digest[:12]}… ({len(data)} bytes) "
-                f"!= recorded {ref.sha256[:12]}… ({ref.size} bytes); refusing to use it"
-            )
-        return data
+        """The artifact's bytes, checked against its checksum (read with the connection it was written with)."""
+        return read_verified(ref)
 
     def _remote(self, uri: str) -> Any:
-        from airflow.sdk import ObjectStoragePath
+        return _remote(uri, self.conn_id)
 
-        return ObjectStoragePath(uri, conn_id=self.conn_id)
+
+def _remote(uri: str, conn_id: str | None) -> Any:
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(uri, conn_id=conn_id)
+
+
+def read_verified(ref: ArtifactRef) -> bytes:
+    """The artifact's bytes, refused loudly if they no longer match the recorded checksum.
+
+    Every reader goes through here and uses the connection recorded with the artifact, so an artifact
+    written with ``artifact_conn_id`` is read back with the same connection.
+    """
+    try:
+        if _is_local(ref.uri):
+            with open(urlsplit(ref.uri).path, "rb") as handle:
+                data = handle.read()
+        else:
+            data = _remote(ref.uri, ref.conn_id).read_bytes()
+    except FileNotFoundError:
+        raise ChecksumMismatchError(f"artifact {ref.uri} is missing; it was deleted after registration") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != ref.sha256 or len(data) != ref.size:
+        raise ChecksumMismatchError(
+            f"artifact {ref.uri} was modified after registration: sha256 {digest[:12]}… ({len(data)} bytes) "
+            f"!= recorded {ref.sha256[:12]}… ({ref.size} bytes); refusing to use it"
+        )
+    return data
 
 
 def _fsync_folder(folder: str) -> None:
@@ -160,6 +152,6 @@ def load_frame(data: bytes) -> Any:
         raise DataError(f"cannot read the held-out split: {exc}") from None
 
 
-def verify_artifact(ref: ArtifactRef, conn_id: str | None = None) -> None:
+def verify_artifact(ref: ArtifactRef) -> None:
     """Raise ``ChecksumMismatchError`` unless the artifact's bytes match the registered checksum."""
-    ArtifactStore(ref.uri.rsplit("/", 1)[0], conn_id).read_verified(ref)
+    read_verified(ref)

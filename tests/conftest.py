@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "dag_specs"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+from tests.helpers import EXAMPLES, require_shared, write_loader
+from tests.pgproxy import database, proxy  # noqa: F401 - fixtures for the registry-outage tests
+
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix=f"ab-airflow-{_WORKER}-"))
 DAGS_FOLDER = AIRFLOW_HOME / "dags"
@@ -39,30 +39,6 @@ for name in ("AIRFLOW_BRIDGE_HOME", "AIRFLOW_BRIDGE_REGISTRY_URL", "AIRFLOW_BRID
 
 # OpenLineage stays off in this process (Airflow loads its listener once per process); lineage runs go
 # through `airflow-bridge run` in a child process. The spec files validate the events they write.
-
-
-def shared_dir(name: str) -> Path | None:
-    """A folder of the project's shared data (``../shared/<name>`` next to the checkout, or any parent's
-    ``shared/<name>``; ``AIRFLOW_BRIDGE_SHARED`` overrides)."""
-    roots = [Path(os.environ["AIRFLOW_BRIDGE_SHARED"])] if os.environ.get("AIRFLOW_BRIDGE_SHARED") else []
-    roots += [parent / "shared" for parent in REPO.parents]
-    return next((root / name for root in roots if (root / name).is_dir()), None)
-
-
-def require_shared(name: str) -> Path:
-    """The shared folder, or skip locally; in CI (CI=true) a missing folder fails instead of hiding tests."""
-    found = shared_dir(name)
-    if found is None:
-        message = (
-            f"shared data '{name}' not found next to the checkout ({REPO.parent / 'shared'}); set AIRFLOW_BRIDGE_SHARED"
-        )
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
-
-
-POSTGRES_URL = os.environ.get("AIRFLOW_BRIDGE_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")
@@ -103,19 +79,6 @@ def spec_dir(tmp_path: Path) -> Path:
     return target
 
 
-def write_loader(spec_paths: list[Path], name: str = "specs_under_test") -> Path:
-    """Replace the dags folder's content with one loader for ``spec_paths`` (dag.test() parses the bundle)."""
-    for old in DAGS_FOLDER.glob("*.py"):
-        old.unlink()
-    folder = spec_paths[0].parent
-    loader = DAGS_FOLDER / f"{name}.py"
-    loader.write_text(
-        "from airflow_bridge.factory import load_dag_specs\n"
-        f"load_dag_specs(globals(), folder={str(folder)!r}, paths={[str(p) for p in spec_paths]!r})\n"
-    )
-    return loader
-
-
 @pytest.fixture
 def run_spec_dag(airflow_db: Path) -> Iterator[Any]:
     """Run a spec's DAG with the real ``dag.test()``; returns (dag, dag_run)."""
@@ -133,10 +96,6 @@ def run_spec_dag(airflow_db: Path) -> Iterator[Any]:
         return dag, dag.test(**test_kwargs)
 
     yield run
-
-
-def task_states(dag_run: Any) -> dict[str, str]:
-    return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from airflow_bridge.governance.respond import Answer, Responder
 from airflow_bridge.registry import ModelRegistry
-from tests.conftest import task_states
+from tests.helpers import task_states
 
 pytestmark = pytest.mark.slow
 SPEC = "breast_cancer_classifier.yaml"  # owner alice, team oncology: approvers dana and erin

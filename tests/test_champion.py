@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 from airflow_bridge.registry import ModelRegistry
-from tests.conftest import EXAMPLES
-from tests.test_cli import cli
+from tests.helpers import EXAMPLES, cli
 
 pytestmark = pytest.mark.slow
 SPEC = "diabetes_progression.yaml"

@@ -22,7 +22,7 @@ import pluggy
 import pytest
 import yaml
 
-from tests.conftest import EXAMPLES, write_loader
+from tests.helpers import EXAMPLES, write_loader
 
 TASKS = ["train", "validate", "register", "deploy"]
 VALID_SPECS = ["breast_cancer_classifier.yaml", "diabetes_progression.yaml"]

@@ -8,7 +8,7 @@ import re
 import yaml
 
 from airflow_bridge.hooks.registry import connection_to_url
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 AIRFLOW_SERVICES = (
     "airflow-init",

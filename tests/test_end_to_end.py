@@ -11,7 +11,7 @@ import yaml
 
 from airflow_bridge.governance.respond import Answer, Responder
 from airflow_bridge.registry import ModelRegistry
-from tests.conftest import task_states
+from tests.helpers import task_states
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from airflow_bridge.cli.main import app
 from airflow_bridge.exceptions import PolicyViolationError
 from airflow_bridge.governance import load_policy
-from tests.conftest import EXAMPLES
+from tests.helpers import EXAMPLES
 
 POLICY = {
     "apiVersion": "airflow-bridge/v1",
@@ -147,7 +147,9 @@ def test_build_applies_approvals_pools_and_limits(folder: Path) -> None:
     approve = onc.task_dict["approve"]
     assert approve.assigned_users == [{"id": "dana", "name": "dana"}]  # the author alice is left out
     assert approve.defaults == ["Reject"]  # a timeout rejects
-    assert onc.task_dict["deploy"].require_approval
+    assert onc.task_dict["deploy"].enforce_policy
+    binding = onc.task_dict["register"].policy  # register binds the folder's policy to the model
+    assert binding.source.endswith("_policy.yaml") and "oncology" in binding.document["teams"]
     assert (onc.task_dict["train"].pool, onc.task_dict["train"].queue, onc.task_dict["train"].pool_slots) == (
         "training_large",
         "cpu_large",

@@ -22,7 +22,7 @@ import yaml
 
 from airflow_bridge.lineage.naming import registry_namespace
 from airflow_bridge.registry import ModelRegistry
-from tests.conftest import EXAMPLES, task_states
+from tests.helpers import EXAMPLES, task_states
 
 pytestmark = pytest.mark.slow
 GIT_COMMIT = "0123456789abcdef0123456789abcdef01234567"

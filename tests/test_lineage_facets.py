@@ -18,7 +18,7 @@ import pytest
 
 from airflow_bridge.lineage import SCHEMA_DIR
 from airflow_bridge.lineage.naming import DatasetId, registry_namespace, storage_dataset
-from tests.conftest import EXAMPLES, REPO
+from tests.helpers import EXAMPLES, REPO
 
 OL_BASE = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/"
 SHA = "ab" * 32
@@ -144,6 +144,13 @@ def _ids(datasets: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def test_every_operator_emits_valid_lineage_at_start_complete_and_failure(ol_registry: Any) -> None:
+    from airflow_bridge.actions.results import (
+        ApprovalDecision,
+        DeploymentResult,
+        Registration,
+        TrainingResult,
+        ValidationReport,
+    )
     from airflow_bridge.operators.approve import ModelApprovalOperator
     from airflow_bridge.operators.deploy import DeployModelOperator
     from airflow_bridge.operators.register import RegisterModelOperator
@@ -168,15 +175,22 @@ def test_every_operator_emits_valid_lineage_at_start_complete_and_failure(ol_reg
     for op in operators:  # before execute: what is known from arguments and upstream XComs
         _valid(ol_registry, op.get_openlineage_facets_on_start(), "START")
 
-    train._remember(result=TRAINING)
-    validate._remember(report={**REPORT, "passed": True})
+    train._remember(result=TrainingResult.from_xcom(TRAINING))
+    validate._remember(report=ValidationReport.from_xcom({**REPORT, "passed": True}))
     for op in (register, approve, deploy, rollback):
         op._remember(registry_namespace=REGISTRY_NS)
-    register._remember(version=4)
-    approve._remember(decision="granted", approver="dana")
-    deploy._remember(artifact=ArtifactRef(**TRAINING["artifact"]), endpoint="registry://churn@production")
-    deploy._remember(deployed=4, previous_version=3)
-    rollback._remember(target=3, artifact=ArtifactRef(**TRAINING["artifact"]), current=4, rolled_back=3)
+    registered = Registration.from_xcom(registration)
+    register._remember(registration=registered)
+    approve._remember(decision=ApprovalDecision("churn", 4, "production", "granted", "dana"))
+    moved = {"model": "churn", "alias": "production", "target": "local", "endpoint": "registry://churn@production"}
+    deploy._remember(
+        registration=registered,
+        result=DeploymentResult(**moved, version=4, previous_version=3, action="deployed", actor="dana"),
+    )
+    rollback._remember(
+        registration=Registration("churn", 3, ArtifactRef(**TRAINING["artifact"])),
+        result=DeploymentResult(**moved, version=3, previous_version=4, action="rolled_back", actor="erin"),
+    )
     events = {op.task_id: _valid(ol_registry, op.get_openlineage_facets_on_complete(None)) for op in operators}
     for op in operators:
         _valid(ol_registry, op.get_openlineage_facets_on_failure(None), "FAIL")
@@ -208,11 +222,12 @@ def test_every_operator_emits_valid_lineage_at_start_complete_and_failure(ol_reg
 
 
 def test_failed_gates_are_in_the_failure_lineage(ol_registry: Any) -> None:
+    from airflow_bridge.actions.results import ValidationReport
     from airflow_bridge.operators.train import TrainModelOperator
     from airflow_bridge.operators.validate import ValidateModelOperator
 
     validate = ValidateModelOperator(task_id="validate", training=TRAINING)
-    validate._remember(report=REPORT)  # what execute keeps before a failed gate raises
+    validate._remember(report=ValidationReport.from_xcom(REPORT))  # what execute keeps before a failed gate raises
     event = _valid(ol_registry, validate.get_openlineage_facets_on_failure(None), "FAIL")
     gates = event["run"]["facets"]["airflowBridge_gates"]
     assert gates["passed"] is False

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from airflow_bridge.registry import ModelRegistry
-from tests.conftest import EXAMPLES, task_states
+from tests.helpers import EXAMPLES, task_states
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +87,42 @@ def test_rollback_operator_moves_the_alias_back_through_compare_and_set(registry
         {"version": 1},
     )
     assert event.run.dag_id == "rollback_progression"
+
+
+def _deploy_v1(alias: str, *, enforce: bool = True) -> str:
+    opt_out = "" if enforce else ", enforce_policy=False"
+    return (
+        'DeployModelOperator(task_id="deploy", registration={"model": "progression", "version": 1}, '
+        f'alias="{alias}"{opt_out})'
+    )
+
+
+def test_deploy_to_a_protected_alias_is_policy_checked_in_an_engineers_dag(
+    registry_env: dict, run_python_dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_python_dag(_pipeline(0.5), "engineer_pipeline")  # v1, live on staging; no policy bound
+    registry = ModelRegistry(registry_env["url"])
+
+    # no policy in reach: production fails closed, and the refusal is audited
+    _, dag_run = run_python_dag(SINGLE_TASK.format(dag_id="to_prod", task=_deploy_v1("production")), "to_prod")
+    assert task_states(dag_run) == {"deploy": "failed"}
+    assert registry.alias_version("progression", "production") is None
+    refused = registry.audit_events(model="progression")[-1]
+    assert refused.action == "move_refused" and "no team policy governs 'progression'" in refused.reason
+
+    # a configured policy that forbids opting out (the default): still refused
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("apiVersion: airflow-bridge/v1\nkind: Policy\nteams: {ml: {approvers: [dana]}}\n")
+    monkeypatch.setenv("AIRFLOW_BRIDGE_POLICY", str(policy))
+    task = _deploy_v1("production", enforce=False)
+    _, dag_run = run_python_dag(SINGLE_TASK.format(dag_id="opt_out", task=task), "opt_out")
+    assert task_states(dag_run) == {"deploy": "failed"}
+    assert "forbids turning enforcement off" in registry.audit_events(model="progression")[-1].reason
+
+    # a policy that allows it: the move happens and the opt-out is in the audit trail
+    policy.write_text("apiVersion: airflow-bridge/v1\nkind: Policy\ndefaults: {allow_enforcement_opt_out: true}\n")
+    _, dag_run = run_python_dag(SINGLE_TASK.format(dag_id="opt_out", task=task), "opt_out")
+    assert task_states(dag_run) == {"deploy": "success"}
+    assert registry.alias_version("progression", "production").version == 1
+    actions = [e.action for e in registry.audit_events(model="progression")]
+    assert actions[-2:] == ["policy_override", "deployed"]

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_bridge.registry import ModelRegistry
-from tests.conftest import task_states
+from tests.helpers import task_states
+from tests.pgproxy import PASSWORD, CuttableProxy
 from tests.registry_workers import fake_artifact
-from tests.test_registry_unavailable import PASSWORD, CuttableProxy, database, proxy  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -47,8 +47,8 @@ class _Failures:
 
 
 def test_register_task_retries_after_the_registry_comes_back(
-    database: str,  # noqa: F811
-    proxy: CuttableProxy,  # noqa: F811
+    database: str,
+    proxy: CuttableProxy,
     registry_env: dict,
     run_python_dag,
     monkeypatch: pytest.MonkeyPatch,

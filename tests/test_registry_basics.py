@@ -1,5 +1,5 @@
-"""Registry behaviour on both backends: retries, tags, cards, soft delete, rollback, 'what was live when',
-a tamper-evident audit trail, verified artifacts, and migrations that match the schema and run once.
+"""Registry behaviour on both backends: retries, cards, soft delete, rollback, a tamper-evident audit
+trail, verified artifacts, and migrations that match the schema and run once.
 """
 
 from __future__ import annotations
@@ -77,35 +77,13 @@ def test_a_retried_registration_returns_the_same_version(registry: ModelRegistry
     assert registry.get_version(MODEL, 1).run == RUN
 
 
-def test_tags_are_set_changed_and_removed_with_audit_events(registry: ModelRegistry) -> None:
-    _register(registry, 1)
-    registry.set_tag(MODEL, 1, "stage", "candidate", actor="alice", reason="passed gates")
-    registry.set_tag(MODEL, 1, "stage", "candidate", actor="alice")  # no change, no event
-    registry.set_tag(MODEL, 1, "stage", "approved", actor="bob")
-    registry.set_tag(MODEL, 1, "owner", "growth", actor="bob")
-    assert registry.get_version(MODEL, 1).tags == {"stage": "approved", "owner": "growth"}
-    registry.set_tag(MODEL, 1, "stage", None, actor="carol", reason="re-review")
-    registry.set_tag(MODEL, 1, "never-set", None, actor="carol")  # removing nothing is no event
-    assert registry.get_version(MODEL, 1).tags == {"owner": "growth"}
-    events = [e for e in registry.audit_events(model=MODEL) if e.action == "tag_changed"]
-    assert [(e.actor, e.before, e.after) for e in events] == [
-        ("alice", {"stage": None}, {"stage": "candidate"}),
-        ("bob", {"stage": "candidate"}, {"stage": "approved"}),
-        ("bob", {"owner": None}, {"owner": "growth"}),
-        ("carol", {"stage": "approved"}, {"stage": None}),
-    ]
-    assert events[0].reason == "passed gates" and events[0].version == 1
-    with pytest.raises(NotFoundError, match="has no version 9"):
-        registry.set_tag(MODEL, 9, "stage", "x", actor="alice")
-    assert registry.verify_audit().ok
-
-
 def test_model_card_updates_are_audited(registry: ModelRegistry) -> None:
     card = ModelCard(description="Predict churn.", owner="alice", team="growth")
     registry.register_version(MODEL, fake_artifact("one"), card=card, run=RUN)
     assert registry.get_model(MODEL).card == card
-    registry.update_card(MODEL, ModelCard(intended_use="Retention campaigns", limitations="EU only"), actor="bob")
-    registry.update_card(MODEL, ModelCard(owner="alice"), actor="bob")  # nothing changes: no event
+    update = ModelCard(intended_use="Retention campaigns", limitations="EU only")
+    registry.register_version(MODEL, fake_artifact("two"), card=update, actor="bob")
+    registry.register_version(MODEL, fake_artifact("three"), card=ModelCard(owner="alice"))  # no change, no event
     assert registry.get_model(MODEL).card == ModelCard(
         "Predict churn.", "alice", "growth", "Retention campaigns", "EU only"
     )
@@ -114,8 +92,6 @@ def test_model_card_updates_are_audited(registry: ModelRegistry) -> None:
     assert events[0].after["owner"] == "alice" and events[0].run == RUN
     assert events[1].actor == "bob" and events[1].before["limitations"] == ""
     assert events[1].after["limitations"] == "EU only"
-    with pytest.raises(NotFoundError, match="'unknown' is not in the registry"):
-        registry.update_card("unknown", card, actor="bob")
 
 
 def test_a_version_behind_an_alias_cannot_be_deleted(registry: ModelRegistry) -> None:
@@ -210,33 +186,6 @@ def test_compare_and_set_refuses_a_stale_expectation(registry: ModelRegistry) ->
     assert registry.resolve(MODEL, "v3").version == 3
     with pytest.raises(NotFoundError, match="has no version 7"):
         registry.move_alias(MODEL, "production", 7, actor="bob")
-
-
-def test_live_at_answers_what_was_live_when(registry: ModelRegistry) -> None:
-    _register(registry, 3)
-    registry.move_alias(MODEL, "production", 1, expected=None, actor="alice")
-    registry.move_alias(MODEL, "production", 2, expected=1, actor="alice")
-    registry.move_alias(MODEL, "production", 3, expected=2, actor="alice")
-    history = registry.alias_history(MODEL, "production")
-    assert [p["version"] for p in history] == [1, 2, 3]
-    first, second, third = (p["valid_from"] for p in history)
-    assert first < second < third
-    tick = dt.timedelta(microseconds=1)
-
-    def live(when: dt.datetime) -> int | None:
-        found = registry.live_at(MODEL, "production", when)
-        return None if found is None else found.version
-
-    assert live(first - tick) is None
-    assert live(first) == 1
-    assert live(first + (second - first) / 2) == 1
-    assert live(second - tick) == 1
-    assert live(second) == 2
-    assert live(third) == 3
-    assert live(dt.datetime.now(dt.UTC) + dt.timedelta(days=1)) == 3
-    assert live((second + tick).replace(tzinfo=None)) == 2, "naive datetimes are UTC"
-    assert live(second.astimezone(dt.timezone(dt.timedelta(hours=-5)))) == 2
-    assert registry.live_at(MODEL, "staging", third) is None
 
 
 # -- the audit trail ------------------------------------------------------------------------------
@@ -341,6 +290,8 @@ def test_migrations_produce_exactly_the_declared_schema(registry: ModelRegistry)
 
 
 def test_migrations_run_once_when_many_processes_start_together(registry_url: str) -> None:
+    from alembic.script import ScriptDirectory
+
     workers = 8
     ctx = process_context()
     barrier, results = ctx.Barrier(workers), ctx.Queue()
@@ -358,7 +309,8 @@ def test_migrations_run_once_when_many_processes_start_together(registry_url: st
     engine = sa.create_engine(registry_url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT version_num FROM ab_alembic_version")).scalars().all() == ["0001"]
+            head = ScriptDirectory(MIGRATIONS).get_current_head()
+            assert conn.execute(sa.text("SELECT version_num FROM ab_alembic_version")).scalars().all() == [head]
             assert conn.execute(sa.text("SELECT id, seq FROM ab_audit_head")).all() == [(1, 0)]
     finally:
         engine.dispose()

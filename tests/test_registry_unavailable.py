@@ -7,13 +7,10 @@ cuts every live connection at a chosen statement of a transaction.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import threading
 import time
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,105 +21,10 @@ from sqlalchemy import event
 from airflow_bridge.exceptions import RegistryError, RegistryUnavailableError
 from airflow_bridge.hooks.registry import ModelRegistryHook, connection_to_url
 from airflow_bridge.registry import ModelRegistry, RunRef
-from tests.registry_workers import POSTGRES_URL, create_pg_database, drop_pg_database, fake_artifact, postgres_url
+from tests.pgproxy import PASSWORD, CuttableProxy
+from tests.registry_workers import fake_artifact, postgres_url
 
 MODEL = "churn"
-PASSWORD = "s3cret"
-
-
-class CuttableProxy:
-    """A TCP proxy to PostgreSQL that can be brought down and up, or cut every live connection."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self._lock = threading.Lock()
-        self._pairs: set[tuple[socket.socket, socket.socket]] = set()
-        self._listener: socket.socket | None = None
-        self._accepting: threading.Thread | None = None
-        self.drop_replies = False  # swallow what the server sends (a reply lost on the way back)
-
-    def up(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(32)
-        listener.settimeout(0.05)
-        self._listener = listener
-        self._accepting = threading.Thread(target=self._accept, args=(listener,), daemon=True)
-        self._accepting.start()
-
-    def down(self) -> None:
-        """Stop listening (new connections are refused) and cut the live ones."""
-        listener, self._listener = self._listener, None
-        if self._accepting is not None:
-            self._accepting.join()
-        if listener is not None:
-            listener.close()
-        self.cut()
-
-    def cut(self) -> None:
-        """Drop every live connection, both sides, as a network failure would."""
-        with self._lock:
-            pairs, self._pairs = list(self._pairs), set()
-        for pair in pairs:
-            for sock in pair:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def _accept(self, listener: socket.socket) -> None:
-        while self._listener is listener:
-            try:
-                client, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            client.settimeout(None)
-            server = socket.create_connection(self.upstream)
-            pair = (client, server)
-            with self._lock:
-                self._pairs.add(pair)
-            threading.Thread(target=self._pump, args=(client, server, pair, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, pair, True), daemon=True).start()
-
-    def _pump(self, source: socket.socket, target: socket.socket, pair: Any, replies: bool) -> None:
-        try:
-            while data := source.recv(65536):
-                if not (replies and self.drop_replies):
-                    target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with self._lock:
-                self._pairs.discard(pair)
-            for sock in pair:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            source.close()
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    try:
-        name = create_pg_database("ab_unavail")
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL is not reachable: {exc}")
-    try:
-        yield name
-    finally:
-        drop_pg_database(name)
-
-
-@pytest.fixture
-def proxy() -> Iterator[CuttableProxy]:
-    upstream = sa.make_url(POSTGRES_URL)
-    proxy = CuttableProxy((upstream.host or "127.0.0.1", upstream.port or 5432))
-    proxy.up()
-    yield proxy
-    proxy.down()
 
 
 def _proxied_url(proxy: CuttableProxy, database: str) -> str:
@@ -194,7 +96,7 @@ def test_registry_down_before_registration_then_back(database: str, proxy: Cutta
     [
         "UPDATE ab_models",  # the version number is allocated and the model row locked
         "SELECT ab_audit_head",  # the chain head is locked
-        "\nWITH v AS (\n    INSERT INTO ab_model_versions",  # version, audit event and head in one statement
+        "WITH v AS",  # version, audit event and head in one statement
         "COMMIT",
     ],
     ids=["allocate", "lock-head", "write", "commit"],

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import enum
 import json
-import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from airflow_bridge.registry.store import ModelRegistry
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -36,22 +38,31 @@ registry_option = Annotated[
     str | None,
     typer.Option(
         "--registry-url",
-        help="SQLAlchemy URL of the registry [env AIRFLOW_BRIDGE_REGISTRY_URL; default: SQLite in --home]",
+        help="SQLAlchemy URL of the registry [default: connection model_registry_default (as AIRFLOW_CONN_*), "
+        "[airflow_bridge] registry_url, $AIRFLOW_BRIDGE_REGISTRY_URL, else SQLite in --home]",
     ),
 ]
 format_option = Annotated[Format, typer.Option("--format", help="Output format.")]
 
 
 def resolve_home(home: Path | None) -> Path:
-    return (home or Path(os.environ.get("AIRFLOW_BRIDGE_HOME") or DEFAULT_HOME)).resolve()
+    """The local home of the CLI and ``run``: --home, $AIRFLOW_BRIDGE_HOME or ./.airflow-bridge."""
+    from airflow_bridge.resolution import local_home
+
+    return local_home(home)
 
 
 def registry_url(url: str | None, home: Path | None) -> str:
-    """The registry the CLI reads: --registry-url, $AIRFLOW_BRIDGE_REGISTRY_URL, or SQLite in the home."""
-    chosen = url or os.environ.get("AIRFLOW_BRIDGE_REGISTRY_URL")
-    if chosen:
-        return chosen
-    return f"sqlite:///{resolve_home(home) / 'airflow_bridge' / 'registry.db'}"
+    """The registry the CLI uses, by the one resolution order every entry point shares."""
+    from airflow_bridge.resolution import resolve_registry
+
+    return resolve_registry(url=url, home=home).value
+
+
+def open_cli_registry(url: str | None, home: Path | None) -> ModelRegistry:
+    from airflow_bridge.resolution import registry_for_url
+
+    return registry_for_url(registry_url(url, home))
 
 
 def print_json(data: Any) -> None:

@@ -12,9 +12,9 @@ from airflow_bridge.cli.common import (
     fail,
     format_option,
     home_option,
+    open_cli_registry,
     print_json,
     registry_option,
-    registry_url,
 )
 
 
@@ -32,10 +32,9 @@ def lineage(
     """
     from airflow_bridge.exceptions import BridgeError
     from airflow_bridge.lineage.chain import model_lineage
-    from airflow_bridge.registry.store import ModelRegistry
 
     try:
-        chain = model_lineage(ModelRegistry(registry_url(registry, home)), model, version)
+        chain = model_lineage(open_cli_registry(registry, home), model, version)
     except BridgeError as exc:
         raise fail(f"cannot read the lineage of {model}: {exc}") from None
     if output == Format.json:

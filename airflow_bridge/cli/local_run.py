@@ -36,6 +36,7 @@ def isolated_environment(home: Path, run_dir: Path) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW_BRIDGE_HOME": str(home),
         "AIRFLOW_BRIDGE_RUN_DIR": str(run_dir),
         "AIRFLOW_BRIDGE_LOCAL_ACTOR": os.environ.get("AIRFLOW_BRIDGE_LOCAL_ACTOR") or _local_user(),
     }
@@ -164,6 +165,8 @@ _current_run: dict[str, str] = {}
 
 
 def run(spec_path: Path, name: str, home: Path, run_dir: Path, *, approve_as: str | None, reject: bool) -> int:
+    from airflow_bridge.actions.names import TaskId
+
     emit("stage", stage="metadata database", detail=str(home / "airflow.db"))
     migrated = ensure_metadata_db()
     emit("stage_done", stage="metadata database", detail="migrated" if migrated else "up to date")
@@ -179,7 +182,7 @@ def run(spec_path: Path, name: str, home: Path, run_dir: Path, *, approve_as: st
     emit("stage_done", stage="build DAG", detail=" → ".join(t.task_id for t in dag.tasks))
     emit("dag", dag_id=dag.dag_id, tasks=[t.task_id for t in dag.tasks])
     add_progress_listener()
-    if "approve" in dag.task_dict:
+    if TaskId.APPROVE in dag.task_dict:
         _start_responder(dag, approve_as, reject)
     dag_run = dag.test()
     state = str(getattr(dag_run.state, "value", dag_run.state))
@@ -193,9 +196,10 @@ def _emit_result(dag_id: str, run_id: str, state: str, tasks: dict[str, str]) ->
 
 def _start_responder(dag: Any, approve_as: str | None, reject: bool) -> None:
     """Answer the approval as ``approve_as`` (Airflow checks the user), or stop the run there."""
+    from airflow_bridge.actions.names import TaskId
     from airflow_bridge.governance.respond import Answer, Outcome, Responder
 
-    approvers = [user["name"] for user in dag.task_dict["approve"].assigned_users or []]
+    approvers = [user["name"] for user in dag.task_dict[TaskId.APPROVE].assigned_users or []]
 
     def stop(outcome: Outcome, event: str, code: int, **details: Any) -> None:
         emit(event, task_id=outcome.task_id, approvers=approvers, **details)
@@ -241,21 +245,23 @@ def _task_instances(dag_id: str) -> list[Any]:
 
 def _record_local_refusal(dag: Any, outcome: Any, user: str, detail: str) -> None:
     """Airflow refused the answer; keep that in the audit trail too (who tried, and why not)."""
-    from airflow_bridge.registry.engine import default_registry_url
+    from airflow_bridge.actions.approval import refuse
+    from airflow_bridge.actions.names import TaskId
+    from airflow_bridge.actions.results import Registration
     from airflow_bridge.registry.records import RunRef
-    from airflow_bridge.registry.store import ModelRegistry
+    from airflow_bridge.resolution import open_registry
 
-    task = dag.task_dict["approve"]
-    registration = collect_xcoms(dag.dag_id, outcome.run_id).get("register", {}).get("return_value") or {}
-    ModelRegistry(default_registry_url()).record_event(
-        "approval_refused",
-        actor=user,
-        model=registration.get("model"),
-        version=registration.get("version"),
+    task = dag.task_dict[TaskId.APPROVE]
+    xcom = collect_xcoms(dag.dag_id, outcome.run_id).get(TaskId.REGISTER, {}).get("return_value")
+    registration = Registration.from_xcom(xcom, "the register task's result")
+    refuse(
+        open_registry(task.registry_conn_id, in_airflow=True),
+        model=registration.model,
+        version=registration.version,
         alias=task.alias,
+        responder=user,
         reason=f"Airflow refused the answer: {detail}",
-        run=RunRef(dag.dag_id, outcome.run_id, "approve"),
-        after={"decision": "refused", "approver": user},
+        run=RunRef(dag.dag_id, outcome.run_id, TaskId.APPROVE),
     )
 
 

@@ -65,12 +65,11 @@ def serve(
     registry: registry_option = None,
 ) -> None:
     """Serve predictions of MODEL@ALIAS over HTTP (/predict, /health, /metadata); checksum verified."""
-    from airflow_bridge.cli.common import fail, registry_url
+    from airflow_bridge.cli.common import fail, open_cli_registry
     from airflow_bridge.exceptions import BridgeError
-    from airflow_bridge.registry.store import ModelRegistry
     from airflow_bridge.serving.app import ModelHolder, create_app
 
-    holder = ModelHolder(ModelRegistry(registry_url(registry, home)), model, alias, refresh_seconds)
+    holder = ModelHolder(open_cli_registry(registry, home), model, alias, refresh_seconds)
     try:
         loaded = holder.load_initial()
     except BridgeError as exc:

@@ -1,8 +1,7 @@
-"""Commands that change the registry: ``models promote`` and ``models rollback``.
+"""Commands that change the registry: ``models promote``, ``rollback``, ``approve`` and ``reject``.
 
-Both verify the artifact's checksum, move the alias by compare-and-set and write the audit trail.
-``promote`` applies the team policy: an alias that needs approval can only be moved by one of the
-team's approvers, never by the model's owner.
+Argument parsing and formatting only: each calls the same action the operators call, so the team
+policy bound to the model applies wherever the command is run from.
 """
 
 from __future__ import annotations
@@ -10,21 +9,32 @@ from __future__ import annotations
 import getpass
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from airflow_bridge.cli.common import Format, console, fail, format_option, home_option, print_json, registry_option
+from airflow_bridge.cli.common import Format, console, format_option, home_option, print_json, registry_option
 from airflow_bridge.cli.registry_cmds import _guard, _open, models_app
 
 actor_option = Annotated[
-    str | None, typer.Option("--actor", help="Who is acting (recorded in the audit trail) [default: $USER].")
+    str | None,
+    typer.Option(
+        "--actor",
+        "--as",
+        help="Who is acting, recorded in the audit trail [default: $USER]. Self-declared: see docs/governance.md.",
+    ),
 ]
 reason_option = Annotated[str, typer.Option("--reason", help="Why (recorded in the audit trail).")]
+alias_option = Annotated[str, typer.Option("--alias", help="The alias concerned.")]
 policy_option = Annotated[
     Path | None,
-    typer.Option("--policy", help="Team policy file [default: the nearest _policy.yaml from here]", dir_okay=False),
+    typer.Option(
+        "--policy",
+        help="Team policy for a model with no policy bound in the registry [default: [airflow_bridge] policy_file, "
+        "$AIRFLOW_BRIDGE_POLICY]",
+        dir_okay=False,
+    ),
 ]
 
 
@@ -36,7 +46,7 @@ def _actor(actor: str | None) -> str:
 def models_promote(
     name: Annotated[str, typer.Argument(help="Model name.")],
     version: Annotated[int, typer.Argument(help="Version to point the alias at.")],
-    alias: Annotated[str, typer.Option("--alias", help="Alias to move.")] = "production",
+    alias: alias_option = "production",
     expect: Annotated[
         int | None, typer.Option("--expect", help="Only if the alias still points at this version.")
     ] = None,
@@ -47,79 +57,141 @@ def models_promote(
     registry: registry_option = None,
     output: format_option = Format.text,
 ) -> None:
-    """Point ALIAS at VERSION (checked against the team policy, compare-and-set, audited)."""
-    from airflow_bridge.artifacts import verify_artifact
-    from airflow_bridge.governance.loader import find_policy, load_policy
+    """Point ALIAS at VERSION: a protected alias needs a recorded approval of VERSION (compare-and-set, audited)."""
+    from airflow_bridge.actions.deployment import promote
 
     who = _actor(actor)
-    policy_path = str(policy) if policy else find_policy(Path.cwd())
-    loaded_policy = load_policy(policy_path)
-    if not loaded_policy.ok or loaded_policy.policy is None:
-        raise fail(f"the team policy {policy_path} is invalid; run 'airflow-bridge validate' on its folder")
     with _guard(f"cannot promote {name} v{version}"):
         store = _open(registry, home)
-        model = store.get_model(name)
-        rules = loaded_policy.policy
-        if alias in rules.aliases_needing_approval(model.card.team):
-            approvers = rules.approvers_for(model.card.team, model.card.owner)
-            if who not in approvers:
-                store.record_event(
-                    "approval_refused",
-                    actor=who,
-                    model=name,
-                    version=version,
-                    alias=alias,
-                    reason=f"promote refused: '{who}' is not an approver",
-                    after={"decision": "refused"},
-                )
-                raise fail(
-                    f"'{escape(who)}' may not move '{alias}' of {name}: it needs approval by "
-                    f"{', '.join(approvers) or 'an approver'} (team {model.card.team}; the owner cannot approve)"
-                )
-        chosen = store.get_version(name, version)
-        verify_artifact(chosen.artifact)
-        current = store.alias_version(name, alias)
-        expected = expect if expect is not None else (current.version if current else None)
-        deployment = store.deploy(
-            name,
-            version,
+        extra: dict[str, Any] = {"expected": expect} if expect is not None else {}
+        result = promote(
+            store,
+            model=name,
+            version=version,
             alias=alias,
-            target="local",
-            expected=expected,
             actor=who,
             reason=reason or f"promoted with the CLI by {who}",
-            action="promoted",
+            policy=_explicit_policy(store, name, policy),
+            **extra,
         )
-    _report(name, alias, deployment.version, current.version if current else None, who, output, "now points at")
+    _report(result.to_xcom(), output, "now points at")
 
 
 @models_app.command("rollback")
 def models_rollback(
     name: Annotated[str, typer.Argument(help="Model name.")],
-    alias: Annotated[str, typer.Option("--alias", help="Alias to roll back.")] = "production",
+    alias: alias_option = "production",
     actor: actor_option = None,
     reason: reason_option = "",
+    policy: policy_option = None,
     home: home_option = None,
     registry: registry_option = None,
     output: format_option = Format.text,
 ) -> None:
-    """Move ALIAS back to the version it pointed at before (compare-and-set, audited)."""
-    from airflow_bridge.artifacts import verify_artifact
+    """Move ALIAS back to the version it pointed at before: on a protected alias, only to an approved version."""
+    from airflow_bridge.actions.deployment import rollback
 
     who = _actor(actor)
     with _guard(f"cannot roll back '{alias}' of {name}"):
         store = _open(registry, home)
-        current = store.alias_version(name, alias)
-        previous = store.previous_alias_version(name, alias)
-        if current is not None and previous is not None:
-            verify_artifact(store.get_version(name, previous).artifact)
-        deployment = store.rollback(name, alias, actor=who, reason=reason or f"rolled back with the CLI by {who}")
-    _report(name, alias, deployment.version, current.version if current else None, who, output, "rolled back to")
+        result = rollback(
+            store,
+            model=name,
+            alias=alias,
+            actor=who,
+            reason=reason or f"rolled back with the CLI by {who}",
+            policy=_explicit_policy(store, name, policy),
+        )
+    _report(result.to_xcom(), output, "rolled back to")
 
 
-def _report(name: str, alias: str, version: int, previous: int | None, who: str, output: Format, verb: str) -> None:
+def _answer(
+    name: str,
+    version: int,
+    alias: str,
+    actor: str | None,
+    policy: Path | None,
+    home: Path | None,
+    registry: str | None,
+    output: Format,
+    *,
+    approve: bool,
+) -> None:
+    from airflow_bridge.actions.approval import decide
+
+    who = _actor(actor)
+    verb = "approve" if approve else "reject"
+    with _guard(f"cannot {verb} {name} v{version} for '{alias}'"):
+        store = _open(registry, home)
+        decision = decide(
+            store,
+            model=name,
+            version=version,
+            alias=alias,
+            responder=who,
+            approve=approve,
+            policy=_explicit_policy(store, name, policy),
+            via="airflow-bridge CLI",
+        )
     if output == Format.json:
-        print_json({"model": name, "alias": alias, "version": version, "previous_version": previous, "actor": who})
+        print_json(decision.to_xcom())
         return
-    was = f"v{previous}" if previous else "nothing"
-    console.print(f"[green]{escape(name)}[/] alias [bold]{escape(alias)}[/] {verb} v{version} (was {was})")
+    colour = "green" if decision.granted else "red"
+    console.print(
+        f"[{colour}]{escape(name)} v{version} {decision.decision}[/] for '{escape(alias)}' by {escape(who)}"
+        + (
+            f"; move it with: airflow-bridge models promote {name} {version} --alias {alias}"
+            if decision.granted
+            else ""
+        )
+    )
+
+
+@models_app.command("approve")
+def models_approve(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version to approve.")],
+    alias: alias_option = "production",
+    actor: actor_option = None,
+    policy: policy_option = None,
+    home: home_option = None,
+    registry: registry_option = None,
+    output: format_option = Format.text,
+) -> None:
+    """Approve VERSION for ALIAS as an approver of the model's team (answers its pending request, audited)."""
+    _answer(name, version, alias, actor, policy, home, registry, output, approve=True)
+
+
+@models_app.command("reject")
+def models_reject(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version to reject.")],
+    alias: alias_option = "production",
+    actor: actor_option = None,
+    policy: policy_option = None,
+    home: home_option = None,
+    registry: registry_option = None,
+    output: format_option = Format.text,
+) -> None:
+    """Reject VERSION for ALIAS as an approver of the model's team (closes its pending request, audited)."""
+    _answer(name, version, alias, actor, policy, home, registry, output, approve=False)
+
+
+def _explicit_policy(store: Any, name: str, policy: Path | None) -> Any:
+    """With --policy, the governing policy (refused when it differs from the one bound to the model)."""
+    if policy is None:
+        return None
+    from airflow_bridge.governance.enforcement import governing_policy
+
+    return governing_policy(store, name, explicit=policy)
+
+
+def _report(result: dict[str, Any], output: Format, verb: str) -> None:
+    if output == Format.json:
+        print_json(result)
+        return
+    was = f"v{result['previous_version']}" if result.get("previous_version") else "nothing"
+    console.print(
+        f"[green]{escape(result['model'])}[/] alias [bold]{escape(result['alias'])}[/] {verb} "
+        f"v{result['version']} (was {was})"
+    )

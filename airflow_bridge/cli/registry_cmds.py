@@ -16,9 +16,9 @@ from airflow_bridge.cli.common import (
     fail,
     format_option,
     home_option,
+    open_cli_registry,
     print_json,
     registry_option,
-    registry_url,
 )
 
 if TYPE_CHECKING:
@@ -29,9 +29,7 @@ audit_app = typer.Typer(help="Verify and export the audit trail.", no_args_is_he
 
 
 def _open(url: str | None, home: Path | None) -> ModelRegistry:
-    from airflow_bridge.registry.store import ModelRegistry
-
-    return ModelRegistry(registry_url(url, home))
+    return open_cli_registry(url, home)
 
 
 @contextlib.contextmanager
@@ -96,6 +94,7 @@ def models_show(
                 "model": name,
                 "card": model.card.__dict__,
                 "aliases": model.aliases,
+                "policy_sha256": model.policy_sha256,
                 "version": chosen.to_dict(),
             }
         )

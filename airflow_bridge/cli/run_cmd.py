@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from airflow_bridge.actions.names import TaskId
 from airflow_bridge.cli.common import Format, console, err_console, print_json, resolve_home
 
 EXIT_AWAITING_APPROVAL = 3
@@ -37,6 +38,9 @@ def run_spec(
         return 1
     name = loaded.spec.name
     home_dir = resolve_home(home)
+    answered = _answer_pending_approval(loaded, home_dir, output, approve_as=approve_as, reject=reject)
+    if answered is not None:
+        return answered
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = home_dir / "runs" / name / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -92,8 +96,39 @@ def run_spec(
         _print_summary(summary)
     if summary["state"] == "awaiting_approval":
         return EXIT_AWAITING_APPROVAL if summary["approval"]["status"] == "waiting" else 1
-    deployed_as_asked = summary["tasks"].get("deploy") in (None, "success")
+    deployed_as_asked = summary["tasks"].get(TaskId.DEPLOY) in (None, "success")
     return 0 if summary["state"] == "success" and deployed_as_asked else 1
+
+
+def _answer_pending_approval(
+    loaded: Any, home: Path, output: Format, *, approve_as: str | None, reject: bool
+) -> int | None:
+    """A version of this spec and data already waits for approval: answer it instead of training again.
+
+    Returns the exit code, or None when nothing of this spec is pending (the run goes ahead).
+    """
+    from airflow_bridge.cli.pending import find_pending_version, resume_after_approval
+
+    pending = find_pending_version(loaded, home)
+    if pending is None:
+        return None
+    out = err_console if output == Format.json else console
+    if not approve_as:
+        out.print(
+            f"[yellow]{escape(pending.model)} v{pending.version} of this spec and data already waits for approval "
+            f"of '{escape(pending.alias)}'[/] (requested {pending.requested_at:%Y-%m-%d %H:%M} UTC). Answer it with "
+            "--approve-as APPROVER (or --reject), or "
+            f"`airflow-bridge models approve {pending.model} {pending.version}`."
+        )
+        summary = {"state": "awaiting_approval", "model": pending.model, "version": pending.version, "resumed": True}
+        summary["approval"] = {"status": "waiting", "approvers": pending.approvers}
+        if output == Format.json:
+            print_json(summary)
+        return EXIT_AWAITING_APPROVAL
+    summary = resume_after_approval(pending, approve_as, approve=not reject, out=out)
+    if output == Format.json:
+        print_json(summary)
+    return 0 if summary["state"] == "success" and summary.get("deployment") else 1
 
 
 class _Progress:
@@ -150,14 +185,22 @@ class _Progress:
             self.errors.append(event.get("message", "unknown error"))
 
     def summary(self, run_dir: Path, code: int) -> dict[str, Any]:
+        from airflow_bridge.actions.names import REPORT_XCOM_KEY, TaskId
+        from airflow_bridge.actions.results import DeploymentResult, Registration, TrainingResult, ValidationReport
+
         result = self.result or {}
         xcoms = result.get("xcoms", {})
-        train = xcoms.get("train", {}).get("return_value") or {}
-        report = xcoms.get("validate", {}).get("report") or {}
-        registered = xcoms.get("register", {}).get("return_value")
-        deployed = xcoms.get("deploy", {}).get("return_value")
+
+        def read(task: str, kind: Any, key: str = "return_value") -> Any:
+            value = xcoms.get(task, {}).get(key)
+            return kind.from_xcom(value) if value is not None else None
+
+        train: TrainingResult | None = read(TaskId.TRAIN, TrainingResult)
+        report: ValidationReport | None = read(TaskId.VALIDATE, ValidationReport, REPORT_XCOM_KEY)
+        registered: Registration | None = read(TaskId.REGISTER, Registration)
+        deployed: DeploymentResult | None = read(TaskId.DEPLOY, DeploymentResult)
         state = result.get("state") or ("failed" if code else "unknown")
-        approval = self.approval or _approval_from(xcoms.get("approve", {}).get("return_value"), result)
+        approval = self.approval or _approval_from(xcoms.get(TaskId.APPROVE, {}).get("return_value"), result)
         return {
             "state": state,
             "dag_id": result.get("dag_id"),
@@ -165,15 +208,15 @@ class _Progress:
             "tasks": result.get("tasks", {}),
             "failed_tasks": self.failures,
             "errors": self.errors,
-            "model": (registered or {}).get("model") or train.get("model"),
-            "version": (registered or {}).get("version"),
-            "metrics": report.get("metrics", {}),
-            "gates": report.get("gates", []),
-            "champion": report.get("champion"),
-            "deployment": deployed,
+            "model": registered.model if registered else (train.model if train else None),
+            "version": registered.version if registered else None,
+            "metrics": report.metrics if report else {},
+            "gates": report.gates if report else [],
+            "champion": report.champion if report else None,
+            "deployment": deployed.to_xcom() if deployed else None,
             "approval": approval,
-            "artifact": train.get("artifact"),
-            "data": {k: train.get("data", {}).get(k) for k in ("uri", "sha256", "rows")} if train else None,
+            "artifact": train.artifact.__dict__ if train else None,
+            "data": {"uri": train.data.uri, "sha256": train.data.sha256, "rows": train.data.rows} if train else None,
             "run_dir": str(run_dir),
             "log": str(run_dir / "airflow.log"),
         }
@@ -194,12 +237,14 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _approval_from(answer: Any, result: dict[str, Any]) -> dict[str, Any] | None:
+    from airflow_bridge.actions.names import TaskId
+
     if not isinstance(answer, dict):
         return None
     user = answer.get("responded_by_user") or {}
     chosen = answer.get("chosen_options") or []
     status = "granted" if chosen == ["Approve"] else "rejected"
-    if result.get("tasks", {}).get("approve") == "failed":
+    if result.get("tasks", {}).get(TaskId.APPROVE) == "failed":
         status = "refused"
     return {"status": status, "by": user.get("name") or user.get("id")}
 
@@ -268,7 +313,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     if summary["state"] == "awaiting_approval":
         return
     if summary["state"] == "success":
-        if summary["tasks"].get("deploy") == "skipped":
+        if summary["tasks"].get(TaskId.DEPLOY) == "skipped":
             console.print("[bold yellow]run finished without deploying[/]")
         else:
             console.print("[bold green]run succeeded[/]")

@@ -8,10 +8,11 @@ reuse this function later.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG
 
+from airflow_bridge.actions.names import TaskId
 from airflow_bridge.governance.loader import needs_approval
 from airflow_bridge.governance.policy import OPEN_POLICY, Policy
 from airflow_bridge.operators.approve import ModelApprovalOperator
@@ -21,17 +22,28 @@ from airflow_bridge.operators.train import TrainModelOperator
 from airflow_bridge.operators.validate import ValidateModelOperator
 from airflow_bridge.spec.models import Experiment
 
+if TYPE_CHECKING:
+    from airflow_bridge.registry.records import PolicyBinding
+
 BRIDGE_TAG = "airflow-bridge"
 
 
 def build_dag(
-    spec: Experiment, *, policy: Policy | None = None, source: str | None = None, spec_sha256: str = ""
+    spec: Experiment,
+    *,
+    policy: Policy | None = None,
+    source: str | None = None,
+    spec_sha256: str = "",
+    policy_source: str | None = None,
 ) -> DAG:
     """The DAG of one experiment: train → validate → register → [approve] → deploy.
 
     ``approve`` is inserted when the spec or the team policy requires approval for the alias.
     ``source`` (the spec's path) and ``spec_sha256`` annotate the DAG's docs and the registry.
+    ``register`` binds ``policy`` (read from ``policy_source``) to the model: from then on it governs
+    every move of the model's aliases, wherever the move comes from.
     """
+    binding = _binding(policy, policy_source)
     policy = policy or OPEN_POLICY
     team = policy.team(spec.team)
     tier = policy.compute_tiers.get(spec.training.compute)
@@ -56,7 +68,7 @@ def build_dag(
             placement = {k: v for k, v in {"pool": tier.pool, "queue": tier.queue}.items() if v}
             placement["pool_slots"] = tier.pool_slots
         train = TrainModelOperator(
-            task_id="train",
+            task_id=TaskId.TRAIN,
             model_name=spec.registered_model,
             data_uri=training_data.uri,
             data_format=training_data.format,
@@ -77,7 +89,7 @@ def build_dag(
         )
         champion = spec.validation.champion
         validate = ValidateModelOperator(
-            task_id="validate",
+            task_id=TaskId.VALIDATE,
             training=train.output,
             thresholds={k: v.model_dump() for k, v in spec.validation.thresholds.items()},
             checks=spec.data.checks.model_dump(),
@@ -90,7 +102,7 @@ def build_dag(
             lineage_context=lineage,
         )
         register = RegisterModelOperator(
-            task_id="register",
+            task_id=TaskId.REGISTER,
             training=train.output,
             validation=validate.output,
             model_name=spec.registered_model,
@@ -100,6 +112,7 @@ def build_dag(
             team=spec.team,
             spec_sha256=spec_sha256,
             max_versions_per_day=team.max_versions_per_day if team else None,
+            policy=binding,
             doc_md="Records a new immutable version in the model registry.",
             lineage_context=lineage,
         )
@@ -109,7 +122,7 @@ def build_dag(
             approval = needs_approval(spec, policy)
             if approval:
                 upstream = ModelApprovalOperator(
-                    task_id="approve",
+                    task_id=TaskId.APPROVE,
                     registration=register.output,
                     alias=spec.deployment.alias,
                     approvers=policy.approvers_for(spec.team, spec.owner),
@@ -122,17 +135,33 @@ def build_dag(
                 )
                 register >> upstream
             deploy = DeployModelOperator(
-                task_id="deploy",
+                task_id=TaskId.DEPLOY,
                 registration=register.output,
                 alias=spec.deployment.alias,
                 target=spec.deployment.target,
                 registry_conn_id=registry_conn,
-                require_approval=approval,
                 doc_md=f"Points alias '{spec.deployment.alias}' at the new version.",
                 lineage_context=lineage,
             )
             upstream >> deploy
     return dag
+
+
+def _binding(policy: Policy | None, source: str | None) -> PolicyBinding:
+    """The policy the register task binds to the model (the open policy when the folder has none)."""
+    from airflow_bridge.actions.registration import UNGOVERNED_SOURCE
+    from airflow_bridge.governance.enforcement import binding_for
+
+    if policy is None or policy is OPEN_POLICY or source is None:
+        policy, source = OPEN_POLICY, UNGOVERNED_SOURCE
+    key = (id(policy), source)
+    cached = _BINDINGS.get(key)
+    if cached is None or cached[0] is not policy:  # one dump and hash per policy, not per spec
+        cached = _BINDINGS[key] = (policy, binding_for(policy, source))
+    return cached[1]
+
+
+_BINDINGS: dict[tuple[int, str], tuple[Policy, PolicyBinding]] = {}
 
 
 def lineage_context(spec: Experiment, spec_sha256: str) -> dict[str, str]:

@@ -74,7 +74,13 @@ class _Setup:
 
     def build(self, result: LoadedSpec) -> DAG:
         assert result.spec is not None
-        return build_dag(result.spec, policy=self.policy.policy, source=result.path, spec_sha256=result.sha256)
+        return build_dag(
+            result.spec,
+            policy=self.policy.policy,
+            source=result.path,
+            spec_sha256=result.sha256,
+            policy_source=self.policy.path,
+        )
 
 
 def _build_all(setup: _Setup) -> dict[str, DAG]:

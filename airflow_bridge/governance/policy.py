@@ -8,7 +8,8 @@ apply. Specs are checked against it when validated; operators enforce it when ta
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -64,11 +65,23 @@ class TeamPolicy(_Section):
     max_active_tasks: int = Field(default=4, ge=1, description="Concurrent tasks per DAG.")
     max_versions_per_day: int | None = Field(default=None, ge=1, description="Quota of new versions per model.")
     approval_timeout_hours: float | None = Field(default=None, gt=0)
+    allow_enforcement_opt_out: bool | None = Field(
+        default=None,
+        description="May an operator deploy to a protected alias with enforce_policy=False (audited)? "
+        "The policy default when omitted.",
+    )
+
+
+PROTECTED_BY_DEFAULT = ("production",)
+"""Aliases protected when no team policy governs a model: moving them fails closed."""
 
 
 class PolicyDefaults(_Section):
-    approval_required_for: list[str] = Field(default_factory=lambda: ["production"])
+    approval_required_for: list[str] = Field(default_factory=lambda: list(PROTECTED_BY_DEFAULT))
     approval_timeout_hours: float = Field(default=72.0, gt=0)
+    allow_enforcement_opt_out: bool = Field(
+        default=False, description="Whether operators may turn policy enforcement off (never by default)."
+    )
 
 
 class Policy(BaseModel):
@@ -128,10 +141,29 @@ class Policy(BaseModel):
         rules = self.teams.get(team)
         return (rules.approval_timeout_hours if rules else None) or self.defaults.approval_timeout_hours
 
-    def approvers_for(self, team: str, author: str) -> list[str]:
-        """Who may approve a model of ``team`` written by ``author``: never the author."""
+    def approvers_for(self, team: str, author: str | Iterable[str]) -> list[str]:
+        """Who may approve a model of ``team`` written by ``author`` (one user or several): never an author."""
+        authors = {author} if isinstance(author, str) else set(author)
         rules = self.teams.get(team)
-        return [user for user in (rules.approvers if rules else []) if user != author]
+        return [user for user in (rules.approvers if rules else []) if user not in authors]
+
+    def allows_enforcement_opt_out(self, team: str) -> bool:
+        rules = self.teams.get(team)
+        if rules is not None and rules.allow_enforcement_opt_out is not None:
+            return rules.allow_enforcement_opt_out
+        return self.defaults.allow_enforcement_opt_out
+
+    def document(self) -> dict[str, Any]:
+        """The policy as a JSON document (what the registry binds to a model)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def canonical_sha256(self) -> str:
+        """sha256 of the canonical JSON document: formatting and comments do not change it."""
+        import hashlib
+        import json
+
+        text = json.dumps(self.document(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 OPEN_POLICY = Policy.model_validate(

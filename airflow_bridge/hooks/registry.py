@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_bridge.exceptions import RegistryError
+from airflow_bridge.hooks.connection_url import connection_to_url
 
 if TYPE_CHECKING:
     from airflow_bridge.registry.store import ModelRegistry
+
+
+__all__ = ["ModelRegistryHook", "connection_to_url"]
 
 
 class ModelRegistryHook(BaseHook):
@@ -62,32 +64,20 @@ class ModelRegistryHook(BaseHook):
         }
 
     def get_url(self) -> str:
-        """The SQLAlchemy URL of the registry (with the password: never log it)."""
-        from airflow.sdk.exceptions import AirflowNotFoundException
+        """The SQLAlchemy URL of the registry (with the password: never log it).
 
-        try:
-            conn = self.get_connection(self.registry_conn_id)
-        except AirflowNotFoundException:
-            if self.registry_conn_id == self.default_conn_name:
-                from airflow_bridge.registry.engine import default_registry_url
+        The connection when it is defined; for ``model_registry_default`` the rest of the resolution
+        order applies when it is not (see ``airflow_bridge.resolution``).
+        """
+        from airflow_bridge.resolution import DEFAULT_REGISTRY_CONN, resolve_registry
 
-                return default_registry_url()
-            raise RegistryError(
-                f"connection '{self.registry_conn_id}' is not defined; create it (Admin → Connections, "
-                f"type 'Model Registry') or remove registry.conn_id from the spec"
-            ) from None
-        return connection_to_url(
-            conn_id=self.registry_conn_id,
-            host=conn.host,
-            port=conn.port,
-            schema=conn.schema,
-            login=conn.login,
-            password=conn.password,
-            extra=conn.extra_dejson,
-        )
+        explicit = None if self.registry_conn_id == DEFAULT_REGISTRY_CONN else self.registry_conn_id
+        return resolve_registry(explicit, in_airflow=True).value
 
     def get_registry(self) -> ModelRegistry:
-        return _registry_for(self.get_url())
+        from airflow_bridge.resolution import registry_for_url
+
+        return registry_for_url(self.get_url())
 
     def test_connection(self) -> tuple[bool, str]:
         try:
@@ -96,54 +86,3 @@ class ModelRegistryHook(BaseHook):
         except Exception as exc:  # the UI shows the message
             return False, str(exc)
         return True, f"connected to {registry!r}"
-
-
-@cache
-def _registry_for(url: str) -> ModelRegistry:
-    from airflow_bridge.registry.store import ModelRegistry
-
-    return ModelRegistry(url)
-
-
-def connection_to_url(
-    *,
-    conn_id: str,
-    host: str | None,
-    port: int | None,
-    schema: str | None,
-    login: str | None,
-    password: str | None,
-    extra: dict[str, Any],
-) -> str:
-    """Build a SQLAlchemy URL from connection fields; errors name the connection, never the password."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    extra = {key.removeprefix("extra__model_registry__"): value for key, value in extra.items() if value}
-    if extra.get("url"):
-        try:
-            url = make_url(str(extra["url"]))
-        except (ArgumentError, ValueError):
-            raise RegistryError(f"connection '{conn_id}': extra 'url' is not a SQLAlchemy URL") from None
-        if url.password and password:
-            raise RegistryError(f"connection '{conn_id}': put the password in the Password field, not in 'url'")
-        return url.set(password=password).render_as_string(hide_password=False) if password else str(extra["url"])
-    backend = str(extra.get("backend") or ("postgresql" if host else "sqlite")).lower()
-    if backend == "sqlite":
-        if not schema:
-            raise RegistryError(f"connection '{conn_id}': set Database to the SQLite file path")
-        return f"sqlite:///{schema}"
-    if backend in ("postgresql", "postgres"):
-        if not host:
-            raise RegistryError(f"connection '{conn_id}': set Host for a PostgreSQL registry")
-        from sqlalchemy.engine import URL
-
-        return URL.create(
-            "postgresql+psycopg2",
-            username=login or None,
-            password=password or None,
-            host=host,
-            port=port or 5432,
-            database=schema or "postgres",
-        ).render_as_string(hide_password=False)
-    raise RegistryError(f"connection '{conn_id}': backend '{backend}' is not supported; use postgresql or sqlite")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from openlineage.client.event_v2 import InputDataset, OutputDataset
 from openlineage.client.facet_v2 import (
@@ -27,6 +27,10 @@ from openlineage.client.facet_v2 import (
 from airflow_bridge.lineage import facets as bf
 from airflow_bridge.lineage.naming import DatasetId, model_dataset_name, storage_dataset
 from airflow_bridge.lineage.provenance import git_commit
+
+if TYPE_CHECKING:
+    from airflow_bridge.actions.results import Registration, TrainingResult
+    from airflow_bridge.registry.records import ArtifactRef
 
 PRODUCER = bf.PRODUCER
 
@@ -76,31 +80,28 @@ def data_input(data: Mapping[str, Any]) -> InputDataset:
     if data.get("sha256"):
         facets["version"] = _version(str(data["sha256"]))
     input_facets: dict[str, Any] = {}
-    if data.get("rows") is not None or data.get("size") is not None:
+    rows, size = data.get("rows") or None, data.get("size") or None  # 0: not known (a short summary)
+    if rows is not None or size is not None:
         input_facets["inputStatistics"] = input_statistics_input_dataset.InputStatisticsInputDatasetFacet(
-            rowCount=clean(data.get("rows")), size=clean(data.get("size")), producer=PRODUCER
+            rowCount=clean(rows), size=clean(size), producer=PRODUCER
         )
     return InputDataset(ident.namespace, ident.name, facets=facets, inputFacets=input_facets)
 
 
 @overload
 def file_dataset(
-    ref: Mapping[str, Any], *, output: Literal[True], columns: Mapping[str, Any] | None = ..., only: Sequence[str] = ...
+    ref: ArtifactRef, *, output: Literal[True], columns: Mapping[str, Any] | None = ..., only: Sequence[str] = ...
 ) -> OutputDataset: ...
 @overload
 def file_dataset(
-    ref: Mapping[str, Any],
-    *,
-    output: Literal[False],
-    columns: Mapping[str, Any] | None = ...,
-    only: Sequence[str] = ...,
+    ref: ArtifactRef, *, output: Literal[False], columns: Mapping[str, Any] | None = ..., only: Sequence[str] = ...
 ) -> InputDataset: ...
 def file_dataset(
-    ref: Mapping[str, Any], *, output: bool, columns: Mapping[str, Any] | None = None, only: Sequence[str] = ()
+    ref: ArtifactRef, *, output: bool, columns: Mapping[str, Any] | None = None, only: Sequence[str] = ()
 ) -> InputDataset | OutputDataset:
     """A content-addressed artifact (model or held-out split), versioned by its sha256."""
-    ident = storage_dataset(str(ref["uri"]))
-    facets: dict[str, DatasetFacet] = {"version": _version(str(ref["sha256"]))}
+    ident = storage_dataset(ref.uri)
+    facets: dict[str, DatasetFacet] = {"version": _version(ref.sha256)}
     if columns:
         facets["schema"] = _schema(columns, only)
     cls = OutputDataset if output else InputDataset
@@ -109,42 +110,27 @@ def file_dataset(
 
 @overload
 def model_dataset(
-    namespace: str,
-    model: str,
-    version: int | None,
-    *,
-    output: Literal[True],
-    training: Mapping[str, Any] | None = ...,
+    namespace: str, model: str, version: int | None, *, output: Literal[True], about: Registration | None = ...
 ) -> OutputDataset: ...
 @overload
 def model_dataset(
-    namespace: str,
-    model: str,
-    version: int | None,
-    *,
-    output: Literal[False],
-    training: Mapping[str, Any] | None = ...,
+    namespace: str, model: str, version: int | None, *, output: Literal[False], about: Registration | None = ...
 ) -> InputDataset: ...
 def model_dataset(
-    namespace: str,
-    model: str,
-    version: int | None,
-    *,
-    output: bool,
-    training: Mapping[str, Any] | None = None,
+    namespace: str, model: str, version: int | None, *, output: bool, about: Registration | None = None
 ) -> InputDataset | OutputDataset:
     """``model/<name>`` in the registry's namespace; the version number is the dataset version."""
     facets: dict[str, DatasetFacet] = {}
     if version is not None:
         facets["version"] = _version(str(version))
-        artifact = (training or {}).get("artifact") or {}
+        artifact = about.artifact if about is not None and about.artifact.uri else None
         facets[bf.KEYS[bf.ModelVersionDatasetFacet]] = bf.ModelVersionDatasetFacet(
             model=model,
             version=int(version),
-            estimator=(training or {}).get("estimator"),
-            taskKind=(training or {}).get("task_kind"),
-            artifactUri=artifact.get("uri"),
-            artifactSha256=artifact.get("sha256"),
+            estimator=(about.estimator if about else None) or None,
+            taskKind=(about.task_kind if about else None) or None,
+            artifactUri=artifact.uri if artifact else None,
+            artifactSha256=artifact.sha256 if artifact else None,
         )
     cls = OutputDataset if output else InputDataset
     return cls(namespace, model_dataset_name(model), facets=facets)
@@ -156,30 +142,46 @@ def served_dataset(ident: DatasetId, version: int | None) -> OutputDataset:
     return OutputDataset(ident.namespace, ident.name, facets=facets)
 
 
-def training_datasets(training: Mapping[str, Any], *, holdout: bool) -> list[InputDataset]:
+def training_datasets(training: TrainingResult, *, holdout: bool) -> list[InputDataset]:
     """What the train task produced, as inputs of validate/register: data, model artifact, held-out split."""
-    data = training.get("data") or {}
-    found: list[Any] = [data_input(data)] if data.get("uri") else []
-    if training.get("artifact"):
-        found.append(file_dataset(training["artifact"], output=False))
-    if holdout and training.get("holdout"):
-        used = [*data.get("features", []), data.get("target")] if data.get("target") else []
-        found.append(file_dataset(training["holdout"], output=False, columns=data.get("columns"), only=used))
+    data = training.data
+    found: list[InputDataset] = [data_input(data.to_xcom()), file_dataset(training.artifact, output=False)]
+    if holdout and training.holdout is not None:
+        used = [*data.features, data.target]
+        found.append(file_dataset(training.holdout, output=False, columns=data.columns, only=used))
     return found
 
 
 # -- run facets -------------------------------------------------------------------------------------
 
 
-def hyperparameters(training: Mapping[str, Any]) -> bf.HyperparametersRunFacet:
-    data = training.get("data") or {}
-    split = {"testSize": data.get("test_size"), "seed": data.get("seed")}
+def hyperparameters(
+    estimator: str,
+    task_kind: str,
+    params: Mapping[str, Any],
+    *,
+    effective_params: Mapping[str, Any] | None = None,
+    test_size: float | None = None,
+    seed: int | None = None,
+) -> bf.HyperparametersRunFacet:
+    split = {"testSize": test_size, "seed": seed}
     return bf.HyperparametersRunFacet(
-        estimator=str(training.get("estimator", "")),
-        taskKind=str(training.get("task_kind", "")),
-        params=clean(training.get("params") or {}),
-        effectiveParams=clean(training.get("effective_params")),
+        estimator=estimator,
+        taskKind=task_kind,
+        params=clean(dict(params)),
+        effectiveParams=clean(dict(effective_params)) if effective_params is not None else None,
         split=clean({k: v for k, v in split.items() if v is not None}) or None,
+    )
+
+
+def trained_hyperparameters(training: TrainingResult) -> bf.HyperparametersRunFacet:
+    return hyperparameters(
+        training.estimator,
+        training.task_kind,
+        training.params,
+        effective_params=training.effective_params,
+        test_size=training.data.test_size,
+        seed=training.data.seed,
     )
 
 
@@ -207,8 +209,8 @@ def champion(result: Mapping[str, Any]) -> bf.ChampionRunFacet:
     )
 
 
-def artifact(ref: Mapping[str, Any]) -> bf.ArtifactRunFacet:
-    return bf.ArtifactRunFacet(uri=str(ref["uri"]), sha256=str(ref["sha256"]), size=int(ref["size"]))
+def artifact(ref: ArtifactRef) -> bf.ArtifactRunFacet:
+    return bf.ArtifactRunFacet(uri=ref.uri, sha256=ref.sha256, size=ref.size)
 
 
 def provenance(spec_sha256: str | None, task_instance: Any = None) -> bf.ProvenanceRunFacet:

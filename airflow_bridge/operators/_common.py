@@ -1,10 +1,10 @@
-"""Helpers shared by the operators: who and which task caused a change, and error translation."""
+"""What the operators share: who and which task caused a change, the resolved registry, error translation."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -36,23 +36,21 @@ def actor_of(context: Context, fallback: str = "airflow") -> str:
 
 
 def open_registry(conn_id: str | None) -> ModelRegistry:
-    from airflow_bridge.hooks.registry import ModelRegistryHook
+    """The registry of ``conn_id`` (or the resolution order of ``airflow_bridge.resolution``)."""
+    from airflow_bridge.resolution import open_registry as resolve_and_open
 
-    return ModelRegistryHook(conn_id).get_registry()
+    return resolve_and_open(conn_id, in_airflow=True)
 
 
 @contextlib.contextmanager
 def final_on_user_error() -> Iterator[None]:
-    """User-caused errors (bad data, bad params, refused checksums) fail the task without retries.
+    """User-caused errors (bad data, bad params, refused checksums or approvals) fail without retries.
 
     Retrying cannot fix them; infrastructure errors (an unreachable registry) pass through and retry.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from airflow_bridge.exceptions import (
-        BridgeError,
-        RegistryUnavailableError,
-    )
+    from airflow_bridge.exceptions import BridgeError, RegistryUnavailableError
 
     try:
         yield
@@ -60,12 +58,3 @@ def final_on_user_error() -> Iterator[None]:
         raise
     except BridgeError as exc:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
-
-
-def as_dict(value: Any, what: str) -> dict[str, Any]:
-    """XCom input check: engineers wiring operators by hand get a clear message, not a KeyError."""
-    if not isinstance(value, dict):
-        from airflow_bridge.exceptions import BridgeError
-
-        raise BridgeError(f"{what} must be the XCom of the upstream task (a dict), got {type(value).__name__}")
-    return value

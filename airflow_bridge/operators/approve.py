@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 from airflow_bridge.lineage.mixin import OpenLineageMixin
-from airflow_bridge.operators._common import as_dict, final_on_user_error, open_registry, run_ref
+from airflow_bridge.operators._common import final_on_user_error, open_registry, run_ref
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_bridge.actions.results import Registration
     from airflow_bridge.lineage.builders import LineageParts
     from airflow_bridge.registry.records import ModelRecord, ModelVersion
 
@@ -28,7 +29,9 @@ class ModelApprovalOperator(OpenLineageMixin, ApprovalOperator):
     """Ask the team's approvers whether ``registration``'s version may move ``alias``.
 
     Approve → downstream deploy runs. Reject or timeout → deploy is skipped, nothing moves.
-    An answer from the author or from a non-approver fails the task: nothing moves either.
+    An answer from an author or from a non-approver fails the task: nothing moves either (the
+    request stays open: an approver can still answer it with ``airflow-bridge models approve``).
+    Who may answer is checked by the approval action against the policy that governs the model.
     OpenLineage: reads ``model/<name>`` at the version; the run facet carries the decision and approver.
     """
 
@@ -63,104 +66,103 @@ class ModelApprovalOperator(OpenLineageMixin, ApprovalOperator):
         self.registry_conn_id = registry_conn_id
         self.lineage_context = dict(lineage_context or {})
 
+    def _registration(self) -> Registration:
+        from airflow_bridge.actions.results import Registration
+
+        return Registration.from_xcom(self.registration, "registration")
+
     def execute(self, context: Context) -> Any:
+        from airflow_bridge.actions.approval import request_approval
+
         with final_on_user_error():
-            registration = as_dict(self.registration, "registration")
+            registration = self._registration()
             registry = open_registry(self.registry_conn_id)
             self._remember_registry(str(registry.url))
-            model, number = registration["model"], int(registration["version"])
+            model, number = registration.model, registration.version
             version = registry.get_version(model, number)
             live = registry.alias_version(model, self.alias)
             self.subject = f"Deploy {model} v{number} to '{self.alias}'?"
             self.body = approval_body(registry.get_model(model), version, self.alias, live, self.approvers)
-            registry.record_event(
-                "approval_requested",
-                actor=self.author,
+            request_approval(
+                registry,
                 model=model,
                 version=number,
                 alias=self.alias,
+                requested_by=self.author,
+                approvers=self.approvers,
                 run=run_ref(context),
-                after={"approvers": self.approvers},
-                reason=f"deployment of v{number} to '{self.alias}' needs approval",
             )
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
 
-        registration = as_dict(self.registration, "registration")
-        model, number = registration["model"], int(registration["version"])
+        from airflow_bridge.actions.approval import decide, time_out
+        from airflow_bridge.exceptions import PolicyViolationError
+
+        registration = self._registration()
+        model, number = registration.model, registration.version
         registry = open_registry(self.registry_conn_id)
         self._remember_registry(str(registry.url))
         user = event.get("responded_by_user") or {}
         responder = str(user.get("name") or user.get("id") or "")
         chosen = list(event.get("chosen_options") or [])
-        record = {"model": model, "version": number, "alias": self.alias, "run": run_ref(context)}
+        run = run_ref(context)
         if event.get("timedout") or "error" in event:
-            self._remember(decision="timed_out", approver=None, reason="no answer in time")
-            registry.record_event(
-                "approval_timed_out",
-                actor="airflow",
-                reason="no answer in time",
-                **record,
-                after={"decision": "timeout"},
-            )
+            self._remember(decision=time_out(registry, model=model, version=number, alias=self.alias, run=run))
             return super().execute_complete(context, event)
-        refusal = self._refusal(responder)
-        if refusal:
-            self._remember(decision="refused", approver=responder or None, reason=refusal)
-            registry.record_event(
-                "approval_refused",
-                actor=responder or "unknown",
-                reason=refusal,
-                **record,
-                after={"decision": chosen, "approver": responder},
-            )
-            raise AirflowFailException(f"approval refused: {refusal}; nothing was deployed")
-        decision = "approval_granted" if chosen == [self.APPROVE] else "approval_rejected"
-        self._remember(decision=decision.removeprefix("approval_"), approver=responder, reason=None)
-        registry.record_event(
-            decision,
-            actor=responder,
-            reason=f"{responder} chose {', '.join(chosen)}",
-            **record,
-            after={"decision": chosen, "approver": responder},
-        )
-        self.log.info("%s by %s for %s v%d → '%s'", decision, responder, model, number, self.alias)
+        try:
+            with final_on_user_error():
+                try:
+                    decision = decide(
+                        registry,
+                        model=model,
+                        version=number,
+                        alias=self.alias,
+                        responder=responder,
+                        approve=chosen == [self.APPROVE],
+                        run=run,
+                        via="Airflow UI",
+                    )
+                except PolicyViolationError as exc:
+                    self._remember(refused=(responder, str(exc)))
+                    raise
+        except AirflowFailException as exc:
+            raise AirflowFailException(f"{exc}; nothing was deployed") from None
+        self._remember(decision=decision)
+        self.log.info("approval %s by %s for %s v%d → '%s'", decision.decision, responder, model, number, self.alias)
         return super().execute_complete(context, event)
-
-    def _refusal(self, responder: str) -> str | None:
-        if not responder:
-            return "the answer carries no user"
-        if responder == self.author:
-            return f"'{responder}' authored this model and cannot approve its deployment (separation of duties)"
-        if responder not in self.approvers:
-            return f"'{responder}' is not an approver of this team (approvers: {', '.join(self.approvers)})"
-        return None
 
     def lineage_parts(self, stage: str) -> LineageParts:
         """Reads the version to approve; the decision (or 'requested' while waiting) as a run facet."""
+        from airflow_bridge.exceptions import BridgeError
         from airflow_bridge.lineage import builders
         from airflow_bridge.lineage.facets import ApprovalRunFacet, keyed
 
-        registration = self.registration if isinstance(self.registration, dict) else {}
-        name, number = registration.get("model"), registration.get("version")
-        if not name or number is None:
+        try:
+            registration = self._registration()
+        except BridgeError:
             return builders.LineageParts()
         namespace = self.lineage_registry_namespace()
         parts = builders.LineageParts()
         if namespace:
-            parts.inputs = [builders.model_dataset(namespace, name, int(number), output=False, training=registration)]
+            parts.inputs = [
+                builders.model_dataset(
+                    namespace, registration.model, registration.version, output=False, about=registration
+                )
+            ]
         state = self.lineage_state
+        decision = state.get("decision")
+        refused = state.get("refused")
         approval = ApprovalRunFacet(
-            decision=state.get("decision") or "requested",
-            model=name,
-            version=int(number),
+            decision=decision.decision if decision else ("refused" if refused else "requested"),
+            model=registration.model,
+            version=registration.version,
             alias=self.alias,
-            approver=state.get("approver"),
+            approver=(decision.approver if decision else (refused[0] if refused else None)) or None,
             approvers=list(self.approvers),
             author=self.author,
-            reason=state.get("reason"),
+            reason=(decision.reason if decision else (refused[1] if refused else None)) or None,
         )
         parts.run_facets.update(keyed(approval))
         return parts

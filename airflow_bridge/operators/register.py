@@ -1,4 +1,4 @@
-"""``RegisterModelOperator``: record a validated model as a new, immutable registry version."""
+"""``RegisterModelOperator``: the register action inside an Airflow task."""
 
 from __future__ import annotations
 
@@ -8,23 +8,25 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_bridge.lineage.mixin import OpenLineageMixin
-from airflow_bridge.operators._common import actor_of, as_dict, final_on_user_error, open_registry, run_ref
+from airflow_bridge.operators._common import actor_of, final_on_user_error, open_registry, run_ref
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_bridge.lineage.builders import LineageParts
+    from airflow_bridge.registry.records import PolicyBinding
 
 
 class RegisterModelOperator(OpenLineageMixin, BaseOperator):
     """Register the trained artifact with its checksum, metrics, params, data and producing run.
 
     Idempotent per (dag_id, run_id, task_id): a retried task returns the version it created before.
-    The registry database comes from ``registry_conn_id`` (``model_registry_default``, falling
-    back to embedded SQLite). An unreachable registry raises a retryable error and writes nothing.
-    ``max_versions_per_day`` (the team quota) refuses a registration beyond it, without retry.
-    OpenLineage: reads the training data and artifact, writes ``model/<name>`` in the registry's
-    namespace with the new version as its dataset version.
+    The registry comes from ``registry_conn_id`` or the resolution order in docs/configuration.md.
+    An unreachable registry raises a retryable error and writes nothing. ``max_versions_per_day``
+    (the team quota) refuses a registration beyond it, without retry. ``policy`` (a
+    ``PolicyBinding``; the DAG factory passes the spec folder's team policy) binds the policy that
+    governs the model's aliases from then on. OpenLineage: reads the training data and artifact,
+    writes ``model/<name>`` in the registry's namespace with the new version as its dataset version.
     """
 
     template_fields: Sequence[str] = ("training", "validation")
@@ -43,6 +45,7 @@ class RegisterModelOperator(OpenLineageMixin, BaseOperator):
         spec_sha256: str = "",
         tags: Mapping[str, str] | None = None,
         max_versions_per_day: int | None = None,
+        policy: PolicyBinding | None = None,
         lineage_context: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -57,6 +60,7 @@ class RegisterModelOperator(OpenLineageMixin, BaseOperator):
         self.spec_sha256 = spec_sha256
         self.tags = dict(tags or {})
         self.max_versions_per_day = max_versions_per_day
+        self.policy = policy
         self.lineage_context = {
             "owner": owner,
             "team": team,
@@ -66,65 +70,64 @@ class RegisterModelOperator(OpenLineageMixin, BaseOperator):
         }
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_bridge.registry.records import ArtifactRef, ModelCard
+        from airflow_bridge.actions.registration import register
+        from airflow_bridge.actions.results import TrainingResult, ValidationReport
+        from airflow_bridge.registry.records import ModelCard
 
         with final_on_user_error():
-            training = as_dict(self.training, "training")
-            report = as_dict(self.validation, "validation") if self.validation is not None else {}
-            if report and not report.get("passed", False):
-                from airflow_bridge.exceptions import GateFailedError
-
-                raise GateFailedError("the validation report did not pass; refusing to register")
-            name = self.model_name or training["model"]
+            training = TrainingResult.from_xcom(self.training, "training")
+            report = ValidationReport.from_xcom(self.validation, "validation") if self.validation is not None else None
             registry = open_registry(self.registry_conn_id)
             self._remember_registry(str(registry.url))
-            version = registry.register_version(
-                name,
-                ArtifactRef(**training["artifact"]),
-                estimator=training["estimator"],
-                task_kind=training["task_kind"],
-                params=training["params"],
-                metrics=report.get("metrics", {}),
-                validation={"gates": report.get("gates", []), "champion": report.get("champion")},
-                data={k: v for k, v in training["data"].items() if k != "null_fraction"},
-                spec_sha256=self.spec_sha256,
-                run=run_ref(context),
+            registration = register(
+                training,
+                report,
+                registry=registry,
+                model=self.model_name,
                 actor=actor_of(context, self.model_owner or "airflow"),
+                run=run_ref(context),
                 reason=f"registered by {context['ti'].dag_id}",
                 card=ModelCard(description=self.description, owner=self.model_owner, team=self.team),
+                spec_sha256=self.spec_sha256,
                 tags=self.tags,
                 max_versions_per_day=self.max_versions_per_day,
+                policy=self.policy,
             )
-        self.log.info("Registered %s v%d (artifact sha256 %s)", name, version.version, version.artifact.sha256[:12])
-        self._remember(version=version.version)
-        return {
-            "model": name,
-            "version": version.version,
-            "artifact": {
-                "uri": version.artifact.uri,
-                "sha256": version.artifact.sha256,
-                "size": version.artifact.size,
-            },
-            "metrics": version.metrics,
-        }
+        self.log.info(
+            "Registered %s v%d (artifact sha256 %s)",
+            registration.model,
+            registration.version,
+            registration.artifact.sha256[:12],
+        )
+        self._remember(registration=registration)
+        return registration.to_xcom()
 
     def lineage_parts(self, stage: str) -> LineageParts:
         """Reads the data and artifact; writes the model (versioned once registered)."""
+        from airflow_bridge.actions.results import TrainingResult, ValidationReport
+        from airflow_bridge.exceptions import BridgeError
         from airflow_bridge.lineage import builders
         from airflow_bridge.lineage.facets import keyed
 
-        training = self.training if isinstance(self.training, dict) else {}
-        report = self.validation if isinstance(self.validation, dict) else {}
-        parts = builders.LineageParts(inputs=builders.training_datasets(training, holdout=False))
-        name = self.model_name or training.get("model")
+        try:
+            training: TrainingResult | None = TrainingResult.from_xcom(self.training)
+        except BridgeError:
+            training = None
+        parts = builders.LineageParts(inputs=builders.training_datasets(training, holdout=False) if training else [])
+        name = self.model_name or (training.model if training else None)
         namespace = self.lineage_registry_namespace()
+        registration = self.lineage_state.get("registration")
         if name and namespace:
-            version = self.lineage_state.get("version")
-            parts.outputs = [builders.model_dataset(namespace, name, version, output=True, training=training)]
-        if training.get("estimator"):
-            parts.run_facets.update(keyed(builders.hyperparameters(training)))
-        if training.get("artifact"):
-            parts.run_facets.update(keyed(builders.artifact(training["artifact"])))
-        if report.get("metrics"):
-            parts.run_facets.update(keyed(builders.metrics(report["metrics"])))
+            version = registration.version if registration else None
+            parts.outputs = [builders.model_dataset(namespace, name, version, output=True, about=registration)]
+        if training is not None:
+            parts.run_facets.update(
+                keyed(builders.trained_hyperparameters(training), builders.artifact(training.artifact))
+            )
+        try:
+            report = ValidationReport.from_xcom(self.validation) if self.validation is not None else None
+        except BridgeError:
+            report = None
+        if report is not None and report.metrics:
+            parts.run_facets.update(keyed(builders.metrics(report.metrics)))
         return parts

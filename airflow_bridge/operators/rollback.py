@@ -1,4 +1,4 @@
-"""``RollbackModelOperator``: move an alias back to the version it pointed at before, inside a DAG."""
+"""``RollbackModelOperator``: the rollback action inside an Airflow task, policy-checked by default."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 
 
 class RollbackModelOperator(OpenLineageMixin, BaseOperator):
-    """Roll ``alias`` of ``model_name`` back to its previous version.
+    """Roll ``alias`` of ``model_name`` back to the version it pointed at before.
 
-    Goes through the same compare-and-set and audit path as a deployment: if someone moves the
-    alias while the rollback runs, the rollback fails with a conflict instead of overwriting it.
-    The previous version's artifact is checked before the alias moves. OpenLineage: reads the
-    version rolled back to and writes the alias, like a deployment.
+    The same action as ``airflow-bridge models rollback``: on a protected alias the version rolled back
+    to must have a recorded approval for that alias (``enforce_policy=False`` only where the policy
+    allows it, audited); the artifact is verified; the alias moves by compare-and-set, so a concurrent
+    move makes the rollback fail instead of overwriting it. OpenLineage: like a deployment.
     """
 
     template_fields: Sequence[str] = ("model_name", "alias", "reason")
@@ -36,6 +36,7 @@ class RollbackModelOperator(OpenLineageMixin, BaseOperator):
         reason: str = "",
         target: str = "local",
         registry_conn_id: str | None = None,
+        enforce_policy: bool = True,
         lineage_context: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -45,72 +46,46 @@ class RollbackModelOperator(OpenLineageMixin, BaseOperator):
         self.reason = reason
         self.target = target
         self.registry_conn_id = registry_conn_id
+        self.enforce_policy = enforce_policy
         self.lineage_context = dict(lineage_context or {})
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_bridge.artifacts import ArtifactStore
-        from airflow_bridge.exceptions import NotFoundError
+        from airflow_bridge.actions.deployment import rollback
+        from airflow_bridge.actions.results import Registration
 
         with final_on_user_error():
             registry = open_registry(self.registry_conn_id)
             self._remember_registry(str(registry.url))
-            current = registry.alias_version(self.model_name, self.alias)
-            previous = registry.previous_alias_version(self.model_name, self.alias)
-            if current is None or previous is None:
-                raise NotFoundError(
-                    f"alias '{self.alias}' of '{self.model_name}' has no earlier version to roll back to"
-                )
-            rollback_to = registry.get_version(self.model_name, previous)
-            self._remember(target=previous, artifact=rollback_to.artifact, current=current.version)
-            ArtifactStore.from_config().read_verified(rollback_to.artifact)
-            deployment = registry.rollback(
-                self.model_name,
-                self.alias,
+            result = rollback(
+                registry,
+                model=self.model_name,
+                alias=self.alias,
                 actor=actor_of(context),
                 target=self.target,
                 run=run_ref(context),
                 reason=self.reason or f"rollback by {context['ti'].dag_id}",
+                enforce_policy=self.enforce_policy,
             )
-        self._remember(rolled_back=deployment.version, endpoint=deployment.endpoint)
+            target = registry.get_version(self.model_name, result.version)
+        self._remember(result=result, registration=Registration(self.model_name, result.version, target.artifact))
         self.log.info(
-            "Rolled %s '%s' back from v%d to v%d", self.model_name, self.alias, current.version, deployment.version
+            "Rolled %s '%s' back from v%s to v%d", self.model_name, self.alias, result.previous_version, result.version
         )
-        return {
-            "model": self.model_name,
-            "alias": self.alias,
-            "version": deployment.version,
-            "previous_version": current.version,
-            "target": self.target,
-        }
+        return result.to_xcom()
 
     def lineage_parts(self, stage: str) -> LineageParts:
         """Reads the version rolled back to; writes the alias (like a deployment)."""
-        import dataclasses
-
+        from airflow_bridge.actions.names import local_endpoint
         from airflow_bridge.lineage import builders
-        from airflow_bridge.lineage.facets import DeploymentRunFacet, keyed
         from airflow_bridge.lineage.naming import deployment_dataset
+        from airflow_bridge.operators.deploy import alias_lineage
 
-        state = self.lineage_state
         namespace = self.lineage_registry_namespace()
         if not namespace:
             return builders.LineageParts()
-        target = state.get("target")
-        endpoint = state.get("endpoint") or f"registry://{self.model_name}@{self.alias}"
-        served = deployment_dataset(endpoint, self.model_name, self.alias, namespace)
-        parts = builders.LineageParts(outputs=[builders.served_dataset(served, state.get("rolled_back"))])
-        if target is not None:
-            parts.inputs = [builders.model_dataset(namespace, self.model_name, int(target), output=False)]
-            parts.run_facets.update(keyed(builders.artifact(dataclasses.asdict(state["artifact"]))))
-        if "rolled_back" in state:
-            rollback = DeploymentRunFacet(
-                action="rolled_back",
-                model=self.model_name,
-                version=int(state["rolled_back"]),
-                alias=self.alias,
-                target=self.target,
-                endpoint=endpoint,
-                previousVersion=state.get("current"),
-            )
-            parts.run_facets.update(keyed(rollback))
-        return parts
+        registration = self.lineage_state.get("registration")
+        if registration is None:  # not rolled back (yet): only the alias it would change
+            endpoint = local_endpoint(self.model_name, self.alias)
+            served = deployment_dataset(endpoint, self.model_name, self.alias, namespace)
+            return builders.LineageParts(outputs=[builders.served_dataset(served, None)])
+        return alias_lineage(namespace, registration, self.alias, self.lineage_state.get("result"))

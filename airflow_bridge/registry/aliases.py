@@ -1,9 +1,15 @@
-"""Alias moves, deployments and rollbacks: compare-and-set under the model's row lock, always audited."""
+"""Alias moves, deployments and rollbacks: compare-and-set under the model's row lock, always audited.
+
+Each time an alias points somewhere new, a period opens in ``ab_alias_history``. A move records in
+the new period's ``undo_id`` the period it closed; a rollback returns to the period found by
+following ``undo_id`` from the current one (skipping deleted versions and the current version) and
+inherits that period's ``undo_id``. So rollbacks undo moves instead of toggling: after v6 → v7 → v8,
+rolling back twice reaches v7, then v6. Finding the target reads a few rows by primary key; the
+audit trail is never replayed.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,9 +17,10 @@ from sqlalchemy.engine import Connection, Row
 
 from airflow_bridge.exceptions import ConflictError, NotFoundError
 from airflow_bridge.registry import audit
-from airflow_bridge.registry.queries import RegistryQueries
+from airflow_bridge.registry.events import AuditAction
+from airflow_bridge.registry.locks import live_version_id, lock_model, utcnow
 from airflow_bridge.registry.records import AliasMove, Deployment, RunRef
-from airflow_bridge.registry.tables import alias_history, aliases, deployments, model_versions
+from airflow_bridge.registry.tables import alias_history, aliases, deployments, model_versions, models
 
 
 class _Unset:
@@ -22,230 +29,254 @@ class _Unset:
 
 
 UNSET: Any = _Unset()
+"""``expected`` not given: move the alias whatever it points at."""
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+def move(
+    conn: Connection,
+    model: str,
+    alias: str,
+    version: int,
+    *,
+    expected: int | None = UNSET,
+    actor: str,
+    reason: str,
+    run: RunRef,
+    action: str = AuditAction.ALIAS_MOVED,
+) -> AliasMove:
+    """Point ``alias`` at ``version``; with ``expected``, only if it still points at that version."""
+    model_row = lock_model(conn, model)
+    version_id = live_version_id(conn, model_row, version)
+    return _move(
+        conn,
+        model_row,
+        alias,
+        version,
+        version_id,
+        expected=expected,
+        actor=actor,
+        reason=reason,
+        run=run,
+        action=action,
+    )
 
 
-class AliasOperations(RegistryQueries):
-    """Base of :class:`ModelRegistry`, which provides the transaction and locking helpers."""
+def deploy(
+    conn: Connection,
+    model: str,
+    version: int,
+    *,
+    alias: str,
+    target: str,
+    endpoint: str,
+    expected: int | None,
+    actor: str,
+    reason: str,
+    run: RunRef,
+    action: str,
+) -> Deployment:
+    """Move the alias and record the deployment, in the caller's transaction."""
+    model_row = lock_model(conn, model)
+    version_id = live_version_id(conn, model_row, version)
+    move = _move(
+        conn,
+        model_row,
+        alias,
+        version,
+        version_id,
+        expected=expected,
+        actor=actor,
+        reason=reason,
+        run=run,
+        action=action,
+    )
+    return _record_deployment(
+        conn, model_row, move, version_id, target=target, endpoint=endpoint, action=action, run=run, actor=actor
+    )
 
-    def transaction(self, action: str) -> contextlib.AbstractContextManager[Connection]:
-        raise NotImplementedError
 
-    def _lock_model(self, conn: Connection, model: str, *, now: dt.datetime, create: bool = False) -> Row[Any]:
-        raise NotImplementedError
+def rollback(
+    conn: Connection, model: str, alias: str, *, actor: str, reason: str, target: str, run: RunRef
+) -> Deployment:
+    """Move ``alias`` back to the version it pointed at before its last move, and record the deployment.
 
-    def _version_id(self, conn: Connection, model_row: Row[Any], version: int) -> int:
-        raise NotImplementedError
+    The target is found under the model's lock, so a concurrent move cannot slip in between.
+    """
+    model_row = lock_model(conn, model)
+    current = _open_period(conn, model_row.id, alias)
+    if current is None or current.version is None:
+        raise NotFoundError(f"alias '{alias}' of model '{model}' points at no version; nothing to roll back")
+    back = _undo_target(conn, current.undo_id, current.version)
+    if back is None:
+        raise NotFoundError(f"alias '{alias}' of model '{model}' has no earlier version to roll back to")
+    action = AuditAction.ROLLED_BACK
+    move = _move(
+        conn,
+        model_row,
+        alias,
+        back.version,
+        back.version_id,
+        expected=current.version,
+        actor=actor,
+        reason=reason or f"rollback from v{current.version}",
+        run=run,
+        action=action,
+        undo_id=back.undo_id,
+    )
+    return _record_deployment(
+        conn, model_row, move, back.version_id, target=target, endpoint="", action=action, run=run, actor=actor
+    )
 
-    # -- aliases and deployments ----------------------------------------------------------------
 
-    def move_alias(
-        self,
-        model: str,
-        alias: str,
-        version: int,
-        *,
-        expected: int | None = UNSET,
-        actor: str,
-        reason: str = "",
-        run: RunRef | None = None,
-    ) -> AliasMove:
-        """Point ``alias`` at ``version``; with ``expected``, only if it still points at that version."""
-        with self.transaction(f"move alias '{alias}' of '{model}'") as conn:
-            return self._move_alias(
-                conn,
-                model,
-                alias,
-                version,
-                expected=expected,
-                actor=actor,
-                reason=reason,
-                run=run or RunRef(),
-                action="alias_moved",
-            )
+def previous_version(conn: Connection, model: str, alias: str) -> int | None:
+    """The version a rollback of ``alias`` would go back to now (None if there is none)."""
+    model_id = conn.execute(sa.select(models.c.id).where(models.c.name == model)).scalar()
+    current = None if model_id is None else _open_period(conn, model_id, alias)
+    if current is None or current.version is None:
+        return None
+    back = _undo_target(conn, current.undo_id, current.version)
+    return None if back is None else int(back.version)
 
-    def deploy(
-        self,
-        model: str,
-        version: int,
-        *,
-        alias: str,
-        target: str,
-        endpoint: str = "",
-        expected: int | None = UNSET,
-        actor: str,
-        reason: str = "",
-        run: RunRef | None = None,
-        action: str = "deployed",
-    ) -> Deployment:
-        """Move the alias and record the deployment in one transaction (both happen or neither)."""
-        run = run or RunRef()
-        with self.transaction(f"deploy {model} v{version} to '{alias}'") as conn:
-            move = self._move_alias(
-                conn,
-                model,
-                alias,
-                version,
-                expected=expected,
-                actor=actor,
-                reason=reason,
-                run=run,
-                action=action,
-            )
-            now = utcnow()
-            model_row = self._lock_model(conn, model, now=now)
-            conn.execute(
-                deployments.insert().values(
-                    model_id=model_row.id,
-                    version_id=self._version_id(conn, model_row, version),
-                    alias=alias,
-                    target=target,
-                    endpoint=endpoint,
-                    action=action,
-                    dag_id=run.dag_id,
-                    run_id=run.run_id,
-                    task_id=run.task_id,
-                    actor=actor,
-                    created_at=now,
-                )
-            )
-            return Deployment(model, move.version, alias, target, endpoint, action, run, actor, now)
 
-    def rollback(
-        self,
-        model: str,
-        alias: str,
-        *,
-        actor: str,
-        reason: str = "",
-        target: str = "local",
-        run: RunRef | None = None,
-    ) -> Deployment:
-        """Move ``alias`` back to the version it pointed at before the current one."""
-        current = self.alias_version(model, alias)
-        if current is None:
-            raise NotFoundError(f"alias '{alias}' of model '{model}' points at no version; nothing to roll back")
-        previous = self.previous_alias_version(model, alias)
-        if previous is None:
-            raise NotFoundError(f"alias '{alias}' of model '{model}' has no earlier version to roll back to")
-        return self.deploy(
-            model,
-            previous,
-            alias=alias,
-            target=target,
-            expected=current.version,
-            actor=actor,
-            reason=reason or f"rollback from v{current.version}",
-            run=run,
-            action="rolled_back",
+# -- internals ----------------------------------------------------------------------------------
+
+_PERIOD: sa.Select[Any] = sa.select(
+    alias_history.c.id,
+    alias_history.c.undo_id,
+    alias_history.c.version_id,
+    alias_history.c.valid_from,
+    model_versions.c.version,
+    model_versions.c.deleted_at,
+).select_from(alias_history.outerjoin(model_versions, model_versions.c.id == alias_history.c.version_id))
+
+
+def _open_period(conn: Connection, model_id: int, alias: str) -> Row[Any] | None:
+    return conn.execute(
+        _PERIOD.where(
+            alias_history.c.model_id == model_id,
+            alias_history.c.alias == alias,
+            alias_history.c.valid_to.is_(None),
         )
+        .order_by(alias_history.c.valid_from.desc(), alias_history.c.id.desc())
+        .limit(1)
+    ).first()
 
-    def record_event(
-        self,
-        action: str,
-        *,
-        actor: str,
-        model: str | None = None,
-        version: int | None = None,
-        alias: str | None = None,
-        reason: str = "",
-        run: RunRef | None = None,
-        before: Any = None,
-        after: Any = None,
-    ) -> int:
-        """Append an audit event that is not itself a registry change (approvals, refusals)."""
-        with self.transaction(f"record '{action}' in the audit trail") as conn:
-            return audit.append_event(
-                conn,
-                actor=actor,
-                action=action,
-                now=utcnow(),
-                model=model,
-                version=version,
-                alias=alias,
-                reason=reason,
-                run=run,
-                before=before,
-                after=after,
-            )
 
-    def _move_alias(
-        self,
-        conn: Connection,
-        model: str,
-        alias: str,
-        version: int,
-        *,
-        expected: int | None,
-        actor: str,
-        reason: str,
-        run: RunRef,
-        action: str,
-    ) -> AliasMove:
-        model_row = self._lock_model(conn, model, now=utcnow())
-        version_id = self._version_id(conn, model_row, version)
-        current = conn.execute(
-            sa.select(model_versions.c.version)
-            .select_from(aliases.join(model_versions, aliases.c.version_id == model_versions.c.id))
-            .where(aliases.c.model_id == model_row.id, aliases.c.alias == alias)
-        ).scalar()
-        if expected is not UNSET and current != expected:
-            now_at = f"v{current}" if current is not None else "no version"
-            wanted = f"v{expected}" if expected is not None else "no version"
-            raise ConflictError(
-                f"alias '{alias}' of model '{model}' points at {now_at}, not {wanted}: it was moved "
-                f"concurrently; reload and decide again"
-            )
-        if current == version:
-            return AliasMove(model, alias, current, version)
-        # The clock is read under the model lock and never goes behind the open period's start (clock
-        # steps, skew between hosts): periods stay ordered as the moves were applied and never overlap.
-        now = utcnow()
-        opened = conn.execute(
-            sa.select(sa.func.max(alias_history.c.valid_from)).where(
-                alias_history.c.model_id == model_row.id,
-                alias_history.c.alias == alias,
-                alias_history.c.valid_to.is_(None),
-            )
-        ).scalar()
-        if opened is not None:
-            now = max(now, audit.as_utc(opened))
-        if current is None:
-            conn.execute(
-                aliases.insert().values(model_id=model_row.id, alias=alias, version_id=version_id, updated_at=now)
-            )
-        else:
-            conn.execute(
-                aliases.update()
-                .where(aliases.c.model_id == model_row.id, aliases.c.alias == alias)
-                .values(version_id=version_id, updated_at=now)
-            )
-        conn.execute(
-            alias_history.update()
-            .where(
-                alias_history.c.model_id == model_row.id,
-                alias_history.c.alias == alias,
-                alias_history.c.valid_to.is_(None),
-            )
-            .values(valid_to=now)
+def _undo_target(conn: Connection, undo_id: int | None, current: int) -> Row[Any] | None:
+    """The first period along the undo pointers whose version is usable and not ``current``."""
+    while undo_id is not None:
+        period = conn.execute(_PERIOD.where(alias_history.c.id == undo_id)).first()
+        if period is None:
+            return None
+        if period.version is not None and period.version != current and period.deleted_at is None:
+            return period
+        undo_id = period.undo_id  # always an older period: the walk ends
+    return None
+
+
+def _move(
+    conn: Connection,
+    model_row: Row[Any],
+    alias: str,
+    version: int,
+    version_id: int,
+    *,
+    expected: int | None,
+    actor: str,
+    reason: str,
+    run: RunRef,
+    action: str,
+    undo_id: int | None = UNSET,
+) -> AliasMove:
+    """The move itself, under the model lock; ``undo_id`` UNSET means 'undo to the period this closes'."""
+    model = model_row.name
+    current = conn.execute(
+        sa.select(model_versions.c.version)
+        .select_from(aliases.join(model_versions, aliases.c.version_id == model_versions.c.id))
+        .where(aliases.c.model_id == model_row.id, aliases.c.alias == alias)
+    ).scalar()
+    if expected is not UNSET and current != expected:
+        now_at = f"v{current}" if current is not None else "no version"
+        wanted = f"v{expected}" if expected is not None else "no version"
+        raise ConflictError(
+            f"alias '{alias}' of model '{model}' points at {now_at}, not {wanted}: it was moved "
+            f"concurrently; reload and decide again"
         )
-        conn.execute(
-            alias_history.insert().values(model_id=model_row.id, alias=alias, version_id=version_id, valid_from=now)
-        )
-        audit.append_event(
-            conn,
-            actor=actor,
-            action=action,
-            now=now,
-            model=model,
-            version=version,
-            alias=alias,
-            reason=reason,
-            run=run,
-            before={"version": current},
-            after={"version": version},
-        )
+    if current == version:
         return AliasMove(model, alias, current, version)
+    # The clock is read under the model lock and never goes behind the open period's start (clock
+    # steps, skew between hosts): periods stay ordered as the moves were applied and never overlap.
+    now = utcnow()
+    opened = _open_period(conn, model_row.id, alias)
+    if opened is not None:
+        now = max(now, audit.as_utc(opened.valid_from))
+    if undo_id is UNSET:
+        undo_id = None if opened is None else opened.id
+    if current is None:
+        conn.execute(aliases.insert().values(model_id=model_row.id, alias=alias, version_id=version_id, updated_at=now))
+    else:
+        conn.execute(
+            aliases.update()
+            .where(aliases.c.model_id == model_row.id, aliases.c.alias == alias)
+            .values(version_id=version_id, updated_at=now)
+        )
+    conn.execute(
+        alias_history.update()
+        .where(
+            alias_history.c.model_id == model_row.id,
+            alias_history.c.alias == alias,
+            alias_history.c.valid_to.is_(None),
+        )
+        .values(valid_to=now)
+    )
+    conn.execute(
+        alias_history.insert().values(
+            model_id=model_row.id, alias=alias, version_id=version_id, valid_from=now, undo_id=undo_id
+        )
+    )
+    audit.append_event(
+        conn,
+        actor=actor,
+        action=action,
+        now=now,
+        model=model,
+        version=version,
+        alias=alias,
+        reason=reason,
+        run=run,
+        before={"version": current},
+        after={"version": version},
+    )
+    return AliasMove(model, alias, current, version)
+
+
+def _record_deployment(
+    conn: Connection,
+    model_row: Row[Any],
+    move: AliasMove,
+    version_id: int,
+    *,
+    target: str,
+    endpoint: str,
+    action: str,
+    run: RunRef,
+    actor: str,
+) -> Deployment:
+    """The deployment row of a move (or of a re-deploy of the version the alias already points at)."""
+    now = utcnow()
+    conn.execute(
+        deployments.insert().values(
+            model_id=model_row.id,
+            version_id=version_id,
+            alias=move.alias,
+            target=target,
+            endpoint=endpoint,
+            action=str(action),
+            dag_id=run.dag_id,
+            run_id=run.run_id,
+            task_id=run.task_id,
+            actor=actor,
+            created_at=now,
+        )
+    )
+    return Deployment(move.model, move.version, move.alias, target, endpoint, str(action), run, actor, now)

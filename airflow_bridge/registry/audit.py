@@ -3,7 +3,7 @@
 Each event's hash covers its content and the previous event's hash; a single head row holds the
 newest (seq, hash) and is locked while appending, so the chain stays linear under concurrent
 writers. Editing, deleting or reordering any row breaks the chain, and ``verify_chain`` names the
-first row where it breaks.
+first row where it breaks. This module is the only one that knows an event row's layout.
 """
 
 from __future__ import annotations
@@ -66,6 +66,57 @@ _HASHED = (
 )
 
 
+EVENT_COLUMNS = (*_HASHED, "prev_hash", "hash")
+"""Every column an event writes (``id`` is the database's)."""
+
+
+def next_event(
+    head: Any,
+    *,
+    actor: str,
+    action: str,
+    now: dt.datetime,
+    model: str | None = None,
+    version: int | None = None,
+    alias: str | None = None,
+    reason: str = "",
+    run: RunRef | None = None,
+    before: Any = None,
+    after: Any = None,
+) -> dict[str, Any]:
+    """The event row that follows ``head`` (the locked chain head's seq and hash), hash included.
+
+    The one place that knows an event's layout: ``append_event`` and registration's single-statement
+    write both insert what this returns.
+    """
+    run = run or RunRef()
+    row: dict[str, Any] = {
+        "seq": head.seq + 1,
+        "created_at": now,
+        "actor": actor,
+        "action": str(action),
+        "model": model,
+        "version": version,
+        "alias": alias,
+        "reason": reason,
+        "dag_id": run.dag_id,
+        "run_id": run.run_id,
+        "task_id": run.task_id,
+        "before": before,
+        "after": after,
+        "prev_hash": head.hash,
+    }
+    row["hash"] = event_hash(head.hash, hashed_fields(row))
+    return row
+
+
+def write_event(connection: Connection, row: dict[str, Any]) -> int:
+    """Insert a ``next_event`` row and move the chain head to it; returns its sequence number."""
+    connection.execute(audit_events.insert().values(**row))
+    connection.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=row["seq"], hash=row["hash"]))
+    return int(row["seq"])
+
+
 def append_event(
     connection: Connection,
     *,
@@ -80,28 +131,58 @@ def append_event(
     before: Any = None,
     after: Any = None,
 ) -> int:
-    """Append one event inside the caller's transaction; returns its sequence number."""
-    run = run or RunRef()
+    """Append one event inside the caller's transaction (locking the chain head); returns its sequence number."""
     head = connection.execute(LOCK_HEAD).one()
-    values = {
-        "seq": head.seq + 1,
-        "created_at": now,
-        "actor": actor,
-        "action": action,
-        "model": model,
-        "version": version,
-        "alias": alias,
-        "reason": reason,
-        "dag_id": run.dag_id,
-        "run_id": run.run_id,
-        "task_id": run.task_id,
-        "before": before,
-        "after": after,
-    }
-    digest = event_hash(head.hash, hashed_fields(values))
-    connection.execute(audit_events.insert().values(**values, prev_hash=head.hash, hash=digest))
-    connection.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=values["seq"], hash=digest))
-    return int(values["seq"])
+    event = next_event(
+        head,
+        actor=actor,
+        action=action,
+        now=now,
+        model=model,
+        version=version,
+        alias=alias,
+        reason=reason,
+        run=run,
+        before=before,
+        after=after,
+    )
+    return write_event(connection, event)
+
+
+# -- the same write as one statement, for PostgreSQL's data-modifying CTEs ------------------------
+
+
+def _param(name: str) -> sa.BindParameter[Any]:
+    return sa.bindparam(f"event_{name}", type_=audit_events.c[name].type)
+
+
+def insert_event_from(source: sa.FromClause) -> sa.Insert:
+    """INSERT of the event bound with ``event_params``, once per row of ``source`` (so not at all when a
+    previous step of the statement wrote nothing)."""
+    values = sa.select(*(_param(name).label(name) for name in EVENT_COLUMNS)).select_from(source)
+    return audit_events.insert().from_select(list(EVENT_COLUMNS), values)
+
+
+def advance_head_after(inserted: sa.FromClause) -> sa.Update:
+    """UPDATE of the chain head to the event bound with ``event_params``, only if ``inserted`` has a row."""
+    return (
+        audit_head.update()
+        .where(audit_head.c.id == 1, sa.exists().select_from(inserted))
+        .values(seq=sa.bindparam("event_seq"), hash=sa.bindparam("event_hash"))
+    )
+
+
+def event_params(row: dict[str, Any]) -> dict[str, Any]:
+    """The bound values of ``insert_event_from`` and ``advance_head_after`` for a ``next_event`` row."""
+    return {f"event_{name}": row[name] for name in EVENT_COLUMNS}
+
+
+def events(connection: Connection, *, model: str | None = None, since_seq: int = 0) -> list[AuditEvent]:
+    """Events after ``since_seq``, oldest first; with ``model``, only that model's."""
+    query = sa.select(audit_events).where(audit_events.c.seq > since_seq).order_by(audit_events.c.seq)
+    if model:
+        query = query.where(audit_events.c.model == model)
+    return [to_event(row) for row in connection.execute(query)]
 
 
 def to_event(row: Any) -> AuditEvent:

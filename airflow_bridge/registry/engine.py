@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from airflow_bridge.exceptions import RegistryError, RegistryUnavailableError
 
 MIGRATIONS = str(Path(__file__).with_name("migrations"))
+VERSION_TABLE = "ab_alembic_version"
 _ADVISORY_LOCK_KEY = 0x61625F7265  # 'ab_re': serialises concurrent first-use migrations on PostgreSQL
 _migrated: set[str] = set()
 
@@ -30,9 +30,21 @@ def describe_url(url: str | sa.URL) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def is_memory(url: str | sa.URL) -> bool:
+    """An in-memory SQLite database (``sqlite://``, ``sqlite:///:memory:``): for fast unit tests."""
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
 def create_registry_engine(url: str | sa.URL, *, connect_timeout: int = 10) -> Engine:
     """An engine tuned for the registry's short write transactions."""
     parsed = make_url(url)
+    if is_memory(parsed):
+        # One connection shared by every caller: a second connection would open a second, empty database.
+        engine = sa.create_engine(parsed, connect_args={"check_same_thread": False}, poolclass=sa.pool.StaticPool)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             # A folder that cannot be created is reported, with the path, on first use (see _open_lock_file).
@@ -133,6 +145,13 @@ def _first_line(exc: Exception) -> str:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision; safe when many processes start at once."""
+    if is_memory(engine.url):
+        with engine.connect() as connection:  # the one connection is the database: it records its schema
+            if not connection.info.get("ab_schema"):
+                _create_memory_schema(connection)
+                connection.commit()
+                connection.info["ab_schema"] = True
+        return
     key = engine.url.render_as_string(hide_password=False)
     if key in _migrated:
         return
@@ -149,6 +168,27 @@ def migrate(engine: Engine) -> None:
     _migrated.add(key)
 
 
+def _create_memory_schema(connection: Connection) -> None:
+    """A new in-memory database gets the declared schema directly, stamped with the head revision.
+
+    Running the migrations costs ~140 ms on first use in a process (~30 ms after), ``create_all`` ~20 ms
+    (~8 ms): it matters for unit tests that open a registry each. Tests keep the declared schema equal to
+    the migrations' and ``SCHEMA_REVISION`` equal to the head revision, so both paths give one schema.
+    """
+    from airflow_bridge.registry.audit import GENESIS_HASH
+    from airflow_bridge.registry.tables import SCHEMA_REVISION, audit_head, metadata
+
+    version_table = sa.Table(
+        VERSION_TABLE,
+        sa.MetaData(),
+        sa.Column("version_num", sa.String(32), primary_key=True),
+    )
+    metadata.create_all(connection)
+    version_table.create(connection)
+    connection.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH))
+    connection.execute(version_table.insert().values(version_num=SCHEMA_REVISION))
+
+
 def _head_revision(config: Any) -> str | None:
     from alembic.script import ScriptDirectory
 
@@ -158,7 +198,7 @@ def _head_revision(config: Any) -> str | None:
 def _current_revision(connection: Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    return MigrationContext.configure(connection, opts={"version_table": "ab_alembic_version"}).get_current_revision()
+    return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
 @contextlib.contextmanager
@@ -191,9 +231,3 @@ def _open_lock_file(database: str) -> IO[str]:
             f"cannot open the SQLite model registry {database}: {exc.strerror} ({exc.filename}); "
             "check that its folder exists and is writable"
         ) from None
-
-
-def default_registry_url() -> str:
-    """Embedded SQLite under ``$AIRFLOW_HOME/airflow_bridge`` (Airflow's default home is ~/airflow)."""
-    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
-    return f"sqlite:///{os.path.join(home, 'airflow_bridge', 'registry.db')}"

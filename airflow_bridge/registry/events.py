@@ -14,6 +14,7 @@ class AuditAction(enum.StrEnum):
     VERSION_DELETED = "version_deleted"
     POLICY_BOUND = "policy_bound"
     POLICY_OVERRIDE = "policy_override"
+    MOVE_REFUSED = "move_refused"
     # alias moves
     ALIAS_MOVED = "alias_moved"
     DEPLOYED = "deployed"

@@ -22,11 +22,23 @@ class RunRef:
 
 @dataclass(frozen=True)
 class ArtifactRef:
-    """An immutable artifact: where it is, its sha256 and its size in bytes."""
+    """An immutable artifact: where it is, its sha256, its size in bytes, and the Airflow connection it was
+    written with (None for local files), so readers can fetch it with the same credentials."""
 
     uri: str
     sha256: str
     size: int
+    conn_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PolicyBinding:
+    """The team policy a model is governed by: its canonical sha256, its parsed document and where it came
+    from (a path or URL). Stored once per sha256, so every model bound to the same policy shares it."""
+
+    sha256: str
+    document: dict[str, Any]
+    source: str
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,7 @@ class ModelRecord:
     created_at: dt.datetime
     aliases: dict[str, int] = field(default_factory=dict)
     deleted_at: dt.datetime | None = None
+    policy_sha256: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,30 +1,35 @@
-"""Registering a version in as few round trips as the guarantees allow.
+"""Registering a version in as few round trips as the guarantees allow; soft-deleting one.
 
 Every registration of a model queues on that model's row, and every audit event on the chain's
 head row, so the time between taking those locks and committing bounds throughput. The lock is
-taken by the statement that allocates the version number (``UPDATE ... RETURNING``), then the
-audit head is locked, then one statement writes the version, its audit event and the new head
-(a data-modifying CTE on PostgreSQL; three local statements on SQLite). A retried Airflow task hits
-the run's unique constraint (``ON CONFLICT DO NOTHING``): the transaction is rolled back, so the
-number it allocated is given back, and the caller returns the version the first try created.
+taken by the statement that allocates the version number (``UPDATE ... RETURNING``, which also
+returns the card and the bound policy, so unchanged ones cost no statement), then the audit head is
+locked, then one statement writes the version, its audit event and the new head (a data-modifying
+CTE on PostgreSQL, built from the tables and ``audit``'s event layout; three short statements on
+SQLite). A retried Airflow task hits the run's unique constraint (``ON CONFLICT DO NOTHING``): the
+transaction is rolled back, so the number it allocated is given back, and the caller returns the
+version the first try created.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Row
 
-from airflow_bridge.exceptions import NotFoundError, PolicyViolationError, RegistryError
-from airflow_bridge.registry import audit
-from airflow_bridge.registry.records import ArtifactRef, ModelCard, ModelVersion, RunRef
-from airflow_bridge.registry.tables import audit_events, audit_head, model_versions, models, version_tags
+from airflow_bridge.exceptions import ConflictError, NotFoundError, PolicyViolationError, RegistryError
+from airflow_bridge.registry import audit, policies
+from airflow_bridge.registry.events import AuditAction
+from airflow_bridge.registry.locks import dialect_insert, live_version_id, lock_model, utcnow
+from airflow_bridge.registry.records import ArtifactRef, ModelCard, ModelVersion, PolicyBinding, RunRef
+from airflow_bridge.registry.tables import aliases, audit_events, model_versions, models, version_tags
 
 CARD_FIELDS = ("description", "owner", "team", "intended_use", "limitations")
+_VERSION_COLUMNS = tuple(c.name for c in model_versions.c if c.name not in ("id", "deleted_at"))
 
 
 class AlreadyRegistered(Exception):
@@ -54,8 +59,51 @@ _ALLOCATE = (
     models.update()
     .where(models.c.name == sa.bindparam("model_name"), models.c.deleted_at.is_(None))
     .values(latest_version=models.c.latest_version + 1)
-    .returning(models.c.id, models.c.latest_version, *(models.c[f] for f in CARD_FIELDS))
+    .returning(models.c.id, models.c.latest_version, models.c.policy_sha256, *(models.c[f] for f in CARD_FIELDS))
 )
+
+
+def _pg_write_statement() -> sa.Select[Any]:
+    """Version, its audit event and the new head in one round trip, each only if the previous step wrote;
+    selects the version's row id, or nothing on a retried run."""
+    values: dict[str, Any] = {name: sa.bindparam(f"version_{name}") for name in _VERSION_COLUMNS}
+    version = (
+        postgresql.insert(model_versions)
+        .values(values)
+        .on_conflict_do_nothing(constraint="uq_ab_model_versions_run")
+        .returning(model_versions.c.id)
+        .cte("v")
+    )
+    event = audit.insert_event_from(version).returning(audit_events.c.seq).cte("e")
+    head = audit.advance_head_after(event).cte("h")
+    return sa.select(version.c.id).add_cte(event, head)
+
+
+_PG_WRITE = _pg_write_statement()
+
+
+def register(
+    conn: Connection,
+    new: NewVersion,
+    *,
+    card: ModelCard | None,
+    tags: dict[str, str],
+    max_versions_per_day: int | None,
+    policy: PolicyBinding | None,
+) -> ModelVersion:
+    """The whole registration, in the caller's transaction; raises ``AlreadyRegistered`` for a retried run."""
+    model_row = allocate(conn, new.model, now=utcnow())
+    now = utcnow()  # read under the lock, so timestamps follow the order changes are applied in
+    update_card(conn, new.model, model_row, card, actor=new.actor, run=new.run, now=now)
+    if max_versions_per_day is not None:
+        check_quota(conn, new.model, model_row.id, max_versions_per_day, now=now, run=new.run)
+    if policy is not None and policy.sha256 != model_row.policy_sha256:
+        policies.bind(conn, new.model, model_row, policy, actor=new.actor, reason=new.reason, run=new.run, now=now)
+    number = int(model_row.latest_version)
+    version_id = write_version(conn, new, int(model_row.id), number, now)
+    for key, value in tags.items():
+        conn.execute(version_tags.insert().values(version_id=version_id, key=key, value=value))
+    return as_record(new, number, now, tags)
 
 
 def allocate(conn: Connection, model: str, *, now: dt.datetime) -> Row[Any]:
@@ -120,7 +168,14 @@ def update_card(
         return
     conn.execute(models.update().where(models.c.id == model_row.id).values(**after))
     audit.append_event(
-        conn, actor=actor, action="model_card_updated", now=now, model=model, run=run, before=before, after=after
+        conn,
+        actor=actor,
+        action=AuditAction.MODEL_CARD_UPDATED,
+        now=now,
+        model=model,
+        run=run,
+        before=before,
+        after=after,
     )
 
 
@@ -130,33 +185,53 @@ def write_version(conn: Connection, new: NewVersion, model_id: int, number: int,
     Raises ``AlreadyRegistered`` when the run already has a version (its unique constraint).
     """
     head = conn.execute(audit.LOCK_HEAD).one()
-    event = {
-        "seq": head.seq + 1,
-        "created_at": now,
-        "actor": new.actor,
-        "action": "version_created",
-        "model": new.model,
-        "version": number,
-        "alias": None,
-        "reason": new.reason,
-        "dag_id": new.run.dag_id,
-        "run_id": new.run.run_id,
-        "task_id": new.run.task_id,
-        "before": None,
-        "after": {
-            "artifact_uri": new.artifact.uri,
-            "sha256": new.artifact.sha256,
-            "size": new.artifact.size,
-            "metrics": new.metrics,
-        },
+    after = {
+        "artifact_uri": new.artifact.uri,
+        "sha256": new.artifact.sha256,
+        "size": new.artifact.size,
+        "metrics": new.metrics,
     }
-    digest = audit.event_hash(head.hash, audit.hashed_fields(event))
-    row = {
+    if new.artifact.conn_id is not None:  # only then: events written before the field existed keep their layout
+        after["conn_id"] = new.artifact.conn_id
+    event = audit.next_event(
+        head,
+        actor=new.actor,
+        action=AuditAction.VERSION_CREATED,
+        now=now,
+        model=new.model,
+        version=number,
+        reason=new.reason,
+        run=new.run,
+        after=after,
+    )
+    row = _version_row(new, model_id, number, now)
+    if conn.dialect.name == "postgresql":
+        params = {f"version_{name}": value for name, value in row.items()}
+        version_id = conn.execute(_PG_WRITE, params | audit.event_params(event)).scalar()
+        if version_id is None:
+            raise AlreadyRegistered
+        return int(version_id)
+    inserted = conn.execute(
+        dialect_insert(conn)(model_versions)
+        .values(**row)
+        .on_conflict_do_nothing(index_elements=["model_id", "dag_id", "run_id", "task_id"])
+        .returning(model_versions.c.id)
+    ).scalar()
+    if inserted is None:
+        raise AlreadyRegistered
+    audit.write_event(conn, event)
+    return int(inserted)
+
+
+def _version_row(new: NewVersion, model_id: int, number: int, now: dt.datetime) -> dict[str, Any]:
+    """The ``ab_model_versions`` row: exactly ``_VERSION_COLUMNS`` (the PostgreSQL statement binds each)."""
+    return {
         "model_id": model_id,
         "version": number,
         "artifact_uri": new.artifact.uri,
         "artifact_sha256": new.artifact.sha256,
         "artifact_size": new.artifact.size,
+        "artifact_conn_id": new.artifact.conn_id,
         "estimator": new.estimator,
         "task_kind": new.task_kind,
         "params": new.params,
@@ -170,27 +245,6 @@ def write_version(conn: Connection, new: NewVersion, model_id: int, number: int,
         "created_by": new.actor,
         "created_at": now,
     }
-    if conn.dialect.name == "postgresql":
-        version_id = conn.execute(_PG_WRITE, _pg_params(row, event, head.hash, digest)).scalar()
-        if version_id is None:
-            raise AlreadyRegistered
-        return int(version_id)
-    inserted = conn.execute(
-        dialect_insert(conn)(model_versions)
-        .values(**row)
-        .on_conflict_do_nothing(index_elements=["model_id", "dag_id", "run_id", "task_id"])
-        .returning(model_versions.c.id)
-    ).scalar()
-    if inserted is None:
-        raise AlreadyRegistered
-    conn.execute(audit_events.insert().values(**event, prev_hash=head.hash, hash=digest))
-    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=event["seq"], hash=digest))
-    return int(inserted)
-
-
-def add_tags(conn: Connection, version_id: int, tags: dict[str, str]) -> None:
-    for key, value in tags.items():
-        conn.execute(version_tags.insert().values(version_id=version_id, key=key, value=value))
 
 
 def existing_version(conn: Connection, model: str, run: RunRef) -> int:
@@ -230,50 +284,15 @@ def as_record(new: NewVersion, number: int, now: dt.datetime, tags: dict[str, st
     )
 
 
-def dialect_insert(conn: Connection) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    inserts = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-    if conn.dialect.name not in inserts:
-        raise RegistryError(f"unsupported registry database '{conn.dialect.name}'; use PostgreSQL or SQLite")
-    return inserts[conn.dialect.name]
-
-
-# One round trip on PostgreSQL: the version (skipped on a retried run), its audit event and the new
-# head, each only if the previous step wrote; returns the version's row id, or NULL when skipped.
-_PG_WRITE = sa.text("""
-WITH v AS (
-    INSERT INTO ab_model_versions (model_id, version, artifact_uri, artifact_sha256, artifact_size, estimator,
-        task_kind, params, metrics, validation, data, spec_sha256, dag_id, run_id, task_id, created_by, created_at)
-    VALUES (:model_id, :version, :artifact_uri, :artifact_sha256, :artifact_size, :estimator, :task_kind,
-        CAST(:params AS json), CAST(:metrics AS json), CAST(:validation AS json), CAST(:data AS json),
-        :spec_sha256, :dag_id, :run_id, :task_id, :created_by, :created_at)
-    ON CONFLICT ON CONSTRAINT uq_ab_model_versions_run DO NOTHING
-    RETURNING id
-), e AS (
-    INSERT INTO ab_audit_events (seq, created_at, actor, action, model, version, alias, reason, dag_id, run_id,
-        task_id, before, after, prev_hash, hash)
-    SELECT :seq, :created_at, :created_by, 'version_created', :model, :version, NULL, :reason, :dag_id,
-        :run_id, :task_id, NULL, CAST(:after AS json), :prev_hash, :hash
-    FROM v
-    RETURNING seq
-), h AS (
-    UPDATE ab_audit_head SET seq = :seq, hash = :hash WHERE id = 1 AND EXISTS (SELECT 1 FROM e)
-)
-SELECT id FROM v
-""")
-
-
-def _pg_params(row: dict[str, Any], event: dict[str, Any], prev_hash: str, digest: str) -> dict[str, Any]:
-    params = dict(row)
-    for column in ("params", "metrics", "validation", "data"):
-        params[column] = json.dumps(row[column])
-    params.update(
-        seq=event["seq"],
-        model=event["model"],
-        reason=event["reason"],
-        after=json.dumps(event["after"]),
-        prev_hash=prev_hash,
-        hash=digest,
+def delete_version(conn: Connection, model: str, version: int, *, actor: str, reason: str) -> None:
+    """Soft-delete a version: kept for audit, no longer usable; refused while an alias points at it."""
+    model_row = lock_model(conn, model)
+    now = utcnow()  # read under the lock
+    version_id = live_version_id(conn, model_row, version)
+    held = conn.execute(sa.select(aliases.c.alias).where(aliases.c.version_id == version_id)).scalars().all()
+    if held:
+        raise ConflictError(f"{model} v{version} is behind alias(es) {', '.join(held)}; move them first")
+    conn.execute(model_versions.update().where(model_versions.c.id == version_id).values(deleted_at=now))
+    audit.append_event(
+        conn, actor=actor, action=AuditAction.VERSION_DELETED, now=now, model=model, version=version, reason=reason
     )
-    return params

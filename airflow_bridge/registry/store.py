@@ -4,34 +4,44 @@ Guarantees come from the database, not from luck: each model row is locked while
 aliases change, so version numbers are unique and increasing under any number of writers; a
 registration retried by the same Airflow task returns the version it created; aliases move only
 by compare-and-set; every change appends a hash-chained audit event in the same transaction.
+
+:class:`ModelRegistry` owns the engine and the transactions; the work is done by functions of a
+connection, by responsibility: ``registration`` (versions), ``aliases`` (moves, deployments,
+rollbacks), ``policies``, ``queries`` (reads), ``approvals`` and ``audit`` (the trail).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
-from airflow_bridge.exceptions import ConflictError, NotFoundError, RegistryError
-from airflow_bridge.registry import audit, registration
-from airflow_bridge.registry.aliases import AliasOperations, utcnow
+from airflow_bridge.registry import aliases, approvals, audit, policies, queries, registration
+from airflow_bridge.registry.aliases import UNSET
 from airflow_bridge.registry.engine import create_registry_engine, describe_url, migrate, translate_errors
-from airflow_bridge.registry.records import ArtifactRef, ModelCard, ModelVersion, RunRef
-from airflow_bridge.registry.registration import NewVersion
-from airflow_bridge.registry.tables import (
-    aliases,
-    model_versions,
-    models,
-    version_tags,
+from airflow_bridge.registry.events import AuditAction
+from airflow_bridge.registry.locks import lock_model, utcnow
+from airflow_bridge.registry.records import (
+    AliasMove,
+    ArtifactRef,
+    AuditEvent,
+    Deployment,
+    ModelCard,
+    ModelRecord,
+    ModelVersion,
+    PolicyBinding,
+    RunRef,
 )
 
 
-class ModelRegistry(AliasOperations):
-    """Read and change the registry at ``url`` (any SQLAlchemy URL; the password never reaches logs)."""
+class ModelRegistry:
+    """Read and change the registry at ``url`` (any SQLAlchemy URL; the password never reaches logs).
+
+    ``sqlite://`` is a private in-memory registry (one shared connection), handy for unit tests.
+    """
 
     def __init__(self, url: str | sa.URL) -> None:
         self.url = url
@@ -58,6 +68,23 @@ class ModelRegistry(AliasOperations):
                 with translate_errors(self.url, action, committing=True):
                     transaction.commit()
 
+    @contextlib.contextmanager
+    def reading(self, action: str) -> Iterator[Connection]:
+        """A read-only transaction that sees one snapshot for all its statements.
+
+        SQLite's read transactions already do; PostgreSQL's default READ COMMITTED gives every statement
+        its own, so a multi-statement read (verifying the audit chain against its head, a version with its
+        tags) could mix states from before and after a concurrent write. Read-only REPEATABLE READ
+        transactions never fail with serialization errors.
+        """
+        with translate_errors(self.url, action):
+            migrate(self.engine)
+            options: dict[str, Any] = {"ab_readonly": True}
+            if self.engine.dialect.name == "postgresql":
+                options["isolation_level"] = "REPEATABLE READ"
+            with self.engine.connect().execution_options(**options) as connection, connection.begin():
+                yield connection
+
     # -- versions -------------------------------------------------------------------------------
 
     def register_version(
@@ -78,13 +105,15 @@ class ModelRegistry(AliasOperations):
         card: ModelCard | None = None,
         tags: dict[str, str] | None = None,
         max_versions_per_day: int | None = None,
+        policy: PolicyBinding | None = None,
     ) -> ModelVersion:
         """Record a new version; the same (dag_id, run_id, task_id) always gets the same version.
 
         ``max_versions_per_day`` is a quota on new versions of this model in the last 24 hours,
-        checked under the model's lock (so concurrent writers cannot exceed it).
+        checked under the model's lock (so concurrent writers cannot exceed it). ``policy`` binds the
+        model to that team policy in the same transaction (audited, and only if it changed).
         """
-        new = NewVersion(
+        new = registration.NewVersion(
             model=model,
             artifact=artifact,
             estimator=estimator,
@@ -101,117 +130,192 @@ class ModelRegistry(AliasOperations):
         action = f"register a version of '{model}'"
         try:
             with self.transaction(action) as conn:
-                model_row = registration.allocate(conn, model, now=utcnow())
-                now = utcnow()  # read under the lock, so timestamps follow the order changes are applied in
-                registration.update_card(conn, model, model_row, card, actor=actor, run=new.run, now=now)
-                if max_versions_per_day is not None:
-                    registration.check_quota(conn, model, model_row.id, max_versions_per_day, now=now, run=new.run)
-                number = int(model_row.latest_version)
-                version_id = registration.write_version(conn, new, int(model_row.id), number, now)
-                registration.add_tags(conn, version_id, tags or {})
-                return registration.as_record(new, number, now, tags or {})
+                return registration.register(
+                    conn, new, card=card, tags=tags or {}, max_versions_per_day=max_versions_per_day, policy=policy
+                )
         except registration.AlreadyRegistered:
             # A retried task: its first try registered a version; the allocation above was rolled back.
             with self.reading(action) as conn:
-                return self._version(conn, model, registration.existing_version(conn, model, new.run))
-
-    def set_tag(
-        self,
-        model: str,
-        version: int,
-        key: str,
-        value: str | None,
-        *,
-        actor: str,
-        reason: str = "",
-        run: RunRef | None = None,
-    ) -> None:
-        """Set (or with ``value=None`` remove) a tag on a version."""
-        with self.transaction(f"tag {model} v{version}") as conn:
-            model_row = self._lock_model(conn, model, now=utcnow())
-            now = utcnow()  # read under the lock
-            version_id = self._version_id(conn, model_row, version)
-            old = conn.execute(
-                sa.select(version_tags.c.value).where(
-                    version_tags.c.version_id == version_id, version_tags.c.key == key
-                )
-            ).scalar()
-            if old == value:
-                return
-            conn.execute(
-                version_tags.delete().where(version_tags.c.version_id == version_id, version_tags.c.key == key)
-            )
-            if value is not None:
-                conn.execute(version_tags.insert().values(version_id=version_id, key=key, value=value))
-            audit.append_event(
-                conn,
-                actor=actor,
-                action="tag_changed",
-                now=now,
-                model=model,
-                version=version,
-                reason=reason,
-                run=run,
-                before={key: old},
-                after={key: value},
-            )
+                return queries.get_version(conn, model, registration.existing_version(conn, model, new.run))
 
     def delete_version(self, model: str, version: int, *, actor: str, reason: str) -> None:
         """Soft-delete a version: kept for audit, no longer deployable; refused while an alias points at it."""
         with self.transaction(f"delete {model} v{version}") as conn:
-            model_row = self._lock_model(conn, model, now=utcnow())
-            now = utcnow()  # read under the lock
-            version_id = self._version_id(conn, model_row, version)
-            held = conn.execute(sa.select(aliases.c.alias).where(aliases.c.version_id == version_id)).scalars().all()
-            if held:
-                raise ConflictError(f"{model} v{version} is behind alias(es) {', '.join(held)}; move them first")
-            conn.execute(model_versions.update().where(model_versions.c.id == version_id).values(deleted_at=now))
-            audit.append_event(
+            registration.delete_version(conn, model, version, actor=actor, reason=reason)
+
+    def bind_policy(
+        self, model: str, binding: PolicyBinding, *, actor: str, reason: str = "", run: RunRef | None = None
+    ) -> bool:
+        """Bind ``model`` to a team policy (audited); False if it already was. NotFoundError if unknown."""
+        with self.transaction(f"bind a policy to '{model}'") as conn:
+            model_row = lock_model(conn, model)
+            return policies.bind(
+                conn, model, model_row, binding, actor=actor, reason=reason, run=run or RunRef(), now=utcnow()
+            )
+
+    def bound_policy(self, model: str) -> PolicyBinding | None:
+        """The team policy ``model`` is bound to, or None."""
+        with self.reading(f"read the policy of '{model}'") as conn:
+            return policies.bound(conn, model)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def list_models(self, *, include_deleted: bool = False) -> list[ModelRecord]:
+        with self.reading("list models") as conn:
+            return queries.list_models(conn, include_deleted=include_deleted)
+
+    def get_model(self, name: str) -> ModelRecord:
+        with self.reading(f"read model '{name}'") as conn:
+            return queries.get_model(conn, name)
+
+    def get_version(self, model: str, version: int) -> ModelVersion:
+        with self.reading(f"read {model} v{version}") as conn:
+            return queries.get_version(conn, model, version)
+
+    def list_versions(self, model: str, *, include_deleted: bool = False) -> list[ModelVersion]:
+        with self.reading(f"list versions of '{model}'") as conn:
+            return queries.list_versions(conn, model, include_deleted=include_deleted)
+
+    def alias_version(self, model: str, alias: str) -> ModelVersion | None:
+        """The version an alias points at now, or None."""
+        with self.reading(f"resolve alias '{alias}' of '{model}'") as conn:
+            return queries.alias_version(conn, model, alias)
+
+    def resolve(self, model: str, ref: str | int) -> ModelVersion:
+        """A version by number (``7``, ``"v7"``) or by alias (``"production"``)."""
+        with self.reading(f"resolve '{ref}' of '{model}'") as conn:
+            return queries.resolve(conn, model, ref)
+
+    def alias_history(self, model: str, alias: str | None = None) -> list[dict[str, Any]]:
+        """Every period each alias pointed at a version, oldest first."""
+        with self.reading(f"read alias history of '{model}'") as conn:
+            return queries.alias_periods(conn, model, alias)
+
+    def previous_alias_version(self, model: str, alias: str) -> int | None:
+        """The version a rollback of ``alias`` goes back to now: rollbacks undo moves, so rolling back
+        twice from v8 (after v6 → v7 → v8) reaches v6, not v8 again. Deleted versions are skipped."""
+        with self.reading(f"read alias history of '{model}'") as conn:
+            return aliases.previous_version(conn, model, alias)
+
+    def deployments(self, model: str) -> list[Deployment]:
+        with self.reading(f"list deployments of '{model}'") as conn:
+            return queries.model_deployments(conn, model)
+
+    # -- aliases and deployments ----------------------------------------------------------------
+
+    def move_alias(
+        self,
+        model: str,
+        alias: str,
+        version: int,
+        *,
+        expected: int | None = UNSET,
+        actor: str,
+        reason: str = "",
+        run: RunRef | None = None,
+    ) -> AliasMove:
+        """Point ``alias`` at ``version``; with ``expected``, only if it still points at that version."""
+        with self.transaction(f"move alias '{alias}' of '{model}'") as conn:
+            return aliases.move(
+                conn, model, alias, version, expected=expected, actor=actor, reason=reason, run=run or RunRef()
+            )
+
+    def deploy(
+        self,
+        model: str,
+        version: int,
+        *,
+        alias: str,
+        target: str,
+        endpoint: str = "",
+        expected: int | None = UNSET,
+        actor: str,
+        reason: str = "",
+        run: RunRef | None = None,
+        action: str = AuditAction.DEPLOYED,
+    ) -> Deployment:
+        """Move the alias and record the deployment in one transaction (both happen or neither)."""
+        with self.transaction(f"deploy {model} v{version} to '{alias}'") as conn:
+            return aliases.deploy(
+                conn,
+                model,
+                version,
+                alias=alias,
+                target=target,
+                endpoint=endpoint,
+                expected=expected,
+                actor=actor,
+                reason=reason,
+                run=run or RunRef(),
+                action=action,
+            )
+
+    def rollback(
+        self,
+        model: str,
+        alias: str,
+        *,
+        actor: str,
+        reason: str = "",
+        target: str = "local",
+        run: RunRef | None = None,
+    ) -> Deployment:
+        """Move ``alias`` back to the version it pointed at before its last move (see ``previous_alias_version``)."""
+        with self.transaction(f"roll back alias '{alias}' of '{model}'") as conn:
+            return aliases.rollback(conn, model, alias, actor=actor, reason=reason, target=target, run=run or RunRef())
+
+    # -- the audit trail ------------------------------------------------------------------------
+
+    def record_event(
+        self,
+        action: str,
+        *,
+        actor: str,
+        model: str | None = None,
+        version: int | None = None,
+        alias: str | None = None,
+        reason: str = "",
+        run: RunRef | None = None,
+        before: Any = None,
+        after: Any = None,
+    ) -> int:
+        """Append an audit event that is not itself a registry change (approvals, refusals)."""
+        with self.transaction(f"record '{action}' in the audit trail") as conn:
+            return audit.append_event(
                 conn,
                 actor=actor,
-                action="version_deleted",
-                now=now,
+                action=action,
+                now=utcnow(),
                 model=model,
                 version=version,
+                alias=alias,
                 reason=reason,
+                run=run,
+                before=before,
+                after=after,
             )
 
-    def update_card(self, model: str, card: ModelCard, *, actor: str, run: RunRef | None = None) -> None:
-        with self.transaction(f"update the model card of '{model}'") as conn:
-            model_row = self._lock_model(conn, model, now=utcnow())
-            now = utcnow()  # read under the lock
-            registration.update_card(conn, model, model_row, card, actor=actor, run=run or RunRef(), now=now)
+    def audit_events(self, *, model: str | None = None, since_seq: int = 0) -> list[AuditEvent]:
+        with self.reading("read the audit trail") as conn:
+            return audit.events(conn, model=model, since_seq=since_seq)
 
-    # -- internals ------------------------------------------------------------------------------
+    def approval_decision(
+        self, model: str, version: int, alias: str, *, run_id: str | None = None
+    ) -> AuditEvent | None:
+        """The newest approval decision recorded for ``model`` v``version`` behind ``alias`` (or None)."""
+        with self.reading(f"read approvals of {model} v{version}") as conn:
+            return approvals.decision(conn, model, version, alias, run_id=run_id)
 
-    def _lock_model(self, conn: Connection, model: str, *, now: dt.datetime, create: bool = False) -> Row[Any]:
-        if create:
-            insert = registration.dialect_insert(conn)(models).values(
-                name=model,
-                latest_version=0,
-                description="",
-                owner="",
-                team="",
-                intended_use="",
-                limitations="",
-                created_at=now,
-            )
-            conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
-        row = conn.execute(sa.select(models).where(models.c.name == model).with_for_update()).first()
-        if row is None:
-            raise NotFoundError(f"model '{model}' is not in the registry")
-        if row.deleted_at is not None:
-            raise RegistryError(f"model '{model}' was deleted on {row.deleted_at:%Y-%m-%d}; it takes no changes")
-        return row
+    def approval_events(self, model: str, version: int, alias: str) -> list[AuditEvent]:
+        """Every approval event (request, answers, refusals) for ``model`` v``version`` behind ``alias``."""
+        with self.reading(f"read approvals of {model} v{version}") as conn:
+            return approvals.history(conn, model, version, alias)
 
-    def _version_id(self, conn: Connection, model_row: Row[Any], version: int) -> int:
-        row = conn.execute(
-            sa.select(model_versions.c.id, model_versions.c.deleted_at).where(
-                model_versions.c.model_id == model_row.id, model_versions.c.version == version
-            )
-        ).first()
-        if row is None:
-            raise NotFoundError(f"model '{model_row.name}' has no version {version}")
-        if row.deleted_at is not None:
-            raise RegistryError(f"{model_row.name} v{version} was deleted; it cannot be used")
-        return int(row.id)
+    def pending_approvals(self, model: str | None = None) -> list[AuditEvent]:
+        """Approval requests nobody has closed yet (granted, rejected, timed out, superseded), oldest first."""
+        with self.reading("read pending approvals") as conn:
+            return approvals.pending(conn, model)
+
+    def verify_audit(self) -> audit.ChainReport:
+        with self.reading("verify the audit trail") as conn:
+            return audit.verify_chain(conn)

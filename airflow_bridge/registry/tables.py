@@ -23,6 +23,9 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+SCHEMA_REVISION = "0002"
+"""The alembic revision this schema is (in-memory registries are created from it directly)."""
+
 models = Table(
     "ab_models",
     metadata,
@@ -36,6 +39,16 @@ models = Table(
     Column("limitations", Text, nullable=False, default=""),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("deleted_at", DateTime(timezone=True), nullable=True),
+    Column("policy_sha256", String(64), nullable=True),
+)
+
+policies = Table(
+    "ab_policies",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("document", JSON, nullable=False),
+    Column("source", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 model_versions = Table(
@@ -60,6 +73,7 @@ model_versions = Table(
     Column("created_by", String(250), nullable=False, default=""),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("deleted_at", DateTime(timezone=True), nullable=True),
+    Column("artifact_conn_id", String(250), nullable=True),
     UniqueConstraint("model_id", "version", name="uq_ab_model_versions_version"),
     UniqueConstraint("model_id", "dag_id", "run_id", "task_id", name="uq_ab_model_versions_run"),
 )
@@ -90,6 +104,9 @@ alias_history = Table(
     Column("version_id", Integer, ForeignKey("ab_model_versions.id"), nullable=True),
     Column("valid_from", DateTime(timezone=True), nullable=False),
     Column("valid_to", DateTime(timezone=True), nullable=True),
+    # The period this one replaced by a move; a rollback's period inherits the undo of the period it
+    # returned to, so rolling back again undoes the move before that (see aliases.py).
+    Column("undo_id", Integer, ForeignKey("ab_alias_history.id", name="fk_ab_alias_history_undo"), nullable=True),
     Index("ix_ab_alias_history_lookup", "model_id", "alias", "valid_from"),
 )
 

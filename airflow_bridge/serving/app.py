@@ -93,9 +93,9 @@ class ModelHolder:
 
     @staticmethod
     def _load(version: ModelVersion) -> LoadedModel:
-        from airflow_bridge.artifacts import ArtifactStore, load_model
+        from airflow_bridge.artifacts import load_model, read_verified
 
-        data = ArtifactStore(version.artifact.uri.rsplit("/", 1)[0]).read_verified(version.artifact)
+        data = read_verified(version.artifact)
         features = list(version.data.get("features") or [])
         return LoadedModel(version, load_model(data), features, time.time())
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
+from airflow_bridge.registry.engine import VERSION_TABLE
 from airflow_bridge.registry.tables import metadata
-
-VERSION_TABLE = "ab_alembic_version"
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -1,0 +1,210 @@
+"""Typed results of the actions, with one XCom form each.
+
+Operators return ``result.to_xcom()`` (plain JSON, readable in the Airflow UI) and read upstream
+results with ``Type.from_xcom(value)``, which also accepts the object itself and says clearly what
+is wrong with anything else (engineers wire these by hand in their own DAGs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from airflow_bridge.exceptions import BridgeError
+from airflow_bridge.registry.records import ArtifactRef
+
+_T = TypeVar("_T", bound="_XComForm")
+
+
+class _XComForm:
+    """``to_xcom``/``from_xcom`` for frozen dataclasses whose fields are JSON values, refs or results."""
+
+    def to_xcom(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_xcom(cls: type[_T], value: Any, what: str | None = None) -> _T:
+        if isinstance(value, cls):
+            return value
+        label = what or cls.__name__
+        if not isinstance(value, Mapping):
+            raise BridgeError(
+                f"{label} must be the XCom of the upstream airflow-bridge task (a {cls.__name__}), "
+                f"got {type(value).__name__}"
+            )
+        try:
+            return cls._parse(dict(value))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BridgeError(f"{label} is not a {cls.__name__} XCom ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _parse(cls: type[_T], value: dict[str, Any]) -> _T:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in value.items() if k in names})
+
+
+def artifact_from(value: Mapping[str, Any] | ArtifactRef) -> ArtifactRef:
+    if isinstance(value, ArtifactRef):
+        return value
+    return ArtifactRef(str(value["uri"]), str(value["sha256"]), int(value["size"]), value.get("conn_id"))
+
+
+@dataclass(frozen=True)
+class DataSummary(_XComForm):
+    """The training table as read: where, its fingerprint, profile and how it was split.
+
+    Only ``uri`` is required, so an engineer's own training step can hand a short summary to
+    ``RegisterModelOperator``; ``TrainModelOperator`` fills every field.
+    """
+
+    uri: str
+    format: str = ""
+    sha256: str = ""
+    size: int = 0
+    rows: int = 0
+    columns: dict[str, str] = field(default_factory=dict)
+    null_fraction: dict[str, float] = field(default_factory=dict)
+    used_columns: list[str] = field(default_factory=list)
+    target: str = ""
+    features: list[str] = field(default_factory=list)
+    train_rows: int = 0
+    test_rows: int = 0
+    test_size: float | None = None
+    seed: int | None = None
+
+    def for_registry(self) -> dict[str, Any]:
+        """What the registry keeps about the data (null fractions stay in the report)."""
+        return {k: v for k, v in self.to_xcom().items() if k != "null_fraction"}
+
+
+@dataclass(frozen=True)
+class TrainingResult(_XComForm):
+    """A fitted model: its artifact and held-out split (content-addressed), parameters and data."""
+
+    model: str
+    estimator: str
+    task_kind: str
+    artifact: ArtifactRef
+    data: DataSummary
+    params: dict[str, Any] = field(default_factory=dict)
+    effective_params: dict[str, Any] = field(default_factory=dict)
+    holdout: ArtifactRef | None = None
+    """The held-out split validate scores on (None when an engineer's own step trained the model)."""
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    """The data checks, all passed (a failed check stops training)."""
+
+    @classmethod
+    def _parse(cls, value: dict[str, Any]) -> TrainingResult:
+        return cls(
+            model=str(value["model"]),
+            estimator=str(value["estimator"]),
+            task_kind=str(value["task_kind"]),
+            artifact=artifact_from(value["artifact"]),
+            data=DataSummary.from_xcom(value["data"], "training data"),
+            params=dict(value.get("params") or {}),
+            effective_params=dict(value.get("effective_params") or {}),
+            holdout=artifact_from(value["holdout"]) if value.get("holdout") else None,
+            checks=list(value.get("checks") or []),
+        )
+
+
+@dataclass(frozen=True)
+class ValidationReport(_XComForm):
+    """Metrics on the held-out split, every gate with its value and bounds, and the champion comparison."""
+
+    model: str
+    metrics: dict[str, Any]
+    gates: list[dict[str, Any]]
+    champion: dict[str, Any] | None = None
+    passed: bool = False
+
+    @property
+    def failed_gates(self) -> list[dict[str, Any]]:
+        return [g for g in self.gates if not g["passed"]]
+
+    @property
+    def champion_failed(self) -> bool:
+        return bool(self.champion) and not bool((self.champion or {}).get("passed", True))
+
+    def failure_message(self) -> str:
+        """Why the model may not move forward: every failed gate, and the champion line."""
+        from airflow_bridge.ml.gates import format_gate_table
+
+        failed = self.failed_gates
+        reasons = [f"{len(failed)} of {len(self.gates)} gate(s) failed"] if failed else []
+        if self.champion_failed and self.champion:
+            reasons.append(f"it does not beat the live v{self.champion['champion_version']} by enough")
+        lines = [f"Validation failed for {self.model}: {'; '.join(reasons)}:", format_gate_table(self.gates)]
+        if self.champion_failed and self.champion:
+            c = self.champion
+            lines.append(
+                f"  FAIL  champion: {c['metric']} {c['candidate']:.4f} vs v{c['champion_version']} "
+                f"{c['champion']:.4f} (improvement {c['improvement']:+.4f}, required {c['min_improvement']:+.4f})"
+            )
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Registration(_XComForm):
+    """A registered version: what downstream approval and deployment act on."""
+
+    model: str
+    version: int
+    artifact: ArtifactRef
+    estimator: str = ""
+    task_kind: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def _parse(cls, value: dict[str, Any]) -> Registration:
+        artifact = value.get("artifact")
+        return cls(
+            model=str(value["model"]),
+            version=int(value["version"]),
+            artifact=artifact_from(artifact) if artifact else ArtifactRef("", "", 0),
+            estimator=str(value.get("estimator") or ""),
+            task_kind=str(value.get("task_kind") or ""),
+            metrics=dict(value.get("metrics") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class ApprovalDecision(_XComForm):
+    """An answer to an approval request as recorded in the audit trail."""
+
+    model: str
+    version: int
+    alias: str
+    decision: str
+    """granted, rejected, refused, timed_out or superseded"""
+    approver: str | None
+    reason: str = ""
+    seq: int | None = None
+
+    @property
+    def granted(self) -> bool:
+        return self.decision == "granted"
+
+
+@dataclass(frozen=True)
+class DeploymentResult(_XComForm):
+    """An alias moved (deployed, promoted or rolled back), and the approval that allowed it."""
+
+    model: str
+    version: int
+    alias: str
+    target: str
+    endpoint: str
+    previous_version: int | None
+    action: str
+    actor: str
+    approval: ApprovalDecision | None = None
+    policy_override: bool = False
+
+    @classmethod
+    def _parse(cls, value: dict[str, Any]) -> DeploymentResult:
+        approval = value.get("approval")
+        fields = {k: v for k, v in value.items() if k != "approval"}
+        return cls(**fields, approval=ApprovalDecision.from_xcom(approval) if approval else None)

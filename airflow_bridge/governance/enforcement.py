@@ -1,0 +1,141 @@
+"""Which policy governs a model, and the rules every door to a protected alias applies.
+
+The policy is found without the current directory: the registry binds the team policy to the
+model when a version is registered (``policy_bound`` in the audit trail). A model with no bound
+policy falls back to the configured one (``[airflow_bridge] policy_file``, ``$AIRFLOW_BRIDGE_POLICY``,
+or ``--policy`` on the CLI); with none in reach, the aliases protected by default fail closed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from airflow_bridge.exceptions import PolicyViolationError
+from airflow_bridge.governance.policy import PROTECTED_BY_DEFAULT, Policy
+
+if TYPE_CHECKING:
+    from airflow_bridge.registry.records import ModelRecord, ModelVersion, PolicyBinding
+    from airflow_bridge.registry.store import ModelRegistry
+
+SYSTEM_ACTORS = frozenset({"", "airflow"})
+"""Actors that are not people: they never count as authors."""
+
+
+@dataclass(frozen=True)
+class GoverningPolicy:
+    """The policy that governs a model (None: no policy in reach) and where it was found."""
+
+    policy: Policy | None
+    source: str
+    sha256: str | None = None
+
+    def protects(self, team: str, alias: str) -> bool:
+        return is_protected(self.policy, team, alias)
+
+
+def binding_for(policy: Policy, source: str) -> PolicyBinding:
+    """What the registry stores to bind ``policy`` to a model at registration."""
+    from airflow_bridge.registry.records import PolicyBinding
+
+    return PolicyBinding(sha256=policy.canonical_sha256(), document=policy.document(), source=source)
+
+
+def configured_policy_path(explicit: str | os.PathLike[str] | None = None) -> tuple[str, str] | None:
+    """(path, where it was configured): ``--policy`` → ``[airflow_bridge] policy_file`` → ``$AIRFLOW_BRIDGE_POLICY``."""
+    from airflow_bridge.resolution import POLICY_ENV, bridge_config
+
+    if explicit:
+        return str(explicit), "--policy"
+    configured = bridge_config("policy_file")
+    if configured:
+        return configured, "[airflow_bridge] policy_file"
+    if os.environ.get(POLICY_ENV):
+        return os.environ[POLICY_ENV], f"${POLICY_ENV}"
+    return None
+
+
+def load_policy_or_refuse(path: str, where: str) -> Policy:
+    """The policy at ``path``; an unreadable or invalid file refuses the action (fail closed)."""
+    from airflow_bridge.governance.loader import load_policy
+
+    loaded = load_policy(path)
+    if not loaded.ok or loaded.policy is None:
+        problems = "; ".join(issue.format() for issue in loaded.issues) or "invalid"
+        raise PolicyViolationError(
+            f"the team policy {path} ({where}) is unreadable or invalid, so nothing may move: {problems}"
+        )
+    return loaded.policy
+
+
+def governing_policy(
+    registry: ModelRegistry, model: str, *, explicit: str | os.PathLike[str] | None = None
+) -> GoverningPolicy:
+    """The policy bound to ``model`` in the registry, else the configured one, else none."""
+    bound = registry.bound_policy(model)
+    configured = configured_policy_path(explicit)
+    if bound is not None:
+        policy = _bound(bound, model)
+        if explicit and configured is not None:
+            given = load_policy_or_refuse(*configured)
+            if given.canonical_sha256() != bound.sha256:
+                raise PolicyViolationError(
+                    f"model '{model}' is governed by the policy bound to it at registration ({bound.source}, "
+                    f"sha256 {bound.sha256[:12]}); --policy {explicit} is a different policy. Drop --policy; the "
+                    "binding changes when the model's DAG registers a version under the new policy"
+                )
+        return GoverningPolicy(policy, f"bound to '{model}' at registration ({bound.source})", bound.sha256)
+    if configured is not None:
+        policy = load_policy_or_refuse(*configured)
+        return GoverningPolicy(policy, f"{configured[1]} {configured[0]}", policy.canonical_sha256())
+    return GoverningPolicy(None, "none")
+
+
+def _bound(binding: PolicyBinding, model: str) -> Policy:
+    from pydantic import ValidationError
+
+    try:
+        return Policy.model_validate(binding.document)
+    except ValidationError as exc:
+        raise PolicyViolationError(
+            f"the policy bound to '{model}' ({binding.source}) no longer validates: {exc.errors()[0]['msg']}"
+        ) from None
+
+
+def is_protected(policy: Policy | None, team: str, alias: str) -> bool:
+    """Does moving ``alias`` need an approval? With no policy in reach, the default protected aliases do."""
+    if policy is None:
+        return alias in PROTECTED_BY_DEFAULT
+    return alias in policy.aliases_needing_approval(team)
+
+
+def authors_of(model: ModelRecord, version: ModelVersion | None = None) -> set[str]:
+    """The model's owner and whoever produced the version: none of them may approve it."""
+    found = {model.card.owner}
+    if version is not None:
+        found.add(version.created_by)
+    return found - SYSTEM_ACTORS
+
+
+def approval_refusal(policy: Policy | None, team: str, authors: set[str], user: str) -> str | None:
+    """Why ``user`` may not approve a model of ``team`` by ``authors`` (None: they may). The one rule."""
+    if not user:
+        return "the answer carries no user"
+    if user in authors:
+        return f"'{user}' authored this model and cannot approve it (separation of duties)"
+    if policy is None:
+        return "no team policy governs this model, so nobody is an approver"
+    approvers = policy.approvers_for(team, authors)
+    if user not in approvers:
+        return f"'{user}' is not an approver of team '{team}' (approvers: {', '.join(approvers) or 'none'})"
+    return None
+
+
+def no_policy_message(model: str, alias: str) -> str:
+    return (
+        f"alias '{alias}' is protected by default and no team policy governs '{model}': none was bound when it was "
+        "registered and none is configured. Point at the policy with [airflow_bridge] policy_file (or "
+        "AIRFLOW__AIRFLOW_BRIDGE__POLICY_FILE), $AIRFLOW_BRIDGE_POLICY or --policy FILE, or register the model "
+        "from a specs folder that has a _policy.yaml"
+    )
