@@ -6,20 +6,20 @@ SPEC ?= dag_specs/breast_cancer_classifier.yaml
 APPROVER ?= dana
 PYTEST_ARGS ?= -n 2
 
-.PHONY: demo test lint typecheck unit bench bench-registry clean
+.PHONY: demo test test-stack lint typecheck unit bench bench-registry clean
 
 $(BIN)/airflow-bridge: pyproject.toml dev/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
-	$(BIN)/pip install --quiet -c dev/constraints.txt -e ".[dev,serve,postgres]"
+	$(BIN)/pip install --quiet -c dev/constraints.txt -e ".[dev,serve,postgres,celery]"
 	touch $@
 
 ## demo: train, validate, register and deploy an example spec end to end (SQLite, local files)
 demo: $(BIN)/airflow-bridge
 	$(BIN)/airflow-bridge run $(SPEC) --approve-as $(APPROVER)
 
-## test: lint, type-check and run the whole test suite
-test: lint typecheck unit
+## test: lint, type-check and run the whole test suite, then the stack tests on a real Airflow (dev/stack)
+test: lint typecheck unit test-stack
 
 lint: $(BIN)/airflow-bridge
 	$(BIN)/ruff check .
@@ -30,6 +30,10 @@ typecheck: $(BIN)/airflow-bridge
 
 unit: $(BIN)/airflow-bridge
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## test-stack: start a real Airflow (Celery, PostgreSQL, Redis on 127.0.0.1), drive it over REST, stop it
+test-stack: $(BIN)/airflow-bridge
+	$(BIN)/pytest -m stack tests/test_stack.py -p no:xdist --durations=0
 
 ## bench: parse-time and validate benchmarks (figures in docs/benchmarks.md)
 bench: $(BIN)/airflow-bridge
@@ -45,4 +49,4 @@ bench-registry: $(BIN)/airflow-bridge benchmarks/.venv-mlflow/bin/python
 	$(BIN)/python benchmarks/registry_throughput.py --rounds 5
 
 clean:
-	rm -rf $(VENV) .airflow-bridge .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .airflow-bridge .stack .pytest_cache .mypy_cache .ruff_cache

@@ -68,11 +68,11 @@ def test_approved_deployment_goes_live(spec_dir: Path, registry_env: dict, run_s
     assert registry.verify_audit().ok
 
 
-def test_rejected_deployment_is_skipped_and_recorded(spec_dir: Path, registry_env: dict, run_spec_dag) -> None:
+def test_rejected_deployment_fails_the_run_and_is_recorded(spec_dir: Path, registry_env: dict, run_spec_dag) -> None:
     states, _ = _run_with_answers(run_spec_dag, spec_dir, [Answer("erin", approve=False)])
 
-    assert states["approve"] == "success"
-    assert states["deploy"] == "skipped"
+    assert states["approve"] == "failed"  # red in the grid: not deployed
+    assert states["deploy"] == "upstream_failed"
     registry = ModelRegistry(registry_env["url"])
     assert registry.get_version(MODEL, 1)  # registered, but not live
     assert registry.alias_version(MODEL, "production") is None
@@ -90,7 +90,7 @@ def test_author_and_non_approvers_are_refused_by_airflow(
     assert attempt.user == intruder and not accepted
     assert "403" in detail and intruder in detail
     assert closing[1]  # dana's rejection ends the run
-    assert states["deploy"] == "skipped"
+    assert states["deploy"] == "upstream_failed"
     assert ModelRegistry(registry_env["url"]).alias_version(MODEL, "production") is None
 
 

@@ -22,7 +22,7 @@ import pluggy
 import pytest
 import yaml
 
-from tests.helpers import EXAMPLES, write_loader
+from tests.helpers import EXAMPLES, cli, write_loader
 
 TASKS = ["train", "validate", "register", "deploy"]
 VALID_SPECS = ["breast_cancer_classifier.yaml", "diabetes_progression.yaml"]
@@ -97,14 +97,20 @@ def _broken_specs() -> list[Broken]:
 BROKEN = _broken_specs()
 
 
-def make_folder(parent: Path, *, broken: list[Broken] = BROKEN) -> Path:
-    """A dags folder like a user's: example specs, their data, the loader file, and ``broken`` specs."""
+REPORT_FILE = "airflow_bridge_spec_errors.py"
+
+
+def make_folder(parent: Path, *, broken: list[Broken] = BROKEN, report: bool = False) -> Path:
+    """A dags folder like a user's: example specs, their data, the loader file (``report``: and the file
+    listing invalid specs under Import Errors), and ``broken`` specs."""
     folder = parent / "specs"
     folder.mkdir(parents=True)
     for name in VALID_SPECS:
         shutil.copy(EXAMPLES / name, folder / name)
     shutil.copytree(EXAMPLES / "data", folder / "data")
     shutil.copy(EXAMPLES / "airflow_bridge_dags.py", folder / "airflow_bridge_dags.py")
+    if report:
+        shutil.copy(EXAMPLES / REPORT_FILE, folder / REPORT_FILE)
     for spec in broken:
         (folder / spec.file).write_text(spec.text)
     return folder
@@ -177,6 +183,77 @@ def test_broken_spec_becomes_placeholder_showing_its_error(broken: Broken, mixed
     assert error.search(dag.description), dag.description
     assert error.search(dag.doc_md), dag.doc_md
     assert f"airflow-bridge validate {folder.name}/{broken.file}" in dag.doc_md
+
+
+def test_placeholder_docs_list_one_error_a_line(tmp_path: Path) -> None:
+    two = _spec(
+        "name: two_errors", ("owner: bob\n", "owner: bob\ncolour: blue\n"), ("sklearn.linear_model.Ridge", "os.system")
+    )
+    folder = make_folder(tmp_path, broken=[Broken("two.yaml", two, "two_errors", None, None, "")])
+
+    dag = dagbag(folder).dags["two_errors"]
+
+    items = [line for line in dag.doc_md.splitlines() if line.startswith("- ")]
+    assert len(items) == 2, dag.doc_md
+    assert items[0].startswith(f"- `{folder.name}/two.yaml:") and items[0].endswith("`")
+    assert "unknown key 'colour'" in "\n".join(items) and "'os.system' is not on the allow-list" in "\n".join(items)
+
+
+@pytest.mark.parametrize(
+    ("file", "owner"),
+    [("unknown_key.yaml", "bob"), ("Unreadable-Name.yaml", "bob"), ("no_owner.yaml", "airflow")],
+)
+def test_placeholder_is_owned_by_the_spec_owner_when_readable(file: str, owner: str, tmp_path: Path) -> None:
+    ownerless = Broken("no_owner.yaml", "name: no_owner\nowner: [1, 2]\n", "no_owner", 2, 1, "")
+    folder = make_folder(tmp_path, broken=[*BROKEN, ownerless])
+
+    dag = placeholder_of(dagbag(folder), folder, file)
+
+    assert dag.owner == owner
+
+
+def _spec_errors(bag: Any, folder: Path) -> str:
+    assert set(bag.import_errors) == {str(folder / REPORT_FILE)}, bag.import_errors
+    return str(bag.import_errors[str(folder / REPORT_FILE)])
+
+
+def test_invalid_specs_are_listed_under_import_errors_while_every_dag_stays(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path, report=True)
+
+    bag = dagbag(folder)
+
+    errors = _spec_errors(bag, folder)
+    assert f"{len(BROKEN)} invalid airflow-bridge spec(s) in {folder}" in errors
+    for broken in BROKEN:
+        assert re.search("^- " + broken.where(folder) + r".*" + re.escape(broken.message), errors, re.M), errors
+    assert set(bag.dags) - set(placeholders(bag)) == VALID_IDS
+    assert len(placeholders(bag)) == len(BROKEN)
+
+
+def test_the_import_error_goes_away_when_every_spec_is_valid(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path, broken=[], report=True)
+
+    bag = dagbag(folder)
+
+    assert bag.import_errors == {}
+    assert set(bag.dags) == VALID_IDS
+
+
+def test_two_specs_registering_one_model_are_both_flagged_with_both_positions(tmp_path: Path) -> None:
+    # the original has no registry.model: it registers its name, 'diabetes_progression'
+    copy = _spec("name: diabetes_copy") + "registry:\n  model: diabetes_progression\n"
+    folder = make_folder(tmp_path, broken=[Broken("copy.yaml", copy, "diabetes_copy", None, None, "")])
+    original = f"{folder.name}/diabetes_progression.yaml:{_line_of(BASE, 'name:')}:7"
+    duplicate = f"{folder.name}/copy.yaml:{_line_of(copy, '  model: diabetes_progression')}:10"
+
+    done = cli("validate", folder.name, "--no-data", cwd=tmp_path)
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    message = "model 'diabetes_progression' is also registered by"
+    assert f"{original}: registry.model: {message} {duplicate}:" in done.stdout, done.stdout
+    assert f"{duplicate}: registry.model: {message} {original}:" in done.stdout, done.stdout
+    bag = dagbag(folder)
+    assert {"diabetes_progression", "diabetes_copy"} <= set(placeholders(bag))
 
 
 def test_duplicate_names_report_both_files_and_build_neither(mixed: tuple[Path, Any]) -> None:
@@ -331,10 +408,10 @@ def test_triggering_a_placeholder_fails_at_spec_error_with_the_spec_errors(tmp_p
 # -- the dag-processor: what the scheduler and UI get ----------------------------------------------------------------
 
 
-def _airflow(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _airflow(args: list[str], env: dict[str, str], *, returncode: int = 0) -> subprocess.CompletedProcess[str]:
     airflow = Path(sys.executable).with_name("airflow")
     done = subprocess.run([str(airflow), *args], env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, f"airflow {' '.join(args)} → {done.returncode}\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == returncode, f"airflow {' '.join(args)} → {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done
 
 
@@ -348,8 +425,10 @@ def _json_output(stdout: str) -> Any:
 
 
 @pytest.mark.slow
-def test_dag_processor_stores_valid_and_placeholder_dags_without_import_errors(tmp_path: Path) -> None:
-    folder = make_folder(tmp_path)
+def test_dag_processor_stores_valid_and_placeholder_dags_and_lists_invalid_specs_as_import_errors(
+    tmp_path: Path,
+) -> None:
+    folder = make_folder(tmp_path, report=True)
     home = tmp_path / "airflow-home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW"))}
@@ -367,9 +446,13 @@ def test_dag_processor_stores_valid_and_placeholder_dags_without_import_errors(t
     _airflow(["db", "migrate"], env)
     _airflow(["dag-processor", "--num-runs", "1"], env)
     listed = _json_output(_airflow(["dags", "list", "-o", "json"], env).stdout)
-    import_errors = _json_output(_airflow(["dags", "list-import-errors", "-o", "json"], env).stdout)
+    # exit 1: there are import errors (the invalid specs)
+    import_errors = _json_output(_airflow(["dags", "list-import-errors", "-o", "json"], env, returncode=1).stdout)
 
-    assert import_errors == []
+    assert [e["filepath"] for e in import_errors] == [REPORT_FILE], import_errors
+    for broken in BROKEN:
+        line = "^- " + broken.where(folder) + r".*" + re.escape(broken.message)
+        assert re.search(line, import_errors[0]["error"], re.M), broken.file
     assert {d["dag_id"] for d in listed} == VALID_IDS | expected_placeholders
     assert {d["fileloc"] for d in listed} == {str(folder / "airflow_bridge_dags.py")}
     with sqlite3.connect(home / "airflow.db") as db:

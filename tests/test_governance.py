@@ -156,7 +156,7 @@ def test_build_applies_approvals_pools_and_limits(folder: Path) -> None:
         2,
     )
     assert onc.task_dict["register"].pool == "oncology"
-    assert onc.max_active_runs == 2
+    assert onc.max_active_runs == 3  # the team's 2, plus one so a run waiting for approval blocks no other
     assert onc.task_dict["register"].max_versions_per_day == 5
     # estimator parameters stay the estimator's: they must not turn into Airflow task Params
     assert onc.task_dict["train"].estimator_params == {"n_estimators": 100, "max_depth": 6}

@@ -313,7 +313,7 @@ def test_building_and_parsing_dags_never_imports_openlineage(tmp_path: Path) -> 
     done = _python(PARSE, str(EXAMPLES), str(loader), env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert found["built"] == found["bag"] == ["breast_cancer_classifier", "diabetes_progression"]
+    assert found["built"] == found["bag"] == ["breast_cancer_classifier", "diabetes_progression", "penguin_species"]
     assert found["new"] == []
     assert set(found["baseline"]) <= {
         "airflow.providers.openlineage",

@@ -32,9 +32,11 @@ from airflow_bridge.factory.build import build_dag
 from airflow_bridge.factory.dags import load_dag_specs
 from airflow_bridge.factory.placeholder import INVALID_TAG
 from airflow_bridge.spec import API_VERSION, LoadedSpec, SpecContext, load_spec
+from airflow_bridge.spec.estimator_params import PARAMETERS
 from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS, METRICS
 from airflow_bridge.spec.models import SCHEDULE_PRESETS
 from airflow_bridge.spec.schema import experiment_schema
+from airflow_bridge.spec.semantics import METRIC_RANGES
 
 PLAIN = SpecContext()
 COMMON = settings(
@@ -51,7 +53,6 @@ NAME = st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True)
 PROSE = st.text(alphabet=string.ascii_letters + string.digits + " .,'()\n", max_size=80)
 CRONS = ("0 6 * * 1", "*/15 * * * *", "0 0 1 * *", "30 2 * * MON-FRI", "0 0 L * *", "5 4 * * sun")
 URIS = ("data/train.csv", "train.csv", "./data/t.parquet", "sub/dir/x.pq", "file:train.csv")
-PARAM_NAMES = ("n_estimators", "max_depth", "alpha", "C", "max_iter", "random_state", "criterion", "fit_intercept")
 JSON_SCALAR = st.one_of(
     st.none(),
     st.booleans(),
@@ -59,15 +60,55 @@ JSON_SCALAR = st.one_of(
     st.floats(-1e6, 1e6, allow_nan=False),
     WORD,
 )
-BOUND = st.floats(-1e3, 1e3, allow_nan=False)
+
+
+def bound(metric: str) -> st.SearchStrategy[float]:
+    """A gate bound the metric can reach (validate refuses f1 >= 1.01 or mae <= -1)."""
+    low, high = METRIC_RANGES[metric]
+    return st.floats(-1e3 if low is None else low, 1e3 if high is None else high, allow_nan=False)
 
 
 @st.composite
 def thresholds(draw: st.DrawFn, metric_names: tuple[str, ...]) -> dict[str, Any]:
     result = {}
     for metric in draw(st.lists(st.sampled_from(metric_names), unique=True, max_size=3)):
-        low, high = sorted([draw(BOUND), draw(BOUND)])
+        low, high = sorted([draw(bound(metric)), draw(bound(metric))])
         result[metric] = draw(st.sampled_from([{"min": low}, {"max": high}, {"min": low, "max": high}]))
+    return result
+
+
+def accepted_values(constraint: tuple[Any, ...]) -> st.SearchStrategy[Any] | None:
+    """Values an estimator parameter accepts, per the committed table (None: none a test can write)."""
+    kind = constraint[0]
+    if kind == "hidden":
+        return accepted_values(constraint[1])
+    if kind in ("int", "real", "float"):
+        _, low, high, closed = constraint
+        low = -(10**6) if low is None else low
+        high = 10**6 if high is None else high
+        if kind == "int":
+            return st.integers(low + (closed not in ("left", "both")), high - (closed not in ("right", "both")))
+        return st.floats(
+            low,
+            high,
+            exclude_min=closed not in ("left", "both"),
+            exclude_max=closed not in ("right", "both"),
+            allow_nan=False,
+        )
+    simple: dict[str, st.SearchStrategy[Any]] = {"bool": st.booleans(), "none": st.none()}
+    if kind in ("str", "options"):
+        return st.sampled_from(constraint[1])
+    return simple.get(kind)
+
+
+@st.composite
+def estimator_params(draw: st.DrawFn, estimator: str) -> dict[str, Any]:
+    table = PARAMETERS[estimator]
+    result = {}
+    for name in draw(st.lists(st.sampled_from(sorted(table)), unique=True, max_size=4)):
+        choices = [s for c in table[name] if (s := accepted_values(c)) is not None]
+        if choices:
+            result[name] = draw(st.one_of(choices))
     return result
 
 
@@ -114,7 +155,7 @@ def spec_dicts(draw: st.DrawFn, name: str | None = None) -> dict[str, Any]:
     spec["data"] = data
     model: dict[str, Any] = {"estimator": estimator}
     if draw(maybe):
-        model["params"] = draw(st.dictionaries(st.sampled_from(PARAM_NAMES), JSON_SCALAR, max_size=4))
+        model["params"] = draw(estimator_params(estimator))
     spec["model"] = model
     if draw(maybe):
         spec["training"] = {
@@ -125,7 +166,10 @@ def spec_dicts(draw: st.DrawFn, name: str | None = None) -> dict[str, Any]:
     if draw(maybe):
         validation: dict[str, Any] = {"thresholds": draw(thresholds(metric_names))}
         if draw(maybe):
-            validation["champion"] = {"metric": draw(st.sampled_from(metric_names)), "min_improvement": draw(BOUND)}
+            metric = draw(st.sampled_from(metric_names))
+            low, high = METRIC_RANGES[metric]
+            margin = st.floats(-1e3, 1e3 if low is None or high is None else high - low, allow_nan=False)
+            validation["champion"] = {"metric": metric, "min_improvement": draw(margin)}
         spec["validation"] = validation
     if draw(maybe):
         spec["registry"] = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_bridge.actions.results import Registration, TrainingResult, ValidationReport
 from airflow_bridge.exceptions import GateFailedError, PolicyViolationError
@@ -53,7 +53,7 @@ def register(
         task_kind=training.task_kind,
         params=dict(training.params),
         metrics=dict(report.metrics) if report else {},
-        validation={"gates": report.gates, "champion": report.champion} if report else {},
+        validation=_validation_record(report),
         data=training.data.for_registry(),
         spec_sha256=spec_sha256,
         run=run,
@@ -81,3 +81,13 @@ def _bound_or_none(registry: ModelRegistry, model: str) -> PolicyBinding | None:
         return registry.bound_policy(model)
     except NotFoundError:
         return None
+
+
+def _validation_record(report: ValidationReport | None) -> dict[str, Any]:
+    """What the version keeps of its validation: every gate, the champion comparison and the model report."""
+    if report is None:
+        return {}
+    record: dict[str, Any] = {"gates": report.gates, "champion": report.champion}
+    if report.report:
+        record["report"] = report.report
+    return record

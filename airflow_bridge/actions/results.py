@@ -73,6 +73,10 @@ class DataSummary(_XComForm):
     test_rows: int = 0
     test_size: float | None = None
     seed: int | None = None
+    roles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each column's role (numeric, categorical, datetime, text, ignore, target) and why."""
+    missing_target_rows: int = 0
+    """Rows dropped because their target was missing."""
 
     def for_registry(self) -> dict[str, Any]:
         """What the registry keeps about the data (null fractions stay in the report)."""
@@ -119,6 +123,8 @@ class ValidationReport(_XComForm):
     gates: list[dict[str, Any]]
     champion: dict[str, Any] | None = None
     passed: bool = False
+    report: dict[str, Any] | None = None
+    """The model report's artifacts and key figures (``airflow_bridge.report.store_report``), if one was made."""
 
     @property
     def failed_gates(self) -> list[dict[str, Any]]:

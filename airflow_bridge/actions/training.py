@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_bridge.actions.results import DataSummary, TrainingResult
-from airflow_bridge.exceptions import EstimatorError, GateFailedError
+from airflow_bridge.exceptions import DataError, EstimatorError, GateFailedError
 
 if TYPE_CHECKING:
     from airflow_bridge.artifacts import ArtifactStore
@@ -34,6 +34,10 @@ class TrainingRequest:
     stratify: bool = True
     checks: Mapping[str, Any] = field(default_factory=dict)
     allowed_estimators: Mapping[str, str] | None = None
+    column_roles: Mapping[str, str] = field(default_factory=dict)
+    """The spec's ``data.columns``: role overrides by column name."""
+    delimiter: str | None = None
+    encoding: str | None = None
 
     @property
     def allowed(self) -> dict[str, str]:
@@ -59,40 +63,64 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
     """Fit ``request.estimator`` on the table at ``request.data_uri``; bad data never produces a model."""
     from airflow_bridge.artifacts import dump_frame, dump_model
     from airflow_bridge.ml import data as data_io
-    from airflow_bridge.ml.estimator import build_estimator
+    from airflow_bridge.ml.columns import feature_columns, infer_roles
+    from airflow_bridge.ml.estimator import build_estimator, build_model_pipeline
     from airflow_bridge.ml.gates import evaluate_data_checks, format_gate_table
 
     task_kind = request.resolved_task_kind
-    table = data_io.read_table(request.data_uri, request.data_format, request.data_conn_id)
-    features = data_io.select_columns(table.frame, table.uri, request.target, request.features)
-    profile = data_io.profile(table.frame, [*features, request.target])
+    table = data_io.read_table(
+        request.data_uri,
+        request.data_format,
+        request.data_conn_id,
+        delimiter=request.delimiter,
+        encoding=request.encoding,
+    )
+    data_io.select_columns(table.frame, table.uri, request.target, request.features)
+    frame, missing_target = data_io.drop_missing_target(table.frame, request.target)
+    roles = infer_roles(frame, request.target, request.features, request.column_roles)
+    features = feature_columns(roles)
+    profile = data_io.profile(frame, [*features, request.target])
+    profile.update(
+        roles={c: r.to_dict() for c, r in roles.items()},
+        missing_target_rows=missing_target,
+    )
     log.info(
-        "Read %s: %d rows, %d columns, sha256 %s",
+        "Read %s: %d rows (%d without a target, dropped), %d columns, sha256 %s",
         table.uri,
-        profile["rows"],
+        len(table.frame),
+        missing_target,
         len(profile["columns"]),
         table.sha256[:12],
     )
+    for column, role in roles.items():
+        log.info("  column %-24s %-11s %s", column, role.role, role.reason)
     checks = evaluate_data_checks(profile, request.checks)
     failed = [c for c in checks if not c["passed"]]
     if failed:
         seen = {"uri": table.uri, "sha256": table.sha256, "size": table.size, **profile}
         raise DataChecksFailedError(f"data checks failed for {table.uri}:\n{format_gate_table(failed)}", seen, checks)
+    if not features:
+        raise DataError(f"{table.uri}: no column is usable as a feature ({_excluded_summary(roles)})")
+    data_io.check_target(frame, request.target, task_kind, table.uri)
     estimator = build_estimator(request.estimator, request.params, seed=request.seed, allowed=request.allowed)
+    pipeline = build_model_pipeline(estimator, roles)
     train_rows, test_rows = data_io.split(
-        table.frame,
+        frame,
         request.target,
         features,
         test_size=request.test_size,
         seed=request.seed,
         stratify=request.stratify and task_kind == "classification",
+        estimator=request.estimator,
     )
     log.info("Fitting %s on %d rows (%d held out)", request.estimator, len(train_rows), len(test_rows))
     try:
-        estimator.fit(train_rows[features], train_rows[request.target])
+        pipeline.fit(train_rows[features], train_rows[request.target])
+    except DataError:
+        raise
     except (ValueError, TypeError) as exc:
         raise EstimatorError(f"{request.estimator} failed to fit on {table.uri}: {exc}") from None
-    artifact = artifacts.put(dump_model(estimator), f"models/{request.model}", ".joblib")
+    artifact = artifacts.put(dump_model(pipeline), f"models/{request.model}", ".joblib")
     holdout = artifacts.put(dump_frame(test_rows), f"holdout/{request.model}", ".parquet")
     log.info("Stored model artifact %s (%d bytes, sha256 %s)", artifact.uri, artifact.size, artifact.sha256[:12])
     return TrainingResult(
@@ -100,7 +128,7 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
         estimator=request.estimator,
         task_kind=task_kind,
         params=dict(request.params),
-        effective_params={k: _jsonable(v) for k, v in estimator.get_params(deep=False).items()},
+        effective_params={k: _jsonable(v) for k, v in pipeline.steps[-1][1].get_params(deep=False).items()},
         artifact=artifact,
         holdout=holdout,
         data=DataSummary(
@@ -112,6 +140,8 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
             columns=profile["columns"],
             null_fraction=profile["null_fraction"],
             used_columns=profile["used_columns"],
+            roles=profile["roles"],
+            missing_target_rows=missing_target,
             target=request.target,
             features=features,
             train_rows=len(train_rows),
@@ -131,3 +161,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     return repr(value)
+
+
+def _excluded_summary(roles: Mapping[str, Any]) -> str:
+    return "; ".join(f"{c}: {r.reason}" for c, r in roles.items() if r.role == "ignore") or "no columns but the target"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -10,7 +12,10 @@ from airflow_bridge.actions.results import TrainingResult, ValidationReport
 from airflow_bridge.exceptions import DataError
 
 if TYPE_CHECKING:
+    from airflow_bridge.artifacts import ArtifactStore
     from airflow_bridge.registry.store import ModelRegistry
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -24,11 +29,17 @@ class ValidationRules:
     champion_alias: str = "production"
 
 
-def validate(training: TrainingResult, rules: ValidationRules, registry: ModelRegistry | None) -> ValidationReport:
-    """Score the model and its champion on the same held-out rows and apply every gate.
+def validate(
+    training: TrainingResult,
+    rules: ValidationRules,
+    registry: ModelRegistry | None,
+    artifacts: ArtifactStore | None = None,
+) -> ValidationReport:
+    """Score the model and its champion on the same held-out rows, apply every gate, write the model report.
 
-    ``registry`` is needed only for the champion comparison. The report says whether the model passed;
-    raising on failure is the caller's choice (an operator fails the task, the CLI prints the table).
+    ``registry`` gives the champion and the metric history; ``artifacts`` is where the model report
+    (HTML and figures, content-addressed) is written — without it no report is made. The result says
+    whether the model passed; raising on failure is the caller's choice.
     """
     from airflow_bridge.artifacts import load_frame, load_model, read_verified
     from airflow_bridge.ml.gates import compare_champion, evaluate_data_checks, evaluate_thresholds
@@ -57,7 +68,56 @@ def validate(training: TrainingResult, rules: ValidationRules, registry: ModelRe
         )
         champion["alias"] = rules.champion_alias
     passed = all(g["passed"] for g in gates) and bool((champion or {}).get("passed", True))
-    return ValidationReport(model=training.model, metrics=metrics, gates=gates, champion=champion, passed=passed)
+    result = ValidationReport(model=training.model, metrics=metrics, gates=gates, champion=champion, passed=passed)
+    if artifacts is None:
+        return result
+    report = _model_report(training, result, model=model, holdout=holdout, registry=registry, artifacts=artifacts)
+    return dataclasses.replace(result, report=report)
+
+
+def _model_report(
+    training: TrainingResult,
+    result: ValidationReport,
+    *,
+    model: Any,
+    holdout: Any,
+    registry: ModelRegistry | None,
+    artifacts: ArtifactStore,
+) -> dict[str, Any] | None:
+    """Build and store the model report; a report that cannot be drawn never fails validation."""
+    from airflow_bridge.exceptions import NotFoundError
+    from airflow_bridge.report import ReportInputs, build_report, store_report
+
+    history: list[dict[str, Any]] = []
+    if registry is not None:
+        try:
+            history = [
+                {"version": v.version, "created_at": v.created_at, "metrics": v.metrics}
+                for v in registry.list_versions(training.model)
+            ]
+        except NotFoundError:
+            history = []
+    data = training.data
+    inputs = ReportInputs(
+        model=model,
+        holdout=holdout,
+        features=data.features,
+        target=data.target,
+        task_kind=training.task_kind,
+        model_name=training.model,
+        metrics=result.metrics,
+        gates=result.gates,
+        champion=result.champion,
+        profile={**data.to_xcom(), "rows": data.rows + data.missing_target_rows},
+        history=history,
+        estimator=training.estimator,
+    )
+    try:
+        report = build_report(inputs)
+    except Exception:  # plotting must never turn a good model into a failed gate
+        log.warning("the model report of %s could not be built; validation goes on without it", exc_info=True)
+        return None
+    return store_report(report, artifacts, f"reports/{training.model}")
 
 
 def _champion_score(

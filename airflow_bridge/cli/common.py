@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import json
+import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +16,8 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from airflow_bridge.registry.store import ModelRegistry
 
+_COMMAND_START_WINDOW = 10.0
+"""A command's own process gets to its work within seconds of starting; an older process is a caller's."""
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -63,6 +67,22 @@ def open_cli_registry(url: str | None, home: Path | None) -> ModelRegistry:
     from airflow_bridge.resolution import registry_for_url
 
     return registry_for_url(registry_url(url, home))
+
+
+def command_started_at() -> float:
+    """Wall-clock time (``time.time()``) the user started this command: what their stopwatch starts from.
+
+    The process start time the kernel records (Linux ``/proc``, 10 ms ticks) when this process is the
+    command; when it is older (a test or script calling the CLI in-process), or elsewhere: now.
+    """
+    now = time.time()
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return now
+    return now - age if 0 <= age < _COMMAND_START_WINDOW else now
 
 
 def print_json(data: Any) -> None:

@@ -2,13 +2,20 @@
 
 It runs in its own process so Airflow's configuration (AIRFLOW_HOME, metadata DB, dags folder)
 is isolated from the caller's. Progress and the result go to the parent as JSON lines on the
-original stdout; Airflow's own logs go to ``<run dir>/airflow.log``, its OpenLineage events to
-``<run dir>/openlineage.jsonl`` (see ``lineage_environment``).
+original stdout, each with its wall-clock time (the parent's timing breakdown); Airflow's own logs
+go to ``<run dir>/airflow.log``, its OpenLineage events to ``<run dir>/openlineage.jsonl`` (see
+``lineage_environment``).
+
+Start-up overlaps the parent's own checks: the child imports Airflow at once, then waits for a
+``go`` line on stdin (anything else, or EOF, ends it without touching anything). When the run is
+over it flushes its logs and lineage and leaves with ``os._exit``: the interpreter's teardown of
+Airflow, scikit-learn and friends takes seconds and does nothing a finished run needs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -16,7 +23,7 @@ import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 _events: TextIO = sys.stdout
 
@@ -24,6 +31,12 @@ _events: TextIO = sys.stdout
 def emit(event: str, **fields: Any) -> None:
     _events.write(json.dumps({"event": event, "time": time.time(), **fields}, default=str) + "\n")
     _events.flush()
+
+
+GO = "go"
+"""The line the parent sends on stdin when the run may start."""
+DB_STAMP = "airflow-db-head.json"
+"""In the home: the newest metadata-DB revision of the installed Airflow, saved by the last full check."""
 
 
 def isolated_environment(home: Path, run_dir: Path) -> dict[str, str]:
@@ -68,6 +81,9 @@ def lineage_environment(run_dir: Path, spec_dir: Path, environ: Mapping[str, str
             env["AIRFLOW_BRIDGE_GIT_COMMIT"] = commit
     if lineage_disabled(environ):
         return env
+    # The provider forks the whole Airflow process per task event by default (~0.1 s each here);
+    # a thread emits the same events without the fork. An explicit setting wins.
+    env["AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD"] = environ.get("AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD") or "True"
     transport: dict[str, Any] = {"type": "file", "log_file_path": str(run_dir / LINEAGE_FILE), "append": True}
     try:
         configured = json.loads(environ.get("AIRFLOW__OPENLINEAGE__TRANSPORT") or "null")
@@ -102,15 +118,48 @@ def write_loader(home: Path, name: str, spec_path: Path) -> Path:
     return loader
 
 
-def ensure_metadata_db() -> bool:
-    """Migrate Airflow's metadata DB when it is not at the newest revision; True if it migrated."""
+def ensure_metadata_db(home: Path) -> bool:
+    """Migrate Airflow's metadata DB when it is not at the newest revision; True if it migrated.
+
+    Finding the newest revision means loading every Airflow migration script (~0.3 s), so the
+    result of a full check is kept in ``<home>/airflow-db-head.json`` for this Airflow version: a
+    later run that finds the DB at that revision (one row of ``alembic_version``) skips the check.
+    """
+    from airflow import __version__
     from airflow.utils import db
 
+    stamp = home / DB_STAMP
+    if _stamped_heads(stamp, __version__) == _db_heads() != set():
+        return False
     with db._configured_alembic_environment() as env:
-        if set(env.script.get_heads()) == set(env.get_context().get_current_heads()):
-            return False
-    db.upgradedb()
-    return True
+        heads = set(env.script.get_heads())
+        at_head = heads == set(env.get_context().get_current_heads())
+    if not at_head:
+        db.upgradedb()
+    stamp.write_text(json.dumps({"airflow": __version__, "heads": sorted(heads)}))
+    return not at_head
+
+
+def _stamped_heads(stamp: Path, version: str) -> set[str] | None:
+    try:
+        saved = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("airflow") != version:
+        return None
+    return set(saved.get("heads") or [])
+
+
+def _db_heads() -> set[str]:
+    """The revisions the metadata DB records (empty for a new or unreadable DB)."""
+    from airflow import settings
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        with settings.get_engine().connect() as connection:
+            return {row[0] for row in connection.exec_driver_sql("SELECT version_num FROM alembic_version")}
+    except SQLAlchemyError:
+        return set()
 
 
 def add_progress_listener() -> None:
@@ -123,7 +172,7 @@ def add_progress_listener() -> None:
     class ProgressListener:
         @hookimpl
         def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
-            _current_run["run_id"] = task_instance.run_id
+            current_run["run_id"] = task_instance.run_id
             emit("task_running", task_id=task_instance.task_id)
 
         @hookimpl
@@ -161,14 +210,14 @@ def task_states(dag_run: Any) -> dict[str, str]:
 
 
 EXIT_AWAITING_APPROVAL = 3
-_current_run: dict[str, str] = {}
+current_run: dict[str, str] = {}
 
 
 def run(spec_path: Path, name: str, home: Path, run_dir: Path, *, approve_as: str | None, reject: bool) -> int:
     from airflow_bridge.actions.names import TaskId
 
     emit("stage", stage="metadata database", detail=str(home / "airflow.db"))
-    migrated = ensure_metadata_db()
+    migrated = ensure_metadata_db(home)
     emit("stage_done", stage="metadata database", detail="migrated" if migrated else "up to date")
     loader = write_loader(home, name, spec_path)
     emit("stage", stage="build DAG", detail=str(spec_path))
@@ -182,87 +231,46 @@ def run(spec_path: Path, name: str, home: Path, run_dir: Path, *, approve_as: st
     emit("stage_done", stage="build DAG", detail=" → ".join(t.task_id for t in dag.tasks))
     emit("dag", dag_id=dag.dag_id, tasks=[t.task_id for t in dag.tasks])
     add_progress_listener()
+    responder = None
     if TaskId.APPROVE in dag.task_dict:
-        _start_responder(dag, approve_as, reject)
-    dag_run = dag.test()
+        from airflow_bridge.cli.local_approval import start_responder
+
+        responder = start_responder(dag, approve_as, reject)
+    from airflow_bridge.cli.local_approval import hitl_wait_ends_when_answered
+
+    with hitl_wait_ends_when_answered(responder):
+        dag_run = dag.test()
     state = str(getattr(dag_run.state, "value", dag_run.state))
-    _emit_result(dag.dag_id, dag_run.run_id, state, task_states(dag_run))
+    emit_result(dag.dag_id, dag_run.run_id, state, task_states(dag_run))
     return 0 if state == "success" else 1
 
 
-def _emit_result(dag_id: str, run_id: str, state: str, tasks: dict[str, str]) -> None:
+def emit_result(dag_id: str, run_id: str, state: str, tasks: dict[str, str]) -> None:
     emit("result", dag_id=dag_id, run_id=run_id, state=state, tasks=tasks, xcoms=collect_xcoms(dag_id, run_id))
 
 
-def _start_responder(dag: Any, approve_as: str | None, reject: bool) -> None:
-    """Answer the approval as ``approve_as`` (Airflow checks the user), or stop the run there."""
-    from airflow_bridge.actions.names import TaskId
-    from airflow_bridge.governance.respond import Answer, Outcome, Responder
+def leave(code: int) -> NoReturn:
+    """End the process now: flush what a finished run wrote (logs, lineage, events), skip the teardown."""
+    import logging
 
-    approvers = [user["name"] for user in dag.task_dict[TaskId.APPROVE].assigned_users or []]
-
-    def stop(outcome: Outcome, event: str, code: int, **details: Any) -> None:
-        emit(event, task_id=outcome.task_id, approvers=approvers, **details)
-        states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in _task_instances(dag.dag_id)}
-        _emit_result(dag.dag_id, outcome.run_id or "", "awaiting_approval", states)
-        _events.flush()
+    try:
+        _flush_lineage()
+    finally:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr, _events):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
         os._exit(code)
 
-    def refused(outcome: Outcome) -> None:
-        detail = outcome.responses[-1][2] if outcome.responses else "refused"
-        why = "the author cannot approve their own model" if approve_as == dag.owner else "not an approver"
-        detail = f"{detail} ({approve_as}: {why}; approvers: {', '.join(approvers) or 'none'})"
-        _record_local_refusal(dag, outcome, approve_as or "", detail)
-        stop(outcome, "approval_refused", 1, user=approve_as, detail=detail)
 
-    answers = [Answer(approve_as, approve=not reject)] if approve_as else []
-    Responder(
-        dag.dag_id,
-        answers,
-        run_id=lambda: _current_run.get("run_id"),
-        on_refused=refused,
-        on_waiting=lambda outcome: stop(outcome, "awaiting_approval", EXIT_AWAITING_APPROVAL),
-        poll_seconds=0.3,
-    ).start()
-
-
-def _task_instances(dag_id: str) -> list[Any]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = list(
-            session.scalars(
-                select(TaskInstance).where(
-                    TaskInstance.dag_id == dag_id, TaskInstance.run_id == _current_run.get("run_id", "")
-                )
-            )
-        )
-        session.expunge_all()
-        return rows
-
-
-def _record_local_refusal(dag: Any, outcome: Any, user: str, detail: str) -> None:
-    """Airflow refused the answer; keep that in the audit trail too (who tried, and why not)."""
-    from airflow_bridge.actions.approval import refuse
-    from airflow_bridge.actions.names import TaskId
-    from airflow_bridge.actions.results import Registration
-    from airflow_bridge.registry.records import RunRef
-    from airflow_bridge.resolution import open_registry
-
-    task = dag.task_dict[TaskId.APPROVE]
-    xcom = collect_xcoms(dag.dag_id, outcome.run_id).get(TaskId.REGISTER, {}).get("return_value")
-    registration = Registration.from_xcom(xcom, "the register task's result")
-    refuse(
-        open_registry(task.registry_conn_id, in_airflow=True),
-        model=registration.model,
-        version=registration.version,
-        alias=task.alias,
-        responder=user,
-        reason=f"Airflow refused the answer: {detail}",
-        run=RunRef(dag.dag_id, outcome.run_id, TaskId.APPROVE),
-    )
+def _flush_lineage() -> None:
+    """Wait for the OpenLineage DAG-run events still being sent from the provider's process pool."""
+    listener_module = sys.modules.get("airflow.providers.openlineage.plugins.listener")
+    if listener_module is None:
+        return
+    executor = getattr(listener_module.get_openlineage_listener(), "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--approve-as", default=None)
     parser.add_argument("--reject", action="store_true")
+    parser.add_argument("--wait-for-go", action="store_true", help="import Airflow, then wait for 'go' on stdin")
     args = parser.parse_args(argv)
     args.run_dir.mkdir(parents=True, exist_ok=True)
     # Keep the original stdout for events; everything else (Airflow's logs) goes to the log file.
@@ -282,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     try:
+        import airflow.settings  # noqa: F401 - the long part of start-up, done while the parent checks
+
+        emit("ready")
+        if args.wait_for_go and sys.stdin.readline().strip() != GO:
+            return 0
         return run(
             args.spec.resolve(),
             args.name,
@@ -297,4 +311,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module, not this ``__main__`` copy: local_approval imports it, and the events
+    # stream and the current run must be one and the same.
+    import importlib
+
+    module = importlib.import_module("airflow_bridge.cli.local_run")
+    module.leave(module.main())

@@ -22,6 +22,7 @@ from airflow_bridge.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from airflow_bridge.registry.records import ModelVersion
     from airflow_bridge.registry.store import ModelRegistry
 
 models_app = typer.Typer(help="Read and change the model registry.", no_args_is_help=True)
@@ -167,7 +168,7 @@ def models_versions(
     registry: registry_option = None,
     output: format_option = Format.text,
 ) -> None:
-    """Every version of a model: when, by whom, from which run, key metrics and aliases."""
+    """Every version of a model: when, by whom, from which run, its gate metrics and aliases."""
     with _guard(f"cannot list versions of '{name}'"):
         versions = _open(registry, home).list_versions(name, include_deleted=all_versions)
     if output == Format.json:
@@ -177,7 +178,7 @@ def models_versions(
 
     table = Table("version", "created (UTC)", "by", "metrics", "aliases", "run")
     for v in versions:
-        metrics = ", ".join(f"{k}={val:.3f}" for k, val in sorted(v.metrics.items())[:3] if isinstance(val, float))
+        metrics = ", ".join(f"{k}={val:.3f}" for k, val in _shown_metrics(v).items())
         label = f"v{v.version}" + (" (deleted)" if v.deleted_at else "")
         table.add_row(
             label,
@@ -220,3 +221,11 @@ def models_history(
             escape(where),
         )
     console.print(table if events else f"no events for '{escape(name)}'")
+
+
+def _shown_metrics(version: ModelVersion) -> dict[str, float]:
+    """The metrics the version was gated on (its spec's thresholds and champion), else the first three."""
+    gated = [g["name"] for g in version.validation.get("gates") or [] if g.get("kind") == "metric"]
+    champion = (version.validation.get("champion") or {}).get("metric")
+    names = list(dict.fromkeys([*gated, *([champion] if champion else [])])) or sorted(version.metrics)[:3]
+    return {n: float(version.metrics[n]) for n in names if isinstance(version.metrics.get(n), int | float)}

@@ -1,21 +1,30 @@
-"""``airflow-bridge run``: validate a spec, run its DAG in an isolated Airflow, print what happened."""
+"""``airflow-bridge run``: validate a spec, run its DAG in an isolated Airflow, print what happened.
+
+The run process (``local_run``) starts as soon as the spec is valid, so its Airflow import overlaps
+this process's check for a pending approval. Every printed time is one slice of the wall time
+(start-up, metadata database, DAG build, Airflow's run set-up, each task, tear-down): they add up to
+the total, which the summary prints and carries in ``timings``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from rich.console import Console
 from rich.markup import escape
 
 from airflow_bridge.actions.names import TaskId
-from airflow_bridge.cli.common import Format, console, err_console, print_json, resolve_home
+from airflow_bridge.cli.common import Format, command_started_at, console, err_console, print_json, resolve_home
+from airflow_bridge.cli.run_progress import Progress, print_timings, resumed_timings
 
 EXIT_AWAITING_APPROVAL = 3
 
@@ -27,6 +36,7 @@ def run_spec(
     invalid, a task failed or the approval was rejected or refused; 3 when stopped at an approval."""
     from airflow_bridge.governance.loader import load_specs_governed
 
+    started = command_started_at()
     if not spec_path.is_file():
         err_console.print(f"[bold red]error:[/] {escape(str(spec_path))}: no such file")
         return 2
@@ -38,20 +48,14 @@ def run_spec(
         return 1
     name = loaded.spec.name
     home_dir = resolve_home(home)
-    answered = _answer_pending_approval(loaded, home_dir, output, approve_as=approve_as, reject=reject)
-    if answered is not None:
-        return answered
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = home_dir / "runs" / name / stamp
-    run_dir.mkdir(parents=True, exist_ok=True)
     from airflow_bridge.cli.local_run import LINEAGE_FILE, isolated_environment, lineage_environment
 
     env = {**os.environ, **isolated_environment(home_dir, run_dir)}
     env.update(lineage_environment(run_dir, spec_path.resolve().parent, env))
     # With --format json, stdout carries only the JSON summary; progress goes to stderr.
     out = err_console if output == Format.json else console
-    shown, home_shown = escape(str(spec_path)), escape(str(home_dir))
-    out.print(f"[bold]airflow-bridge run[/] {shown} → DAG [bold]{name}[/] (home {home_shown})")
     command = [
         sys.executable,
         "-m",
@@ -64,24 +68,41 @@ def run_spec(
         str(home_dir),
         "--run-dir",
         str(run_dir),
+        "--wait-for-go",
         *(["--approve-as", approve_as] if approve_as else []),
         *(["--reject"] if reject else []),
     ]
-    progress = _Progress(out)
+    progress = Progress(out, started)
+    run_dir.mkdir(parents=True, exist_ok=True)
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as child:
-        assert child.stdout is not None
-        try:
-            for line in child.stdout:
-                progress.handle(line)
-        except KeyboardInterrupt:
-            # Never leave an orphaned Airflow run holding the local metadata DB.
-            child.terminate()
-            child.wait(timeout=30)
-            raise
-        finally:
-            signal.signal(signal.SIGTERM, previous_handler)
-        code = child.wait()
+    try:
+        with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env) as child:
+            assert child.stdout is not None and child.stdin is not None
+            progress.marks["run_process_spawned_at"] = time.time() - started
+            try:
+                answered = _answer_pending_approval(
+                    loaded, home_dir, output, started, approve_as=approve_as, reject=reject
+                )
+                _release(child.stdin, go=answered is None)
+                progress.marks["go_sent_at"] = time.time() - started
+                if answered is not None:
+                    child.kill()  # it only imported Airflow; no need to wait for that
+                    child.wait()
+                    _remove_unused(run_dir)
+                    return answered
+                shown, home_shown = escape(str(spec_path)), escape(str(home_dir))
+                out.print(f"[bold]airflow-bridge run[/] {shown} → DAG [bold]{name}[/] (home {home_shown})")
+                for line in child.stdout:
+                    progress.handle(line)
+            except KeyboardInterrupt:
+                # Never leave an orphaned Airflow run holding the local metadata DB.
+                child.terminate()
+                child.wait(timeout=30)
+                raise
+            code = child.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    progress.child_exited()
     if progress.result is None and not progress.errors:
         # The child died without a word (killed, crashed in native code): say so instead of a bare "failed".
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
@@ -89,19 +110,42 @@ def run_spec(
         progress.errors.append(f"the run process ended before reporting a result ({how}); see {log}")
     summary = progress.summary(run_dir, code)
     summary["lineage"] = _lineage_summary(run_dir / LINEAGE_FILE, env)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if output == Format.json:
+        summary["timings"] = progress.timings()
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         print_json(summary)
     else:
         _print_summary(summary)
+        summary["timings"] = progress.timings()
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        print_timings(summary["timings"])
     if summary["state"] == "awaiting_approval":
         return EXIT_AWAITING_APPROVAL if summary["approval"]["status"] == "waiting" else 1
     deployed_as_asked = summary["tasks"].get(TaskId.DEPLOY) in (None, "success")
     return 0 if summary["state"] == "success" and deployed_as_asked else 1
 
 
+def _release(stdin: IO[str], *, go: bool) -> None:
+    """Let the waiting run process start (``go``), or end it without a run (EOF)."""
+    from airflow_bridge.cli.local_run import GO
+
+    try:
+        if go:
+            stdin.write(f"{GO}\n")
+        stdin.close()
+    except OSError:  # it is gone already; its exit code tells the rest
+        pass
+
+
+def _remove_unused(run_dir: Path) -> None:
+    """The run folder of a run that never started (a pending approval was answered instead)."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        run_dir.parent.rmdir()  # only when empty: earlier runs of the spec stay
+
+
 def _answer_pending_approval(
-    loaded: Any, home: Path, output: Format, *, approve_as: str | None, reject: bool
+    loaded: Any, home: Path, output: Format, started: float, *, approve_as: str | None, reject: bool
 ) -> int | None:
     """A version of this spec and data already waits for approval: answer it instead of training again.
 
@@ -112,6 +156,7 @@ def _answer_pending_approval(
     pending = find_pending_version(loaded, home)
     if pending is None:
         return None
+    found = time.time()
     out = err_console if output == Format.json else console
     if not approve_as:
         out.print(
@@ -120,106 +165,24 @@ def _answer_pending_approval(
             "--approve-as APPROVER (or --reject), or "
             f"`airflow-bridge models approve {pending.model} {pending.version}`."
         )
-        summary = {"state": "awaiting_approval", "model": pending.model, "version": pending.version, "resumed": True}
+        summary: dict[str, Any] = {
+            "state": "awaiting_approval",
+            "model": pending.model,
+            "version": pending.version,
+            "resumed": True,
+        }
         summary["approval"] = {"status": "waiting", "approvers": pending.approvers}
         if output == Format.json:
+            summary["timings"] = resumed_timings(started, found, time.time())
             print_json(summary)
         return EXIT_AWAITING_APPROVAL
-    summary = resume_after_approval(pending, approve_as, approve=not reject, out=out)
+    resumed = resume_after_approval(pending, approve_as, approve=not reject, out=out)
+    resumed["timings"] = resumed_timings(started, found, time.time())
     if output == Format.json:
-        print_json(summary)
-    return 0 if summary["state"] == "success" and summary.get("deployment") else 1
-
-
-class _Progress:
-    """Turns the child's JSON events into progress lines."""
-
-    def __init__(self, out: Console) -> None:
-        self.out = out
-        self.started: dict[str, float] = {}
-        self.failures: dict[str, str] = {}
-        self.result: dict[str, Any] | None = None
-        self.errors: list[str] = []
-        self.approval: dict[str, Any] | None = None
-
-    def handle(self, line: str) -> None:
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            return
-        kind = event.get("event")
-        if kind == "stage":
-            self.out.print(f"  … {event['stage']} [dim]{escape(str(event.get('detail', '')))}[/]")
-        elif kind == "stage_done":
-            self.out.print(f"  [green]✓[/] {event['stage']} [dim]{escape(str(event.get('detail', '')))}[/]")
-        elif kind == "task_running":
-            resumed = event["task_id"] in self.started
-            self.started[event["task_id"]] = event["time"]
-            self.out.print(f"  ▶ {event['task_id']} {'resumed' if resumed else 'running'}")
-        elif kind == "task_success":
-            took = event["time"] - self.started.get(event["task_id"], event["time"])
-            self.out.print(f"  [green]✓[/] {event['task_id']} [dim]{took:.1f}s[/]")
-        elif kind == "task_failed":
-            self.failures[event["task_id"]] = event.get("error", "")
-            first = (event.get("error") or "").strip().splitlines()[:1]
-            self.out.print(f"  [red]✗ {event['task_id']} failed[/]: {escape(first[0]) if first else ''}")
-        elif kind == "awaiting_approval":
-            self.approval = {"status": "waiting", "approvers": event.get("approvers", [])}
-            self.out.print(
-                f"  [yellow]⏸ {event.get('task_id')} waits for an approver[/]: "
-                f"{escape(', '.join(event.get('approvers', [])) or 'none defined')}"
-            )
-        elif kind == "approval_refused":
-            self.approval = {
-                "status": "refused",
-                "by": event.get("user"),
-                "detail": event.get("detail"),
-                "approvers": event.get("approvers", []),
-            }
-            self.out.print(
-                f"  [red]✗ approval by {escape(str(event.get('user')))} refused[/]: {escape(str(event.get('detail')))}"
-            )
-        elif kind == "result":
-            self.result = event
-        elif kind == "error":
-            self.errors.append(event.get("message", "unknown error"))
-
-    def summary(self, run_dir: Path, code: int) -> dict[str, Any]:
-        from airflow_bridge.actions.names import REPORT_XCOM_KEY, TaskId
-        from airflow_bridge.actions.results import DeploymentResult, Registration, TrainingResult, ValidationReport
-
-        result = self.result or {}
-        xcoms = result.get("xcoms", {})
-
-        def read(task: str, kind: Any, key: str = "return_value") -> Any:
-            value = xcoms.get(task, {}).get(key)
-            return kind.from_xcom(value) if value is not None else None
-
-        train: TrainingResult | None = read(TaskId.TRAIN, TrainingResult)
-        report: ValidationReport | None = read(TaskId.VALIDATE, ValidationReport, REPORT_XCOM_KEY)
-        registered: Registration | None = read(TaskId.REGISTER, Registration)
-        deployed: DeploymentResult | None = read(TaskId.DEPLOY, DeploymentResult)
-        state = result.get("state") or ("failed" if code else "unknown")
-        approval = self.approval or _approval_from(xcoms.get(TaskId.APPROVE, {}).get("return_value"), result)
-        return {
-            "state": state,
-            "dag_id": result.get("dag_id"),
-            "run_id": result.get("run_id"),
-            "tasks": result.get("tasks", {}),
-            "failed_tasks": self.failures,
-            "errors": self.errors,
-            "model": registered.model if registered else (train.model if train else None),
-            "version": registered.version if registered else None,
-            "metrics": report.metrics if report else {},
-            "gates": report.gates if report else [],
-            "champion": report.champion if report else None,
-            "deployment": deployed.to_xcom() if deployed else None,
-            "approval": approval,
-            "artifact": train.artifact.__dict__ if train else None,
-            "data": {"uri": train.data.uri, "sha256": train.data.sha256, "rows": train.data.rows} if train else None,
-            "run_dir": str(run_dir),
-            "log": str(run_dir / "airflow.log"),
-        }
+        print_json(resumed)
+    else:
+        print_timings(resumed["timings"])
+    return 0 if resumed["state"] == "success" and resumed.get("deployment") else 1
 
 
 def _lineage_summary(path: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -234,19 +197,6 @@ def _lineage_summary(path: Path, env: dict[str, str]) -> dict[str, Any]:
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-def _approval_from(answer: Any, result: dict[str, Any]) -> dict[str, Any] | None:
-    from airflow_bridge.actions.names import TaskId
-
-    if not isinstance(answer, dict):
-        return None
-    user = answer.get("responded_by_user") or {}
-    chosen = answer.get("chosen_options") or []
-    status = "granted" if chosen == ["Approve"] else "rejected"
-    if result.get("tasks", {}).get(TaskId.APPROVE) == "failed":
-        status = "refused"
-    return {"status": status, "by": user.get("name") or user.get("id")}
 
 
 def _print_approval(approval: dict[str, Any] | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 from pathlib import Path
@@ -14,6 +15,7 @@ from airflow_bridge.cli.common import Format, console, err_console, fail, print_
 
 STARTER = """\
 # yaml-language-server: $schema={schema}
+# $schema: {schema}
 # Starter spec written by 'airflow-bridge init'. Check it with: airflow-bridge validate {filename}
 apiVersion: airflow-bridge/v1
 kind: Experiment
@@ -27,8 +29,13 @@ data:
   training:
     uri: data/{name}.csv          # path relative to this file, or s3://... with conn_id
     target: label                 # the column to predict
+    # delimiter: ";"              # for CSVs that are not comma-separated
+    # encoding: latin-1           # for CSVs that are not UTF-8
+  # columns:                      # roles are inferred from the data; override any of them:
+  #   sample_id: ignore           # numeric, categorical, datetime, text or ignore
+  #   site_code: categorical
   split: {{test_size: 0.2, seed: 42}}
-  checks: {{min_rows: 100, max_null_fraction: 0.05}}
+  checks: {{min_rows: 100, max_missing_target_fraction: 0.05}}
 model:
   estimator: sklearn.ensemble.RandomForestClassifier   # from the allow-list
   params: {{n_estimators: 100, max_depth: 8}}
@@ -70,8 +77,19 @@ def validate(
         Path | None,
         typer.Option("--policy", help="Team policy file [default: the nearest _policy.yaml]", dir_okay=False),
     ] = None,
+    no_data: Annotated[
+        bool,
+        typer.Option(
+            "--no-data",
+            help="Do not read training data: only the static checks. Local data files are read by default; "
+            "remote URIs (s3://, gs://...) never are.",
+        ),
+    ] = False,
 ) -> None:
-    """Check specs (and their team policy) without importing Airflow. Exit 0 when all are valid, 1 otherwise."""
+    """Check specs (and their team policy), and their local training data, without importing Airflow.
+
+    Exit 0 when all are valid (warnings allowed), 1 otherwise.
+    """
     if output not in ("text", "json", "github"):
         raise fail(f"--format must be text, json or github, not '{output}'", code=2)
     if policy is not None and not policy.is_file():
@@ -79,10 +97,11 @@ def validate(
     from airflow_bridge.governance.loader import load_specs_governed
     from airflow_bridge.spec.loader import LoadedSpec
 
-    results, policies = load_specs_governed(_expand(paths), str(policy) if policy else None)
+    results, policies = load_specs_governed(_expand(paths), str(policy) if policy else None, read_data=not no_data)
     # An invalid policy is reported like a spec, so its errors show in every format.
     results = [LoadedSpec(p.path or "", issues=p.issues) for p in policies.values() if p.issues] + results
     invalid = [r for r in results if not r.ok]
+    warning_count = sum(len(r.warnings) for r in results)
     if output == "json":
         print_json(
             {
@@ -93,15 +112,17 @@ def validate(
                         "valid": r.ok,
                         "name": r.spec.name if r.spec else r.raw_name,
                         "issues": [i.to_dict() for i in r.issues],
+                        "warnings": [w.to_dict() for w in r.warnings],
                     }
                     for r in results
                 ],
                 "error_count": sum(len(r.issues) for r in results),
+                "warning_count": warning_count,
             }
         )
     elif output == "github":
-        for result in invalid:
-            for issue in result.issues:
+        for result in results:
+            for level, issue in [("error", i) for i in result.issues] + [("warning", w) for w in result.warnings]:
                 message = issue.message + (f" ({issue.hint})" if issue.hint else "")
                 props = {
                     "file": issue.path,
@@ -110,34 +131,75 @@ def validate(
                     "title": f"airflow-bridge: {issue.field or 'spec'}",
                 }
                 fields = ",".join(f"{k}={_github_escape(str(v), _GITHUB_PROPERTY_ESCAPES)}" for k, v in props.items())
-                print(f"::error {fields}::{_github_escape(message)}")
-        print(f"{len(results) - len(invalid)} valid, {len(invalid)} invalid spec(s)")
+                print(f"::{level} {fields}::{_github_escape(message)}")
+        print(f"{len(results) - len(invalid)} valid, {len(invalid)} invalid spec(s)" + _warnings_note(warning_count))
     else:
         lines = []  # one print: rich's per-call cost adds up over a thousand specs
         for result in results:
             lines.append(f"[green]✓[/] {escape(result.path)}" if result.ok else f"[red]✗[/] {escape(result.path)}")
             lines.extend(f"    {escape(issue.format())}" for issue in result.issues)
+            lines.extend(f"    [yellow]warning:[/] {escape(issue.format())}" for issue in result.warnings)
         console.print("\n".join(lines))
-        summary = f"{len(results) - len(invalid)} valid, {len(invalid)} invalid spec(s)"
+        summary = f"{len(results) - len(invalid)} valid, {len(invalid)} invalid spec(s)" + _warnings_note(warning_count)
         console.print(f"[bold red]{summary}[/]" if invalid else f"[bold green]{summary}[/]")
     raise typer.Exit(1 if invalid else 0)
 
 
-def schema(
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
-) -> None:
-    """Print the JSON Schema of experiment specs (for editors and CI)."""
-    from airflow_bridge.spec.schema import experiment_schema_text
+def _warnings_note(count: int) -> str:
+    return f", {count} warning(s)" if count else ""
 
-    text = experiment_schema_text()
-    if out:
+
+class SchemaKind(enum.StrEnum):
+    experiment = "experiment"
+    policy = "policy"
+
+
+def schema(
+    kind: Annotated[
+        SchemaKind | None,
+        typer.Argument(
+            metavar="KIND",
+            help="experiment (specs; the default) or policy (_policy.yaml). --out-dir without KIND writes both.",
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    out_dirs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--out-dir",
+            metavar="DIR",
+            help="Write <kind>-v1.json into this folder, created if missing (repeatable), e.g. a project's schemas/.",
+            file_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Print the JSON Schema of experiment specs or of the team policy (for editors and CI)."""
+    from airflow_bridge.spec.schema import SCHEMA_KINDS, schema_filename, schema_text
+
+    if out and out_dirs:
+        raise fail("pass either --out or --out-dir, not both", code=2)
+    if not out_dirs:
+        text = schema_text(kind or "experiment")
+        if out is None:
+            print(text, end="")
+        else:
+            _write(out, text)
+        return
+    for folder in out_dirs:
         try:
-            out.write_text(text)
+            folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise fail(f"cannot write {out}: {exc.strerror}") from None
-        err_console.print(f"wrote {out}", markup=False)
-    else:
-        print(text, end="")
+            raise fail(f"cannot create {folder}: {exc.strerror}") from None
+        for each in [kind] if kind else SCHEMA_KINDS:
+            _write(folder / schema_filename(each), schema_text(each))
+
+
+def _write(target: Path, text: str) -> None:
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"cannot write {target}: {exc.strerror}") from None
+    err_console.print(f"wrote {target}", markup=False)
 
 
 def init(
@@ -146,8 +208,14 @@ def init(
     owner: Annotated[str, typer.Option(help="Owner (an Airflow user).")] = "",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented starter spec NAME.yaml."""
+    """Write a commented starter spec NAME.yaml whose modeline points editors at the JSON Schema.
+
+    The nearest schemas/experiment-v1.json above --dir is referenced (relative); without one, the
+    schemas are copied to DIR/schemas/ first.
+    """
+    from airflow_bridge.exceptions import BridgeError
     from airflow_bridge.spec.models import NAME_PATTERN
+    from airflow_bridge.spec.schema import schema_reference
 
     if not re.fullmatch(NAME_PATTERN, name):
         raise fail(
@@ -158,27 +226,27 @@ def init(
     target = directory / f"{name}.yaml"
     if target.exists() and not force:
         raise fail(f"{target} already exists; pass --force to overwrite it")
-    schema_file = _schema_reference(directory)
+    try:
+        reference = schema_reference(directory, "experiment")
+    except BridgeError as exc:
+        raise fail(str(exc)) from None
     target.write_text(
-        STARTER.format(name=name, owner=owner or os.environ.get("USER") or "me", filename=target, schema=schema_file)
+        STARTER.format(name=name, owner=owner or os.environ.get("USER") or "me", filename=target, schema=reference.path)
     )
     console.print(f"[green]wrote[/] {escape(str(target))}")
+    for written in reference.written:
+        console.print(f"[green]wrote[/] {escape(str(written))} (the JSON Schema editors check specs with)")
+    if reference.stale:
+        err_console.print(
+            f"note: {reference.file} is not this airflow-bridge version's schema, so editors may check the spec "
+            f"against old rules; refresh it with: airflow-bridge schema --out-dir {reference.file.parent}",
+            markup=False,
+        )
     console.print(
         f"next: put your data at {directory / 'data' / (name + '.csv')}, edit the spec, then run "
         f"'airflow-bridge validate {target}'",
         markup=False,
     )
-
-
-def _schema_reference(directory: Path) -> str:
-    """Relative path to the repo's committed schema when there is one, else the published URL."""
-    from airflow_bridge.spec.schema import SCHEMA_ID
-
-    for parent in [directory.resolve(), *directory.resolve().parents]:
-        candidate = parent / "schemas" / "experiment-v1.json"
-        if candidate.exists():
-            return os.path.relpath(candidate, directory.resolve())
-    return SCHEMA_ID
 
 
 def render(

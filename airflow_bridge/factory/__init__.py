@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from airflow_bridge.factory.build import build_dag
-from airflow_bridge.factory.dags import load_dag_specs
+from airflow_bridge.factory.dags import InvalidSpecsError, load_dag_specs, report_invalid_specs
 
-__all__ = ["build_dag", "load_dag_specs"]
+__all__ = ["InvalidSpecsError", "build_dag", "load_dag_specs", "report_invalid_specs"]

@@ -17,6 +17,7 @@ from airflow_bridge.governance.loader import needs_approval
 from airflow_bridge.governance.policy import OPEN_POLICY, Policy
 from airflow_bridge.operators.approve import ModelApprovalOperator
 from airflow_bridge.operators.deploy import DeployModelOperator
+from airflow_bridge.operators.links import alias_asset, model_asset
 from airflow_bridge.operators.register import RegisterModelOperator
 from airflow_bridge.operators.train import TrainModelOperator
 from airflow_bridge.operators.validate import ValidateModelOperator
@@ -56,7 +57,8 @@ def build_dag(
         schedule=spec.schedule,
         start_date=dt.datetime.combine(spec.start_date, dt.time(), tzinfo=dt.UTC),
         catchup=False,
-        max_active_runs=team.max_active_runs if team else 1,
+        # +1: a run parked at its approval holds no worker; the next run may start and supersede it
+        max_active_runs=(team.max_active_runs if team else 1) + (1 if _gated(spec, policy) else 0),
         max_active_tasks=team.max_active_tasks if team else 4,
         tags=sorted({BRIDGE_TAG, f"team:{spec.team}", *spec.tags}),
         default_args=_default_args(spec, team.pool if team else None),
@@ -72,6 +74,9 @@ def build_dag(
             model_name=spec.registered_model,
             data_uri=training_data.uri,
             data_format=training_data.format,
+            delimiter=training_data.delimiter,
+            encoding=training_data.encoding,
+            column_roles=dict(spec.data.columns),
             data_conn_id=training_data.conn_id,
             target=training_data.target,
             features=training_data.features,
@@ -113,6 +118,7 @@ def build_dag(
             spec_sha256=spec_sha256,
             max_versions_per_day=team.max_versions_per_day if team else None,
             policy=binding,
+            outlets=[model_asset(spec.registered_model, registry_conn)],
             doc_md="Records a new immutable version in the model registry.",
             lineage_context=lineage,
         )
@@ -130,7 +136,7 @@ def build_dag(
                     registry_conn_id=registry_conn,
                     response_timeout=dt.timedelta(hours=policy.approval_timeout_hours(spec.team)),
                     retries=0,
-                    doc_md="Waits for an approver's decision in Required Actions; reject or timeout skips deploy.",
+                    doc_md="Waits for an approver's decision in Required Actions; no approval fails it.",
                     lineage_context=lineage,
                 )
                 register >> upstream
@@ -140,6 +146,7 @@ def build_dag(
                 alias=spec.deployment.alias,
                 target=spec.deployment.target,
                 registry_conn_id=registry_conn,
+                outlets=[alias_asset(spec.registered_model, spec.deployment.alias, registry_conn)],
                 doc_md=f"Points alias '{spec.deployment.alias}' at the new version.",
                 lineage_context=lineage,
             )
@@ -162,6 +169,11 @@ def _binding(policy: Policy | None, source: str | None) -> PolicyBinding:
 
 
 _BINDINGS: dict[tuple[int, str], tuple[Policy, PolicyBinding]] = {}
+
+
+def _gated(spec: Experiment, policy: Policy) -> bool:
+    """Whether the DAG gets an ``approve`` task."""
+    return spec.deployment is not None and needs_approval(spec, policy)
 
 
 def lineage_context(spec: Experiment, spec_sha256: str) -> dict[str, str]:

@@ -43,11 +43,7 @@ def load_dag_specs(
         from airflow_bridge.factory import load_dag_specs
         load_dag_specs(globals())
     """
-    if folder is None:
-        if namespace is None or "__file__" not in namespace:
-            raise TypeError("load_dag_specs needs folder= or the loader module's globals()")
-        folder = os.path.dirname(os.path.abspath(namespace["__file__"]))
-    setup = _Setup.for_folder(os.path.abspath(folder), paths, policy)
+    setup = _Setup.for_folder(_folder(namespace, folder, "load_dag_specs"), paths, policy)
     wanted = get_parsing_context().dag_id
     dags = (_build_one(setup, wanted) if wanted and setup.policy.ok else None) or _build_all(setup)
     if namespace is not None:
@@ -83,13 +79,58 @@ class _Setup:
         )
 
 
-def _build_all(setup: _Setup) -> dict[str, DAG]:
+class InvalidSpecsError(ImportError):
+    """Lists a folder's invalid specs; Airflow shows it under Import Errors (see ``report_invalid_specs``)."""
+
+
+def report_invalid_specs(
+    namespace: MutableMapping[str, Any] | None = None,
+    folder: str | None = None,
+    *,
+    paths: Sequence[str] | None = None,
+    policy: str | None = None,
+) -> None:
+    """Raise ``InvalidSpecsError`` listing every invalid spec under ``folder``, one error a line.
+
+    Call it from a second file next to the loader, which builds no DAG (raising there loses nothing),
+    so invalid specs appear under Import Errors on Airflow's Home page and DAG list::
+
+        from airflow_bridge.factory import report_invalid_specs
+        report_invalid_specs(globals())
+    """
+    if get_parsing_context().dag_id:
+        return  # a worker running a task never parses this file for its DAG
+    setup = _Setup.for_folder(_folder(namespace, folder, "report_invalid_specs"), paths, policy)
+    invalid = [result for result in _load_results(setup) if not result.ok]
+    if not invalid:
+        return
+    lines = [f"- {issue.format()}" for result in invalid for issue in result.issues]
+    raise InvalidSpecsError(
+        f"{len(invalid)} invalid airflow-bridge spec(s) in {setup.folder}: each is a paused placeholder DAG "
+        f"tagged 'invalid-spec' until fixed (check with 'airflow-bridge validate').\n" + "\n".join(lines)
+    )
+
+
+def _folder(namespace: MutableMapping[str, Any] | None, folder: str | None, caller: str) -> str:
+    if folder is None:
+        if namespace is None or "__file__" not in namespace:
+            raise TypeError(f"{caller} needs folder= or the loader module's globals()")
+        folder = os.path.dirname(os.path.abspath(namespace["__file__"]))
+    return os.path.abspath(folder)
+
+
+def _load_results(setup: _Setup) -> list[LoadedSpec]:
     files = list(setup.paths) if setup.paths is not None else discover_specs(setup.folder)
     results = load_specs(files, setup.context, relative_to=setup.display_root)
     if not setup.policy.ok:
         for result in results:
             result.issues = [_policy_issue(setup.policy), *setup.policy.issues]
             result.spec = None
+    return results
+
+
+def _build_all(setup: _Setup) -> dict[str, DAG]:
+    results = _load_results(setup)
     # Valid specs keep their names; a name two specs share belongs to neither placeholder.
     names = Counter(r.raw_name for r in results if r.raw_name)
     taken = {r.spec.name for r in results if r.ok and r.spec is not None}
@@ -128,13 +169,14 @@ def _dag_for(setup: _Setup, result: LoadedSpec, taken: set[str]) -> DAG | None:
                 "this is likely a bug in airflow-bridge; please report it",
             )
             name = result.spec.name
-            result = LoadedSpec(result.path, issues=[issue], raw_name=name, source=result.source)
+            owner = result.spec.owner
+            result = LoadedSpec(result.path, issues=[issue], raw_name=name, raw_owner=owner, source=result.source)
             taken.discard(name)
     for issue in result.issues:
         log.warning("airflow-bridge: invalid spec: %s", issue.format())
     try:
         return build_placeholder_dag(
-            placeholder_dag_id(result.path, result.raw_name, taken), result.path, result.issues
+            placeholder_dag_id(result.path, result.raw_name, taken), result.path, result.issues, result.raw_owner
         )
     except Exception:
         log.exception("airflow-bridge: could not build the placeholder DAG of %s", result.path)

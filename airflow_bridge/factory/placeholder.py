@@ -65,15 +65,14 @@ def _slug(text: str) -> str:
     return _SLUG.sub("_", text.lower()).strip("_")[:200] or "spec"
 
 
-def build_placeholder_dag(dag_id: str, path: str, issues: Sequence[SpecIssue]) -> DAG:
+def build_placeholder_dag(dag_id: str, path: str, issues: Sequence[SpecIssue], owner: str | None = None) -> DAG:
+    """A paused, unscheduled DAG owned by the spec's ``owner`` (``airflow`` when unreadable) showing ``issues``."""
     errors = [issue.format() for issue in issues]
     doc = (
         f"## Invalid spec: `{path}`\n\nThis DAG stands in for a spec that does not validate. "
-        f"It never runs on a schedule; triggering it fails with these errors.\n\n```\n"
-        + "\n".join(errors)
-        + "\n```\n\nCheck locally with `airflow-bridge validate "
-        + path
-        + "`.\n"
+        f"It never runs on a schedule; triggering it fails with these errors:\n\n"
+        + "\n".join(f"- {_code(error)}" for error in errors)
+        + f"\n\nCheck locally with `airflow-bridge validate {path}`.\n"
     )
     with DAG(
         dag_id=dag_id,
@@ -84,6 +83,16 @@ def build_placeholder_dag(dag_id: str, path: str, issues: Sequence[SpecIssue]) -
         catchup=False,
         tags=[BRIDGE_TAG, INVALID_TAG],
         is_paused_upon_creation=True,
+        default_args={"owner": owner or "airflow"},
     ) as dag:
         SpecErrorOperator(task_id="spec_error", errors=errors, retries=0)
     return dag
+
+
+def _code(text: str) -> str:
+    """``text`` as a Markdown code span, whatever backticks it holds."""
+    fence = "`"
+    while fence in text:
+        fence += "`"
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

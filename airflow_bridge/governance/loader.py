@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
@@ -143,11 +144,12 @@ def context_for_folder(folder: str, policy_path: str | None = None) -> tuple[Spe
 
 
 def load_specs_governed(
-    paths: Sequence[str], policy_path: str | None = None
+    paths: Sequence[str], policy_path: str | None = None, *, read_data: bool = False
 ) -> tuple[list[LoadedSpec], dict[str | None, LoadedPolicy]]:
     """Load specs, each against its nearest team policy (or ``policy_path``); names unique across all.
 
     A spec under an invalid policy is reported invalid (fail closed) with the policy's errors.
+    ``read_data`` also checks each spec against its local training data (``validate``).
     """
     groups: dict[str | None, list[str]] = {}
     nearest: dict[str, str | None] = {}  # one policy search per folder, not per spec
@@ -160,7 +162,8 @@ def load_specs_governed(
     policies: dict[str | None, LoadedPolicy] = {}
     for policy_file, files in groups.items():
         loaded = policies[policy_file] = load_policy(policy_file)
-        group = [load_spec(path, spec_context(loaded.policy or OPEN_POLICY)) for path in files]
+        context = dataclasses.replace(spec_context(loaded.policy or OPEN_POLICY), read_data=read_data)
+        group = [load_spec(path, context) for path in files]
         if not loaded.ok:
             for result in group:
                 result.issues.insert(

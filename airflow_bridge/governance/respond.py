@@ -95,6 +95,9 @@ def _preload() -> None:
     import airflow.utils.session
 
     airflow.models.import_all_models()
+    # The auth manager class is imported when it is first created: do it here too, so the thread never
+    # imports while a task in the main thread imports its own libraries (scikit-learn, skrub, matplotlib).
+    airflow.api_fastapi.app.create_auth_manager()
 
 
 class Responder(threading.Thread):

@@ -65,10 +65,24 @@ def _version(version: str) -> dataset_version_dataset.DatasetVersionDatasetFacet
     return dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=version, producer=PRODUCER)
 
 
-def _schema(columns: Mapping[str, Any], only: Sequence[str] | None = None) -> schema_dataset.SchemaDatasetFacet:
+def _schema(
+    columns: Mapping[str, Any], only: Sequence[str] | None = None, roles: Mapping[str, Any] | None = None
+) -> schema_dataset.SchemaDatasetFacet:
+    """Column names and types; with ``roles``, each field's description says how the model uses it and why."""
     names = list(only) if only else list(columns)
-    fields = [schema_dataset.SchemaDatasetFacetFields(name=n, type=str(columns.get(n, "")) or None) for n in names]
+    fields = [
+        schema_dataset.SchemaDatasetFacetFields(
+            name=n, type=str(columns.get(n, "")) or None, description=_role_text((roles or {}).get(n))
+        )
+        for n in names
+    ]
     return schema_dataset.SchemaDatasetFacet(fields=fields, producer=PRODUCER)
+
+
+def _role_text(role: Any) -> str | None:
+    if not isinstance(role, Mapping) or not role.get("role"):
+        return None
+    return f"{role['role']}: {role.get('reason') or ''}".rstrip(": ")
 
 
 def data_input(data: Mapping[str, Any]) -> InputDataset:
@@ -76,7 +90,7 @@ def data_input(data: Mapping[str, Any]) -> InputDataset:
     ident = storage_dataset(str(data["uri"]))
     facets: dict[str, DatasetFacet] = {}
     if data.get("columns"):
-        facets["schema"] = _schema(data["columns"])
+        facets["schema"] = _schema(data["columns"], roles=data.get("roles"))
     if data.get("sha256"):
         facets["version"] = _version(str(data["sha256"]))
     input_facets: dict[str, Any] = {}

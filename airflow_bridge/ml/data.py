@@ -53,17 +53,82 @@ def read_bytes(uri: str, conn_id: str | None = None) -> bytes:
         raise DataError(f"{uri} is a folder; point data.training.uri at a file") from None
 
 
-def read_table(uri: str, fmt: str | None = None, conn_id: str | None = None) -> Table:
-    """Read a CSV or Parquet table; the sha256 of its bytes is the data fingerprint."""
+def read_table(
+    uri: str,
+    fmt: str | None = None,
+    conn_id: str | None = None,
+    *,
+    delimiter: str | None = None,
+    encoding: str | None = None,
+    nrows: int | None = None,
+) -> Table:
+    """Read a CSV or Parquet table; the sha256 of its bytes is the data fingerprint.
+
+    Mistakes users make with real files get a message that names the fix: another delimiter, another
+    encoding, a header without rows, nested Parquet columns. ``nrows`` reads only the first rows
+    (``validate``); the fingerprint is still of the whole file.
+    """
     kind = infer_format(uri, fmt)
     raw = read_bytes(uri, conn_id)
-    try:
-        frame = pd.read_csv(io.BytesIO(raw)) if kind == "csv" else pd.read_parquet(io.BytesIO(raw))
-    except Exception as exc:  # pandas raises many types for malformed files
-        raise DataError(f"cannot read {uri} as {kind}: {exc}") from None
+    frame = _read_csv(raw, uri, delimiter, encoding, nrows) if kind == "csv" else _read_parquet(raw, uri, nrows)
     if frame.empty:
-        raise DataError(f"{uri} holds no rows")
+        what = "only a header" if len(frame.columns) else "nothing"
+        raise DataError(f"{uri} holds {what}: no rows to train on; check that the file was exported completely")
     return Table(frame, uri, kind, hashlib.sha256(raw).hexdigest(), len(raw))
+
+
+_OTHER_DELIMITERS = (";", "\t", "|")
+
+
+def _read_csv(raw: bytes, uri: str, delimiter: str | None, encoding: str | None, nrows: int | None) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(raw), sep=delimiter or ",", encoding=encoding or "utf-8", nrows=nrows, skipinitialspace=True
+        )
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{uri} is not {encoding or 'UTF-8'} text (byte {exc.start}: {exc.reason}); set data.training.encoding "
+            "to the file's encoding, e.g. latin-1 or cp1252, or save it as UTF-8"
+        ) from None
+    except LookupError:
+        raise DataError(f"{uri}: unknown encoding '{encoding}'; use a Python codec name such as latin-1") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{uri} is empty: no header and no rows") from None
+    except Exception as exc:  # pandas raises many types for malformed files
+        raise DataError(f"cannot read {uri} as CSV: {exc}") from None
+    if delimiter is None and len(frame.columns) == 1:
+        header = str(frame.columns[0])
+        for separator in _OTHER_DELIMITERS:
+            if separator in header:
+                shown = "\\t" if separator == "\t" else separator
+                raise DataError(
+                    f"{uri} looks '{shown}'-separated (its header is one column: '{header[:60]}'); set "
+                    f"data.training.delimiter: '{shown}' or save it comma-separated"
+                )
+    return frame
+
+
+def _read_parquet(raw: bytes, uri: str, nrows: int | None) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(io.BytesIO(raw))
+    except Exception as exc:
+        raise DataError(f"cannot read {uri} as Parquet: {exc}") from None
+    nested = [f.name for f in table.schema if pa_nested(f.type)]
+    if nested:
+        raise DataError(
+            f"{uri} has nested columns ({', '.join(nested)}: lists, structs or maps); models take flat columns. "
+            "Flatten them before training, or list only flat columns in data.training.features"
+        )
+    frame = table.to_pandas()
+    return frame.head(nrows) if nrows is not None else frame
+
+
+def pa_nested(arrow_type: Any) -> bool:
+    import pyarrow.types as pat
+
+    return bool(pat.is_nested(arrow_type))
 
 
 def select_columns(frame: pd.DataFrame, uri: str, target: str, features: list[str] | None) -> list[str]:
@@ -80,6 +145,29 @@ def select_columns(frame: pd.DataFrame, uri: str, target: str, features: list[st
     return list(features) if features else [c for c in columns if c != target]
 
 
+def drop_missing_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, int]:
+    """Rows whose target is missing cannot teach or test a model: they are dropped and counted."""
+    missing = frame[target].isna()
+    if pd.api.types.is_object_dtype(frame[target]) or pd.api.types.is_string_dtype(frame[target]):
+        missing |= frame[target].astype("string").str.strip().fillna("") == ""
+    count = int(missing.sum())
+    if count == len(frame):
+        raise DataError(f"target column '{target}' is empty in every row; point data.training.target at the label")
+    return (frame.loc[~missing].reset_index(drop=True), count) if count else (frame, 0)
+
+
+def check_target(frame: pd.DataFrame, target: str, task_kind: str, uri: str) -> None:
+    """A classifier needs at least two classes in the target."""
+    if task_kind != "classification":
+        return
+    classes = frame[target].dropna().unique()
+    if len(classes) < 2:
+        raise DataError(
+            f"target '{target}' in {uri} has a single class ({classes[0]!r}); a classifier needs at least two. "
+            "Check the export (a filtered file?) or pick another target"
+        )
+
+
 def profile(frame: pd.DataFrame, used_columns: list[str]) -> dict[str, Any]:
     """Rows, column types and null fractions: what data checks and lineage facets need."""
     rows = len(frame)
@@ -92,14 +180,39 @@ def profile(frame: pd.DataFrame, used_columns: list[str]) -> dict[str, Any]:
 
 
 def split(
-    frame: pd.DataFrame, target: str, features: list[str], *, test_size: float, seed: int, stratify: bool
+    frame: pd.DataFrame,
+    target: str,
+    features: list[str],
+    *,
+    test_size: float,
+    seed: int,
+    stratify: bool,
+    estimator: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train and held-out frames (features + target), reproducible for a seed."""
+    """Train and held-out frames (features + target), reproducible for a seed.
+
+    ``estimator`` (its dotted name) lets the error for a classifier on a continuous target name the
+    regressor to use instead; with a continuous target, ``stratify: false`` would only hide the mistake.
+    """
     from sklearn.model_selection import train_test_split
+
+    from airflow_bridge.spec.targets import counterpart, target_shape
 
     data = frame[[*features, target]]
     labels = data[target] if stratify else None
     if labels is not None and (labels.value_counts() < 2).any():
+        shape = target_shape(labels)
+        if shape.kind == "continuous":
+            other = counterpart(estimator or "", "regression")
+            instead = (
+                f"use {estimator.rsplit('.', 1)[-1]}'s regressor counterpart, model.estimator: {other}"
+                if estimator
+                else f"use a regressor, e.g. model.estimator: {other}"
+            )
+            raise DataError(
+                f"target '{target}' looks continuous ({shape.describe()}), so a classifier cannot learn it: "
+                f"{instead}, with regression metrics such as r2 or mae"
+            )
         raise DataError(
             f"cannot stratify on '{target}': some classes have fewer than 2 rows; set data.split.stratify: false"
         )

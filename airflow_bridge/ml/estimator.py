@@ -47,3 +47,20 @@ def build_estimator(
     except (TypeError, ValueError) as exc:
         raise EstimatorError(f"invalid parameters for {class_name}: {exc}") from None
     return estimator
+
+
+def build_model_pipeline(estimator: Any, roles: Mapping[str, Any]) -> Any:
+    """The artifact: one scikit-learn ``Pipeline`` that takes rows as they appear in the file.
+
+    ``ColumnRoles`` (the spec's overrides, refusal of malformed rows) → skrub's ``tabular_pipeline``
+    for this estimator: ``TableVectorizer`` (dates, categories of any cardinality, missing values;
+    native categorical support for histogram gradient boosting), imputation and scaling where the
+    estimator needs them → the estimator.
+    """
+    import skrub
+    from sklearn.pipeline import Pipeline
+
+    from airflow_bridge.ml.columns import roles_pipeline_step
+
+    tail = skrub.tabular_pipeline(estimator)
+    return Pipeline([("columns", roles_pipeline_step(roles)), *tail.steps])

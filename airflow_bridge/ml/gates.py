@@ -61,6 +61,20 @@ def evaluate_data_checks(profile: Mapping[str, Any], checks: Mapping[str, Any] |
                 "passed": not missing,
             }
         )
+    max_missing_target = checks.get("max_missing_target_fraction")
+    dropped = int(profile.get("missing_target_rows") or 0)
+    if max_missing_target is not None and int(profile.get("rows") or 0) + dropped:
+        fraction = dropped / (int(profile["rows"]) + dropped)
+        results.append(
+            {
+                "name": "max_missing_target_fraction",
+                "kind": "data",
+                "value": round(fraction, 6),
+                "min": None,
+                "max": max_missing_target,
+                "passed": fraction <= max_missing_target,
+            }
+        )
     max_null = checks.get("max_null_fraction")
     if max_null is not None and max_null < 1:
         used = profile.get("used_columns") or list(profile["columns"])

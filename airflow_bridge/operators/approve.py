@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
@@ -23,14 +23,16 @@ if TYPE_CHECKING:
     from airflow_bridge.actions.results import Registration
     from airflow_bridge.lineage.builders import LineageParts
     from airflow_bridge.registry.records import ModelRecord, ModelVersion
+    from airflow_bridge.registry.store import ModelRegistry
 
 
 class ModelApprovalOperator(OpenLineageMixin, ApprovalOperator):
     """Ask the team's approvers whether ``registration``'s version may move ``alias``.
 
-    Approve → downstream deploy runs. Reject or timeout → deploy is skipped, nothing moves.
-    An answer from an author or from a non-approver fails the task: nothing moves either (the
-    request stays open: an approver can still answer it with ``airflow-bridge models approve``).
+    Approve → downstream deploy runs. Reject, timeout, or a request superseded by a newer version →
+    the task fails with ``not deployed: <why>`` (deploy is upstream_failed, the run failed), nothing
+    moves. An answer from an author or from a non-approver fails the task too (the request stays
+    open: an approver can still answer it with ``airflow-bridge models approve``).
     Who may answer is checked by the approval action against the policy that governs the model.
     OpenLineage: reads ``model/<name>`` at the version; the run facet carries the decision and approver.
     """
@@ -95,6 +97,11 @@ class ModelApprovalOperator(OpenLineageMixin, ApprovalOperator):
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        """Record the answer; anything but a granted approval fails the task with ``not deployed: ...``.
+
+        A failed ``approve`` (red in the grid, the run failed in the DAG list) tells a rejected, refused,
+        timed-out or superseded approval apart from a deployment without opening the logs.
+        """
         from airflow.sdk.exceptions import AirflowFailException
 
         from airflow_bridge.actions.approval import decide, time_out
@@ -104,13 +111,16 @@ class ModelApprovalOperator(OpenLineageMixin, ApprovalOperator):
         model, number = registration.model, registration.version
         registry = open_registry(self.registry_conn_id)
         self._remember_registry(str(registry.url))
+        superseded = self._superseded(registry, model, number)
+        if superseded:
+            self._fail(superseded)
         user = event.get("responded_by_user") or {}
         responder = str(user.get("name") or user.get("id") or "")
         chosen = list(event.get("chosen_options") or [])
         run = run_ref(context)
         if event.get("timedout") or "error" in event:
             self._remember(decision=time_out(registry, model=model, version=number, alias=self.alias, run=run))
-            return super().execute_complete(context, event)
+            self._fail(f"the approval timed out after {self._timeout_text()} without an answer")
         try:
             with final_on_user_error():
                 try:
@@ -128,10 +138,39 @@ class ModelApprovalOperator(OpenLineageMixin, ApprovalOperator):
                     self._remember(refused=(responder, str(exc)))
                     raise
         except AirflowFailException as exc:
-            raise AirflowFailException(f"{exc}; nothing was deployed") from None
+            self._fail(str(exc))
         self._remember(decision=decision)
         self.log.info("approval %s by %s for %s v%d → '%s'", decision.decision, responder, model, number, self.alias)
+        if decision.decision != "granted":
+            self._fail(f"{decision.decision} by {responder}: {decision.reason}")
         return super().execute_complete(context, event)
+
+    def _superseded(self, registry: ModelRegistry, model: str, number: int) -> str | None:
+        """Why the request is closed when a newer version asked for the alias meanwhile, else None."""
+        from airflow_bridge.actions.approval import last_answer, pending_request
+        from airflow_bridge.registry.events import AuditAction
+
+        if pending_request(registry, model, number, self.alias) is not None:
+            return None
+        answered = last_answer(registry, model, number, self.alias)
+        if answered is None or answered.action != AuditAction.APPROVAL_SUPERSEDED:
+            return None
+        return f"the approval request of {model} v{number} for '{self.alias}' was {answered.reason}"
+
+    def _timeout_text(self) -> str:
+        timeout = self.response_timeout
+        if timeout is None:
+            return "the response timeout"
+        hours = timeout.total_seconds() / 3600
+        return f"{hours:g} h"
+
+    def _fail(self, why: str) -> NoReturn:
+        """Fail for good (no retry) with ``not deployed: why``, in the task log and the grid."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        message = f"not deployed: {why}"
+        self.log.error("%s", message)
+        raise AirflowFailException(message)
 
     def lineage_parts(self, stage: str) -> LineageParts:
         """Reads the version to approve; the decision (or 'requested' while waiting) as a run facet."""
@@ -205,6 +244,17 @@ def approval_body(
         ]
     elif champion:
         lines += ["", f"**Champion comparison:** {champion.get('note', 'none')}."]
+    report = version.validation.get("report")
+    if report:
+        from airflow_bridge.report import summary_markdown
+
+        lines += ["", "**Model report**", "", summary_markdown(report.get("summary") or {})]
+        lines += [
+            "",
+            f"Full report (confusion matrix or residuals, curves, feature importance, history): "
+            f"`airflow-bridge models report {model.name} --version {version.version}` "
+            f"(HTML: `{report['html']['uri']}`)",
+        ]
     data = version.data
     lines += [
         "",

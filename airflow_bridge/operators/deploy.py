@@ -9,6 +9,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_bridge.lineage.mixin import OpenLineageMixin
 from airflow_bridge.operators._common import actor_of, final_on_user_error, open_registry, run_ref
+from airflow_bridge.operators.links import DEPLOY_LINKS, emit_asset_events
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -28,10 +29,12 @@ class DeployModelOperator(OpenLineageMixin, BaseOperator):
     The artifact's checksum is verified and the alias moves by compare-and-set, so two concurrent
     deployments cannot both win. Refusals fail the task without retry and are audited.
     OpenLineage: reads ``model/<name>`` at the version and writes the alias (``model/<name>@<alias>``).
+    Airflow assets: every ``Asset`` in ``outlets`` gets an event whose extra is the version and the move.
     """
 
     template_fields: Sequence[str] = ("registration",)
     ui_color = "#f3e8fd"
+    operator_extra_links = DEPLOY_LINKS
 
     def __init__(
         self,
@@ -82,6 +85,10 @@ class DeployModelOperator(OpenLineageMixin, BaseOperator):
                 enforce_policy=self.enforce_policy,
             )
         self._remember(result=result)
+        from airflow_bridge.operators.register import version_extra
+
+        moved = {"alias": self.alias, "previous_version": result.previous_version, "endpoint": result.endpoint}
+        emit_asset_events(context, self.outlets, {**version_extra(registration, result.actor), **moved})
         was = f"v{result.previous_version}" if result.previous_version else "unset"
         self.log.info(
             "Deployed %s v%d to %s (alias '%s', was %s)", result.model, result.version, self.target, self.alias, was

@@ -9,6 +9,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_bridge.lineage.mixin import OpenLineageMixin
 from airflow_bridge.operators._common import actor_of, final_on_user_error, open_registry, run_ref
+from airflow_bridge.operators.links import VERSION_LINKS, emit_asset_events
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -27,10 +28,12 @@ class RegisterModelOperator(OpenLineageMixin, BaseOperator):
     ``PolicyBinding``; the DAG factory passes the spec folder's team policy) binds the policy that
     governs the model's aliases from then on. OpenLineage: reads the training data and artifact,
     writes ``model/<name>`` in the registry's namespace with the new version as its dataset version.
+    Airflow assets: every ``Asset`` in ``outlets`` gets an event whose extra is the version's metadata.
     """
 
     template_fields: Sequence[str] = ("training", "validation")
     ui_color = "#e9f7ef"
+    operator_extra_links = VERSION_LINKS
 
     def __init__(
         self,
@@ -100,6 +103,7 @@ class RegisterModelOperator(OpenLineageMixin, BaseOperator):
             registration.artifact.sha256[:12],
         )
         self._remember(registration=registration)
+        emit_asset_events(context, self.outlets, version_extra(registration, actor_of(context, self.model_owner)))
         return registration.to_xcom()
 
     def lineage_parts(self, stage: str) -> LineageParts:
@@ -131,3 +135,15 @@ class RegisterModelOperator(OpenLineageMixin, BaseOperator):
         if report is not None and report.metrics:
             parts.run_facets.update(keyed(builders.metrics(report.metrics)))
         return parts
+
+
+def version_extra(registration: Any, actor: str) -> dict[str, Any]:
+    """The metadata of a registered version carried by its Airflow asset events."""
+    return {
+        "model": registration.model,
+        "version": registration.version,
+        "sha256": registration.artifact.sha256,
+        "estimator": registration.estimator,
+        "metrics": {k: v for k, v in registration.metrics.items() if isinstance(v, int | float | str | bool)},
+        "actor": actor,
+    }

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 class TrainModelOperator(OpenLineageMixin, BaseOperator):
     """Fit ``estimator`` on the table at ``data_uri`` and write a content-addressed artifact.
 
+    The artifact is one scikit-learn ``Pipeline`` (column roles → skrub's preprocessing for this
+    estimator → the estimator) fitted on the rows as they are in the file; ``column_roles`` overrides
+    inferred roles (``{"site": "categorical", "row_id": "ignore"}``), ``delimiter`` and ``encoding``
+    read CSVs that are not comma-separated UTF-8. Rows without a target are dropped and counted.
+
     Returns a ``TrainingResult`` XCom (artifact and held-out split with sha256 and the connection they
     were written with, parameters, data fingerprint and profile); ``ValidateModelOperator`` and
     ``RegisterModelOperator`` take it as input. Data ``checks`` are enforced before fitting, so bad
@@ -49,6 +54,9 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         stratify: bool = True,
         checks: Mapping[str, Any] | None = None,
         allowed_estimators: Mapping[str, str] | None = None,
+        column_roles: Mapping[str, str] | None = None,
+        delimiter: str | None = None,
+        encoding: str | None = None,
         artifact_root: str | None = None,
         artifact_conn_id: str | None = None,
         lineage_context: Mapping[str, Any] | None = None,
@@ -69,6 +77,9 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         self.stratify = stratify
         self.checks = dict(checks or {})
         self.allowed_estimators = dict(allowed_estimators) if allowed_estimators else None
+        self.column_roles = dict(column_roles or {})
+        self.delimiter = delimiter
+        self.encoding = encoding
         self.artifact_root = artifact_root
         self.artifact_conn_id = artifact_conn_id
         self.lineage_context = dict(lineage_context or {})
@@ -91,6 +102,9 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
             stratify=self.stratify,
             checks=self.checks,
             allowed_estimators=self.allowed_estimators,
+            column_roles=self.column_roles,
+            delimiter=self.delimiter,
+            encoding=self.encoding,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:

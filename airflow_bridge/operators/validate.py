@@ -20,7 +20,8 @@ class ValidateModelOperator(OpenLineageMixin, BaseOperator):
     """Gate a trained model: every threshold, every data check and (optionally) the champion.
 
     ``training`` is the XCom of ``TrainModelOperator`` (pass ``train.output``). The ``ValidationReport``
-    — metrics, each gate with its value and bounds, the champion comparison — is returned as XCom and
+    — metrics, each gate with its value and bounds, the champion comparison, and the model report (an
+    HTML page with figures, written to the artifact store; docs/report.md) — is returned as XCom and
     pushed under key ``report`` before a failed gate raises ``AirflowFailException`` (no retry), whose
     message lists every failed gate. OpenLineage: reads the training data, model artifact and
     held-out split; run facets carry metrics, gate results and the champion comparison, also on FAIL.
@@ -59,6 +60,7 @@ class ValidateModelOperator(OpenLineageMixin, BaseOperator):
         from airflow_bridge.actions.results import TrainingResult
         from airflow_bridge.actions.validation import ValidationRules, validate
         from airflow_bridge.ml.gates import format_gate_table
+        from airflow_bridge.resolution import artifact_store
 
         rules = ValidationRules(
             thresholds=self.thresholds,
@@ -69,8 +71,9 @@ class ValidateModelOperator(OpenLineageMixin, BaseOperator):
         )
         with final_on_user_error():
             training = TrainingResult.from_xcom(self.training, "training")
-            registry = open_registry(self.registry_conn_id) if self.champion_metric else None
-            report = validate(training, rules, registry)
+            registry = open_registry(self.registry_conn_id)
+            store = artifact_store(in_airflow=True)
+            report = validate(training, rules, registry, store)
         self._remember(report=report)  # before a failed gate raises: the FAIL event carries it
         context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=report.to_xcom())
         if not report.passed:

@@ -144,16 +144,27 @@ def create_app(holder: ModelHolder) -> Any:
         frame = pd.DataFrame(request.instances)
         missing = [f for f in loaded.features if f not in frame.columns]
         if missing:
-            raise HTTPException(422, f"missing features: {', '.join(missing)}")
+            raise HTTPException(
+                422,
+                f"missing column(s) {', '.join(repr(m) for m in missing)}: send every column the model was trained "
+                f"on ({', '.join(loaded.features)}); a value may be null",
+            )
         try:
             predictions = loaded.estimator.predict(frame[loaded.features] if loaded.features else frame)
+        except BridgeError as exc:  # a row the model's column check refused: it names the column
+            raise HTTPException(422, str(exc)) from None
         except (ValueError, TypeError) as exc:
             raise HTTPException(422, f"cannot predict on this input: {exc}") from None
-        return {
+        answer: dict[str, Any] = {
             "model": holder.model,
             "version": loaded.version.version,
             "predictions": [_plain(p) for p in predictions],
         }
+        columns_step: Any = getattr(loaded.estimator, "named_steps", {}).get("columns")
+        notes = columns_step.unseen(frame) if hasattr(columns_step, "unseen") else []
+        if notes:
+            answer["warnings"] = notes
+        return answer
 
     return app
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from airflow_bridge.spec.issues import SpecIssue, did_you_mean
 from airflow_bridge.spec.models import NAME_PATTERN, Experiment
 from airflow_bridge.spec.semantics import (
+    Finding,
     SpecContext,
     check_experiment,
     may_hold_secrets,
@@ -40,8 +41,12 @@ class LoadedSpec:
     sha256: str = ""
     raw_name: str | None = None
     """The ``name`` field as written, when readable; names placeholder DAGs of broken specs."""
+    raw_owner: str | None = None
+    """The ``owner`` field as written, when readable; owns the placeholder DAG of a broken spec."""
     source: str = ""
     """The real file path (``path`` is the one shown to users)."""
+    warnings: list[SpecIssue] = field(default_factory=list)
+    """Notes that do not make the spec invalid (e.g. an empty column in the data, which training skips)."""
 
     @property
     def ok(self) -> bool:
@@ -109,6 +114,8 @@ def load_spec_text(
         )
     if isinstance(doc.data, dict) and isinstance(doc.data.get("name"), str):
         result.raw_name = doc.data["name"]  # readable despite YAML problems elsewhere: keeps the DAG id
+    if isinstance(doc.data, dict) and isinstance(doc.data.get("owner"), str) and doc.data["owner"].strip():
+        result.raw_owner = doc.data["owner"].strip()
     if doc.data is None and not result.issues:
         result.issues.append(SpecIssue(path, 1, 1, "", "file holds no spec", "run 'airflow-bridge init NAME'"))
     if result.issues:
@@ -133,7 +140,11 @@ def load_spec_text(
         result.issues.extend(_pydantic_issues(exc, doc, path))
     else:
         spec_dir = os.path.dirname(os.path.abspath(source_path))
-        findings.extend(check_experiment(spec, spec_dir, context))
+        noted: list[Finding] = []
+        findings.extend(check_experiment(spec, spec_dir, context, noted))
+        for finding_path, message, hint in noted:
+            position = doc.position_of(finding_path)
+            result.warnings.append(SpecIssue(path, position.line, position.col, _dotted(finding_path), message, hint))
         for extra_check in context.checks:
             findings.extend(extra_check(spec))
         result.spec = _normalise(spec, spec_dir, context)
@@ -165,37 +176,56 @@ def load_specs(
 
 
 def mark_duplicate_names(results: list[LoadedSpec]) -> list[LoadedSpec]:
-    """Two specs with one name: both get an issue and neither builds (neither silently wins)."""
+    """Two specs with one name, or registering one model: both get an issue and neither builds."""
+    by_model: dict[str, list[LoadedSpec]] = {}
+    for result in results:
+        if result.spec is not None:
+            by_model.setdefault(result.spec.registered_model, []).append(result)
     by_name: dict[str, list[LoadedSpec]] = {}
     for result in results:
         if result.raw_name:
             by_name.setdefault(result.raw_name, []).append(result)
     for name, clashing in by_name.items():
-        if len(clashing) < 2:
-            continue
-        for result in clashing:
-            others = ", ".join(other.path for other in clashing if other is not result)
-            result.issues.append(
-                SpecIssue(
-                    result.path,
-                    *_name_position(result.source or result.path),
-                    "name",
-                    f"name '{name}' is also used by {others}",
-                    "give each spec a unique name",
-                )
+        if len(clashing) > 1:
+            _mark(clashing, ("name",), f"name '{name}' is also used by {{others}}", "give each spec a unique name")
+    for model, clashing in by_model.items():
+        if len(clashing) > 1 and len({r.raw_name for r in clashing}) > 1:  # one name: reported above
+            _mark(
+                clashing,
+                ("registry", "model"),
+                f"model '{model}' is also registered by {{others}}: the two DAGs would overwrite each "
+                "other's model card and aliases",
+                "give each spec its own registry.model; it defaults to the spec's name",
+                at=True,
             )
-            result.issues.sort()
-            result.spec = None
     return results
 
 
-def _name_position(path: str) -> tuple[int, int]:
+def _mark(clashing: list[LoadedSpec], field: tuple[str, ...], message: str, hint: str, *, at: bool = False) -> None:
+    """Add the clash to each spec at its own position, naming the other specs (``at``: with their positions)."""
+    where = {id(r): _position(r.source or r.path, field) for r in clashing}
+    for result in clashing:
+        others = ", ".join(
+            other.path + (":{}:{}".format(*where[id(other)]) if at else "") for other in clashing if other is not result
+        )
+        line, col = where[id(result)]
+        result.issues.append(SpecIssue(result.path, line, col, ".".join(field), message.format(others=others), hint))
+        result.issues.sort()
+        result.spec = None
+
+
+def _position(path: str, field: tuple[str, ...]) -> tuple[int, int]:
+    """Where ``field`` is written in the file (its nearest written parent; ``name`` when absent)."""
     try:
         with open(path, "rb") as handle:
             doc = load_located(handle.read(MAX_SPEC_BYTES + 1))
     except OSError:
         return (1, 1)
-    position = doc.position_of(("name",))
+    data = doc.data if isinstance(doc.data, dict) else {}
+    registry = data.get("registry")
+    if field == ("registry", "model") and not (isinstance(registry, dict) and "model" in registry):
+        field = ("name",)
+    position = doc.position_of(field)
     return (position.line, position.col)
 
 

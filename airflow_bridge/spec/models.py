@@ -64,6 +64,10 @@ class TrainingData(_Section):
     format: Literal["csv", "parquet"] | None = Field(
         default=None, description="File format; inferred from the extension when omitted."
     )
+    delimiter: str | None = Field(
+        default=None, min_length=1, max_length=1, description="CSV field separator; ',' when omitted."
+    )
+    encoding: str | None = Field(default=None, description="CSV text encoding; utf-8 when omitted (e.g. latin-1).")
     target: str = Field(min_length=1, description="Name of the label column.")
     features: list[str] | None = Field(
         default=None, description="Feature columns; all columns but the target when omitted."
@@ -106,12 +110,27 @@ class DataChecks(_Section):
     max_null_fraction: float = Field(
         default=1.0, ge=0, le=1, description="Largest fraction of missing values allowed in any used column."
     )
+    max_missing_target_fraction: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Largest fraction of rows whose target is missing; those rows are dropped and counted.",
+    )
+
+
+ColumnRole = Literal["numeric", "categorical", "datetime", "text", "ignore"]
+"""How a column is used: the role inferred from the data, unless the spec overrides it."""
 
 
 class Data(_Section):
     training: TrainingData
     split: Split = Split()
     checks: DataChecks = DataChecks()
+    columns: dict[str, ColumnRole] = Field(
+        default_factory=dict,
+        description="Override the inferred role of a column: numeric, categorical, datetime, text (free text "
+        "or many categories) or ignore (never used). Other columns get the role inferred from the data.",
+    )
 
 
 class ModelSection(_Section):

@@ -1,5 +1,6 @@
-"""Checks that need more than one field or the spec's location: metrics per task kind, data roots,
-compute tiers, and a scan for secrets pasted anywhere in the file."""
+"""Checks that need more than one field or the spec's location: metrics per task kind, gates that can
+never pass, estimator parameters, data roots, compute tiers, a scan for secrets pasted anywhere in
+the file, and (for ``validate``) the training data itself."""
 
 from __future__ import annotations
 
@@ -12,15 +13,22 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS, METRICS, TaskKind
+from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS, LOWER_IS_BETTER, METRICS, TaskKind
 from airflow_bridge.spec.issues import did_you_mean
 from airflow_bridge.spec.models import Experiment
+from airflow_bridge.spec.params import builtin_table, check_params
 
 Finding = tuple[tuple[str | int, ...], str, str | None]
 """(path in the document, message, hint)."""
 
 REMOTE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "az", "adl", "hdfs", "webhdfs", "sftp", "ftp")
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+METRIC_RANGES: dict[str, tuple[float | None, float | None]] = {
+    **dict.fromkeys(("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc"), (0.0, 1.0)),
+    "r2": (None, 1.0),
+    **dict.fromkeys(("log_loss", "mae", "mse", "rmse", "mape"), (0.0, None)),
+}
+"""The values each metric can take (None: unbounded); a gate outside them can never pass."""
 TAG_MAX_LEN = 100
 """Airflow refuses longer DAG tags; the factory tags each DAG with the spec's tags and 'team:<team>'."""
 
@@ -68,6 +76,8 @@ class SpecContext:
     compute_tiers: tuple[str, ...] = ("local",)
     checks: tuple[Callable[[Experiment], Iterable[Finding]], ...] = ()
     """More checks of a valid spec (the team policy's), each yielding findings."""
+    read_data: bool = False
+    """Also check the spec against its local training data (``validate``; see :mod:`.datacheck`)."""
 
     @classmethod
     def from_environment(cls) -> SpecContext:
@@ -78,8 +88,10 @@ class SpecContext:
         return {"estimators": self.estimators}
 
 
-def check_experiment(spec: Experiment, spec_dir: str, context: SpecContext) -> Iterator[Finding]:
-    """Every cross-field problem of a structurally valid spec."""
+def check_experiment(
+    spec: Experiment, spec_dir: str, context: SpecContext, warnings: list[Finding] | None = None
+) -> Iterator[Finding]:
+    """Every cross-field problem of a structurally valid spec; notes that block nothing go to ``warnings``."""
     kind = (
         spec.model.task or context.estimators.get(spec.model.estimator) or DEFAULT_ESTIMATORS.get(spec.model.estimator)
     )
@@ -132,7 +144,57 @@ def check_experiment(spec: Experiment, spec_dir: str, context: SpecContext) -> I
             did_you_mean(spec.training.compute, context.compute_tiers)
             or f"tiers defined in the team policy: {', '.join(context.compute_tiers)}",
         )
-    yield from _check_data_uri(training.uri, training.format, training.conn_id, spec_dir, context)
+    table = builtin_table(spec.model.estimator)
+    if table is not None:
+        yield from check_params(spec.model.estimator, spec.model.params, table)
+    yield from _check_gates(spec, kind)
+    uri_problems = list(_check_data_uri(training.uri, training.format, training.conn_id, spec_dir, context))
+    yield from uri_problems
+    if context.read_data:
+        from airflow_bridge.spec import datacheck
+
+        if table is None:
+            yield from datacheck.check_imported_params(spec.model.estimator, spec.model.params)
+        path = datacheck.local_data_path(resolve_data_uri(training.uri, spec_dir))
+        if path is not None and not uri_problems:
+            yield from datacheck.check_data(spec, path, kind, [] if warnings is None else warnings)
+
+
+def _check_gates(spec: Experiment, kind: TaskKind | None) -> Iterator[Finding]:
+    """Thresholds and champion margins that no model can meet (f1 >= 1.01, mae <= -1)."""
+    for metric, threshold in spec.validation.thresholds.items():
+        if kind is not None and metric not in METRICS[kind]:
+            continue  # reported as a metric the task does not have
+        low, high = METRIC_RANGES.get(metric, (None, None))
+        where = ("validation", "thresholds", metric)
+        if threshold.min is not None and high is not None and threshold.min > high:
+            yield (
+                (*where, "min"),
+                f"{metric} is at most {high:g}, so min: {threshold.min:g} can never pass",
+                f"use a min of at most {high:g}",
+            )
+        if threshold.max is not None and low is not None and threshold.max < low:
+            yield (
+                (*where, "max"),
+                f"{metric} is never below {low:g}, so max: {threshold.max:g} can never pass",
+                f"use a max of at least {low:g}" + (f", e.g. max: {-threshold.max:g}" if low == 0 else ""),
+            )
+        if metric in LOWER_IS_BETTER and threshold.min is not None and threshold.min < 0:
+            yield (
+                (*where, "min"),
+                f"{metric} is never negative, so min: {threshold.min:g} always passes",
+                f"{metric} measures error, lower is better: bound it from above, e.g. max: {-threshold.min:g}",
+            )
+    champion = spec.validation.champion
+    if champion is not None and (kind is None or champion.metric in METRICS[kind]):
+        low, high = METRIC_RANGES.get(champion.metric, (None, None))
+        if low is not None and high is not None and champion.min_improvement > high - low:
+            yield (
+                ("validation", "champion", "min_improvement"),
+                f"{champion.metric} lies between {low:g} and {high:g}, so an improvement of "
+                f"{champion.min_improvement:g} can never be reached",
+                "use a small margin such as 0.01, or 0.0 to accept a model as good as the live one",
+            )
 
 
 @functools.lru_cache(maxsize=256)

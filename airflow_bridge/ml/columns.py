@@ -1,0 +1,324 @@
+"""Column roles: which columns a model uses, as what, and why; and the first step of every model pipeline.
+
+Roles are inferred from the data with scikit-learn's community library skrub (its ``TableVectorizer``
+decides numeric, datetime, low- and high-cardinality columns), after excluding what can never help
+a model: columns that are entirely empty, constant, or unique per row (identifiers). The spec can
+override any column's role (``data.columns``). ``ColumnRoles`` is fitted into the artifact, so
+training, validation, serving and batch prediction all take rows as they appear in the file, and
+a row that misses a column or carries text in a numeric column is refused with the column's name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from airflow_bridge.exceptions import DataError
+
+EXCLUDED = "ignore"
+MISSING_TEXT = frozenset(
+    {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA"}
+    | {"NULL", "NaN", "None", "n/a", "nan", "null"}
+)
+"""Text that means "missing", as pandas reads CSV files: served rows get the same treatment."""
+_ID_NAME = re.compile(r"(^|[_\s-])(id|uuid|guid|key)$|^(id|uuid)[_\s-]", re.IGNORECASE)
+_MIN_ROWS_FOR_ID = 20
+MAX_CATEGORIES = 1000
+"""A column the spec calls categorical may have at most this many distinct values (else: role text)."""
+_SKRUB_ROLES = {
+    "numeric": ("numeric", "numbers"),
+    "datetime": ("datetime", "dates: encoded as year, month, day, weekday"),
+    "low_cardinality": ("categorical", "{n} distinct values: a category (values unseen in training are tolerated)"),
+    "high_cardinality": ("text", "{n} distinct values: too many for one-hot, encoded from the text"),
+}
+_DATE_PATTERNS = {
+    "YYYY-MM-DD": re.compile(r"^\d{4}-\d{1,2}-\d{1,2}([ T].*)?$"),
+    "DD/MM/YYYY or MM/DD/YYYY": re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$"),
+    "DD.MM.YYYY": re.compile(r"^\d{1,2}\.\d{1,2}\.\d{4}$"),
+    "YYYY/MM/DD": re.compile(r"^\d{4}/\d{1,2}/\d{1,2}$"),
+}
+
+
+@dataclass(frozen=True)
+class ColumnRole:
+    """How one column is used: its role, why, and what the data looks like."""
+
+    role: str
+    reason: str
+    dtype: str
+    missing: float
+    distinct: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "reason": self.reason,
+            "dtype": self.dtype,
+            "missing": self.missing,
+            "distinct": self.distinct,
+        }
+
+
+def infer_roles(
+    frame: pd.DataFrame,
+    target: str,
+    features: Sequence[str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> dict[str, ColumnRole]:
+    """Every column's role and why (the target included); raises ``DataError`` for mistakes that need a fix.
+
+    ``features`` limits the candidate columns (the rest are ``ignore``, "not in data.training.features").
+    """
+    overrides = dict(overrides or {})
+    candidates = list(features) if features else [str(c) for c in frame.columns if c != target]
+    rows = len(frame)
+    roles: dict[str, ColumnRole] = {}
+    kept: list[str] = []
+    for column in (str(c) for c in frame.columns):
+        series = frame[column]
+        distinct = int(series.nunique(dropna=True))
+        if column == target:
+            roles[column] = _role("target", "the column to predict", series)
+            continue
+        excluded = _exclusion(column, series, rows=rows, distinct=distinct, candidates=candidates, overrides=overrides)
+        if excluded is not None:
+            roles[column] = _role(EXCLUDED, excluded, series)
+            continue
+        if column in overrides:
+            _check_override(column, series, overrides[column], distinct)
+            roles[column] = _role(overrides[column], "set in the spec (data.columns)", series)
+        else:
+            _check_dates(column, series)
+        kept.append(column)
+    for column, kind in _skrub_kinds(frame[[c for c in kept if c not in overrides]]).items():
+        role, why = _SKRUB_ROLES.get(kind, ("numeric", kind))
+        series = frame[column]
+        roles[column] = _role(role, why.format(n=int(series.nunique(dropna=True))), series)
+    unused = [c for c in overrides if c not in roles]
+    if unused:
+        from airflow_bridge.spec.issues import did_you_mean
+
+        hints = [did_you_mean(c, [str(x) for x in frame.columns]) for c in unused]
+        detail = "; ".join(f"'{c}'" + (f" ({h})" if h else "") for c, h in zip(unused, hints, strict=True))
+        raise DataError(f"data.columns names column(s) the data does not have: {detail}")
+    return {str(c): roles[str(c)] for c in frame.columns if str(c) in roles}
+
+
+def _role(role: str, reason: str, series: pd.Series) -> ColumnRole:
+    missing = round(float(series.isna().mean()), 6) if len(series) else 0.0
+    return ColumnRole(role, reason, str(series.dtype), missing, int(series.nunique(dropna=True)))
+
+
+def feature_columns(roles: Mapping[str, ColumnRole]) -> list[str]:
+    """The columns a model is fitted on, in file order."""
+    return [c for c, r in roles.items() if r.role not in (EXCLUDED, "target")]
+
+
+def _exclusion(
+    column: str, series: pd.Series, *, rows: int, distinct: int, candidates: Sequence[str], overrides: Mapping[str, str]
+) -> str | None:
+    if column not in candidates:
+        return "not in data.training.features"
+    role = overrides.get(column)
+    if role == EXCLUDED:
+        return "set to ignore in the spec (data.columns)"
+    if distinct == 0:
+        if role is not None:
+            raise DataError(
+                f"column '{column}' is entirely empty but data.columns gives it the role '{role}'; "
+                "fill it in or remove it from data.columns"
+            )
+        return "every value is missing"
+    if distinct == 1 and role is None:
+        return "the same value in every row: it cannot tell rows apart"
+    if (
+        role is None
+        and rows >= _MIN_ROWS_FOR_ID
+        and distinct == series.notna().sum()
+        and _identifier_like(column, series)
+    ):
+        return "unique in every row: an identifier, not a feature"
+    return None
+
+
+def _identifier_like(column: str, series: pd.Series) -> bool:
+    if pd.api.types.is_float_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return False
+    if pd.api.types.is_integer_dtype(series):
+        return bool(_ID_NAME.search(column))  # unique integers are common measurements unless named like an id
+    sample = series.dropna().astype(str).str.strip().head(2000)
+    # Text that never repeats (names, codes, ids) identifies rows; dates and numbers written as text are
+    # values, even when every row differs.
+    return not (_looks_like_dates(sample) or _non_numeric(sample) is None)
+
+
+def _check_override(column: str, series: pd.Series, role: str, distinct: int) -> None:
+    if role == "categorical" and distinct > MAX_CATEGORIES:
+        raise DataError(
+            f"column '{column}' has {distinct} distinct values, too many for the role 'categorical' "
+            f"(at most {MAX_CATEGORIES}); set data.columns.{column}: text, which encodes it from the text"
+        )
+    if role == "numeric" and not pd.api.types.is_numeric_dtype(series):
+        bad = _non_numeric(series)
+        if bad is not None:
+            raise DataError(
+                f"column '{column}' is declared numeric but holds {bad!r}; fix the value or set another role"
+            )
+    if role == "datetime":
+        _check_dates(column, series, required=True)
+
+
+def _check_dates(column: str, series: pd.Series, *, required: bool = False) -> None:
+    """Text dates written in several formats are ambiguous (is 03/04 March or April?): refuse them."""
+    if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+        return
+    values = series.dropna().astype(str).str.strip()
+    if values.empty:
+        return
+    sample = values.head(2000)
+    seen = _date_formats(sample)
+    if sum(seen.values()) < 0.8 * len(sample):
+        if required:
+            raise DataError(
+                f"column '{column}' is declared datetime but most values are not dates "
+                f"(e.g. {sample.iloc[0]!r}); write dates as YYYY-MM-DD or set another role"
+            )
+        return
+    formats = [name for name, count in seen.items() if count]
+    if len(formats) > 1:
+        examples = ", ".join(repr(sample[sample.str.match(_DATE_PATTERNS[f])].iloc[0]) for f in formats)
+        raise DataError(
+            f"column '{column}' mixes date formats ({', '.join(formats)}: {examples}); write every date one way "
+            f"(ISO YYYY-MM-DD is unambiguous) or set data.columns.{column}: categorical"
+        )
+
+
+def _date_formats(sample: pd.Series) -> dict[str, int]:
+    return {name: int(sample.str.match(pattern).sum()) for name, pattern in _DATE_PATTERNS.items()}
+
+
+def _looks_like_dates(sample: pd.Series) -> bool:
+    return len(sample) > 0 and sum(_date_formats(sample).values()) >= 0.8 * len(sample)
+
+
+def _non_numeric(series: pd.Series) -> str | None:
+    text = series.dropna().astype(str).str.strip()
+    converted = pd.to_numeric(text, errors="coerce")
+    bad = text[converted.isna() & (text != "")]
+    return str(bad.iloc[0]) if len(bad) else None
+
+
+def _skrub_kinds(frame: pd.DataFrame) -> dict[str, str]:
+    """skrub's kind for each column (numeric, datetime, low_cardinality, high_cardinality)."""
+    if frame.shape[1] == 0:
+        return {}
+    import skrub
+
+    vectorizer = skrub.TableVectorizer()
+    vectorizer.fit(frame.head(5000))
+    return {str(c): str(k) for c, k in vectorizer.column_to_kind_.items()}
+
+
+class ColumnRoles(TransformerMixin, BaseEstimator):
+    """First pipeline step: select the model's columns and apply the spec's role overrides.
+
+    Rows are checked as they arrive (serving, batch prediction): a missing column or text that is not
+    a number in a numeric column is refused with the column's name, never turned into a silent NaN.
+    """
+
+    def __init__(
+        self,
+        columns: Sequence[str] = (),
+        numeric: Sequence[str] = (),
+        categorical: Sequence[str] = (),
+        datetime: Sequence[str] = (),
+        text: Sequence[str] = (),
+    ) -> None:
+        self.columns = columns
+        self.numeric = numeric
+        self.categorical = categorical
+        self.datetime = datetime
+        self.text = text
+
+    def fit(self, frame: pd.DataFrame, y: Any = None) -> ColumnRoles:
+        self.numeric_in_ = sorted(
+            {*self.numeric, *(c for c in self.columns if pd.api.types.is_numeric_dtype(frame[c]))}
+            - {*self.categorical, *self.text, *self.datetime}
+        )
+        self.categories_ = {}
+        for column in self.columns:
+            if column in self.numeric_in_ or column in self.datetime or column in self.text:
+                continue
+            values = frame[column].dropna().astype(str).str.strip()
+            if values.nunique() <= MAX_CATEGORIES and not _looks_like_dates(values.head(2000)):
+                self.categories_[column] = sorted(set(values) - MISSING_TEXT)
+        return self
+
+    def unseen(self, frame: pd.DataFrame) -> list[str]:
+        """Categories in ``frame`` that training never saw, one message per column (the model still answers)."""
+        notes = []
+        for column, known in getattr(self, "categories_", {}).items():
+            if column not in frame.columns:
+                continue
+            values = frame[column].dropna().astype(str).str.strip()
+            new = sorted(set(values) - set(known) - MISSING_TEXT)
+            if new:
+                shown = ", ".join(repr(v) for v in new[:5])
+                notes.append(
+                    f"column '{column}': {shown} never seen in training, so it counts as unknown for this "
+                    f"prediction (known: {', '.join(known[:10])}{'…' if len(known) > 10 else ''}); retrain with "
+                    "data that has it if it matters"
+                )
+        return notes
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if not isinstance(frame, pd.DataFrame):
+            frame = pd.DataFrame(frame)
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            raise DataError(
+                f"missing column(s) {', '.join(repr(c) for c in missing)}; send every column the model was "
+                f"trained on: {', '.join(self.columns)}"
+            )
+        out = frame[list(self.columns)].copy()
+        for column in out.columns:
+            if pd.api.types.is_object_dtype(out[column]) or pd.api.types.is_string_dtype(out[column]):
+                text = out[column].astype("string").str.strip()
+                out[column] = out[column].where(~text.isin(MISSING_TEXT).fillna(False), None)
+        for column in getattr(self, "numeric_in_", self.numeric):
+            if not pd.api.types.is_numeric_dtype(out[column]):
+                bad = _non_numeric(out[column])
+                if bad is not None:
+                    raise DataError(f"column '{column}' takes numbers; got {bad!r}")
+                out[column] = pd.to_numeric(out[column].astype("string").str.strip().replace("", None))
+        for column in (*self.categorical, *self.text):
+            out[column] = out[column].astype("string")
+        for column in self.datetime:
+            out[column] = pd.to_datetime(out[column], errors="coerce", format="mixed")
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> Any:
+        import numpy as np
+
+        return np.asarray(list(self.columns), dtype=object)
+
+
+def roles_pipeline_step(roles: Mapping[str, ColumnRole]) -> ColumnRoles:
+    """The ``ColumnRoles`` step for these roles: overrides become casts, the rest is skrub's."""
+    used = feature_columns(roles)
+
+    def having(role: str) -> list[str]:
+        return [c for c in used if roles[c].role == role and roles[c].reason.startswith("set in the spec")]
+
+    return ColumnRoles(
+        columns=used,
+        numeric=having("numeric"),
+        categorical=having("categorical"),
+        datetime=having("datetime"),
+        text=having("text"),
+    )

@@ -1,0 +1,163 @@
+"""Build a model report: score the held-out rows once, draw the figures, render the page and key figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_bridge.report import figures
+from airflow_bridge.report.evaluation import (
+    Importance,
+    class_labels,
+    metric_series,
+    per_class,
+    permutation,
+    positive_scores,
+)
+from airflow_bridge.report.html import Content, Plot, render
+from airflow_bridge.report.inputs import ModelReport, ReportInputs
+
+HEADLINE = {"classification": ("accuracy", "roc_auc", "f1"), "regression": ("r2", "rmse", "mae")}
+"""Metrics shown when the spec gates none."""
+
+
+def build_report(inputs: ReportInputs, *, top_features: int = 10) -> ModelReport:
+    """The report of one model version: gates, champion, per-kind figures, permutation importance of the
+    ``top_features`` raw columns, the metric history (when there are earlier versions) and the data profile.
+
+    Deterministic: the same model, rows and numbers give the same bytes (fixed random states, no timestamp).
+    Raises :class:`~airflow_bridge.exceptions.BridgeError` subclasses for unusable inputs.
+    """
+    inputs.check()
+    features = inputs.holdout[list(inputs.features)]
+    labels = inputs.holdout[inputs.target]
+    content = Content(inputs, held_out_rows=len(features))
+    predictions = inputs.model.predict(features)
+    if inputs.task_kind == "classification":
+        _classification(content, features, labels, predictions)
+    else:
+        _regression(content, labels, predictions)
+    importance = permutation(inputs.model, features, labels, inputs.task_kind)
+    content.importance = importance
+    shown = min(top_features, len(importance.features))
+    content.plots.append(
+        Plot(
+            "feature_importance.png",
+            "importance",
+            f"The {shown} raw columns the model relies on most (bars: mean score drop"
+            + ("; lines: spread over repeats)." if importance.repeats > 1 else ")."),
+            figures.importance_bars(importance, top_features),
+        )
+    )
+    _history(content)
+    passed = all(bool(g.get("passed")) for g in inputs.gates) and bool((inputs.champion or {}).get("passed", True))
+    return ModelReport(
+        html=render(content, passed),
+        pngs={plot.name: plot.png for plot in content.plots},
+        key_figures=key_figures(inputs, importance, passed, top_features),
+    )
+
+
+def _classification(content: Content, features: Any, labels: Any, predictions: Any) -> None:
+    model, name = content.inputs.model, content.inputs.model_name
+    classes = class_labels(model, labels)
+    content.per_class = per_class(labels, predictions, classes)
+    content.plots += [
+        Plot(
+            "confusion_matrix.png",
+            "performance",
+            "Rows: the actual class; columns: the predicted class. The diagonal holds the correct predictions.",
+            figures.confusion_matrix(labels, predictions, classes),
+        ),
+        Plot(
+            "per_class.png",
+            "performance",
+            "Precision: of the rows predicted as the class, the share that are. Recall: of the rows of the class, "
+            "the share found.",
+            figures.per_class_bars(content.per_class),
+        ),
+    ]
+    if len(classes) != 2:
+        content.note(
+            "performance", f"ROC and precision-recall curves are drawn for two classes only ({len(classes)} here)."
+        )
+        return
+    scores = positive_scores(model, features, classes)
+    if scores is None:
+        content.note("performance", "The model gives no scores or probabilities: no ROC or precision-recall curve.")
+        return
+    if labels.nunique() < 2:
+        content.note("performance", "The held-out rows hold one class only: no ROC or precision-recall curve.")
+        return
+    positive = classes[-1]
+    content.plots += [
+        Plot(
+            "roc_curve.png",
+            "performance",
+            f"True against false positive rate of class {positive} at every threshold; the area under it is roc_auc.",
+            figures.roc_curve(labels, scores, positive, name),
+        ),
+        Plot(
+            "precision_recall.png",
+            "performance",
+            f"Precision against recall of class {positive} at every threshold; useful when the class is rare.",
+            figures.precision_recall_curve(labels, scores, positive, name),
+        ),
+    ]
+
+
+def _regression(content: Content, labels: Any, predictions: Any) -> None:
+    content.plots += [
+        Plot(
+            "prediction_error.png",
+            "performance",
+            "Each dot is a held-out row: perfect predictions lie on the diagonal.",
+            figures.prediction_error(labels, predictions, "actual_vs_predicted"),
+        ),
+        Plot(
+            "residuals.png",
+            "performance",
+            "Actual minus predicted value: a pattern (a curve, a funnel) means errors the model could avoid.",
+            figures.prediction_error(labels, predictions, "residual_vs_predicted"),
+        ),
+    ]
+
+
+def _history(content: Content) -> None:
+    inputs = content.inputs
+    if not inputs.history:
+        content.note("history", "No earlier versions of this model: nothing to compare over time yet.")
+        return
+    names = list(dict.fromkeys(g["name"] for g in inputs.gates if g.get("kind", "metric") == "metric"))
+    if inputs.champion and inputs.champion.get("metric") and inputs.champion["metric"] not in names:
+        names.append(str(inputs.champion["metric"]))
+    if not names:
+        names = [m for m in HEADLINE[inputs.task_kind] if m in inputs.metrics]
+    history = metric_series(inputs.history, inputs.metrics, inputs.version, names)
+    if not history.series:
+        content.note("history", "The earlier versions recorded none of the gate metrics.")
+        return
+    content.history = history
+    bounds = {g["name"]: (g.get("min"), g.get("max")) for g in inputs.gates if g.get("kind", "metric") == "metric"}
+    content.plots.append(
+        Plot(
+            "metric_history.png",
+            "history",
+            "Each gate metric for every version of the model; the new version is the orange dot, gates are dashed.",
+            figures.metric_history(history, bounds),
+        )
+    )
+
+
+def key_figures(inputs: ReportInputs, importance: Importance, passed: bool, top: int = 10) -> dict[str, Any]:
+    """The numbers an approver needs first, JSON-ready (store them with the version or pass them through XCom)."""
+    return {
+        "model": inputs.model_name,
+        "version": inputs.version,
+        "task_kind": inputs.task_kind,
+        "passed": passed,
+        "gates": [dict(g) for g in inputs.gates],
+        "champion": dict(inputs.champion) if inputs.champion is not None else None,
+        "metrics": {k: v for k, v in inputs.metrics.items() if k in HEADLINE[inputs.task_kind]},
+        "importance_scoring": importance.scoring,
+        "top_features": importance.features[:top],
+    }

@@ -1,0 +1,136 @@
+"""The numbers behind the report's figures: predictions, scores, per-class metrics, permutation importance.
+
+scikit-learn and numpy are imported inside the functions, never at import time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+MAX_IMPORTANCE_ROWS = 1000
+"""Permutation importance uses at most this many held-out rows (a fixed random sample beyond it)."""
+IMPORTANCE_PREDICTIONS = 30
+"""Budget of model predictions for permutation importance: repeats = budget // columns, within 1..5, so a wide
+table costs one prediction per column (a pipeline's preprocessing makes each prediction cost tens of ms)."""
+
+
+@dataclass(frozen=True)
+class Importance:
+    """Permutation importance of the raw columns: mean and std of the score drop, sorted high to low."""
+
+    scoring: str
+    repeats: int
+    rows: int
+    features: list[dict[str, Any]]
+
+
+def class_labels(model: Any, labels: Any) -> list[Any]:
+    """The classes in the model's order (``classes_``), else the sorted labels seen."""
+    import numpy as np
+
+    classes = getattr(model, "classes_", None)
+    return list(classes) if classes is not None else list(np.unique(labels))
+
+
+def positive_scores(model: Any, features: Any, classes: Sequence[Any]) -> Any | None:
+    """Scores of the positive class (the last one, as in the metrics) for ROC and precision-recall curves.
+
+    Probabilities when the model has them, else ``decision_function``; None when it has neither.
+    """
+    if hasattr(model, "predict_proba"):
+        try:
+            return model.predict_proba(features)[:, len(classes) - 1]
+        except AttributeError:  # e.g. SVC(probability=False) exposes the method but cannot use it
+            pass
+    if hasattr(model, "decision_function"):
+        return model.decision_function(features)
+    return None
+
+
+def per_class(labels: Any, predictions: Any, classes: Sequence[Any]) -> list[dict[str, Any]]:
+    """Precision, recall, f1 and support of each class."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predictions, labels=list(classes), zero_division=0
+    )
+    return [
+        {"class": str(c), "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
+    ]
+
+
+def permutation(model: Any, features: Any, labels: Any, task_kind: str) -> Importance:
+    """How much the held-out score drops when each raw column is shuffled (bounded rows and repeats).
+
+    The score is accuracy for classification and r2 for regression; the random state is fixed, so the same
+    model and rows give the same importances.
+    """
+    from sklearn.inspection import permutation_importance
+
+    if len(features) > MAX_IMPORTANCE_ROWS:
+        sample = features.sample(MAX_IMPORTANCE_ROWS, random_state=0)
+        features, labels = sample, labels.loc[sample.index]
+    columns = [str(c) for c in features.columns]
+    repeats = max(1, min(5, IMPORTANCE_PREDICTIONS // max(1, len(columns))))
+    scoring = "accuracy" if task_kind == "classification" else "r2"
+    result = permutation_importance(
+        model, features, labels, scoring=scoring, n_repeats=repeats, random_state=0, n_jobs=1
+    )
+    ranked: list[dict[str, Any]] = [
+        {"feature": name, "importance": float(mean), "std": float(std)}
+        for name, mean, std in zip(columns, result.importances_mean, result.importances_std, strict=True)
+    ]
+    ranked.sort(key=lambda item: (-item["importance"], item["feature"]))
+    return Importance(scoring=scoring, repeats=repeats, rows=len(features), features=ranked)
+
+
+@dataclass(frozen=True)
+class History:
+    """Each metric's value per version, oldest first and the new version last."""
+
+    versions: list[str]
+    dates: list[str]
+    series: dict[str, list[float | None]]
+
+    @property
+    def new_index(self) -> int:
+        return len(self.versions) - 1
+
+
+def metric_series(
+    history: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any], version: int | None, names: Sequence[str]
+) -> History:
+    """The history of ``names`` over the earlier versions plus the new one. An earlier entry with the new
+    version's number is dropped (the new version is shown once); metrics no version has are left out."""
+    earlier = sorted(
+        (h for h in history if version is None or int(h.get("version", 0)) != version),
+        key=lambda h: int(h.get("version", 0)),
+    )
+    series: dict[str, list[float | None]] = {}
+    for name in names:
+        values = [_number((h.get("metrics") or {}).get(name)) for h in earlier] + [_number(metrics.get(name))]
+        if any(v is not None for v in values):
+            series[name] = values
+    return History(
+        versions=[f"v{int(h.get('version', 0))}" for h in earlier] + [f"v{version}" if version is not None else "new"],
+        dates=[_date(h.get("created_at")) for h in earlier] + ["this report"],
+        series=series,
+    )
+
+
+def _date(value: Any) -> str:
+    """A ``created_at`` (datetime or ISO string) as a date."""
+    if isinstance(value, dt.datetime):
+        return f"{value:%Y-%m-%d}"
+    return str(value or "")[:10]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return None if math.isnan(value) else float(value)

@@ -1,0 +1,77 @@
+"""The report's key figures as a short Markdown summary, for the body of an approval request."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_bridge.ml.gates import gate_bounds, gate_value
+from airflow_bridge.report.inputs import ModelReport
+
+TOP_FEATURES = 3
+
+
+def summary_markdown(figures: ModelReport | Mapping[str, Any]) -> str:
+    """3 to 5 Markdown lines: the verdict, the metrics against their gates, the champion delta, the top 3 features.
+
+    Takes a report or its ``key_figures`` (JSON, e.g. as stored with the version), so an approval task can
+    render it without rebuilding the report.
+    """
+    key = figures.key_figures if isinstance(figures, ModelReport) else figures
+    gates = list(key.get("gates") or [])
+    version = key.get("version")
+    label = f"{_code(key.get('model'))} v{version}" if version is not None else f"{_code(key.get('model'))} (candidate)"
+    failed = [str(g["name"]) for g in gates if not g.get("passed")]
+    champion = key.get("champion")
+    if champion and not champion.get("passed", True):
+        failed.append("champion")
+    if failed:
+        verdict = f"fails {', '.join(_code(f) for f in failed)}"
+    else:
+        verdict = f"passes all {len(gates)} gates" if gates else "passes (no gates set)"
+    lines = [f"**{label}** ({key.get('task_kind')}): {verdict}."]
+    metric_gates = [g for g in gates if g.get("kind", "metric") == "metric"]
+    if metric_gates:
+        lines.append(
+            "- Metrics vs gates: "
+            + "; ".join(f"{_code(g['name'])} {gate_value(g)} ({gate_bounds(g)}, {_result(g)})" for g in metric_gates)
+        )
+    elif key.get("metrics"):
+        lines.append("- Metrics: " + "; ".join(f"{_code(k)} {_value(v)}" for k, v in key["metrics"].items()))
+    data_gates = [g for g in gates if g.get("kind") == "data"]
+    if data_gates:
+        lines.append("- Data checks: " + "; ".join(f"{_code(g['name'])} {_result(g)}" for g in data_gates))
+    if champion:
+        lines.append("- " + _champion(champion))
+    top = list(key.get("top_features") or [])[:TOP_FEATURES]
+    if top:
+        lines.append(
+            f"- Top features (drop in {key.get('importance_scoring', 'score')} when shuffled): "
+            + ", ".join(f"{_code(f['feature'])} {f['importance']:.3f}" for f in top)
+        )
+    return "\n".join(lines)
+
+
+def _champion(champion: Mapping[str, Any]) -> str:
+    metric = _code(champion.get("metric", ""))
+    if champion.get("champion") is None:
+        note = champion.get("note") or "no live version to compare with"
+        return f"Champion: {note} ({metric} {_value(champion.get('candidate'))})."
+    alias = f" ({champion['alias']})" if champion.get("alias") else ""
+    return (
+        f"Champion: {metric} {_value(champion.get('candidate'))} vs live v{champion.get('champion_version')}{alias} "
+        f"{_value(champion.get('champion'))}: {champion['improvement']:+.4f} "
+        f"(needs >= {float(champion.get('min_improvement') or 0):+.4f}, {_result(champion)})"
+    )
+
+
+def _result(result: Mapping[str, Any]) -> str:
+    return "pass" if result.get("passed") else "**FAIL**"
+
+
+def _value(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _code(text: Any) -> str:
+    return "`" + str(text).replace("`", "'") + "`"

@@ -1,0 +1,189 @@
+"""The Models page plugin: discovered by Airflow, behind Airflow's auth manager, writes policy-checked.
+
+Users log in with a real JWT from Airflow's configured (simple) auth manager, sent as the UI's cookie.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from airflow_bridge.actions import approval
+from airflow_bridge.artifacts import ArtifactStore
+from airflow_bridge.governance.enforcement import binding_for
+from airflow_bridge.governance.policy import Policy
+from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
+
+POLICY = Policy.model_validate(
+    {
+        "apiVersion": "airflow-bridge/v1",
+        "kind": "Policy",
+        "defaults": {"approval_required_for": ["production"]},
+        "teams": {"onc": {"approvers": ["dana", "erin"]}},
+    }
+)
+GATES = [{"name": "roc_auc", "kind": "metric", "value": 0.991, "min": 0.97, "max": None, "passed": True}]
+
+
+@pytest.fixture
+def registry(registry_env: dict[str, Any], tmp_path: Path) -> ModelRegistry:
+    """Two versions of 'cancer' by alice (team onc), v1 live in production, an approval of v2 pending."""
+    registry = ModelRegistry(registry_env["url"])
+    store = ArtifactStore(f"file://{registry_env['artifacts']}")
+    for number in (1, 2):
+        report = store.put(f"<html><body>report of v{number}</body></html>".encode(), "reports", ".html")
+        registry.register_version(
+            "cancer",
+            store.put(f"model {number}".encode(), "models/cancer", ".joblib"),
+            estimator="sklearn.ensemble.RandomForestClassifier",
+            metrics={"roc_auc": 0.991},
+            validation={"gates": GATES, "report": {"html": asdict(report), "pngs": {}}},
+            run=RunRef("cancer_dag", f"run{number}", "register"),
+            actor="alice",
+            card=ModelCard(owner="alice", team="onc", description="Flags malignant tumours."),
+            policy=binding_for(POLICY, "specs/_policy.yaml"),
+        )
+    approval.decide(registry, model="cancer", version=1, alias="production", responder="dana", approve=True)
+    from airflow_bridge.actions.deployment import deploy
+
+    deploy(registry, model="cancer", version=1, alias="production", actor="dana", reason="first release")
+    approval.request_approval(
+        registry,
+        model="cancer",
+        version=2,
+        alias="production",
+        requested_by="alice",
+        approvers=["dana", "erin"],
+        run=RunRef("cancer_dag", "run2", "approve"),
+    )
+    return registry
+
+
+@pytest.fixture
+def client(airflow_db: Path) -> TestClient:
+    from airflow_bridge.plugin.app import create_app
+
+    return TestClient(create_app())
+
+
+def login(client: TestClient, username: str, role: str = "admin") -> None:
+    """What Airflow's login does: a JWT signed by the auth manager, in the UI's ``_token`` cookie."""
+    from airflow.api_fastapi.app import create_auth_manager
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    manager = create_auth_manager()
+    manager.init()
+    client.cookies.set(COOKIE_NAME_JWT_TOKEN, manager.generate_jwt(SimpleAuthManagerUser(username=username, role=role)))
+
+
+def test_airflow_discovers_the_plugin() -> None:
+    from airflow import plugins_manager
+
+    plugins, errors = plugins_manager._get_plugins()
+    assert not [e for e in errors if "airflow_bridge" in e], errors
+    ours = next(p for p in plugins if p.name == "airflow_bridge")
+    apps, _ = plugins_manager.get_fastapi_plugins()
+    assert [a["url_prefix"] for a in apps if a["name"] == "airflow-bridge models"] == ["/airflow-bridge"]
+    views, _ = plugins_manager._get_ui_plugins()
+    assert [(v["href"], v["destination"]) for v in views if v["name"] == "Models"] == [
+        ("/airflow-bridge/models/", "nav")
+    ]
+    assert {type(link).__name__ for link in ours.operator_extra_links} == {
+        "ModelVersionLink",
+        "ModelReportLink",
+        "ServingEndpointLink",
+    }
+
+
+def test_without_login_there_is_no_page(client: TestClient, registry: ModelRegistry) -> None:
+    assert client.get("/models/").status_code == 401
+    assert client.get("/models/cancer/versions/1/report").status_code == 401
+    browser = client.get("/models/", headers={"accept": "text/html"}, follow_redirects=False)
+    assert browser.status_code == 303
+    assert "login" in browser.headers["location"]
+    refused = client.post("/models/cancer/promote", data={"version": "2", "alias": "production", "reason": "x"})
+    assert refused.status_code == 401
+    assert registry.alias_version("cancer", "production").version == 1  # type: ignore[union-attr]
+    client.cookies.set("_token", "not-a-jwt")
+    assert client.get("/models/").status_code == 403
+
+
+def test_the_page_shows_models_versions_aliases_approvals_and_the_audit_verdict(
+    client: TestClient, registry: ModelRegistry
+) -> None:
+    login(client, "bob", role="viewer")
+    index = client.get("/models/")
+    assert index.status_code == 200, index.text
+    assert 'href="/models/cancer"' in index.text
+    assert "Audit trail intact" in index.text
+    assert "production → v1" in index.text
+    assert "answer in Required Actions" in index.text and "/required_actions" in index.text
+
+    page = client.get("/models/cancer").text
+    assert "Flags malignant tumours." in page
+    assert "v2" in page and "v1" in page
+    assert "PASS</span> roc_auc = 0.991 (needs ≥ 0.97)" in page
+    assert 'href="/models/cancer/versions/2/report"' in page
+    assert "first release" in page  # why the alias moved, and by whom
+    assert "<td>dana</td>" in page
+    assert "cancer_dag / run2" in page  # the pending approval's run
+
+    report = client.get("/models/cancer/versions/2/report")
+    assert report.status_code == 200 and "report of v2" in report.text
+    missing = client.get("/models/nope")
+    assert missing.status_code == 404
+    assert "nope" in notices(missing.text)[0]
+
+
+def test_a_tampered_report_is_refused(client: TestClient, registry: ModelRegistry) -> None:
+    login(client, "bob")
+    ref = registry.get_version("cancer", 1).validation["report"]["html"]
+    Path(ref["uri"].removeprefix("file://")).write_bytes(b"<html>forged</html>")
+    shown = client.get("/models/cancer/versions/1/report")
+    assert shown.status_code == 409
+    assert "modified after registration" in shown.text and "forged" not in shown.text
+
+
+def test_promote_without_approval_is_refused_and_nothing_moves(client: TestClient, registry: ModelRegistry) -> None:
+    login(client, "bob")
+    refused = client.post("/models/cancer/promote", data={"version": "2", "alias": "production", "reason": "go"})
+    assert refused.status_code == 403
+    [shown] = notices(refused.text)
+    assert shown.startswith("Refused: promoted of cancer v2 to 'production' refused: v2 has no recorded approval")
+    assert "it needs one by dana or erin" in shown and shown.endswith("nothing moved")
+    assert registry.alias_version("cancer", "production").version == 1  # type: ignore[union-attr]
+    last = registry.audit_events(model="cancer")[-1]
+    assert (last.action, last.actor) == ("move_refused", "bob")
+
+
+def test_an_allowed_promote_moves_the_alias_as_the_logged_in_user(client: TestClient, registry: ModelRegistry) -> None:
+    approval.decide(registry, model="cancer", version=2, alias="production", responder="erin", approve=True)
+    login(client, "erin")
+    moved = client.post("/models/cancer/promote", data={"version": "2", "alias": "production", "reason": "better auc"})
+    assert moved.status_code == 200, moved.text
+    assert notices(moved.text) == ["Promoted: 'production' of cancer now serves v2 (was v1)."]
+    assert registry.alias_version("cancer", "production").version == 2  # type: ignore[union-attr]
+    last = registry.audit_events(model="cancer")[-1]
+    assert (last.action, last.actor, last.reason) == ("promoted", "erin", "better auc")
+
+    back = client.post("/models/cancer/rollback", data={"alias": "production", "reason": "latency"})
+    assert back.status_code == 200, back.text
+    assert registry.alias_version("cancer", "production").version == 1  # type: ignore[union-attr]
+    assert registry.audit_events(model="cancer")[-1].actor == "erin"
+    forged = client.post(
+        "/models/cancer/rollback", data={"alias": "production"}, headers={"origin": "https://evil.example"}
+    )
+    assert forged.status_code == 403
+
+
+def notices(page: str) -> list[str]:
+    """The outcome messages the page shows the user."""
+    import html
+    import re
+
+    return [html.unescape(m) for m in re.findall(r'role="status">([^<]*)<', page)]
