@@ -213,7 +213,12 @@ def start(fresh: bool = False) -> None:
         )
         pid_file(service).write_text(str(process.pid))
         say(f"started {service} (pid {process.pid}, log {log.name})")
-    wait_healthy()
+    try:
+        wait_healthy()
+    except SystemExit:  # never leave a half-started stack behind
+        say("not healthy: stopping every service of this stack")
+        stop()
+        raise
     say(f"ready: {URL} (users: dev/stack users; stop: dev/stack stop)")
 
 

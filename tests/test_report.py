@@ -187,7 +187,7 @@ def test_multiclass_report_has_per_class_figures_and_no_curves_or_history(
     html = report.html
     assert "ROC and precision-recall curves are drawn for two classes only (3 here)." in html
     assert "No earlier versions of this model" in html
-    assert "candidate (not yet registered)" in html
+    assert "candidate as validated" in html
     assert all(f"<td>{c}</td>" in html for c in ("low", "mid", "high"))
     assert "No live version to compare with" in html
 

@@ -50,6 +50,8 @@ def airflow() -> Iterator[Callable[..., Any]]:
         shutil.copytree(REPO / "dag_specs", DAGS, ignore=shutil.ignore_patterns("__pycache__"))
     started = time.monotonic()
     result = stack("start") if reused else stack("start", "--fresh")
+    if result.returncode != 0 and not reused:
+        stack("stop")  # nothing may be left running, even when the start failed
     assert result.returncode == 0, result.stdout + result.stderr
     print(f"\nstack ready in {time.monotonic() - started:.0f}s")
     passwords = json.loads((STATE / "airflow" / "simple_auth_manager_passwords.json").read_text())

@@ -79,7 +79,7 @@ def render(content: Content, passed: bool) -> str:
         f"{_plots(content.plots, key)}</section>"
         for key, title, html in sections
     )
-    version = f"version {inputs.version}" if inputs.version is not None else "candidate (not yet registered)"
+    version = f"version {inputs.version}" if inputs.version is not None else "candidate as validated"
     failing = [g["name"] for g in inputs.gates if not g.get("passed")]
     if inputs.champion is not None and not inputs.champion.get("passed", True):
         failing.append("champion comparison")
