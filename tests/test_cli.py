@@ -477,6 +477,7 @@ def test_run_trains_registers_and_deploys(finished_run: dict[str, Any]) -> None:
     assert "registered: diabetes_progression v1" in done.stdout
     assert "deployed: local alias production → v1 (was nothing)" in done.stdout
     assert "run succeeded" in done.stdout
+    assert "report: file://" in done.stdout and "models report diabetes_progression --version 1" in done.stdout
     summary = json.loads(
         next((finished_run["home"] / "runs" / "diabetes_progression").glob("*/summary.json")).read_text()
     )

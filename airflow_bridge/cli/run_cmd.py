@@ -250,6 +250,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
             )
     if summary["version"] is not None:
         console.print(f"registered: [bold]{summary['model']} v{summary['version']}[/]")
+    if summary.get("report"):
+        where = f"airflow-bridge models report {summary['model']}"
+        where += f" --version {summary['version']}" if summary["version"] is not None else ""
+        console.print(f"report: {summary['report']['uri']}  (open it with: {where} --open)", markup=False)
     _print_approval(summary.get("approval"))
     if summary["deployment"]:
         d = summary["deployment"]

@@ -151,6 +151,7 @@ class Progress:
             "metrics": report.metrics if report else {},
             "gates": report.gates if report else [],
             "champion": report.champion if report else None,
+            "report": (report.report or {}).get("html") if report else None,
             "deployment": deployed.to_xcom() if deployed else None,
             "approval": approval,
             "artifact": train.artifact.__dict__ if train else None,
