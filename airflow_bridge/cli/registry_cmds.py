@@ -22,7 +22,7 @@ from airflow_bridge.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from airflow_bridge.registry.records import ModelVersion
+    from airflow_bridge.registry.records import ModelRecord, ModelVersion
     from airflow_bridge.registry.store import ModelRegistry
 
 models_app = typer.Typer(help="Read and change the model registry.", no_args_is_help=True)
@@ -31,6 +31,14 @@ audit_app = typer.Typer(help="Verify and export the audit trail.", no_args_is_he
 
 def _open(url: str | None, home: Path | None) -> ModelRegistry:
     return open_cli_registry(url, home)
+
+
+def chosen_version(store: ModelRegistry, name: str, version: str | None) -> tuple[ModelRecord, ModelVersion]:
+    """The model and the version a command asked for (a number or an alias; default: the newest)."""
+    model = store.get_model(name)
+    if model.latest_version == 0:
+        raise fail(f"model '{name}' has no versions")
+    return model, store.resolve(name, version or str(model.latest_version))
 
 
 @contextlib.contextmanager
@@ -85,10 +93,7 @@ def models_show(
     """A model's card and one version (default: the newest) with metrics, artifact and producing run."""
     with _guard(f"cannot show '{name}'"):
         store = _open(registry, home)
-        model = store.get_model(name)
-        if model.latest_version == 0:
-            raise fail(f"model '{name}' has no versions")
-        chosen = store.resolve(name, version or str(model.latest_version))
+        model, chosen = chosen_version(store, name, version)
     if output == Format.json:
         print_json(
             {

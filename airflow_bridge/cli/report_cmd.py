@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from airflow_bridge.cli.common import Format, console, fail, format_option, home_option, print_json, registry_option
-from airflow_bridge.cli.registry_cmds import _guard, _open, models_app
+from airflow_bridge.cli.registry_cmds import _guard, _open, chosen_version, models_app
 
 HTML_NAME = "report.html"
 
@@ -45,10 +45,7 @@ def models_report(
 
     with _guard(f"cannot read the report of '{name}'"):
         store = _open(registry, home)
-        model = store.get_model(name)
-        if model.latest_version == 0:
-            raise fail(f"model '{name}' has no versions")
-        chosen = store.resolve(name, version or str(model.latest_version))
+        _, chosen = chosen_version(store, name, version)
         label = f"{name} v{chosen.version}"
         stored = stored_report(chosen.validation, label)
         if stored is None:
