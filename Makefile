@@ -11,7 +11,7 @@ PYTEST_ARGS ?= -n 2
 $(BIN)/airflow-bridge: pyproject.toml dev/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
-	$(BIN)/pip install --quiet -c dev/constraints.txt -e ".[dev,serve,postgres,celery]"
+	$(BIN)/pip install --quiet -c dev/constraints.txt -e ".[dev,serve,postgres,celery,s3]"
 	touch $@
 
 ## demo: train, validate, register and deploy an example spec end to end (SQLite, local files)

@@ -2,7 +2,9 @@
 
 An artifact's path ends in its sha256, so a path never holds two different contents: a retried
 task writes the same bytes to the same place, and nothing is overwritten in place. Reads verify
-the checksum and size recorded at registration before anything is unpickled.
+the checksum and size recorded at registration before anything is unpickled. Remote roots
+(``s3://...``) go through Airflow's ObjectStoragePath and an Airflow connection; their failures
+become a ``StorageError`` naming the URI and the connection (docs/storage.md).
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from airflow_bridge.exceptions import ChecksumMismatchError, DataError
+from airflow_bridge.exceptions import ChecksumMismatchError, DataError, StorageError
 from airflow_bridge.registry.records import ArtifactRef
 
 
@@ -46,24 +48,152 @@ class ArtifactStore:
                     if os.path.exists(tmp):
                         os.unlink(tmp)
         else:
-            target = self._remote(uri)
-            if not (target.exists() and target.stat().st_size == len(data)):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)  # object stores publish a PUT atomically
+            _put_remote(ref, data)
         return ref
 
     def read_verified(self, ref: ArtifactRef) -> bytes:
         """The artifact's bytes, checked against its checksum (read with the connection it was written with)."""
         return read_verified(ref)
 
-    def _remote(self, uri: str) -> Any:
-        return _remote(uri, self.conn_id)
+
+def _put_remote(ref: ArtifactRef, data: bytes) -> None:
+    """Upload unless the object is already there with these exact bytes; never overwrite other bytes.
+
+    An object store publishes a PUT whole or not at all, so other bytes under a content-addressed name
+    were written by someone else (a bug or tampering): they are kept as evidence and the write is refused.
+    """
+    target = remote_path(ref.uri, ref.conn_id)
+    try:
+        found = _remote_size(target)
+        if found is None:
+            if urlsplit(ref.uri).scheme not in OBJECT_STORES:  # (s3fs's mkdir would create a missing bucket)
+                target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            return
+        existing = target.read_bytes() if found == ref.size else None
+    except StorageError:
+        raise
+    except Exception as exc:
+        raise_storage_error(exc, ref.uri, ref.conn_id, "writing")
+    if existing is not None and hashlib.sha256(existing).hexdigest() == ref.sha256:
+        return  # a retry: the same bytes are already there
+    shown = f"{found} bytes" + (f", sha256 {hashlib.sha256(existing).hexdigest()[:12]}…" if existing else "")
+    raise StorageError(
+        f"{ref.uri} already exists with other bytes ({shown}; expected {ref.size} bytes, sha256 "
+        f"{ref.sha256[:12]}…), written outside airflow-bridge ({_via(ref.conn_id)}); it was not overwritten. "
+        "Inspect it, then delete it and retry: the retry writes the right bytes"
+    )
 
 
-def _remote(uri: str, conn_id: str | None) -> Any:
+def _remote_size(target: Any) -> int | None:
+    """The object's size, asked of the store (not a cached listing), or None when there is no object."""
+    target.fs.invalidate_cache(target.path)
+    try:
+        info = target.fs.info(target.path)
+    except FileNotFoundError as exc:
+        if s3_error_code(exc) == "NoSuchBucket":
+            raise
+        return None
+    return int(info["size"]) if info.get("type") == "file" else None
+
+
+OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
+"""Schemes without real folders: nothing is created before an object is written."""
+
+
+def remote_path(uri: str, conn_id: str | None) -> Any:
+    """``ObjectStoragePath(uri, conn_id)``, after checking that the connection is defined.
+
+    Airflow would otherwise fall back to the default AWS credential chain and real AWS endpoints when
+    the connection is missing, failing minutes later with an unrelated network error. Works inside an
+    Airflow task (connections through the task API) and in a plain process (``AIRFLOW_CONN_<ID>``).
+    """
+    if conn_id:
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            BaseHook.get_connection(conn_id)
+        except AirflowNotFoundException:
+            raise StorageError(
+                f"connection '{conn_id}' for {uri} is not defined; create it (Admin → Connections, or "
+                f"AIRFLOW_CONN_{conn_id.upper()} in the environment of the process that reads or writes, "
+                "e.g. the pod) or fix the connection id"
+            ) from None
     from airflow.sdk import ObjectStoragePath
 
     return ObjectStoragePath(uri, conn_id=conn_id)
+
+
+def raise_storage_error(exc: BaseException, uri: str, conn_id: str | None, doing: str) -> NoReturn:
+    """Raise :func:`storage_error`; a user's mistake without the botocore trace, an outage with it."""
+    error = storage_error(exc, uri, conn_id, doing)
+    if isinstance(error, StorageError):
+        raise error from None
+    raise error from exc
+
+
+def storage_error(exc: BaseException, uri: str, conn_id: str | None, doing: str) -> Exception:
+    """A clear error for a failed request to object storage: what went wrong, with what, and what to do.
+
+    What the user must fix (refused credentials, a missing bucket, no credentials) is a ``StorageError``:
+    retrying cannot help. An unreachable or failing store is a builtin ``ConnectionError`` (anything
+    unknown an ``OSError``), which is not a ``BridgeError``, so Airflow retries the task.
+    """
+    via = _via(conn_id)
+    code = s3_error_code(exc)
+    kind = type(exc).__name__
+    if code == "NoSuchBucket":
+        return StorageError(
+            f"bucket '{urlsplit(uri).netloc}' of {uri} does not exist ({via}); create it, or fix the bucket "
+            "name in the URI"
+        )
+    if isinstance(exc, PermissionError) or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return StorageError(
+            f"the credentials of {via} were refused while {doing} {uri} ({exc}); check the access key and "
+            "secret in the connection (login and password), and that its user or role may "
+            f"{'write to' if doing == 'writing' else 'read'} this bucket"
+        )
+    if kind in ("NoCredentialsError", "PartialCredentialsError"):
+        return StorageError(
+            f"no credentials to reach {uri} ({via}); name an Airflow connection holding the access key "
+            "(artifact_conn_id, data.training.conn_id) or give the process AWS credentials"
+        )
+    if kind in _UNREACHABLE or code in _UNAVAILABLE:
+        return ConnectionError(
+            f"cannot reach the object store for {uri} ({via}): {exc}; check endpoint_url in the connection's "
+            "extra and that the store is up (the task is retried)"
+        )
+    return OSError(f"{doing} {uri} failed ({via}): {kind}: {exc}")
+
+
+_UNREACHABLE = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+        "ProxyConnectionError",
+    }
+)
+_UNAVAILABLE = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "500", "503"})
+
+
+def _via(conn_id: str | None) -> str:
+    return f"connection '{conn_id}'" if conn_id else "no connection id: the default AWS credential chain"
+
+
+def s3_error_code(exc: BaseException) -> str | None:
+    """The S3 error code (``NoSuchBucket``...) behind an exception s3fs translated, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict):
+            return str(response.get("Error", {}).get("Code") or "") or None
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(exc, FileNotFoundError) and "bucket does not exist" in str(exc).lower():
+        return "NoSuchBucket"
+    return None
 
 
 def read_verified(ref: ArtifactRef) -> bytes:
@@ -72,19 +202,33 @@ def read_verified(ref: ArtifactRef) -> bytes:
     Every reader goes through here and uses the connection recorded with the artifact, so an artifact
     written with ``artifact_conn_id`` is read back with the same connection.
     """
-    try:
-        if _is_local(ref.uri):
+    via = f" (connection '{ref.conn_id}')" if ref.conn_id else ""
+    missing = ChecksumMismatchError(
+        f"artifact {ref.uri} is missing; it was deleted after registration{via}. Nothing can be read from "
+        "this version: train and register a new one"
+    )
+    if _is_local(ref.uri):
+        try:
             with open(urlsplit(ref.uri).path, "rb") as handle:
                 data = handle.read()
-        else:
-            data = _remote(ref.uri, ref.conn_id).read_bytes()
-    except FileNotFoundError:
-        raise ChecksumMismatchError(f"artifact {ref.uri} is missing; it was deleted after registration") from None
+        except FileNotFoundError:
+            raise missing from None
+    else:
+        try:
+            data = remote_path(ref.uri, ref.conn_id).read_bytes()
+        except StorageError:
+            raise
+        except FileNotFoundError as exc:
+            if s3_error_code(exc) == "NoSuchBucket":
+                raise_storage_error(exc, ref.uri, ref.conn_id, "reading")
+            raise missing from None
+        except Exception as exc:
+            raise_storage_error(exc, ref.uri, ref.conn_id, "reading")
     digest = hashlib.sha256(data).hexdigest()
     if digest != ref.sha256 or len(data) != ref.size:
         raise ChecksumMismatchError(
-            f"artifact {ref.uri} was modified after registration: sha256 {digest[:12]}… ({len(data)} bytes) "
-            f"!= recorded {ref.sha256[:12]}… ({ref.size} bytes); refusing to use it"
+            f"artifact {ref.uri} was modified after registration{via}: sha256 {digest[:12]}… ({len(data)} "
+            f"bytes) != recorded {ref.sha256[:12]}… ({ref.size} bytes); refusing to use it"
         )
     return data
 

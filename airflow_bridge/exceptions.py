@@ -57,6 +57,12 @@ class ChecksumMismatchError(RegistryError):
     """An artifact's bytes no longer match the checksum recorded at registration."""
 
 
+class StorageError(BridgeError):
+    """Object storage refused or cannot serve a request: unknown connection, refused credentials, missing
+    bucket, or an object under a content-addressed name that holds other bytes. The message names the URI
+    and the connection id."""
+
+
 class DeploymentError(BridgeError):
     """A deployment target refused or failed a deployment."""
 

@@ -33,6 +33,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_bridge.operators.deploy",
                     "airflow_bridge.operators.approve",
                     "airflow_bridge.operators.rollback",
+                    "airflow_bridge.operators.kubernetes_train",
                 ],
             }
         ],

@@ -229,8 +229,19 @@ class Browser:
         self.send("Network.clearBrowserCookies")
         self.send("Network.setCookie", name="_token", value=token, url=URL + "/", path="/")
 
-    def shoot(self, name: str, path: str, expect: list[str], frame: bool = False, settle: float = 2.0) -> None:
-        """Open ``path``, wait until every ``expect`` text shows (and no spinner), save docs/img/NAME.png."""
+    def shoot(
+        self,
+        name: str,
+        path: str,
+        expect: list[str],
+        *,
+        settle: float = 2.0,
+        clicks: tuple[tuple[str, list[str]], ...] = (),
+    ) -> None:
+        """Open ``path``, wait until every ``expect`` text shows (and no spinner), save docs/img/NAME.png.
+
+        ``clicks``: in turn, (text of a button to click once the page is ready, texts to wait for after it).
+        """
         self.send("Page.navigate", url=URL + path)
         # Plugin pages embedded by the UI are in an iframe: look at its text too.
         text = (
@@ -243,13 +254,30 @@ class Browser:
             ".filter(e => e.getClientRects().length).length"
         )
 
+        waiting_for = list(expect)
+
         def ready() -> bool:
             body = str(self.evaluate(text) or "")
             if "Sign in" in body or ("Login" in body and "password" in body.lower()):
                 sys.exit(f"screenshots: {name}: the page shows a login form (token not accepted)")
-            return all(e in body for e in expect) and not self.evaluate(spinner)
+            return all(e in body for e in waiting_for) and not self.evaluate(spinner)
 
         wait(f"{name} ({path}) to show {expect}", ready, timeout=90, every=1)
+        for label, after in clicks:
+            waiting_for[:] = after
+            found = self.evaluate(
+                "(() => { const b = [...document.querySelectorAll('button, a, [role=button]')]"
+                f".find(e => e.innerText && e.innerText.includes({json.dumps(label)}) && e.getClientRects().length);"
+                " if (!b) return null; b.scrollIntoView(); const r = b.getBoundingClientRect();"
+                " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+            )
+            if found:  # a real mouse click: the UI's components listen to pointer events, not .click()
+                x, y = found
+                for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+                    self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+            if not found:
+                sys.exit(f"screenshots: {name}: no button '{label}' on {path}")
+            wait(f"{name} after clicking '{label}' to show {after}", ready, timeout=60, every=1)
         time.sleep(settle)
         data = self.send("Page.captureScreenshot", format="png")["data"]
         OUT.mkdir(parents=True, exist_ok=True)
@@ -307,8 +335,21 @@ def scenario() -> None:
         b.as_user(admin)
         b.shoot("dag-list", "/dags", [DAG, "fraud_detector", "diabetes_progression"])
         b.shoot("run-rejected", f"/dags/{DAG}/runs/{quote(rejected, safe='')}", ["approve", "deploy"])
-        b.shoot("run-deployed", f"/dags/{DAG}/runs/{quote(approved, safe='')}/tasks/deploy", ["deploy", "Deployed"])
+        b.shoot(
+            "run-deployed",
+            f"/dags/{DAG}/runs/{quote(approved, safe='')}/tasks/deploy/details",
+            ["Extra Links", "Model version", "Model report", "Serving endpoint"],
+        )
         b.shoot("invalid-spec", "/dags/fraud_detector", ["fraud_detector", "spec_error"])
+        b.shoot(
+            "import-errors",
+            "/",
+            ["Dag Import Error"],
+            clicks=(
+                ("Dag Import Error", ["airflow_bridge_spec_errors.py"]),
+                ("airflow_bridge_spec_errors.py", ["fraud_detector.yaml"]),
+            ),
+        )
         b.as_user(alice)
         b.shoot("models", "/plugin/airflow-bridge-models", [MODEL, "production"])
         b.shoot("model", f"/airflow-bridge/models/{MODEL}", [MODEL, "production"])

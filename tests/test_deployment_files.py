@@ -31,7 +31,9 @@ def test_every_airflow_service_shares_one_configuration() -> None:
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
         assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dag_specs"
         assert "./dag_specs:/opt/airflow/dag_specs" in services[name]["volumes"]
-        assert "artifacts:/opt/airflow/artifacts" in services[name]["volumes"]
+        assert env["AIRFLOW__AIRFLOW_BRIDGE__ARTIFACT_ROOT"].startswith("s3://airflow-bridge/")
+        assert env["AIRFLOW__AIRFLOW_BRIDGE__ARTIFACT_CONN_ID"] == "s3_artifacts"
+        assert services[name]["depends_on"]["minio-init"] == {"condition": "service_completed_successfully"}
     assert services["airflow-worker"]["command"].endswith("cpu_large")  # the example policy's tier queue
 
 
@@ -50,6 +52,17 @@ def test_registry_connection_is_valid_and_keeps_the_password_in_the_connection()
     assert url == "postgresql+psycopg2://registry_writer:registry@postgres:5432/model_registry"
     init_sql = (REPO / "dev" / "compose" / "init-db.sql").read_text()
     assert "CREATE DATABASE model_registry OWNER registry_writer" in init_sql
+
+
+def test_artifact_connection_reaches_the_compose_object_store_with_its_credentials() -> None:
+    services = _compose()["services"]
+    conn = json.loads(services["airflow-worker"]["environment"]["AIRFLOW_CONN_S3_ARTIFACTS"])
+    minio = services["minio"]["environment"]
+    assert conn["conn_type"] == "aws"
+    assert conn["extra"]["endpoint_url"] == "http://minio:9000"
+    assert (conn["login"], conn["password"]) == (minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"])
+    bucket = services["airflow-worker"]["environment"]["AIRFLOW__AIRFLOW_BRIDGE__ARTIFACT_ROOT"].split("/")[2]
+    assert f"local/{bucket}" in services["minio-init"]["command"][-1]
 
 
 def test_example_policy_users_exist_in_the_auth_manager() -> None:

@@ -23,7 +23,7 @@ POLICY = Policy.model_validate(
         "apiVersion": "airflow-bridge/v1",
         "kind": "Policy",
         "defaults": {"approval_required_for": ["production"]},
-        "teams": {"onc": {"approvers": ["dana", "erin"]}},
+        "teams": {"onc": {"members": ["alice", "bob"], "approvers": ["dana", "erin"]}},
     }
 )
 GATES = [{"name": "roc_auc", "kind": "metric", "value": 0.991, "min": 0.97, "max": None, "passed": True}]
@@ -159,6 +159,19 @@ def test_promote_without_approval_is_refused_and_nothing_moves(client: TestClien
     assert registry.alias_version("cancer", "production").version == 1  # type: ignore[union-attr]
     last = registry.audit_events(model="cancer")[-1]
     assert (last.action, last.actor) == ("move_refused", "bob")
+
+
+def test_only_the_models_team_moves_its_aliases_from_the_page(client: TestClient, registry: ModelRegistry) -> None:
+    approval.decide(registry, model="cancer", version=2, alias="production", responder="erin", approve=True)
+    login(client, "mallory")  # logged in to Airflow, allowed by the auth manager, not in team onc
+    refused = client.post("/models/cancer/promote", data={"version": "2", "alias": "production"})
+    assert refused.status_code == 403
+    [shown] = notices(refused.text)
+    assert shown.startswith("Refused: 'mallory' is not a member or approver of team 'onc'")
+    assert "moved here by alice, bob, dana, erin; nothing moved" in shown
+    assert registry.alias_version("cancer", "production").version == 1  # type: ignore[union-attr]
+    last = registry.audit_events(model="cancer")[-1]
+    assert (last.action, last.actor, last.alias) == ("move_refused", "mallory", "production")
 
 
 def test_an_allowed_promote_moves_the_alias_as_the_logged_in_user(client: TestClient, registry: ModelRegistry) -> None:

@@ -562,3 +562,58 @@ def test_split_on_a_continuous_target_points_at_the_regressor() -> None:
     assert message.startswith("target 'progression' looks continuous (214 distinct values in 442 rows")
     assert "model.estimator: sklearn.ensemble.RandomForestRegressor" in message
     assert "stratify" not in message  # turning stratification off would only hide the mistake
+
+
+@pytest.mark.parametrize(
+    ("estimator", "params", "hint"),
+    [
+        ("sklearn.svm.LinearSVC", "{}", "LinearSVC predicts labels only"),
+        ("sklearn.svm.SVC", "{C: 1.0}", "set params: {probability: true}"),
+        ("sklearn.linear_model.SGDClassifier", "{loss: hinge}", "set params: {loss: log_loss}"),
+    ],
+)
+def test_probability_gates_on_a_classifier_without_probabilities_are_flagged(
+    folder: Path, estimator: str, params: str, hint: str
+) -> None:
+    spec = write_spec(
+        folder,
+        "no_proba",
+        f"""\
+        data:
+          training: {{uri: data/breast_cancer.csv, target: malignant}}
+        model:
+          estimator: {estimator}
+          params: {params}
+        validation:
+          thresholds:
+            roc_auc: {{min: 0.9}}
+          champion: {{metric: log_loss}}
+        """,
+    )
+    code, files = report("--no-data", spec)
+    issues = lines(files[str(spec)]["issues"])
+    assert code == 1
+    assert [issue.split(": ", 2)[1] for issue in issues] == [
+        "validation.thresholds.roc_auc",
+        "validation.champion.metric",
+    ]
+    assert all("is never computed and this gate never passes" in i and hint in i for i in issues)
+
+
+def test_probability_gates_pass_validate_when_the_estimator_gives_probabilities(folder: Path) -> None:
+    spec = write_spec(
+        folder,
+        "with_proba",
+        """\
+        data:
+          training: {uri: data/breast_cancer.csv, target: malignant}
+        model:
+          estimator: sklearn.svm.SVC
+          params: {probability: true}
+        validation:
+          thresholds:
+            roc_auc: {min: 0.9}
+        """,
+    )
+    code, _ = report("--no-data", spec)
+    assert code == 0

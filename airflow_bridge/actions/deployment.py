@@ -4,28 +4,58 @@ A move onto a protected alias needs a recorded approval of the target version fo
 allowed approver (never an author) under the policy that governs the model. A rollback is a move like
 any other: it goes back only to a version that was approved for that alias. Turning enforcement off
 (``enforce_policy=False``) is possible only where the policy allows it, and is itself audited.
+
+Each action runs in two halves around its target (:mod:`airflow_bridge.actions.targets`): ``begin_*``
+passes the gate and has the target serve the version (``kserve`` applies an InferenceService; ``local``
+has nothing to do); ``settle`` moves the alias once the target reports ready, or restores the target
+and audits the refusal. ``deploy``/``promote``/``rollback`` run both halves and wait in between; the
+operators defer to the target's trigger instead and settle in ``execute_complete``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow_bridge.actions.names import LOCAL_TARGET, local_endpoint
+from airflow_bridge.actions.names import KSERVE_TARGET, LOCAL_TARGET, local_endpoint
 from airflow_bridge.actions.results import ApprovalDecision, DeploymentResult
-from airflow_bridge.exceptions import ChecksumMismatchError, NotFoundError, PolicyViolationError
+from airflow_bridge.actions.targets import TARGETS, Move, Outcome, PendingMove, target_for
+from airflow_bridge.exceptions import (
+    ChecksumMismatchError,
+    ConflictError,
+    DeploymentError,
+    NotFoundError,
+    PolicyViolationError,
+)
 from airflow_bridge.registry.events import AuditAction
 
 if TYPE_CHECKING:
     from airflow_bridge.governance.enforcement import GoverningPolicy
-    from airflow_bridge.registry.records import Deployment, ModelRecord, ModelVersion, RunRef
+    from airflow_bridge.registry.records import ModelRecord, ModelVersion, RunRef
     from airflow_bridge.registry.store import ModelRegistry
 
-TARGETS = (LOCAL_TARGET,)
+__all__ = ["TARGETS", "begin_deploy", "begin_rollback", "deploy", "promote", "rollback", "settle"]
 _CURRENT: Any = object()
 """``expected`` default: compare-and-set against what the alias points at when the action starts."""
 
 
-def deploy(
+def deploy(registry: ModelRegistry, **kwargs: Any) -> DeploymentResult:
+    """Point ``alias`` at ``version`` after the policy checks, once the target serves it (see ``begin_deploy``)."""
+    pending = begin_deploy(registry, **kwargs)
+    return settle(registry, pending, target_for(pending.target).wait(pending.rollout))
+
+
+def promote(registry: ModelRegistry, **kwargs: Any) -> DeploymentResult:
+    """``deploy`` recorded as a promotion (a person moving an alias, or sending a canary all traffic)."""
+    return deploy(registry, action=AuditAction.PROMOTED, **kwargs)
+
+
+def rollback(registry: ModelRegistry, **kwargs: Any) -> DeploymentResult:
+    """Move ``alias`` back to the version it pointed at before (rollbacks undo moves), policy-checked."""
+    pending = begin_rollback(registry, **kwargs)
+    return settle(registry, pending, target_for(pending.target).wait(pending.rollout))
+
+
+def begin_deploy(
     registry: ModelRegistry,
     *,
     model: str,
@@ -33,58 +63,60 @@ def deploy(
     alias: str,
     actor: str,
     target: str = LOCAL_TARGET,
+    serving: str | None = None,
+    canary_traffic_percent: int | None = None,
     run: RunRef | None = None,
     reason: str = "",
     expected: int | None = _CURRENT,
     enforce_policy: bool = True,
     policy: GoverningPolicy | None = None,
     action: AuditAction = AuditAction.DEPLOYED,
-) -> DeploymentResult:
-    """Point ``alias`` at ``version`` (compare-and-set against ``expected``) after the policy checks."""
-    if target not in TARGETS:
-        raise PolicyViolationError(f"unknown deployment target '{target}'; available: {', '.join(TARGETS)}")
+) -> PendingMove:
+    """Check the move (approval, checksum) and have ``target`` serve ``version``; the alias has not moved yet.
+
+    ``serving`` and ``canary_traffic_percent`` are the kserve target's settings. The caller waits for the
+    target (``deploy`` blocks; ``DeployModelOperator`` defers to the target's trigger), then ``settle``s.
+    """
+    chosen_target = target_for(target)
     record = registry.get_model(model)
     chosen = registry.get_version(model, version)
     live = registry.alias_version(model, alias)
     gate = _Gate(registry, record, alias=alias, actor=actor, run=run, action=action)
-    approval, override = gate.authorize(chosen, policy, enforce_policy, reason)
+    governing = policy or gate.governing(chosen)
+    approval, override = gate.authorize(chosen, governing, enforce_policy, reason)
     gate.verify(chosen)
-    moved = registry.deploy(
-        model,
-        version,
-        alias=alias,
-        target=target,
-        endpoint=local_endpoint(model, alias),
-        expected=(live.version if live else None) if expected is _CURRENT else expected,
+    _same_target(registry, gate, chosen, target)
+    move = Move(str(registry.url), record, chosen, live, alias, governing, serving, canary_traffic_percent)
+    rollout = chosen_target.apply(gate, move)
+    return _pending(
+        move,
+        action=action,
         actor=actor,
         reason=reason or f"{action.replace('_', ' ')} by {actor}",
+        target=target,
+        expected=(live.version if live else None) if expected is _CURRENT else expected,
+        rollout=rollout,
         run=run,
-        action=action,
+        approval=approval,
+        override=override,
     )
-    from airflow_bridge.actions.approval import close_superseded
-
-    close_superseded(registry, model=model, alias=alias, newer=version, actor=actor, run=run)
-    return _result(moved, live.version if live else None, approval, override)
 
 
-def promote(registry: ModelRegistry, **kwargs: Any) -> DeploymentResult:
-    """``deploy`` recorded as a promotion (a person moving an alias outside a pipeline run)."""
-    return deploy(registry, action=AuditAction.PROMOTED, **kwargs)
-
-
-def rollback(
+def begin_rollback(
     registry: ModelRegistry,
     *,
     model: str,
     alias: str,
     actor: str,
     target: str = LOCAL_TARGET,
+    serving: str | None = None,
     run: RunRef | None = None,
     reason: str = "",
     enforce_policy: bool = True,
     policy: GoverningPolicy | None = None,
-) -> DeploymentResult:
-    """Move ``alias`` back to the version it pointed at before (rollbacks undo moves), policy-checked."""
+) -> PendingMove:
+    """Check a rollback of ``alias`` to its previous version and have ``target`` serve that version (no canary)."""
+    chosen_target = target_for(target)
     record = registry.get_model(model)
     current = registry.alias_version(model, alias)
     previous = registry.previous_alias_version(model, alias)
@@ -92,28 +124,169 @@ def rollback(
         raise NotFoundError(f"alias '{alias}' of '{model}' has no earlier version to roll back to")
     chosen = registry.get_version(model, previous)
     gate = _Gate(registry, record, alias=alias, actor=actor, run=run, action=AuditAction.ROLLED_BACK)
-    approval, override = gate.authorize(chosen, policy, enforce_policy, reason)
+    governing = policy or gate.governing(chosen)
+    approval, override = gate.authorize(chosen, governing, enforce_policy, reason)
     gate.verify(chosen)
-    moved = registry.rollback(
-        model, alias, actor=actor, target=target, run=run, reason=reason or f"rollback from v{current.version}"
+    _same_target(registry, gate, chosen, target)
+    move = Move(str(registry.url), record, chosen, current, alias, governing, serving)
+    rollout = chosen_target.apply(gate, move)
+    return _pending(
+        move,
+        action=AuditAction.ROLLED_BACK,
+        actor=actor,
+        reason=reason or f"rollback from v{current.version}",
+        target=target,
+        expected=current.version,
+        rollout=rollout,
+        run=run,
+        approval=approval,
+        override=override,
     )
-    return _result(moved, current.version, approval, override)
 
 
-def _result(
-    moved: Deployment, previous: int | None, approval: ApprovalDecision | None, override: bool
-) -> DeploymentResult:
+def settle(registry: ModelRegistry, pending: PendingMove, outcome: Outcome) -> DeploymentResult:
+    """Land a move once its target answered: ready → the alias moves (compare-and-set) and is recorded;
+    not ready → the target is restored, the refusal audited, and the alias stays where it was."""
+    from airflow_bridge.registry.records import RunRef
+
+    target = target_for(pending.target)
+    if not outcome.ok:
+        _abandon(registry, pending, target, f"the {pending.target} target did not become ready: {outcome.reason}")
+    run = RunRef(*pending.run) if pending.run else None
+    endpoint = outcome.endpoint or local_endpoint(pending.model, pending.alias)
+    try:
+        live = registry.alias_version(pending.model, pending.alias)
+        if pending.action == AuditAction.ROLLED_BACK:
+            if (live.version if live else None) != pending.expected:
+                raise ConflictError(
+                    f"alias '{pending.alias}' of '{pending.model}' moved to "
+                    f"{'v' + str(live.version) if live else 'no version'} during the rollback; reload and decide again"
+                )
+            moved = registry.rollback(
+                pending.model, pending.alias, actor=pending.actor, target=pending.target, run=run, reason=pending.reason
+            )
+        else:
+            moved = registry.deploy(
+                pending.model,
+                pending.version,
+                alias=pending.alias,
+                target=pending.target,
+                endpoint=endpoint,
+                expected=pending.expected,
+                actor=pending.actor,
+                reason=pending.reason,
+                run=run,
+                action=AuditAction(pending.action),
+            )
+    except ConflictError:
+        target.restore(pending.rollout)
+        raise
+    if pending.action != AuditAction.ROLLED_BACK:
+        from airflow_bridge.actions.approval import close_superseded
+
+        close_superseded(
+            registry, model=pending.model, alias=pending.alias, newer=pending.version, actor=pending.actor, run=run
+        )
+    if pending.previous_version == pending.version and pending.target != LOCAL_TARGET:
+        # the alias did not move (a canary promoted to all traffic): record what changed on the target
+        registry.record_event(
+            pending.action,
+            actor=pending.actor,
+            model=pending.model,
+            version=pending.version,
+            alias=pending.alias,
+            run=run,
+            reason=pending.reason,
+            before={"version": pending.version},
+            after={"version": pending.version, "target": pending.target, **_traffic(pending)},
+        )
+    approval = ApprovalDecision.from_xcom(pending.approval) if pending.approval else None
     return DeploymentResult(
         model=moved.model,
         version=moved.version,
         alias=moved.alias,
         target=moved.target,
-        endpoint=moved.endpoint or local_endpoint(moved.model, moved.alias),
-        previous_version=previous,
+        endpoint=endpoint,
+        previous_version=pending.previous_version,
         action=str(moved.action),
         actor=moved.actor,
         approval=approval,
+        policy_override=pending.policy_override,
+    )
+
+
+def _pending(
+    move: Move,
+    *,
+    action: str,
+    actor: str,
+    reason: str,
+    target: str,
+    expected: int | None,
+    rollout: dict[str, Any],
+    run: RunRef | None,
+    approval: ApprovalDecision | None,
+    override: bool,
+) -> PendingMove:
+    canary = rollout.get("canary_traffic_percent")
+    if canary:
+        reason = f"{reason} (canary: {canary}% of the traffic)"
+    return PendingMove(
+        model=move.record.name,
+        version=move.version.version,
+        alias=move.alias,
+        action=str(action),
+        actor=actor,
+        reason=reason,
+        target=target,
+        expected=expected,
+        previous_version=move.live.version if move.live else None,
+        rollout=rollout,
+        run=[run.dag_id, run.run_id, run.task_id] if run else None,
+        approval=approval.to_xcom() if approval else None,
         policy_override=override,
+    )
+
+
+def _same_target(registry: ModelRegistry, gate: _Gate, version: ModelVersion, target: str) -> None:
+    """An alias served by KServe moves only with target kserve: a local move would leave the service behind."""
+    served = [d for d in registry.deployments(gate.record.name) if d.alias == gate.alias]
+    last = served[-1].target if served else None
+    if last == KSERVE_TARGET and target != KSERVE_TARGET:
+        gate.refuse(
+            version,
+            f"'{gate.alias}' of {gate.record.name} is served by target '{last}' (its last deployment); moving it "
+            f"with target '{target}' would leave the InferenceService serving the old version: use target "
+            f"'{last}' with its serving tier (--target {last} --serving TIER)",
+        )
+
+
+def _traffic(pending: PendingMove) -> dict[str, Any]:
+    return {"canary_traffic_percent": pending.rollout.get("canary_traffic_percent") or 100}
+
+
+def _abandon(registry: ModelRegistry, pending: PendingMove, target: Any, why: str) -> NoReturn:
+    """Restore the target, audit the refusal, and fail: the alias never moved."""
+    from airflow_bridge.registry.records import RunRef
+
+    try:
+        target.restore(pending.rollout)
+    except Exception as exc:  # the refusal must still be recorded; say the restore failed too
+        why = f"{why}; restoring the previous state failed too: {type(exc).__name__}: {exc}"
+    registry.record_event(
+        AuditAction.MOVE_REFUSED,
+        actor=pending.actor,
+        model=pending.model,
+        version=pending.version,
+        alias=pending.alias,
+        run=RunRef(*pending.run) if pending.run else None,
+        reason=why,
+        after={"action": pending.action, "refused": True, "target": pending.target},
+    )
+    raise DeploymentError(
+        f"{pending.action.replace('_', ' ')} of {pending.model} v{pending.version} to '{pending.alias}' "
+        f"refused: {why}; the alias still points at "
+        f"{'v' + str(pending.expected) if pending.expected is not None else 'no version'}"
     )
 
 
@@ -140,11 +313,10 @@ class _Gate:
         from airflow_bridge.governance.enforcement import (
             approval_refusal,
             authors_of,
-            governing_policy,
             no_policy_message,
         )
 
-        governing = policy or self._governing(version, governing_policy)
+        governing = policy or self.governing(version)
         team = self.record.card.team
         if not governing.protects(team, self.alias):
             return None, False
@@ -189,12 +361,14 @@ class _Gate:
         )
         return decision, False
 
-    def _governing(self, version: ModelVersion, find: Any) -> GoverningPolicy:
+    def governing(self, version: ModelVersion) -> GoverningPolicy:
+        """The policy that governs the model (an unreadable one refuses the move, audited)."""
+        from airflow_bridge.governance.enforcement import governing_policy
+
         try:
-            governing: GoverningPolicy = find(self.registry, self.record.name)
+            return governing_policy(self.registry, self.record.name)
         except PolicyViolationError as exc:
             self.refuse(version, str(exc))
-        return governing
 
     def verify(self, version: ModelVersion) -> None:
         """The artifact must still match its checksum; a mismatch is refused and recorded."""

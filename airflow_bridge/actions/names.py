@@ -25,3 +25,7 @@ LOCAL_TARGET = "local"
 def local_endpoint(model: str, alias: str) -> str:
     """Where target ``local`` serves ``model@alias``: the registry alias itself."""
     return f"registry://{model}@{alias}"
+
+
+KSERVE_TARGET = "kserve"
+"""The deployment target that serves through a KServe InferenceService (:mod:`airflow_bridge.kserve`)."""

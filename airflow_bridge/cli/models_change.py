@@ -38,6 +38,14 @@ policy_option = Annotated[
 ]
 
 
+target_option = Annotated[
+    str, typer.Option("--target", help="Deployment target: local (the registry alias) or kserve (an InferenceService).")
+]
+serving_option = Annotated[
+    str | None, typer.Option("--serving", help="Serving tier of the team policy (target kserve).")
+]
+
+
 def _actor(actor: str | None) -> str:
     return actor or os.environ.get("USER") or getpass.getuser()
 
@@ -50,6 +58,18 @@ def models_promote(
     expect: Annotated[
         int | None, typer.Option("--expect", help="Only if the alias still points at this version.")
     ] = None,
+    target: target_option = "local",
+    serving: serving_option = None,
+    canary: Annotated[
+        int | None,
+        typer.Option(
+            "--canary",
+            min=1,
+            max=99,
+            help="Target kserve: send this percentage of traffic to VERSION, the rest to the live version. "
+            "Without it VERSION gets all traffic (this promotes a canary).",
+        ),
+    ] = None,
     actor: actor_option = None,
     reason: reason_option = "",
     policy: policy_option = None,
@@ -57,7 +77,10 @@ def models_promote(
     registry: registry_option = None,
     output: format_option = Format.text,
 ) -> None:
-    """Point ALIAS at VERSION: a protected alias needs a recorded approval of VERSION (compare-and-set, audited)."""
+    """Point ALIAS at VERSION: a protected alias needs a recorded approval of VERSION (compare-and-set, audited).
+
+    With --target kserve the InferenceService of NAME@ALIAS serves VERSION first (waiting until KServe reports
+    it ready); the alias moves only then."""
     from airflow_bridge.actions.deployment import promote
 
     who = _actor(actor)
@@ -69,6 +92,9 @@ def models_promote(
             model=name,
             version=version,
             alias=alias,
+            target=target,
+            serving=serving,
+            canary_traffic_percent=canary,
             actor=who,
             reason=reason or f"promoted with the CLI by {who}",
             policy=_explicit_policy(store, name, policy),
@@ -81,6 +107,8 @@ def models_promote(
 def models_rollback(
     name: Annotated[str, typer.Argument(help="Model name.")],
     alias: alias_option = "production",
+    target: target_option = "local",
+    serving: serving_option = None,
     actor: actor_option = None,
     reason: reason_option = "",
     policy: policy_option = None,
@@ -88,7 +116,9 @@ def models_rollback(
     registry: registry_option = None,
     output: format_option = Format.text,
 ) -> None:
-    """Move ALIAS back to the version it pointed at before: on a protected alias, only to an approved version."""
+    """Move ALIAS back to the version it pointed at before: on a protected alias, only to an approved version.
+
+    With --target kserve the InferenceService serves that version again (no canary) before the alias moves."""
     from airflow_bridge.actions.deployment import rollback
 
     who = _actor(actor)
@@ -98,6 +128,8 @@ def models_rollback(
             store,
             model=name,
             alias=alias,
+            target=target,
+            serving=serving,
             actor=who,
             reason=reason or f"rolled back with the CLI by {who}",
             policy=_explicit_policy(store, name, policy),

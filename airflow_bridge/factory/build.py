@@ -12,18 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG
 
-from airflow_bridge.actions.names import TaskId
+from airflow_bridge.actions.names import KSERVE_TARGET, TaskId
 from airflow_bridge.governance.loader import needs_approval
-from airflow_bridge.governance.policy import OPEN_POLICY, Policy
+from airflow_bridge.governance.policy import OPEN_POLICY, ComputeTier, Policy
 from airflow_bridge.operators.approve import ModelApprovalOperator
 from airflow_bridge.operators.deploy import DeployModelOperator
 from airflow_bridge.operators.links import alias_asset, model_asset
 from airflow_bridge.operators.register import RegisterModelOperator
 from airflow_bridge.operators.train import TrainModelOperator
 from airflow_bridge.operators.validate import ValidateModelOperator
-from airflow_bridge.spec.models import Experiment
+from airflow_bridge.spec.models import Deployment, Experiment
 
 if TYPE_CHECKING:
+    from airflow_bridge.actions.training import TrainingRequest
     from airflow_bridge.registry.records import PolicyBinding
 
 BRIDGE_TAG = "airflow-bridge"
@@ -48,7 +49,6 @@ def build_dag(
     policy = policy or OPEN_POLICY
     team = policy.team(spec.team)
     tier = policy.compute_tiers.get(spec.training.compute)
-    training_data = spec.data.training
     registry_conn = spec.registry.conn_id
     with DAG(
         dag_id=spec.name,
@@ -69,29 +69,17 @@ def build_dag(
         if tier is not None:
             placement = {k: v for k, v in {"pool": tier.pool, "queue": tier.queue}.items() if v}
             placement["pool_slots"] = tier.pool_slots
-        train = TrainModelOperator(
-            task_id=TaskId.TRAIN,
-            model_name=spec.registered_model,
-            data_uri=training_data.uri,
-            data_format=training_data.format,
-            delimiter=training_data.delimiter,
-            encoding=training_data.encoding,
-            column_roles=dict(spec.data.columns),
-            data_conn_id=training_data.conn_id,
-            target=training_data.target,
-            features=training_data.features,
-            estimator=spec.model.estimator,
-            estimator_params=spec.model.params,
-            task_kind=spec.task_kind,
-            test_size=spec.data.split.test_size,
-            seed=spec.data.split.seed,
-            stratify=spec.data.split.stratify,
-            checks=spec.data.checks.model_dump(),
-            allowed_estimators=dict(policy.estimators) or None,
-            doc_md="Reads the training data, checks it, splits it and fits the estimator.",
-            lineage_context=lineage,
-            **placement,
-        )
+        train: Any
+        if tier is not None and tier.is_kubernetes:
+            train = _kubernetes_train(spec, policy, tier, lineage, placement)
+        else:
+            train = TrainModelOperator.from_request(
+                training_request(spec, policy),
+                task_id=TaskId.TRAIN,
+                doc_md="Reads the training data, checks it, splits it and fits the estimator.",
+                lineage_context=lineage,
+                **placement,
+            )
         champion = spec.validation.champion
         validate = ValidateModelOperator(
             task_id=TaskId.VALIDATE,
@@ -145,6 +133,8 @@ def build_dag(
                 registration=register.output,
                 alias=spec.deployment.alias,
                 target=spec.deployment.target,
+                serving=_serving_tier(spec.deployment, policy, spec.team),
+                canary_traffic_percent=spec.deployment.canary_traffic_percent,
                 registry_conn_id=registry_conn,
                 outlets=[alias_asset(spec.registered_model, spec.deployment.alias, registry_conn)],
                 doc_md=f"Points alias '{spec.deployment.alias}' at the new version.",
@@ -152,6 +142,51 @@ def build_dag(
             )
             upstream >> deploy
     return dag
+
+
+def training_request(spec: Experiment, policy: Policy) -> TrainingRequest:
+    """What the train task of ``spec`` trains, wherever it runs (a worker or a pod)."""
+    from airflow_bridge.actions.training import TrainingRequest
+
+    data = spec.data.training
+    return TrainingRequest(
+        model=spec.registered_model,
+        data_uri=data.uri,
+        target=data.target,
+        estimator=spec.model.estimator,
+        params=dict(spec.model.params),
+        task_kind=spec.task_kind,
+        features=data.features,
+        data_format=data.format,
+        data_conn_id=data.conn_id,
+        test_size=spec.data.split.test_size,
+        seed=spec.data.split.seed,
+        stratify=spec.data.split.stratify,
+        checks=spec.data.checks.model_dump(),
+        allowed_estimators=dict(policy.estimators) or None,
+        column_roles=dict(spec.data.columns),
+        delimiter=data.delimiter,
+        encoding=data.encoding,
+    )
+
+
+def _kubernetes_train(
+    spec: Experiment, policy: Policy, tier: ComputeTier, lineage: dict[str, str], placement: dict[str, Any]
+) -> Any:
+    """The train task on a Kubernetes tier: the same train action and XCom, in a pod of the tier.
+
+    Imported here, not at the top: the cncf.kubernetes provider costs parse time only for specs that use it.
+    """
+    from airflow_bridge.operators.kubernetes_train import KubernetesTrainOperator
+
+    return KubernetesTrainOperator(
+        task_id=TaskId.TRAIN,
+        compute_tier=tier,
+        request=training_request(spec, policy),
+        doc_md=f"Trains in a Kubernetes pod of compute tier '{spec.training.compute}' ({tier.image}).",
+        lineage_context=lineage,
+        **placement,
+    )
 
 
 def _binding(policy: Policy | None, source: str | None) -> PolicyBinding:
@@ -169,6 +204,14 @@ def _binding(policy: Policy | None, source: str | None) -> PolicyBinding:
 
 
 _BINDINGS: dict[tuple[int, str], tuple[Policy, PolicyBinding]] = {}
+
+
+def _serving_tier(deployment: Deployment, policy: Policy, team: str) -> str | None:
+    """The serving tier of a kserve deployment: the spec's, else the team's only one (validate refuses otherwise)."""
+    if deployment.target != KSERVE_TARGET or deployment.serving is not None:
+        return deployment.serving
+    usable = policy.serving_tiers_for(team)
+    return usable[0] if len(usable) == 1 else None
 
 
 def _gated(spec: Experiment, policy: Policy) -> bool:

@@ -103,6 +103,24 @@ def _bound(binding: PolicyBinding, model: str) -> Policy:
         ) from None
 
 
+def page_move_refusal(registry: ModelRegistry, model: str, user: str) -> str | None:
+    """Why ``user`` may not move ``model``'s aliases from the Models page (None: they may).
+
+    A governed model's aliases are moved from the page only by its team: members and approvers of the
+    team in the policy that governs it. Models with no team in reach follow Airflow's auth manager alone.
+    """
+    governing = governing_policy(registry, model)
+    team = registry.get_model(model).card.team
+    rules = governing.policy.team(team) if governing.policy is not None else None
+    if rules is None or user in {*rules.members, *rules.approvers}:
+        return None
+    allowed = ", ".join(sorted({*rules.members, *rules.approvers})) or "nobody"
+    return (
+        f"'{user}' is not a member or approver of team '{team}' in the policy that governs '{model}' "
+        f"({governing.source}); its aliases are moved here by {allowed}"
+    )
+
+
 def is_protected(policy: Policy | None, team: str, alias: str) -> bool:
     """Does moving ``alias`` need an approval? With no policy in reach, the default protected aliases do."""
     if policy is None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from airflow_bridge.governance.compute import compute_findings
 from airflow_bridge.governance.policy import OPEN_POLICY, POLICY_FILE, Policy
 from airflow_bridge.spec.issues import SpecIssue, did_you_mean
 from airflow_bridge.spec.loader import LoadedSpec, _dotted, _pydantic_issues, load_spec, mark_duplicate_names
@@ -85,6 +86,10 @@ def spec_context(policy: Policy) -> SpecContext:
         estimators=dict(policy.estimators),
         data_roots=(*policy.data_roots, *env_roots),
         compute_tiers=("local", *policy.compute_tiers),
+        serving_tiers=tuple(policy.serving_tiers),
+        team_serving=tuple(
+            (n, tuple(t.allowed_serving)) for n, t in policy.teams.items() if t.allowed_serving is not None
+        ),
         checks=(lambda spec: check_against_policy(spec, policy),),
     )
 
@@ -125,6 +130,7 @@ def check_against_policy(spec: Experiment, policy: Policy) -> Iterator[Finding]:
                 f"team '{spec.team}' may not use compute tier '{spec.training.compute}'",
                 f"allowed: {', '.join(team.allowed_compute)}",
             )
+    yield from compute_findings(spec, policy)  # quotas, and what a Kubernetes tier's pods can reach
     if needs_approval(spec, policy) and spec.deployment and not policy.approvers_for(spec.team, spec.owner):
         yield (
             ("deployment", "alias"),

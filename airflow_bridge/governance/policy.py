@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from airflow_bridge.governance.compute import ComputeQuota, ComputeTier
 from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS, TaskKind
 from airflow_bridge.spec.models import NAME_PATTERN, bridge_error
 
@@ -40,16 +41,50 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class ComputeTier(_Section):
-    """Where heavy training runs: an Airflow pool/queue, and Kubernetes resources for pod-based training."""
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_QUANTITY = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+
+class ServingTier(_Section):
+    """Where and how a model is served by KServe (``deployment: {target: kserve, serving: <tier>}``).
+
+    ``image`` replaces the stock sklearn server's image: airflow-bridge models are scikit-learn
+    Pipelines with skrub preprocessing, which the stock image cannot unpickle (docs/kserve.md).
+    KServe reads the s3 artifact with the credentials of ``service_account`` (an annotated secret).
+    """
 
     description: str = ""
-    pool: str | None = Field(default=None, description="Airflow pool limiting concurrent training on this tier.")
-    pool_slots: int = Field(default=1, ge=1)
-    queue: str | None = Field(default=None, description="Celery queue of workers that have this tier's resources.")
-    cpu: str | None = Field(default=None, description="Kubernetes CPU request, e.g. '4'.")
-    memory: str | None = Field(default=None, description="Kubernetes memory request, e.g. '16Gi'.")
-    gpu: int = Field(default=0, ge=0)
+    namespace: str = Field(pattern=_DNS_LABEL, description="Kubernetes namespace of the InferenceServices.")
+    kubernetes_conn_id: str = Field(
+        default="kubernetes_default", description="Airflow connection of the cluster (cncf.kubernetes provider)."
+    )
+    service_account: str | None = Field(
+        default=None, description="Service account whose annotated secret holds the s3 credentials of the artifacts."
+    )
+    image: str = Field(
+        min_length=1, description="KServe sklearn server image with airflow-bridge (and skrub) installed."
+    )
+    requests: dict[str, str] = Field(default_factory=dict, description="Resource requests, e.g. {cpu: '1'}.")
+    limits: dict[str, str] = Field(default_factory=dict, description="Resource limits, e.g. {memory: 2Gi}.")
+    min_replicas: int = Field(default=1, ge=0, description="0 lets KServe scale to zero (serverless mode).")
+    max_replicas: int = Field(default=1, ge=1)
+    readiness_timeout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _quantities(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, amount in value.items():
+            if not re.match(_QUANTITY, amount):
+                raise bridge_error(f"'{amount}' ({name}) is not a Kubernetes quantity", "for example '500m' or '2Gi'")
+        return value
+
+    @model_validator(mode="after")
+    def _replicas(self) -> ServingTier:
+        if self.min_replicas > self.max_replicas:
+            raise bridge_error(f"min_replicas ({self.min_replicas}) is greater than max_replicas ({self.max_replicas})")
+        return self
 
 
 class TeamPolicy(_Section):
@@ -60,6 +95,10 @@ class TeamPolicy(_Section):
     )
     allowed_estimators: list[str] | None = Field(default=None, description="Restrict estimators; all when omitted.")
     allowed_compute: list[str] | None = Field(default=None, description="Compute tiers allowed; all when omitted.")
+    allowed_serving: list[str] | None = Field(default=None, description="Serving tiers allowed; all when omitted.")
+    compute_quota: ComputeQuota | None = Field(
+        default=None, description="The most one training run may ask for (cpu, memory, gpu); unbounded when omitted."
+    )
     pool: str | None = Field(default=None, description="Airflow pool for the team's tasks.")
     max_active_runs: int = Field(default=1, ge=1, description="Concurrent runs per DAG.")
     max_active_tasks: int = Field(default=4, ge=1, description="Concurrent tasks per DAG.")
@@ -94,6 +133,7 @@ class Policy(BaseModel):
     data_roots: list[str] = Field(default_factory=list, description="Folders and URI prefixes data may come from.")
     estimators: dict[str, TaskKind] = Field(default_factory=dict, description="Estimators added to the allow-list.")
     compute_tiers: dict[str, ComputeTier] = Field(default_factory=dict)
+    serving_tiers: dict[str, ServingTier] = Field(default_factory=dict, description="KServe serving tiers.")
     defaults: PolicyDefaults = PolicyDefaults()
     teams: dict[str, TeamPolicy] = Field(default_factory=dict)
 
@@ -123,6 +163,12 @@ class Policy(BaseModel):
                         f"team '{team_name}' allows unknown compute tier '{tier}'",
                         f"defined tiers: {', '.join(sorted(tiers))}",
                     )
+            for serving in team.allowed_serving or []:
+                if serving not in self.serving_tiers:
+                    raise bridge_error(
+                        f"team '{team_name}' allows unknown serving tier '{serving}'",
+                        f"defined serving tiers: {', '.join(sorted(self.serving_tiers)) or 'none'}",
+                    )
             for alias in team.approval_required_for or []:
                 if not re.match(NAME_PATTERN, alias):
                     raise bridge_error(f"team '{team_name}': '{alias}' is not an alias name")
@@ -130,6 +176,12 @@ class Policy(BaseModel):
 
     def team(self, name: str) -> TeamPolicy | None:
         return self.teams.get(name)
+
+    def serving_tiers_for(self, team: str) -> list[str]:
+        """The serving tiers ``team`` may deploy to."""
+        rules = self.teams.get(team)
+        allowed = rules.allowed_serving if rules is not None else None
+        return [name for name in self.serving_tiers if allowed is None or name in allowed]
 
     def aliases_needing_approval(self, team: str) -> list[str]:
         rules = self.teams.get(team)

@@ -36,21 +36,46 @@ def infer_format(uri: str, fmt: str | None) -> str:
 
 
 def read_bytes(uri: str, conn_id: str | None = None) -> bytes:
-    """The raw bytes at ``uri``; local files directly, anything else through Airflow's ObjectStoragePath."""
+    """The raw bytes at ``uri``; local files directly, anything else through Airflow's ObjectStoragePath.
+
+    Remote failures become a ``DataError`` (missing object, a folder) or a ``StorageError`` (unknown
+    connection, refused credentials, missing bucket), each naming the URI and the connection.
+    """
     parts = urlsplit(uri)
-    try:
-        if parts.scheme in ("", "file"):
+    if parts.scheme in ("", "file"):
+        try:
             with open(parts.path if parts.scheme else uri, "rb") as handle:
                 return handle.read()
-        from airflow.sdk import ObjectStoragePath
+        except FileNotFoundError:
+            raise DataError(f"data not found: {uri}") from None
+        except PermissionError:
+            raise DataError(f"no permission to read {uri}") from None
+        except IsADirectoryError:
+            raise DataError(f"{uri} is a folder; point data.training.uri at a file") from None
+    from airflow_bridge.artifacts import raise_storage_error, remote_path, s3_error_code
+    from airflow_bridge.exceptions import StorageError
 
-        return ObjectStoragePath(uri, conn_id=conn_id).read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"data not found: {uri}") from None
-    except PermissionError:
-        raise DataError(f"no permission to read {uri}") from None
+    via = f"connection '{conn_id}'" if conn_id else "no connection id"
+    path = remote_path(uri, conn_id)
+    try:
+        data: bytes = path.read_bytes()
+        if not data and path.is_dir():  # a prefix reads as empty bytes
+            raise IsADirectoryError(uri)
+    except StorageError:
+        raise
     except IsADirectoryError:
-        raise DataError(f"{uri} is a folder; point data.training.uri at a file") from None
+        raise DataError(
+            f"{uri} is a folder (a prefix), not an object ({via}); point data.training.uri at a file"
+        ) from None
+    except FileNotFoundError as exc:
+        if s3_error_code(exc) == "NoSuchBucket":
+            raise_storage_error(exc, uri, conn_id, "reading")
+        raise DataError(
+            f"data not found: {uri} ({via}); check the object's key (upload the file, or fix data.training.uri)"
+        ) from None
+    except Exception as exc:
+        raise_storage_error(exc, uri, conn_id, "reading")
+    return data
 
 
 def read_table(

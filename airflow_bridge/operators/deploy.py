@@ -30,6 +30,12 @@ class DeployModelOperator(OpenLineageMixin, BaseOperator):
     deployments cannot both win. Refusals fail the task without retry and are audited.
     OpenLineage: reads ``model/<name>`` at the version and writes the alias (``model/<name>@<alias>``).
     Airflow assets: every ``Asset`` in ``outlets`` gets an event whose extra is the version and the move.
+
+    ``target="kserve"`` serves the version from an InferenceService on the team's ``serving`` tier
+    (``canary_traffic_percent`` sends that share of traffic to it). The object is applied only after the
+    gate allowed the move; the task then defers to a readiness trigger (no worker slot held) and the
+    alias moves in ``execute_complete`` once KServe reports Ready. A failed or timed-out rollout restores
+    the InferenceService, is audited, and leaves the alias where it was. ``deferrable=False`` waits in the task.
     """
 
     template_fields: Sequence[str] = ("registration",)
@@ -42,12 +48,15 @@ class DeployModelOperator(OpenLineageMixin, BaseOperator):
         registration: Any,
         alias: str = "production",
         target: str = "local",
+        serving: str | None = None,
+        canary_traffic_percent: int | None = None,
+        deferrable: bool = True,
         registry_conn_id: str | None = None,
         enforce_policy: bool = True,
         lineage_context: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        from airflow_bridge.actions.deployment import TARGETS
+        from airflow_bridge.actions.targets import TARGETS
 
         if "require_approval" in kwargs:
             raise TypeError(
@@ -60,38 +69,80 @@ class DeployModelOperator(OpenLineageMixin, BaseOperator):
         self.registration = registration
         self.alias = alias
         self.target = target
+        self.serving = serving
+        self.canary_traffic_percent = canary_traffic_percent
+        self.deferrable = deferrable
         self.registry_conn_id = registry_conn_id
         self.enforce_policy = enforce_policy
         self.lineage_context = dict(lineage_context or {})
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_bridge.actions.deployment import deploy
+        from airflow_bridge.actions.deployment import begin_deploy, settle
         from airflow_bridge.actions.results import Registration
+        from airflow_bridge.actions.targets import target_for
 
         with final_on_user_error():
             registration = Registration.from_xcom(self.registration, "registration")
             registry = open_registry(self.registry_conn_id)
             self._remember_registry(str(registry.url))
             self._remember(registration=registration)
-            result = deploy(
+            pending = begin_deploy(
                 registry,
                 model=registration.model,
                 version=registration.version,
                 alias=self.alias,
                 target=self.target,
+                serving=self.serving,
+                canary_traffic_percent=self.canary_traffic_percent,
                 actor=actor_of(context),
                 run=run_ref(context),
                 reason=f"deployed by {context['ti'].dag_id}",
                 enforce_policy=self.enforce_policy,
             )
-        self._remember(result=result)
+            target = target_for(pending.target)
+            trigger = target.trigger(pending.rollout) if self.deferrable else None
+            if trigger is not None:
+                self.log.info("Waiting for %s to serve %s v%d", self.target, pending.model, pending.version)
+                self.defer(
+                    trigger=trigger,
+                    method_name="execute_complete",
+                    kwargs={"pending": pending.to_xcom(), "registration": registration.to_xcom()},
+                )
+            result = settle(registry, pending, target.wait(pending.rollout))
+        return self._done(context, registration, result)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], pending: dict[str, Any], registration: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Resume after the readiness trigger: move the alias if the target is ready, else restore and fail."""
+        from airflow_bridge.actions.deployment import settle
+        from airflow_bridge.actions.results import Registration
+        from airflow_bridge.actions.targets import PendingMove, outcome_of
+
+        with final_on_user_error():
+            move = PendingMove.from_xcom(pending, "pending deployment")
+            registered = Registration.from_xcom(registration, "registration")
+            registry = open_registry(self.registry_conn_id)
+            self._remember_registry(str(registry.url))
+            self._remember(registration=registered)
+            result = settle(registry, move, outcome_of(event, move.rollout))
+        return self._done(context, registered, result)
+
+    def _done(self, context: Context, registration: Any, result: DeploymentResult) -> dict[str, Any]:
         from airflow_bridge.operators.register import version_extra
 
+        self._remember(result=result)
         moved = {"alias": self.alias, "previous_version": result.previous_version, "endpoint": result.endpoint}
         emit_asset_events(context, self.outlets, {**version_extra(registration, result.actor), **moved})
         was = f"v{result.previous_version}" if result.previous_version else "unset"
         self.log.info(
-            "Deployed %s v%d to %s (alias '%s', was %s)", result.model, result.version, self.target, self.alias, was
+            "Deployed %s v%d to %s (alias '%s', was %s) at %s",
+            result.model,
+            result.version,
+            self.target,
+            self.alias,
+            was,
+            result.endpoint,
         )
         return result.to_xcom()
 

@@ -84,6 +84,30 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         self.artifact_conn_id = artifact_conn_id
         self.lineage_context = dict(lineage_context or {})
 
+    @classmethod
+    def from_request(cls, request: TrainingRequest, **kwargs: Any) -> TrainModelOperator:
+        """The operator that trains ``request`` (the inverse of ``request()``); ``kwargs`` go to BaseOperator."""
+        return cls(
+            model_name=request.model,
+            data_uri=request.data_uri,
+            target=request.target,
+            estimator=request.estimator,
+            estimator_params=request.params,
+            task_kind=request.task_kind,
+            features=request.features,
+            data_format=request.data_format,
+            data_conn_id=request.data_conn_id,
+            test_size=request.test_size,
+            seed=request.seed,
+            stratify=request.stratify,
+            checks=request.checks,
+            allowed_estimators=request.allowed_estimators,
+            column_roles=request.column_roles,
+            delimiter=request.delimiter,
+            encoding=request.encoding,
+            **kwargs,
+        )
+
     def request(self) -> TrainingRequest:
         from airflow_bridge.actions.training import TrainingRequest
 

@@ -128,7 +128,9 @@ def create_app() -> FastAPI:
             request,
             store,
             name,
-            lambda: promote_action(store, model=name, version=version, alias=alias, actor=actor, reason=why),
+            actor=actor,
+            alias=alias,
+            act=lambda: promote_action(store, model=name, version=version, alias=alias, actor=actor, reason=why),
         )
 
     @app.post("/models/{name}/rollback", response_class=HTMLResponse)
@@ -145,16 +147,35 @@ def create_app() -> FastAPI:
         actor = user.get_name()
         why = reason or f"rolled back by {actor} in the Models page"
         return _move(
-            request, store, name, lambda: rollback_action(store, model=name, alias=alias, actor=actor, reason=why)
+            request,
+            store,
+            name,
+            actor=actor,
+            alias=alias,
+            act=lambda: rollback_action(store, model=name, alias=alias, actor=actor, reason=why),
         )
 
     return app
 
 
-def _move(request: Request, store: ModelRegistry, name: str, act: Any) -> Response:
+def _move(request: Request, store: ModelRegistry, name: str, *, actor: str, alias: str, act: Any) -> Response:
     """Run a policy-checked move; show the model page with the outcome (the refusal message when refused)."""
+    from airflow_bridge.governance.enforcement import page_move_refusal
+    from airflow_bridge.registry.events import AuditAction
+
     _same_origin(request)
     try:
+        why = page_move_refusal(store, name, actor)
+        if why is not None:
+            store.record_event(
+                AuditAction.MOVE_REFUSED,
+                actor=actor,
+                model=name,
+                alias=alias,
+                reason=why,
+                after={"action": "models_page", "refused": True},
+            )
+            raise PolicyViolationError(f"{why}; nothing moved")
         result = act()
     except PolicyViolationError as exc:
         return HTMLResponse(_model_page(request, store, name, pages.message(f"Refused: {exc}", ok=False)), 403)

@@ -73,3 +73,26 @@ METRICS: dict[TaskKind, tuple[str, ...]] = {
 }
 # Metrics where smaller is better; champion comparisons flip their sign.
 LOWER_IS_BETTER = frozenset({"log_loss", "mae", "mse", "rmse", "mape"})
+
+PROBABILITY_METRICS = ("roc_auc", "log_loss")
+"""Metrics computed from predicted probabilities: an estimator without ``predict_proba`` never gets them."""
+_NO_PROBABILITIES = {
+    "sklearn.linear_model.RidgeClassifier": "",
+    "sklearn.linear_model.Perceptron": "",
+    "sklearn.svm.LinearSVC": "",
+    "sklearn.neighbors.NearestCentroid": "",
+}
+
+
+def lacks_probabilities(estimator: str, params: dict[str, object]) -> str | None:
+    """Why a built-in classifier with these parameters has no probabilities (None when it has them or is unknown).
+
+    The answer is the hint: which parameter or estimator would give probabilities.
+    """
+    if estimator in _NO_PROBABILITIES:
+        return f"{estimator.rsplit('.', 1)[1]} predicts labels only; use LogisticRegression or a tree ensemble"
+    if estimator in ("sklearn.svm.SVC", "sklearn.svm.NuSVC") and params.get("probability") is not True:
+        return "set params: {probability: true} (slower to fit), or gate on accuracy, f1 or balanced_accuracy"
+    if estimator == "sklearn.linear_model.SGDClassifier" and params.get("loss") not in ("log_loss", "modified_huber"):
+        return "set params: {loss: log_loss} (or modified_huber) to get probabilities"
+    return None

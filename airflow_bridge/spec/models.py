@@ -198,12 +198,38 @@ class RegistrySection(_Section):
 
 
 class Deployment(_Section):
-    target: Literal["local"] = Field(default="local", description="Where the model is served.")
+    target: Literal["local", "kserve"] = Field(
+        default="local",
+        description="Where the model is served: 'local' (the registry alias, airflow-bridge serve) or 'kserve' "
+        "(a KServe InferenceService).",
+    )
     alias: Name = Field(default="production", description="Alias pointed at the new version.")
     approval: Literal["policy", "required"] = Field(
         default="policy",
         description="'policy': the team policy decides; 'required': always ask an approver.",
     )
+    serving: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Serving tier of the team policy (target kserve only); may be omitted when the team may "
+        "use exactly one.",
+    )
+    canary_traffic_percent: int | None = Field(
+        default=None,
+        ge=1,
+        le=99,
+        description="Send this share of traffic to the new version, the rest to the live one (target kserve only); "
+        "promote it to 100 % with airflow-bridge models promote.",
+    )
+
+    @model_validator(mode="after")
+    def _kserve_settings(self) -> Deployment:
+        if self.target != "kserve" and (self.serving is not None or self.canary_traffic_percent is not None):
+            raise bridge_error(
+                f"'serving' and 'canary_traffic_percent' apply to target 'kserve' only, not '{self.target}'",
+                "set 'target: kserve' or remove them",
+            )
+        return self
 
 
 class Experiment(BaseModel):

@@ -13,7 +13,14 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS, LOWER_IS_BETTER, METRICS, TaskKind
+from airflow_bridge.spec.estimators import (
+    DEFAULT_ESTIMATORS,
+    LOWER_IS_BETTER,
+    METRICS,
+    PROBABILITY_METRICS,
+    TaskKind,
+    lacks_probabilities,
+)
 from airflow_bridge.spec.issues import did_you_mean
 from airflow_bridge.spec.models import Experiment
 from airflow_bridge.spec.params import builtin_table, check_params
@@ -78,6 +85,10 @@ class SpecContext:
     """More checks of a valid spec (the team policy's), each yielding findings."""
     read_data: bool = False
     """Also check the spec against its local training data (``validate``; see :mod:`.datacheck`)."""
+    serving_tiers: tuple[str, ...] = ()
+    """The team policy's KServe serving tiers (``deployment.serving``)."""
+    team_serving: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(team, serving tiers it may use) for the teams the policy restricts."""
 
     @classmethod
     def from_environment(cls) -> SpecContext:
@@ -144,6 +155,7 @@ def check_experiment(
             did_you_mean(spec.training.compute, context.compute_tiers)
             or f"tiers defined in the team policy: {', '.join(context.compute_tiers)}",
         )
+    yield from check_serving(spec, context)
     table = builtin_table(spec.model.estimator)
     if table is not None:
         yield from check_params(spec.model.estimator, spec.model.params, table)
@@ -158,6 +170,52 @@ def check_experiment(
         path = datacheck.local_data_path(resolve_data_uri(training.uri, spec_dir))
         if path is not None and not uri_problems:
             yield from datacheck.check_data(spec, path, kind, [] if warnings is None else warnings)
+
+
+def check_serving(spec: Experiment, context: SpecContext) -> Iterator[Finding]:
+    """A kserve deployment names a serving tier the team may use, and artifacts KServe can download."""
+    deployment = spec.deployment
+    if deployment is None or deployment.target != "kserve":
+        return
+    allowed = dict(context.team_serving).get(spec.team)
+    if deployment.serving is None:
+        usable = [t for t in context.serving_tiers if allowed is None or t in allowed]
+        if len(usable) != 1:
+            yield (
+                ("deployment", "target"),
+                f"target 'kserve' needs a serving tier: team '{spec.team}' may use "
+                + (f"{len(usable)} ({', '.join(usable)})" if usable else "none"),
+                "add 'serving: <tier>'" + (f", e.g. serving: {usable[0]}" if usable else " once engineers add one"),
+            )
+    where = ("deployment", "serving")
+    if deployment.serving is not None and deployment.serving not in context.serving_tiers:
+        defined = ", ".join(context.serving_tiers) or "none (engineers add them under serving_tiers)"
+        yield (
+            where,
+            f"unknown serving tier '{deployment.serving}'",
+            did_you_mean(deployment.serving, context.serving_tiers) or f"serving tiers of the team policy: {defined}",
+        )
+    if allowed is not None and deployment.serving in context.serving_tiers and deployment.serving not in allowed:
+        yield (
+            where,
+            f"team '{spec.team}' may not use serving tier '{deployment.serving}'",
+            f"allowed: {', '.join(allowed) or 'none'}",
+        )
+    root = configured_artifact_root()
+    if root is not None and urlsplit(root).scheme in ("", "file"):
+        yield (
+            ("deployment", "target"),
+            f"target 'kserve' cannot serve artifacts from the local artifact root '{root}': KServe downloads the "
+            "model from object storage",
+            "set [airflow_bridge] artifact_root (or $AIRFLOW_BRIDGE_ARTIFACT_ROOT) to an s3:// prefix",
+        )
+
+
+def configured_artifact_root() -> str | None:
+    """The artifact root configured for this installation (None: not configured, the local default)."""
+    from airflow_bridge.resolution import ARTIFACT_ROOT_ENV, bridge_config
+
+    return bridge_config("artifact_root") or os.environ.get(ARTIFACT_ROOT_ENV) or None
 
 
 def _check_gates(spec: Experiment, kind: TaskKind | None) -> Iterator[Finding]:
@@ -185,6 +243,7 @@ def _check_gates(spec: Experiment, kind: TaskKind | None) -> Iterator[Finding]:
                 f"{metric} is never negative, so min: {threshold.min:g} always passes",
                 f"{metric} measures error, lower is better: bound it from above, e.g. max: {-threshold.min:g}",
             )
+    yield from _probability_gates(spec)
     champion = spec.validation.champion
     if champion is not None and (kind is None or champion.metric in METRICS[kind]):
         low, high = METRIC_RANGES.get(champion.metric, (None, None))
@@ -195,6 +254,22 @@ def _check_gates(spec: Experiment, kind: TaskKind | None) -> Iterator[Finding]:
                 f"{champion.min_improvement:g} can never be reached",
                 "use a small margin such as 0.01, or 0.0 to accept a model as good as the live one",
             )
+
+
+def _probability_gates(spec: Experiment) -> Iterator[Finding]:
+    """Gates on roc_auc or log_loss for a classifier that cannot give probabilities: they never pass."""
+    hint = lacks_probabilities(spec.model.estimator, dict(spec.model.params))
+    if hint is None:
+        return
+    name = spec.model.estimator.rsplit(".", 1)[1]
+    gated = [("validation", "thresholds", m) for m in spec.validation.thresholds if m in PROBABILITY_METRICS]
+    champion = spec.validation.champion
+    if champion is not None and champion.metric in PROBABILITY_METRICS:
+        gated.append(("validation", "champion", "metric"))
+    for where in gated:
+        metric = where[2] if where[1] == "thresholds" else champion.metric  # type: ignore[union-attr]
+        message = f"{name} gives no probabilities here, so {metric} is never computed and this gate never passes"
+        yield where, message, hint
 
 
 @functools.lru_cache(maxsize=256)

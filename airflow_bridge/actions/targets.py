@@ -1,0 +1,118 @@
+"""Deployment targets behind the deploy, promote and rollback actions.
+
+A target acts only after the gate allowed a move: ``apply`` makes the target serve the version (it may
+still refuse, through the gate, so the refusal is audited), ``wait``/``trigger`` find out whether it
+came up, ``restore`` undoes ``apply`` when it did not. The alias moves only once the target is ready.
+``local`` serves from the registry itself and has nothing to do; ``kserve`` applies an InferenceService.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from airflow_bridge.actions.names import KSERVE_TARGET, LOCAL_TARGET, local_endpoint
+from airflow_bridge.actions.results import _XComForm
+from airflow_bridge.exceptions import PolicyViolationError
+
+if TYPE_CHECKING:
+    from airflow_bridge.actions.deployment import _Gate
+    from airflow_bridge.governance.enforcement import GoverningPolicy
+    from airflow_bridge.registry.records import ModelRecord, ModelVersion
+
+TARGETS = (LOCAL_TARGET, KSERVE_TARGET)
+
+
+@dataclass(frozen=True)
+class Move:
+    """A move the gate allowed, as a target sees it."""
+
+    registry: str
+    """The registry's URL (password hidden), recorded on the served object."""
+    record: ModelRecord
+    version: ModelVersion
+    live: ModelVersion | None
+    alias: str
+    governing: GoverningPolicy
+    serving: str | None = None
+    canary_traffic_percent: int | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Whether the target serves the version now; its endpoint, or why not."""
+
+    ok: bool
+    endpoint: str = ""
+    reason: str = ""
+
+
+class Target(Protocol):
+    def apply(self, gate: _Gate, move: Move) -> dict[str, Any]:
+        """Serve ``move.version``; returns the rollout (JSON) the other methods take. Refuses through ``gate``."""
+
+    def wait(self, rollout: Mapping[str, Any]) -> Outcome:
+        """Block until the rollout is ready, failed or timed out."""
+
+    def trigger(self, rollout: Mapping[str, Any]) -> Any | None:
+        """A deferrable trigger that waits instead of ``wait`` (None: nothing to wait for)."""
+
+    def restore(self, rollout: Mapping[str, Any]) -> None:
+        """Undo ``apply``: serve again what was served before."""
+
+
+class LocalTarget:
+    """``local``: the registry alias is the deployment (``airflow-bridge serve`` reads it)."""
+
+    def apply(self, gate: _Gate, move: Move) -> dict[str, Any]:
+        if move.serving is not None or move.canary_traffic_percent is not None:
+            gate.refuse(move.version, "serving tiers and canary traffic need target 'kserve', not 'local'")
+        return {"endpoint": local_endpoint(move.record.name, move.alias)}
+
+    def wait(self, rollout: Mapping[str, Any]) -> Outcome:
+        return Outcome(True, str(rollout["endpoint"]))
+
+    def trigger(self, rollout: Mapping[str, Any]) -> Any | None:
+        return None
+
+    def restore(self, rollout: Mapping[str, Any]) -> None:
+        return None
+
+
+def target_for(name: str) -> Target:
+    """The target called ``name``; an unknown name is a policy violation (nothing is checked or moved)."""
+    if name == LOCAL_TARGET:
+        return LocalTarget()
+    if name == KSERVE_TARGET:
+        from airflow_bridge.kserve.target import KServeTarget
+
+        return KServeTarget()
+    raise PolicyViolationError(f"unknown deployment target '{name}'; available: {', '.join(TARGETS)}")
+
+
+def outcome_of(event: Mapping[str, Any], rollout: Mapping[str, Any]) -> Outcome:
+    """The outcome a readiness trigger's event reports."""
+    if event.get("status") == "success":
+        return Outcome(True, str(event.get("url") or rollout.get("endpoint") or ""))
+    return Outcome(False, reason=str(event.get("reason") or f"the target answered {dict(event)}"))
+
+
+@dataclass(frozen=True)
+class PendingMove(_XComForm):
+    """A move the gate allowed and the target applied, waiting for the target (crosses a deferral as XCom)."""
+
+    model: str
+    version: int
+    alias: str
+    action: str
+    actor: str
+    reason: str
+    target: str
+    expected: int | None
+    """The version the alias pointed at when the move started (compare-and-set when it lands)."""
+    previous_version: int | None
+    rollout: dict[str, Any] = field(default_factory=dict)
+    run: list[str | None] | None = None
+    approval: dict[str, Any] | None = None
+    policy_override: bool = False
