@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_bridge.actions.names import KSERVE_TARGET, LOCAL_TARGET, local_endpoint
 from airflow_bridge.actions.results import ApprovalDecision, DeploymentResult
-from airflow_bridge.actions.targets import TARGETS, Move, Outcome, PendingMove, target_for
+from airflow_bridge.actions.targets import TARGETS, Move, Outcome, PendingMove, Target, target_for
 from airflow_bridge.exceptions import (
     ChecksumMismatchError,
     ConflictError,
@@ -82,12 +82,17 @@ def begin_deploy(
     chosen = registry.get_version(model, version)
     live = registry.alias_version(model, alias)
     gate = _Gate(registry, record, alias=alias, actor=actor, run=run, action=action)
-    governing = policy or gate.governing(chosen)
-    approval, override = gate.authorize(chosen, governing, enforce_policy, reason)
-    gate.verify(chosen)
-    _same_target(registry, gate, chosen, target)
-    move = Move(str(registry.url), record, chosen, live, alias, governing, serving, canary_traffic_percent)
-    rollout = chosen_target.apply(gate, move)
+    move, rollout, approval, override = gate.admit(
+        chosen,
+        live,
+        serve=chosen_target,
+        target=target,
+        policy=policy,
+        enforce=enforce_policy,
+        reason=reason,
+        serving=serving,
+        canary_traffic_percent=canary_traffic_percent,
+    )
     return _pending(
         move,
         action=action,
@@ -124,12 +129,16 @@ def begin_rollback(
         raise NotFoundError(f"alias '{alias}' of '{model}' has no earlier version to roll back to")
     chosen = registry.get_version(model, previous)
     gate = _Gate(registry, record, alias=alias, actor=actor, run=run, action=AuditAction.ROLLED_BACK)
-    governing = policy or gate.governing(chosen)
-    approval, override = gate.authorize(chosen, governing, enforce_policy, reason)
-    gate.verify(chosen)
-    _same_target(registry, gate, chosen, target)
-    move = Move(str(registry.url), record, chosen, current, alias, governing, serving)
-    rollout = chosen_target.apply(gate, move)
+    move, rollout, approval, override = gate.admit(
+        chosen,
+        current,
+        serve=chosen_target,
+        target=target,
+        policy=policy,
+        enforce=enforce_policy,
+        reason=reason,
+        serving=serving,
+    )
     return _pending(
         move,
         action=AuditAction.ROLLED_BACK,
@@ -304,6 +313,33 @@ class _Gate:
             run,
             action,
         )
+
+    def admit(
+        self,
+        chosen: ModelVersion,
+        live: ModelVersion | None,
+        *,
+        serve: Target,
+        target: str,
+        policy: GoverningPolicy | None,
+        enforce: bool,
+        reason: str,
+        serving: str | None = None,
+        canary_traffic_percent: int | None = None,
+    ) -> tuple[Move, dict[str, Any], ApprovalDecision | None, bool]:
+        """Every check of a move in order (policy, approval, checksum, target), then ``serve`` (the target's
+        implementation) serves ``chosen``: nothing is applied before the gate passes.
+
+        Returns the move, the target's rollout, the approval that allowed it and whether enforcement was off.
+        """
+        governing = policy or self.governing(chosen)
+        approval, override = self.authorize(chosen, governing, enforce, reason)
+        self.verify(chosen)
+        _same_target(self.registry, self, chosen, target)
+        move = Move(
+            str(self.registry.url), self.record, chosen, live, self.alias, governing, serving, canary_traffic_percent
+        )
+        return move, serve.apply(self, move), approval, override
 
     def authorize(
         self, version: ModelVersion, policy: GoverningPolicy | None, enforce: bool, reason: str
