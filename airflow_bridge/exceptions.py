@@ -69,3 +69,12 @@ class DeploymentError(BridgeError):
 
 class PolicyViolationError(BridgeError):
     """A team policy forbids the requested action (approver rights, quotas, tiers)."""
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Whether retrying cannot fix ``exc``: every airflow-bridge error but an unreachable registry.
+
+    Operators fail such errors without retry and the training pod exits with its user-error code; anything
+    else (infrastructure) is retried.
+    """
+    return isinstance(exc, BridgeError) and not isinstance(exc, RegistryUnavailableError)

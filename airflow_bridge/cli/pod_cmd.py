@@ -38,7 +38,7 @@ def train(
 
 def run_training(env: Mapping[str, str], artifact_root: str, artifact_conn_id: str | None) -> int:
     """Train and write the XCom file; the exit code as documented on :func:`train`."""
-    from airflow_bridge.exceptions import BridgeError, RegistryUnavailableError
+    from airflow_bridge.exceptions import is_user_error
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     termination_log = env.get(contract.TERMINATION_LOG_ENV, contract.TERMINATION_LOG)
@@ -53,11 +53,9 @@ def run_training(env: Mapping[str, str], artifact_root: str, artifact_conn_id: s
         from airflow_bridge.resolution import artifact_store
 
         result = train_action(request, artifact_store(artifact_root, artifact_conn_id, in_airflow=True))
-    except RegistryUnavailableError as exc:
-        return _fail(termination_log, f"{type(exc).__name__}: {exc}", 1)
-    except BridgeError as exc:
-        return _fail(termination_log, f"{type(exc).__name__}: {exc}", contract.USER_ERROR_EXIT)
-    except Exception as exc:  # anything else is infrastructure: the task retries
+    except Exception as exc:  # user errors are final; anything else is infrastructure: the task retries
+        if is_user_error(exc):
+            return _fail(termination_log, f"{type(exc).__name__}: {exc}", contract.USER_ERROR_EXIT)
         logging.getLogger(__name__).exception("training failed")
         return _fail(termination_log, f"{type(exc).__name__}: {exc}", 1)
     xcom_path = env.get(contract.XCOM_PATH_ENV, contract.XCOM_PATH)

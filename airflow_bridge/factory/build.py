@@ -210,8 +210,7 @@ def _serving_tier(deployment: Deployment, policy: Policy, team: str) -> str | No
     """The serving tier of a kserve deployment: the spec's, else the team's only one (validate refuses otherwise)."""
     if deployment.target != KSERVE_TARGET or deployment.serving is not None:
         return deployment.serving
-    usable = policy.serving_tiers_for(team)
-    return usable[0] if len(usable) == 1 else None
+    return policy.default_serving_tier(team)
 
 
 def _gated(spec: Experiment, policy: Policy) -> bool:

@@ -183,6 +183,11 @@ class Policy(BaseModel):
         allowed = rules.allowed_serving if rules is not None else None
         return [name for name in self.serving_tiers if allowed is None or name in allowed]
 
+    def default_serving_tier(self, team: str) -> str | None:
+        """The tier a kserve deployment without ``serving`` uses: the team's only one (None: none or several)."""
+        usable = self.serving_tiers_for(team)
+        return usable[0] if len(usable) == 1 else None
+
     def aliases_needing_approval(self, team: str) -> list[str]:
         rules = self.teams.get(team)
         if rules is not None and rules.approval_required_for is not None:

@@ -144,8 +144,8 @@ class KServeTarget:
         policy = move.governing.policy
         team = move.record.card.team
         usable = policy.serving_tiers_for(team) if policy is not None else []
-        if serving is None and len(usable) == 1:
-            serving = usable[0]  # the team's only tier, as validate and the DAG factory assume
+        if serving is None and policy is not None:
+            serving = policy.default_serving_tier(team)  # as validate and the DAG factory assume
         if serving is None:
             gate.refuse(
                 move.version,

@@ -50,11 +50,11 @@ def final_on_user_error() -> Iterator[None]:
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from airflow_bridge.exceptions import BridgeError, RegistryUnavailableError
+    from airflow_bridge.exceptions import BridgeError, is_user_error
 
     try:
         yield
-    except RegistryUnavailableError:
-        raise
     except BridgeError as exc:
+        if not is_user_error(exc):
+            raise
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
