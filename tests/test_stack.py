@@ -89,8 +89,37 @@ def dags(api: Callable[..., Any]) -> dict[str, dict[str, Any]]:
     return {dag["dag_id"]: dag for dag in reply.json()["dags"]}
 
 
+def unpause(api: Callable[..., Any], dag_id: str) -> str | None:
+    """Unpause ``dag_id``; the id of the run Airflow starts for its latest interval (catchup is off), if any.
+
+    When the DAG has an approval, wait until that run is parked at it (or finished): a run triggered
+    next is then the newer one, which supersedes the parked request, instead of racing it to the approval.
+    """
+    reply = api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+    assert reply.status_code == 200, reply.text
+    if reply.json()["timetable_summary"] is None:
+        return None
+
+    def scheduled() -> str | None:
+        runs = api("GET", f"/dags/{dag_id}/dagRuns", params={"run_type": ["scheduled"]}).json()["dag_runs"]
+        return runs[0]["dag_run_id"] if runs else None
+
+    run_id = str(wait_for(f"the scheduled run that unpausing {dag_id} starts", scheduled, timeout=120, every=1))
+    tasks = {task["task_id"] for task in api("GET", f"/dags/{dag_id}/tasks").json()["tasks"]}
+    if "approve" in tasks:
+        wait_for(
+            f"{dag_id} run {run_id} to park at its approval or finish",
+            lambda: (
+                run_state(api, dag_id, run_id) in {"success", "failed"}
+                or task_states(api, dag_id, run_id)["approve"]["state"] == "awaiting_input"
+            ),
+            timeout=600,
+        )
+    return run_id
+
+
 def trigger(api: Callable[..., Any], dag_id: str) -> str:
-    assert api("PATCH", f"/dags/{dag_id}", json={"is_paused": False}).status_code == 200
+    """A manual run of an unpaused DAG."""
     reply = api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
     assert reply.status_code == 200, reply.text
     return str(reply.json()["dag_run_id"])
@@ -113,6 +142,13 @@ def finished(api: Callable[..., Any], dag_id: str, run_id: str, timeout: float =
 def task_states(api: Callable[..., Any], dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
     reply = api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
     return {ti["task_id"]: ti for ti in reply.json()["task_instances"]}
+
+
+def task_log(api: Callable[..., Any], dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
+    path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+    reply = api("GET", path)
+    assert reply.status_code == 200, reply.text
+    return "\n".join(str(line.get("event", "")) for line in reply.json()["content"])
 
 
 def waiting_for_approval(api: Callable[..., Any], dag_id: str, run_id: str) -> str:
@@ -172,6 +208,7 @@ def test_a_broken_spec_is_a_placeholder_and_the_others_are_unaffected(airflow: C
 
 
 def test_diabetes_run_on_the_celery_worker_registers_a_version_on_postgresql(airflow: Callable[..., Any]) -> None:
+    unpause(airflow, "diabetes_progression")
     run_id = trigger(airflow, "diabetes_progression")
     assert finished(airflow, "diabetes_progression", run_id) == "success", task_states(
         airflow, "diabetes_progression", run_id
@@ -186,6 +223,8 @@ def test_diabetes_run_on_the_celery_worker_registers_a_version_on_postgresql(air
 
 def test_approval_author_refused_approver_deploys(airflow: Callable[..., Any]) -> None:
     dag_id = "breast_cancer_classifier"
+    older = unpause(airflow, dag_id)  # @weekly: parked at its approval before the manual run starts
+    assert older is not None
     run_id = trigger(airflow, dag_id)
     path = waiting_for_approval(airflow, dag_id, run_id)
     refused = airflow("PATCH", path, user="alice", json={"chosen_options": ["Approve"]})
@@ -196,9 +235,20 @@ def test_approval_author_refused_approver_deploys(airflow: Callable[..., Any]) -
     assert finished(airflow, dag_id, run_id) == "success", task_states(airflow, dag_id, run_id)
     assert task_states(airflow, dag_id, run_id)["deploy"]["state"] == "success"
 
+    # The older run's request was superseded by the manual run's version: answering it moves nothing.
+    late = airflow(
+        "PATCH", waiting_for_approval(airflow, dag_id, older), user="dana", json={"chosen_options": ["Approve"]}
+    )
+    assert late.status_code == 200, late.text
+    assert finished(airflow, dag_id, older) == "failed"
+    states = task_states(airflow, dag_id, older)
+    assert states["approve"]["state"] == "failed" and states["deploy"]["state"] == "upstream_failed", states
+    assert "was superseded by v" in task_log(airflow, dag_id, older, "approve", states["approve"]["try_number"])
+
 
 def test_a_rejection_is_visible(airflow: Callable[..., Any]) -> None:
     dag_id = "breast_cancer_classifier"
+    unpause(airflow, dag_id)
     run_id = trigger(airflow, dag_id)
     path = waiting_for_approval(airflow, dag_id, run_id)
     rejected = airflow("PATCH", path, user="erin", json={"chosen_options": ["Reject"]})
