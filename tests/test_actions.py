@@ -177,6 +177,9 @@ def test_rollback_goes_back_only_to_a_version_approved_for_the_alias(
         _move(registry, number)
     result = deployment.rollback(registry, model="m", alias="production", actor="erin")
     assert (result.version, result.previous_version, result.action) == (1, 2, "rolled_back")
+    recorded = registry.deployments("m")[-1]
+    assert (recorded.version, recorded.action, recorded.endpoint) == (1, "rolled_back", result.endpoint)
+    assert recorded.endpoint  # the rollback's row says where the version is served, like a deploy's
     with pytest.raises(NotFoundError, match="no earlier version"):
         deployment.rollback(registry, model="m", alias="production", actor="erin")
 
@@ -219,3 +222,18 @@ def test_a_governed_model_is_not_rebound_to_the_open_policy(registry: ModelRegis
     with pytest.raises(PolicyViolationError, match="a spec with no team policy cannot register it"):
         register(training, None, registry=registry, actor="alice", policy=binding_for(OPEN_POLICY, UNGOVERNED_SOURCE))
     assert governing_policy(registry, "m").policy == POLICY
+
+
+def test_team_only_moves_are_refused_for_outsiders_at_the_gate(registry: ModelRegistry, store: ArtifactStore) -> None:
+    """The Models page's rule (team_only) is a gate check: refused before anything moves, audited with the version."""
+    _versions(registry, store, 2)
+    for number in (1, 2):
+        approval.decide(registry, model="m", version=number, alias="production", responder="dana", approve=True)
+    deployment.promote(registry, model="m", version=1, alias="production", actor="erin", team_only=True)
+    deployment.promote(registry, model="m", version=2, alias="production", actor="erin", team_only=True)
+    with pytest.raises(PolicyViolationError, match="rolled back of m v1 .* 'mallory' is not a member or approver"):
+        deployment.rollback(registry, model="m", alias="production", actor="mallory", team_only=True)
+    assert _alias(registry) == 2
+    refused = registry.audit_events(model="m")[-1]
+    assert (refused.action, refused.actor, refused.version) == ("move_refused", "mallory", 1)
+    assert deployment.rollback(registry, model="m", alias="production", actor="mallory").version == 1  # no team rule

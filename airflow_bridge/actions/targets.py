@@ -17,7 +17,7 @@ from airflow_bridge.actions.results import _XComForm
 from airflow_bridge.exceptions import PolicyViolationError
 
 if TYPE_CHECKING:
-    from airflow_bridge.actions.deployment import _Gate
+    from airflow_bridge.actions.gate import Gate
     from airflow_bridge.governance.enforcement import GoverningPolicy
     from airflow_bridge.registry.records import ModelRecord, ModelVersion
 
@@ -49,7 +49,7 @@ class Outcome:
 
 
 class Target(Protocol):
-    def apply(self, gate: _Gate, move: Move) -> dict[str, Any]:
+    def apply(self, gate: Gate, move: Move) -> dict[str, Any]:
         """Serve ``move.version``; returns the rollout (JSON) the other methods take. Refuses through ``gate``."""
 
     def wait(self, rollout: Mapping[str, Any]) -> Outcome:
@@ -65,7 +65,7 @@ class Target(Protocol):
 class LocalTarget:
     """``local``: the registry alias is the deployment (``airflow-bridge serve`` reads it)."""
 
-    def apply(self, gate: _Gate, move: Move) -> dict[str, Any]:
+    def apply(self, gate: Gate, move: Move) -> dict[str, Any]:
         if move.serving is not None or move.canary_traffic_percent is not None:
             gate.refuse(move.version, "serving tiers and canary traffic need target 'kserve', not 'local'")
         return {"endpoint": local_endpoint(move.record.name, move.alias)}

@@ -103,14 +103,13 @@ def _bound(binding: PolicyBinding, model: str) -> Policy:
         ) from None
 
 
-def page_move_refusal(registry: ModelRegistry, model: str, user: str) -> str | None:
-    """Why ``user`` may not move ``model``'s aliases from the Models page (None: they may).
+def team_move_refusal(governing: GoverningPolicy, model: str, team: str, user: str) -> str | None:
+    """Why ``user`` may not move ``model``'s aliases as one of its team (None: they may).
 
-    A governed model's aliases are moved from the page only by its team: members and approvers of the
-    team in the policy that governs it. Models with no team in reach follow Airflow's auth manager alone.
+    The Models page's rule: a governed model's aliases are moved there only by its team, members and
+    approvers of the team in the policy that governs it. Models with no team in reach follow Airflow's
+    auth manager alone.
     """
-    governing = governing_policy(registry, model)
-    team = registry.get_model(model).card.team
     rules = governing.policy.team(team) if governing.policy is not None else None
     if rules is None or user in {*rules.members, *rules.approvers}:
         return None

@@ -18,8 +18,11 @@ from airflow_bridge.operators.links import PLUGIN_PREFIX
 from airflow_bridge.plugin import pages
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 
+    from airflow_bridge.actions.results import DeploymentResult
     from airflow_bridge.registry.store import ModelRegistry
 
 RESOURCE = "Models"
@@ -128,9 +131,9 @@ def create_app() -> FastAPI:
             request,
             store,
             name,
-            actor=actor,
-            alias=alias,
-            act=lambda: promote_action(store, model=name, version=version, alias=alias, actor=actor, reason=why),
+            act=lambda: promote_action(
+                store, model=name, version=version, alias=alias, actor=actor, reason=why, team_only=True
+            ),
         )
 
     @app.post("/models/{name}/rollback", response_class=HTMLResponse)
@@ -150,32 +153,16 @@ def create_app() -> FastAPI:
             request,
             store,
             name,
-            actor=actor,
-            alias=alias,
-            act=lambda: rollback_action(store, model=name, alias=alias, actor=actor, reason=why),
+            act=lambda: rollback_action(store, model=name, alias=alias, actor=actor, reason=why, team_only=True),
         )
 
     return app
 
 
-def _move(request: Request, store: ModelRegistry, name: str, *, actor: str, alias: str, act: Any) -> Response:
+def _move(request: Request, store: ModelRegistry, name: str, *, act: Callable[[], DeploymentResult]) -> Response:
     """Run a policy-checked move; show the model page with the outcome (the refusal message when refused)."""
-    from airflow_bridge.governance.enforcement import page_move_refusal
-    from airflow_bridge.registry.events import AuditAction
-
     _same_origin(request)
     try:
-        why = page_move_refusal(store, name, actor)
-        if why is not None:
-            store.record_event(
-                AuditAction.MOVE_REFUSED,
-                actor=actor,
-                model=name,
-                alias=alias,
-                reason=why,
-                after={"action": "models_page", "refused": True},
-            )
-            raise PolicyViolationError(f"{why}; nothing moved")
         result = act()
     except PolicyViolationError as exc:
         return HTMLResponse(_model_page(request, store, name, pages.message(f"Refused: {exc}", ok=False)), 403)

@@ -96,7 +96,7 @@ def deploy(
 
 
 def rollback(
-    conn: Connection, model: str, alias: str, *, actor: str, reason: str, target: str, run: RunRef
+    conn: Connection, model: str, alias: str, *, actor: str, reason: str, target: str, endpoint: str, run: RunRef
 ) -> Deployment:
     """Move ``alias`` back to the version it pointed at before its last move, and record the deployment.
 
@@ -124,7 +124,7 @@ def rollback(
         undo_id=back.undo_id,
     )
     return _record_deployment(
-        conn, model_row, move, back.version_id, target=target, endpoint="", action=action, run=run, actor=actor
+        conn, model_row, move, back.version_id, target=target, endpoint=endpoint, action=action, run=run, actor=actor
     )
 
 

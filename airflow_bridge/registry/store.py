@@ -258,11 +258,14 @@ class ModelRegistry:
         actor: str,
         reason: str = "",
         target: str = "local",
+        endpoint: str = "",
         run: RunRef | None = None,
     ) -> Deployment:
         """Move ``alias`` back to the version it pointed at before its last move (see ``previous_alias_version``)."""
         with self.transaction(f"roll back alias '{alias}' of '{model}'") as conn:
-            return aliases.rollback(conn, model, alias, actor=actor, reason=reason, target=target, run=run or RunRef())
+            return aliases.rollback(
+                conn, model, alias, actor=actor, reason=reason, target=target, endpoint=endpoint, run=run or RunRef()
+            )
 
     # -- the audit trail ------------------------------------------------------------------------
 
