@@ -231,7 +231,7 @@ def test_team_only_moves_are_refused_for_outsiders_at_the_gate(registry: ModelRe
         approval.decide(registry, model="m", version=number, alias="production", responder="dana", approve=True)
     deployment.promote(registry, model="m", version=1, alias="production", actor="erin", team_only=True)
     deployment.promote(registry, model="m", version=2, alias="production", actor="erin", team_only=True)
-    with pytest.raises(PolicyViolationError, match="rolled back of m v1 .* 'mallory' is not a member or approver"):
+    with pytest.raises(PolicyViolationError, match=r"rolled back of m v1 .* 'mallory' is not a member or approver"):
         deployment.rollback(registry, model="m", alias="production", actor="mallory", team_only=True)
     assert _alias(registry) == 2
     refused = registry.audit_events(model="m")[-1]
