@@ -7,8 +7,9 @@
 # `runtime` and `kserve` are what the tiers of dag_specs/_policy.yaml reference (push them to your registry
 # and put those names in the policy). `runtime`: airflow-bridge with scikit-learn, skrub and S3 support, run
 # as a non-root user; its entrypoint is the airflow-bridge CLI (`airflow-bridge pod train`, `airflow-bridge
-# serve`). `kserve`: KServe's own sklearn server (runtime `kserve-sklearnserver`) with airflow-bridge and the
-# pinned scikit-learn and skrub added, so it unpickles the Pipelines the registry holds (docs/kserve.md).
+# serve`). `kserve`: KServe's own sklearn server (runtime `kserve-sklearnserver`) with what unpickling a
+# registry Pipeline needs (dev/kserve-requirements.txt: the pinned scikit-learn, skrub and dill, and
+# airflow-bridge without its dependencies, for its column-role step); no Airflow (docs/kserve.md).
 # None of these is built in CI (no Docker engine there): see docs/deployment.md#images.
 
 FROM python:3.11-slim AS runtime
@@ -21,12 +22,14 @@ USER 1000
 WORKDIR /home/bridge
 ENTRYPOINT ["airflow-bridge"]
 
-FROM kserve/sklearnserver:v0.15.2 AS kserve
+FROM kserve/sklearnserver:v0.20.0 AS kserve
 USER root
 COPY pyproject.toml README.md /opt/airflow-bridge/
 COPY airflow_bridge /opt/airflow-bridge/airflow_bridge
-COPY dev/constraints.txt /opt/airflow-bridge/dev/constraints.txt
-RUN pip install --no-cache-dir -c /opt/airflow-bridge/dev/constraints.txt "/opt/airflow-bridge[s3]"
+COPY dev/kserve-requirements.txt dev/kserve-constraints.txt /opt/airflow-bridge/dev/
+RUN pip install --no-cache-dir -c /opt/airflow-bridge/dev/kserve-constraints.txt \
+        -r /opt/airflow-bridge/dev/kserve-requirements.txt \
+    && pip install --no-cache-dir --no-deps /opt/airflow-bridge
 USER 1000
 
 # Airflow 3.3 with airflow-bridge installed: used by docker-compose.yml for every Airflow service.

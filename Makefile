@@ -5,14 +5,25 @@ BIN := $(VENV)/bin
 SPEC ?= dag_specs/breast_cancer_classifier.yaml
 APPROVER ?= dana
 PYTEST_ARGS ?= -n 2
+KSERVE_VENV ?= .venv-kserve
 
-.PHONY: demo test test-stack lint typecheck unit bench bench-registry clean
+.PHONY: demo test test-stack lint typecheck unit bench bench-registry clean .venv-kserve
 
 $(BIN)/airflow-bridge: pyproject.toml dev/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
 	$(BIN)/pip install --quiet -c dev/constraints.txt -e ".[dev,serve,postgres,celery,s3]"
 	touch $@
+
+## .venv-kserve: KServe's model server with what the kserve image adds (tests/test_kserve_protocol.py serves with it)
+$(KSERVE_VENV)/installed: dev/kserve-requirements.txt dev/kserve-constraints.txt
+	$(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/pip install --quiet --upgrade "pip>=24"
+	$(KSERVE_VENV)/bin/pip install --quiet -c dev/kserve-constraints.txt -r dev/kserve-requirements.txt
+	$(KSERVE_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+.venv-kserve: $(KSERVE_VENV)/installed
 
 ## demo: train, validate, register and deploy an example spec end to end (SQLite, local files)
 demo: $(BIN)/airflow-bridge
@@ -28,7 +39,7 @@ lint: $(BIN)/airflow-bridge
 typecheck: $(BIN)/airflow-bridge
 	$(BIN)/mypy
 
-unit: $(BIN)/airflow-bridge
+unit: $(BIN)/airflow-bridge $(KSERVE_VENV)/installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## test-stack: start a real Airflow (Celery, PostgreSQL, Redis on 127.0.0.1), drive it over REST, stop it
@@ -49,4 +60,4 @@ bench-registry: $(BIN)/airflow-bridge benchmarks/.venv-mlflow/bin/python
 	$(BIN)/python benchmarks/registry_throughput.py --rounds 5
 
 clean:
-	rm -rf $(VENV) .airflow-bridge .stack .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(KSERVE_VENV) .airflow-bridge .stack .pytest_cache .mypy_cache .ruff_cache

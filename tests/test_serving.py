@@ -123,6 +123,28 @@ def test_serves_predictions_and_follows_alias_moves(served) -> None:
     assert moved["version"] == 2 and moved["predictions"][0] == pytest.approx(8.0)
 
 
+def test_kserve_v1_bodies_are_served_too(served) -> None:
+    """A client of the kserve target works against local unchanged: KServe v1's route and table shapes."""
+    _, _, base, _ = served
+    rows = [{"x1": 4, "x2": 0}, {"x1": 1, "x2": 1}]
+    bodies = {
+        "rows": {"instances": rows},
+        "KServe v1 list of rows": {"instances": [rows]},
+        "KServe v1 columns": {"instances": [{"x1": [4, 1], "x2": [0, 1]}]},
+    }
+    expected = httpx.post(f"{base}/predict", json=bodies["rows"]).json()["predictions"]
+    assert expected[0] == pytest.approx(4.0)
+    for path in ("/predict", "/v1/models/doubler:predict"):
+        for shape, body in bodies.items():
+            answer = httpx.post(f"{base}{path}", json=body)
+            assert answer.status_code == 200, (path, shape, answer.text)
+            assert answer.json()["predictions"] == expected, (path, shape)
+    other = httpx.post(f"{base}/v1/models/tripler:predict", json=bodies["rows"])
+    assert other.status_code == 404 and "serves model 'doubler'" in other.json()["detail"]
+    ragged = httpx.post(f"{base}/predict", json={"instances": [{"x1": [4, 1], "x2": [0]}]})
+    assert ragged.status_code == 422 and "cannot read the instances as a table" in ragged.json()["detail"]
+
+
 def test_bad_requests_get_clear_errors(served) -> None:
     _, _, base, _ = served
 

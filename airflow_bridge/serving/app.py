@@ -24,9 +24,31 @@ log = logging.getLogger("airflow_bridge.serve")
 
 
 class PredictRequest(BaseModel):
-    """Body of ``POST /predict``."""
+    """Body of ``POST /predict`` and of KServe's v1 ``POST /v1/models/NAME:predict``.
 
-    instances: list[dict[str, Any]] = Field(min_length=1, description="Rows as {feature: value} objects.")
+    Each instance is a row ``{column: value}``, or one of KServe's v1 table shapes: a list of rows, or
+    columns ``{column: [values]}``. The same body then works against the ``local`` and ``kserve`` targets.
+    """
+
+    instances: list[dict[str, Any] | list[dict[str, Any]]] = Field(
+        min_length=1,
+        description="Rows as {column: value} objects; or KServe v1's [[rows]] or [{column: [values]}].",
+    )
+
+    def frame(self) -> Any:
+        """The instances as one table, in request order."""
+        import pandas as pd
+
+        if all(isinstance(item, dict) and not _is_columns(item) for item in self.instances):
+            return pd.DataFrame(self.instances)
+        parts = [
+            pd.DataFrame(item if not isinstance(item, dict) or _is_columns(item) else [item]) for item in self.instances
+        ]
+        return pd.concat(parts, ignore_index=True)
+
+
+def _is_columns(item: dict[str, Any]) -> bool:
+    return bool(item) and all(isinstance(value, list) for value in item.values())
 
 
 @dataclass
@@ -102,7 +124,6 @@ class ModelHolder:
 
 def create_app(holder: ModelHolder) -> Any:
     """The FastAPI application; ``holder`` must have loaded its first version."""
-    import pandas as pd
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import JSONResponse
 
@@ -138,10 +159,20 @@ def create_app(holder: ModelHolder) -> Any:
             "produced_by": {"dag_id": version.run.dag_id, "run_id": version.run.run_id},
         }
 
+    @app.post("/v1/models/{name}:predict")
+    def predict_v1(name: str, request: PredictRequest) -> dict[str, Any]:
+        """KServe's v1 protocol, so a client of the ``kserve`` target works against ``local`` unchanged."""
+        if name != holder.model:
+            raise HTTPException(404, f"this server serves model '{holder.model}', not '{name}'")
+        return predict(request)
+
     @app.post("/predict")
     def predict(request: PredictRequest) -> dict[str, Any]:
         loaded = holder.get()
-        frame = pd.DataFrame(request.instances)
+        try:
+            frame = request.frame()
+        except ValueError as exc:  # columns of unequal length
+            raise HTTPException(422, f"cannot read the instances as a table: {exc}") from None
         missing = [f for f in loaded.features if f not in frame.columns]
         if missing:
             raise HTTPException(
