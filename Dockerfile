@@ -8,7 +8,7 @@
 # and put those names in the policy). `runtime`: airflow-bridge with scikit-learn, skrub and S3 support, run
 # as a non-root user; its entrypoint is the airflow-bridge CLI (`airflow-bridge pod train`, `airflow-bridge
 # serve`). `kserve`: KServe's own sklearn server (runtime `kserve-sklearnserver`) with what unpickling a
-# registry Pipeline needs (dev/kserve-requirements.txt: the pinned scikit-learn, skrub and dill, and
+# registry Pipeline needs (dev/kserve-requirements.txt: the pinned scikit-learn and skrub, and
 # airflow-bridge without its dependencies, for its column-role step); no Airflow (docs/kserve.md).
 # None of these is built in CI (no Docker engine there): see docs/deployment.md#images.
 

@@ -259,13 +259,16 @@ def _is_local(uri: str) -> bool:
 
 
 def dump_model(estimator: Any) -> bytes:
-    import io
+    """A zlib-compressed pickle that ``joblib.load`` reads (KServe's sklearn server loads ``.joblib`` so).
 
-    import joblib
+    Pickled by the C pickler, not joblib's: joblib's pure-Python pickler copies pickle's dispatch table
+    when joblib is imported, so in a process that imported dill first (Airflow's do) every artifact
+    would need dill to load. These bytes need only the Pipeline's own packages, wherever they are written.
+    """
+    import pickle
+    import zlib
 
-    buffer = io.BytesIO()
-    joblib.dump(estimator, buffer, compress=3)
-    return buffer.getvalue()
+    return zlib.compress(pickle.dumps(estimator, protocol=5), 3)
 
 
 def load_model(data: bytes) -> Any:

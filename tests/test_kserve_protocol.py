@@ -37,6 +37,8 @@ if not (KSERVE_VENV / "installed").exists():
 
 def _trained(spec_name: str, root: Path) -> tuple[str, Any, list[Any]]:
     """(artifact path, a few rows without the target, the pipeline's own predictions on them)."""
+    import dill  # noqa: F401 - imported before the artifact is written, as in an Airflow task process
+
     from airflow_bridge.actions.training import train
     from airflow_bridge.artifacts import ArtifactStore, load_model
     from airflow_bridge.factory.build import training_request
@@ -164,6 +166,6 @@ def _v2_type(column: Any) -> str:
 
 def test_the_predictor_needs_no_airflow() -> None:
     """What the kserve image installs is enough to unpickle: airflow-bridge without its dependencies."""
-    probe = "import importlib.util as u, sys; sys.exit(0 if u.find_spec('airflow') is None else 1)"
+    probe = "import importlib.util as u, sys; sys.exit(0 if not (u.find_spec('airflow') or u.find_spec('dill')) else 1)"
     assert subprocess.run([str(KSERVE_PYTHON), "-c", probe], check=False).returncode == 0
     assert sys.executable != str(KSERVE_PYTHON)

@@ -198,3 +198,29 @@ def test_serve_refuses_to_start_on_a_tampered_artifact(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert "modified after registration" in result.stderr and "refusing to use it" in result.stderr
+
+
+def test_artifacts_load_without_dill_even_when_written_after_it(tmp_path: Path) -> None:
+    """Airflow processes import dill before joblib; a model written there must load where dill is absent."""
+    import subprocess
+    import sys
+
+    artifact = tmp_path / "model.joblib"
+    write = (
+        "import dill, joblib, sys\n"  # the order of an Airflow task process
+        "from sklearn.linear_model import LinearRegression\n"
+        "from airflow_bridge.artifacts import dump_model\n"
+        "model = LinearRegression().fit([[0.0], [1.0], [2.0]], [type(None) is None, 2.0, 4.0])\n"
+        f"open({str(artifact)!r}, 'wb').write(dump_model({{'model': model, 'none': type(None)}}))\n"
+    )
+    subprocess.run([sys.executable, "-c", write], check=True)
+    read = (
+        "import sys; sys.modules['dill'] = None  # not installed\n"
+        "import joblib\n"
+        f"loaded = joblib.load({str(artifact)!r})\n"
+        "assert loaded['none'] is type(None)\n"
+        "print(round(float(loaded['model'].predict([[3.0]])[0]), 6))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", read], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "6.0"
