@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec
 from airflow_bridge.actions.gate import Gate
 from airflow_bridge.actions.names import LOCAL_TARGET, local_endpoint
 from airflow_bridge.actions.results import ApprovalDecision, DeploymentResult
-from airflow_bridge.actions.targets import TARGETS, Move, Outcome, PendingMove, target_for
+from airflow_bridge.actions.targets import TARGETS, Outcome, PendingMove, target_for
 from airflow_bridge.exceptions import ConflictError, DeploymentError, NotFoundError
 from airflow_bridge.registry.events import AuditAction
 
@@ -73,34 +73,20 @@ def begin_deploy(
     target (``deploy`` blocks; ``DeployModelOperator`` defers to the target's trigger), then ``settle``s.
     ``team_only``: only the model's team may make the move (the Models page's rule).
     """
-    chosen_target = target_for(target)
     record = registry.get_model(model)
     chosen = registry.get_version(model, version)
     live = registry.alias_version(model, alias)
-    gate = Gate(registry, record, alias=alias, actor=actor, run=run, action=action)
-    move, rollout, approval, override = gate.admit(
+    return Gate(registry, record, alias=alias, actor=actor, run=run, action=action).admit(
         chosen,
         live,
-        serve=chosen_target,
         target=target,
         policy=policy,
         enforce=enforce_policy,
         reason=reason,
+        expected=(live.version if live else None) if expected is _CURRENT else expected,
         serving=serving,
         canary_traffic_percent=canary_traffic_percent,
         team_only=team_only,
-    )
-    return _pending(
-        move,
-        action=action,
-        actor=actor,
-        reason=reason or f"{action.replace('_', ' ')} by {actor}",
-        target=target,
-        expected=(live.version if live else None) if expected is _CURRENT else expected,
-        rollout=rollout,
-        run=run,
-        approval=approval,
-        override=override,
     )
 
 
@@ -119,36 +105,22 @@ def begin_rollback(
     team_only: bool = False,
 ) -> PendingMove:
     """Check a rollback of ``alias`` to its previous version and have ``target`` serve that version (no canary)."""
-    chosen_target = target_for(target)
     record = registry.get_model(model)
     current = registry.alias_version(model, alias)
     previous = registry.previous_alias_version(model, alias)
     if current is None or previous is None:
         raise NotFoundError(f"alias '{alias}' of '{model}' has no earlier version to roll back to")
     chosen = registry.get_version(model, previous)
-    gate = Gate(registry, record, alias=alias, actor=actor, run=run, action=AuditAction.ROLLED_BACK)
-    move, rollout, approval, override = gate.admit(
+    return Gate(registry, record, alias=alias, actor=actor, run=run, action=AuditAction.ROLLED_BACK).admit(
         chosen,
         current,
-        serve=chosen_target,
         target=target,
         policy=policy,
         enforce=enforce_policy,
         reason=reason,
+        expected=current.version,
         serving=serving,
         team_only=team_only,
-    )
-    return _pending(
-        move,
-        action=AuditAction.ROLLED_BACK,
-        actor=actor,
-        reason=reason or f"rollback from v{current.version}",
-        target=target,
-        expected=current.version,
-        rollout=rollout,
-        run=run,
-        approval=approval,
-        override=override,
     )
 
 
@@ -238,39 +210,6 @@ def settle(registry: ModelRegistry, pending: PendingMove, outcome: Outcome) -> D
         actor=moved.actor,
         approval=approval,
         policy_override=pending.policy_override,
-    )
-
-
-def _pending(
-    move: Move,
-    *,
-    action: str,
-    actor: str,
-    reason: str,
-    target: str,
-    expected: int | None,
-    rollout: dict[str, Any],
-    run: RunRef | None,
-    approval: ApprovalDecision | None,
-    override: bool,
-) -> PendingMove:
-    canary = rollout.get("canary_traffic_percent")
-    if canary:
-        reason = f"{reason} (canary: {canary}% of the traffic)"
-    return PendingMove(
-        model=move.record.name,
-        version=move.version.version,
-        alias=move.alias,
-        action=str(action),
-        actor=actor,
-        reason=reason,
-        target=target,
-        expected=expected,
-        previous_version=move.live.version if move.live else None,
-        rollout=rollout,
-        run=[run.dag_id, run.run_id, run.task_id] if run else None,
-        approval=approval.to_xcom() if approval else None,
-        policy_override=override,
     )
 
 

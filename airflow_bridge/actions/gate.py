@@ -7,16 +7,15 @@ Every refusal is written to the audit trail before it is raised.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from airflow_bridge.actions.names import KSERVE_TARGET
 from airflow_bridge.actions.results import ApprovalDecision
-from airflow_bridge.actions.targets import Move
+from airflow_bridge.actions.targets import Move, PendingMove, target_for
 from airflow_bridge.exceptions import ChecksumMismatchError, PolicyViolationError
 from airflow_bridge.registry.events import AuditAction
 
 if TYPE_CHECKING:
-    from airflow_bridge.actions.targets import Target
     from airflow_bridge.governance.enforcement import GoverningPolicy
     from airflow_bridge.registry.records import ModelRecord, ModelVersion, RunRef
     from airflow_bridge.registry.store import ModelRegistry
@@ -42,20 +41,20 @@ class Gate:
         chosen: ModelVersion,
         live: ModelVersion | None,
         *,
-        serve: Target,
         target: str,
         policy: GoverningPolicy | None,
         enforce: bool,
         reason: str,
+        expected: int | None,
         serving: str | None = None,
         canary_traffic_percent: int | None = None,
         team_only: bool = False,
-    ) -> tuple[Move, dict[str, Any], ApprovalDecision | None, bool]:
-        """Every check of a move in order (team, policy, approval, checksum, target), then ``serve`` (the
-        target's implementation) serves ``chosen``: nothing is applied before the gate passes.
+    ) -> PendingMove:
+        """Every check of a move in order (team, policy, approval, checksum, target), then ``target`` serves
+        ``chosen``: nothing is applied before the gate passes. The alias has not moved yet.
 
-        ``team_only``: only the model's team may make the move (the Models page's rule).
-        Returns the move, the target's rollout, the approval that allowed it and whether enforcement was off.
+        ``team_only``: only the model's team may make the move (the Models page's rule). ``expected`` is
+        the version the alias must still point at when the move settles (compare-and-set).
         """
         from airflow_bridge.governance.enforcement import team_move_refusal
 
@@ -70,7 +69,29 @@ class Gate:
         move = Move(
             str(self.registry.url), self.record, chosen, live, self.alias, governing, serving, canary_traffic_percent
         )
-        return move, serve.apply(self, move), approval, override
+        rollout = target_for(target).apply(self, move)
+        why = reason or self._default_reason(live)
+        canary = rollout.get("canary_traffic_percent")
+        return PendingMove(
+            model=self.record.name,
+            version=chosen.version,
+            alias=self.alias,
+            action=str(self.action),
+            actor=self.actor,
+            reason=f"{why} (canary: {canary}% of the traffic)" if canary else why,
+            target=target,
+            expected=expected,
+            previous_version=live.version if live else None,
+            rollout=rollout,
+            run=[self.run.dag_id, self.run.run_id, self.run.task_id] if self.run else None,
+            approval=approval.to_xcom() if approval else None,
+            policy_override=override,
+        )
+
+    def _default_reason(self, live: ModelVersion | None) -> str:
+        if self.action == AuditAction.ROLLED_BACK and live is not None:
+            return f"rollback from v{live.version}"
+        return f"{self.action.replace('_', ' ')} by {self.actor}"
 
     def authorize(
         self, version: ModelVersion, policy: GoverningPolicy | None, enforce: bool, reason: str
