@@ -57,10 +57,19 @@ class ChecksumMismatchError(RegistryError):
     """An artifact's bytes no longer match the checksum recorded at registration."""
 
 
+class AuditMismatchError(RegistryError):
+    """A registry row (version, alias, approval, model, policy) is not what its hash-chained audit event
+    says: it was written or edited outside airflow-bridge. Nothing is honoured on its strength."""
+
+
 class StorageError(BridgeError):
     """Object storage refused or cannot serve a request: unknown connection, refused credentials, missing
     bucket, or an object under a content-addressed name that holds other bytes. The message names the URI
     and the connection id."""
+
+
+class RequestError(BridgeError):
+    """A request that cannot be taken as given (a comment too long, a malformed value); nothing was changed."""
 
 
 class DeploymentError(BridgeError):
@@ -69,6 +78,10 @@ class DeploymentError(BridgeError):
 
 class PolicyViolationError(BridgeError):
     """A team policy forbids the requested action (approver rights, quotas, tiers)."""
+
+
+class OwnershipError(PolicyViolationError):
+    """A model belongs to another team (or another policy): this spec or operator may not write to it."""
 
 
 def is_user_error(exc: BaseException) -> bool:

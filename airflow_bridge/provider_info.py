@@ -34,6 +34,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_bridge.operators.approve",
                     "airflow_bridge.operators.rollback",
                     "airflow_bridge.operators.kubernetes_train",
+                    "airflow_bridge.operators.anchor",
                 ],
             }
         ],

@@ -30,6 +30,9 @@ REGISTRY_URL_ENV = "AIRFLOW_BRIDGE_REGISTRY_URL"
 ARTIFACT_ROOT_ENV = "AIRFLOW_BRIDGE_ARTIFACT_ROOT"
 ARTIFACT_CONN_ENV = "AIRFLOW_BRIDGE_ARTIFACT_CONN_ID"
 POLICY_ENV = "AIRFLOW_BRIDGE_POLICY"
+AUDIT_KEY_ENV = "AIRFLOW_BRIDGE_AUDIT_KEY"
+AUDIT_KEY_CONN = "airflow_bridge_audit"
+"""The Airflow connection whose password is the audit key (HMAC signing of audit events)."""
 DEFAULT_HOME = ".airflow-bridge"
 DEFAULT_REGISTRY_CONN = "model_registry_default"
 SECTION = "airflow_bridge"
@@ -49,9 +52,14 @@ def bridge_config(key: str) -> str | None:
     value = os.environ.get(f"AIRFLOW__{SECTION.upper()}__{key.upper()}")
     if value:
         return value
+    return airflow_cfg_value(SECTION, key)
+
+
+def airflow_cfg_value(section: str, key: str) -> str | None:
+    """``[section] key`` of ``airflow.cfg`` (``$AIRFLOW_CONFIG`` or ``$AIRFLOW_HOME/airflow.cfg``), or None."""
     parser = _airflow_cfg()
-    if parser is not None and parser.has_option(SECTION, key):
-        return parser.get(SECTION, key, raw=True).strip() or None
+    if parser is not None and parser.has_option(section, key):
+        return parser.get(section, key, raw=True).strip() or None
     return None
 
 
@@ -81,6 +89,16 @@ def _read_cfg(path: str, mtime: float | None) -> configparser.ConfigParser | Non
 
 def airflow_home() -> str:
     return os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+
+
+def os_user() -> str:
+    """The OS account running this process, from the system (not from ``$USER``, which anyone can set)."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no passwd entry (containers)
+        return f"uid{os.getuid()}"
 
 
 def local_home(explicit: str | os.PathLike[str] | None = None, *, in_airflow: bool = False) -> Path:
@@ -136,15 +154,37 @@ def open_registry(
     home: str | os.PathLike[str] | None = None,
     in_airflow: bool = False,
 ) -> ModelRegistry:
-    """The registry client for what ``resolve_registry`` finds (one engine per URL and process)."""
-    return registry_for_url(resolve_registry(conn_id, url=url, home=home, in_airflow=in_airflow).value)
+    """The registry client for what ``resolve_registry`` finds (one engine per URL and process), signing
+    with the audit key when one is configured (``audit_key``)."""
+    resolved = resolve_registry(conn_id, url=url, home=home, in_airflow=in_airflow)
+    return registry_for_url(resolved.value, audit_key(in_airflow=in_airflow))
 
 
 @cache
-def registry_for_url(url: str) -> ModelRegistry:
+def registry_for_url(url: str, key: bytes | None = None) -> ModelRegistry:
     from airflow_bridge.registry.store import ModelRegistry
 
-    return ModelRegistry(url)
+    return ModelRegistry(url, audit_key=key)
+
+
+def audit_key(*, in_airflow: bool = False) -> bytes | None:
+    """The key that signs audit events, held outside the registry database: ``$AIRFLOW_BRIDGE_AUDIT_KEY``,
+    else the password of connection ``airflow_bridge_audit`` (``AIRFLOW_CONN_AIRFLOW_BRIDGE_AUDIT``, or the
+    metadata DB inside Airflow), else None (events are hash-chained but not signed)."""
+    value = os.environ.get(AUDIT_KEY_ENV)
+    if not value:
+        fields = _env_connection(AUDIT_KEY_CONN)
+        if fields is None and in_airflow:
+            fields = _airflow_connection(AUDIT_KEY_CONN)
+        value = (fields or {}).get("password")
+    if not value:
+        return None
+    if len(value) < 16:
+        raise RegistryError(
+            f"the audit key ({AUDIT_KEY_ENV} or connection {AUDIT_KEY_CONN}) is {len(value)} characters; use at "
+            "least 16 random ones (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return value.encode()
 
 
 def _connection_url(conn_id: str, *, in_airflow: bool) -> str | None:

@@ -1,8 +1,9 @@
 """Batch scoring with the live model: runs whenever the production alias of breast_cancer moves.
 
 An engineer's DAG scheduled on the alias asset that the ``deploy`` task of the breast_cancer
-pipeline updates (docs/ui.md). It reads the version the alias points at from the registry, loads its
-artifact only if the checksum still matches, and writes one prediction per row of the CSV.
+pipeline updates, or a move on the Models page (docs/ui.md). It reads the version the alias points at from
+the registry, checked against the audit chain, loads its artifact only if the checksum still matches, and
+writes one prediction per row of the CSV.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ with DAG(
         from airflow_bridge.resolution import local_home, open_registry
 
         registry = open_registry(in_airflow=True)
-        live = registry.alias_version(MODEL, ALIAS)
-        if live is None:
+        if registry.alias_version(MODEL, ALIAS) is None:
             raise ValueError(f"alias '{ALIAS}' of '{MODEL}' points at no version yet")
+        live = registry.trusted_version(MODEL, ALIAS)  # the alias and version rows are what the audit chain says
         model = load_model(read_verified(live.artifact))
         rows = pd.read_csv(input_csv).drop(columns=["malignant"], errors="ignore")
         out = local_home(in_airflow=True) / "scores" / f"{MODEL}-v{live.version}.csv"

@@ -38,8 +38,18 @@ REDIS = os.environ.get("AB_STACK_REDIS", "redis://127.0.0.1:6379/3")
 META_DB = f"airflow_bridge_{NAME}"
 REGISTRY_DB = f"airflow_bridge_{NAME}_registry"
 URL = f"http://127.0.0.1:{PORT}"
-# Users of the example policy: alice, bob and carol write specs, dana and erin approve.
-USERS = {"admin": "admin", "alice": "user", "bob": "user", "carol": "user", "dana": "user", "erin": "user"}
+# Users of the example policy: alice, bob and carol write specs, dana and erin approve; victor only reads
+# (Airflow's viewer role) and olga operates (op role) without being in any team.
+USERS = {
+    "admin": "admin",
+    "alice": "user",
+    "bob": "user",
+    "carol": "user",
+    "dana": "user",
+    "erin": "user",
+    "victor": "viewer",
+    "olga": "op",
+}
 # name -> command; started in this order, stopped in reverse.
 SERVICES: dict[str, list[str]] = {
     "lineage-sink": [sys.executable, str(REPO / "dev" / "lineage_sink.py")],
@@ -110,6 +120,10 @@ def stack_env() -> dict[str, str]:
                 }
             ),
             "AIRFLOW__AIRFLOW_BRIDGE__ARTIFACT_ROOT": f"file://{STATE / 'artifacts'}",
+            # Audit events are signed with a key the registry database never sees, and the chain head is
+            # anchored in write-once files after every alias move (docs/governance.md#trust-boundary).
+            "AIRFLOW_BRIDGE_AUDIT_KEY": secret("audit_key"),
+            "AIRFLOW__AIRFLOW_BRIDGE__AUDIT_ANCHOR_URI": f"file://{STATE / 'anchors'}",
             "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
                 {"type": "http", "url": f"http://127.0.0.1:{LINEAGE_PORT}", "endpoint": "api/v1/lineage"}
             ),

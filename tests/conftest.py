@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import EXAMPLES, require_shared, write_loader
+from tests.helpers import EXAMPLES, standard, write_loader
 from tests.pgproxy import database, proxy  # noqa: F401 - fixtures for the registry-outage tests
 
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -55,7 +55,7 @@ def ol_registry() -> Any:
     """A ``referencing.Registry`` of the OpenLineage spec and airflow-bridge's facet schemas (offline)."""
     from airflow_bridge.lineage.validation import schema_registry
 
-    return schema_registry(require_shared("openlineage-spec"))
+    return schema_registry(standard("openlineage-spec"))
 
 
 @pytest.fixture

@@ -25,25 +25,17 @@ def dags_folder() -> Path:
     return Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 
 
-def shared_dir(name: str) -> Path | None:
-    """A folder of the project's shared data (``../shared/<name>`` next to the checkout, or any parent's
-    ``shared/<name>``; ``AIRFLOW_BRIDGE_SHARED`` overrides)."""
-    roots = [Path(os.environ["AIRFLOW_BRIDGE_SHARED"])] if os.environ.get("AIRFLOW_BRIDGE_SHARED") else []
-    roots += [parent / "shared" for parent in REPO.parents]
-    return next((root / name for root in roots if (root / name).is_dir()), None)
+STANDARDS = FIXTURES / "standards"
+"""Official schemas the tests check objects against, copied into the repository with their sources and
+licences (README.md in each folder): the OpenLineage spec and KServe's InferenceService CRD."""
 
 
-def require_shared(name: str) -> Path:
-    """The shared folder, or skip locally; in CI (CI=true) a missing folder fails instead of hiding tests."""
-    found = shared_dir(name)
-    if found is None:
-        message = (
-            f"shared data '{name}' not found next to the checkout ({REPO.parent / 'shared'}); set AIRFLOW_BRIDGE_SHARED"
-        )
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+def standard(name: str) -> Path:
+    """A folder of ``tests/fixtures/standards`` (the tests need nothing outside the repository)."""
+    folder = STANDARDS / name
+    if not folder.is_dir():  # pragma: no cover - a broken checkout
+        pytest.fail(f"{folder} is missing from the checkout")
+    return folder
 
 
 def write_loader(spec_paths: list[Path], name: str = "specs_under_test") -> Path:

@@ -88,7 +88,7 @@ def test_with_no_policy_nobody_approves_and_production_is_protected() -> None:
     assert approval_refusal(None, "onc", set(), "dana") == "no team policy governs this model, so nobody is an approver"
     assert is_protected(None, "onc", "production") and not is_protected(None, "onc", "staging")
     assert is_protected(POLICY, "lab", "staging") and not is_protected(POLICY, "lab", "production")
-    assert not is_protected(OPEN_POLICY, "any", "production")
+    assert is_protected(OPEN_POLICY, "any", "production"), "no policy file: production fails closed"
 
 
 def test_results_have_one_xcom_form_and_say_what_is_wrong() -> None:
@@ -183,11 +183,9 @@ def test_rollback_goes_back_only_to_a_version_approved_for_the_alias(
     with pytest.raises(NotFoundError, match="no earlier version"):
         deployment.rollback(registry, model="m", alias="production", actor="erin")
 
-    registry.deploy("m", 3, alias="production", target="local", actor="root")  # a raw write, no approval
-    _move(registry, 2)
-    with pytest.raises(PolicyViolationError, match="rolled back of m v3 to 'production' refused: v3 has no recorded"):
-        deployment.rollback(registry, model="m", alias="production", actor="erin")
-    assert _alias(registry) == 2
+    with pytest.raises(PolicyViolationError, match="v3 has no recorded approval"):  # the raw writer checks too
+        registry.deploy("m", 3, alias="production", target="local", actor="root")
+    assert _alias(registry) == 1
 
 
 def test_enforcement_opt_out_is_audited_where_allowed_and_refused_elsewhere(
@@ -219,8 +217,15 @@ def test_a_governed_model_is_not_rebound_to_the_open_policy(registry: ModelRegis
     _versions(registry, store, 1)
     artifact = registry.get_version("m", 1).artifact
     training = TrainingResult("m", "E", "classification", artifact, DataSummary("file:///d.csv"))
-    with pytest.raises(PolicyViolationError, match="a spec with no team policy cannot register it"):
-        register(training, None, registry=registry, actor="alice", policy=binding_for(OPEN_POLICY, UNGOVERNED_SOURCE))
+    with pytest.raises(PolicyViolationError, match="a spec or operator with no team policy cannot register it"):
+        register(
+            training,
+            None,
+            registry=registry,
+            actor="alice",
+            card=ModelCard(owner="alice", team="onc"),
+            policy=binding_for(OPEN_POLICY, UNGOVERNED_SOURCE),
+        )
     assert governing_policy(registry, "m").policy == POLICY
 
 
@@ -231,7 +236,7 @@ def test_team_only_moves_are_refused_for_outsiders_at_the_gate(registry: ModelRe
         approval.decide(registry, model="m", version=number, alias="production", responder="dana", approve=True)
     deployment.promote(registry, model="m", version=1, alias="production", actor="erin", team_only=True)
     deployment.promote(registry, model="m", version=2, alias="production", actor="erin", team_only=True)
-    with pytest.raises(PolicyViolationError, match=r"rolled back of m v1 .* 'mallory' is not a member or approver"):
+    with pytest.raises(PolicyViolationError, match=r"rollback of m v1 .* 'mallory' is not a member or approver"):
         deployment.rollback(registry, model="m", alias="production", actor="mallory", team_only=True)
     assert _alias(registry) == 2
     refused = registry.audit_events(model="m")[-1]

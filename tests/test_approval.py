@@ -124,7 +124,9 @@ def test_approvers_see_the_model_card_gates_and_the_champion(spec_dir: Path, reg
     assert "Flag malignant tumours" in second  # the spec's description, as the model card
     assert "- **Owner / team:** alice / oncology" in second
     assert "- **Currently live:** v1" in second
-    assert "- **Approvers:** dana, erin (the author cannot approve)" in second
+    assert "- **Approvers:** dana, erin (nobody behind this version may approve)" in second
+    assert "- **Triggered by:** the schedule (registered by alice)" in second or "- **Triggered by:**" in second
+    assert "/airflow-bridge/models/breast_cancer/versions/2/report" in second  # the report in the Airflow UI
     assert re.search(r"\| accuracy \| 0\.\d{4} \| ≥ 0\.92 \| pass \|", second), second
     assert re.search(r"\| roc_auc \| 0\.\d{4} \| ≥ 0\.97 \| pass \|", second), second
     assert re.search(r"\| min_rows \| 569 \| ≥ 500 \| pass \|", second), second

@@ -36,6 +36,7 @@ def champion_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Three runs in one home: v1 goes live, an equal v2 replaces it, then a stricter spec is refused."""
     base = tmp_path_factory.mktemp("champion")
     shutil.copy(EXAMPLES / SPEC, base / SPEC)
+    shutil.copy(EXAMPLES / "_policy.yaml", base / "_policy.yaml")  # its team deploys without approval
     shutil.copytree(EXAMPLES / "data", base / "data")
     home = base / "home"
     runs = {}

@@ -31,10 +31,10 @@ def invoke(*args: str | Path) -> Result:
 
 @pytest.fixture
 def specs(tmp_path: Path) -> Path:
-    """Copies of the example specs and their data (no team policy: the open policy applies)."""
+    """Copies of the example specs, their team policy and their data."""
     folder = tmp_path / "specs"
     folder.mkdir()
-    for name in ("breast_cancer_classifier.yaml", DIABETES):
+    for name in ("breast_cancer_classifier.yaml", DIABETES, "_policy.yaml"):
         shutil.copy(EXAMPLES / name, folder / name)
     shutil.copytree(EXAMPLES / "data", folder / "data")
     return folder
@@ -461,6 +461,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """``airflow-bridge run`` of a copy of the diabetes example, in its own home."""
     base = tmp_path_factory.mktemp("run")
     shutil.copy(EXAMPLES / DIABETES, base / DIABETES)
+    shutil.copy(EXAMPLES / "_policy.yaml", base / "_policy.yaml")  # endocrinology deploys without approval
     shutil.copytree(EXAMPLES / "data", base / "data")
     home = base / "home"
     done = cli("run", DIABETES, "--home", home, cwd=base)

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from airflow_bridge.artifacts import ArtifactStore
 from airflow_bridge.cli.main import app
+from airflow_bridge.exceptions import PolicyViolationError
 from airflow_bridge.governance.enforcement import binding_for
 from airflow_bridge.governance.policy import Policy
 from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
@@ -167,17 +168,16 @@ def test_rollback_goes_back_only_to_an_approved_version(registry: ModelRegistry)
     code, output = _invoke("models", "rollback", "tumours", "--as", "erin")
     assert code == 1 and "has no earlier version to roll back to" in output
 
-    # v3 went live by a side door (a raw registry write, as before any policy existed): rolling back from
-    # v2 to it is refused, because v3 was never approved for production.
+    # The registry's own writer is no side door: moving production to a never-approved v3 is refused there too.
     _json("models", "promote", "tumours", "2", "--as", "dana")
-    registry.deploy("tumours", 3, alias="production", target="local", actor="root")
-    registry.deploy("tumours", 2, alias="production", target="local", actor="root")
-    code, output = _invoke("models", "rollback", "tumours", "--as", "erin")
-    assert code == 1 and "v3 has no recorded approval" in output
+    with pytest.raises(PolicyViolationError, match="v3 has no recorded approval"):
+        registry.deploy("tumours", 3, alias="production", target="local", actor="root")
     assert registry.alias_version("tumours", "production").version == 2
 
 
-def test_an_unbound_model_with_no_policy_in_reach_fails_closed(tmp_path: Path, registry: ModelRegistry) -> None:
+def test_an_unbound_model_with_no_policy_in_reach_fails_closed(
+    tmp_path: Path, registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ref = ArtifactStore(f"file://{tmp_path / 'artifacts'}").put(b"other", "models/other", ".joblib")
     registry.register_version("other", ref, actor="bob", card=ModelCard(owner="bob", team="oncology"))
 
@@ -188,12 +188,13 @@ def test_an_unbound_model_with_no_policy_in_reach_fails_closed(tmp_path: Path, r
     staging = _json("models", "promote", "other", "1", "--alias", "staging", "--as", "bob")
     assert staging["version"] == 1  # not a protected alias
 
-    policy_file = tmp_path / "team_policy.yaml"
+    policy_file = tmp_path / "team_policy.yaml"  # the deployment's configured policy governs unbound models
     policy_file.write_text(yaml.safe_dump(POLICY))
-    code, output = _invoke("models", "promote", "other", "1", "--as", "dana", "--policy", str(policy_file))
+    monkeypatch.setenv("AIRFLOW_BRIDGE_POLICY", str(policy_file))
+    code, output = _invoke("models", "promote", "other", "1", "--as", "dana")
     assert code == 1 and "no recorded approval" in output
-    _json("models", "approve", "other", "1", "--as", "dana", "--policy", str(policy_file))
-    assert _json("models", "promote", "other", "1", "--as", "dana", "--policy", str(policy_file))["version"] == 1
+    _json("models", "approve", "other", "1", "--as", "dana")
+    assert _json("models", "promote", "other", "1", "--as", "dana")["version"] == 1
 
 
 def test_a_configured_policy_that_is_invalid_refuses_and_changes_nothing(
@@ -213,12 +214,16 @@ def test_a_configured_policy_that_is_invalid_refuses_and_changes_nothing(
     assert registry.alias_version("other", "production") is None
 
 
-def test_a_different_policy_cannot_override_the_bound_one(tmp_path: Path, registry: ModelRegistry) -> None:
+def test_a_different_policy_cannot_override_the_bound_one(
+    tmp_path: Path, registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lax = dict(POLICY, defaults={"approval_required_for": []})
     policy_file = tmp_path / "lax.yaml"
     policy_file.write_text(yaml.safe_dump(lax))
+    monkeypatch.setenv("AIRFLOW_BRIDGE_POLICY", str(policy_file))  # a configured policy governs unbound models only
 
+    code, output = _invoke("models", "promote", "tumours", "3", "--as", "alice")
+    assert code == 1 and "v3 has no recorded approval" in output
     code, output = _invoke("models", "promote", "tumours", "3", "--as", "alice", "--policy", str(policy_file))
-
-    assert code == 1 and "is governed by the policy bound to it at registration" in output
+    assert code == 2, "--policy is gone: the registry decides which policy governs"
     assert registry.alias_version("tumours", "production").version == 1

@@ -24,7 +24,7 @@ import yaml
 
 from tests.helpers import EXAMPLES, cli, write_loader
 
-TASKS = ["train", "validate", "register", "deploy"]
+TASKS = ["train", "validate", "register", "approve", "deploy"]  # no team policy: production needs an approval
 VALID_SPECS = ["breast_cancer_classifier.yaml", "diabetes_progression.yaml"]
 VALID_IDS = {"breast_cancer_classifier", "diabetes_progression"}
 BASE = (EXAMPLES / "diabetes_progression.yaml").read_text()

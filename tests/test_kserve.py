@@ -2,7 +2,7 @@
 
 No cluster exists here: the Kubernetes API is a fake behind the provider's ``KubernetesHook`` methods
 (sync) and the ``kubernetes_asyncio`` client (the trigger), and every object it receives is validated
-against KServe's official CRD schema (/work/shared/kserve-crd). Artifacts live on an S3 server on
+against KServe's official CRD schema (tests/fixtures/standards/kserve-crd). Artifacts live on an S3 server on
 127.0.0.1 (moto); the registry, the approvals and the policy rules are the real ones.
 """
 
@@ -30,7 +30,7 @@ from airflow_bridge.governance.policy import Policy
 from airflow_bridge.kserve.service import build_inference_service, readiness, service_name
 from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
 from airflow_bridge.registry.events import AuditAction
-from tests.helpers import require_shared
+from tests.helpers import standard
 from tests.s3server import S3Server, s3_server
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kserve"
@@ -70,7 +70,7 @@ def recorded(name: str) -> dict[str, Any]:
 def crd() -> Any:
     import jsonschema
 
-    doc = yaml.safe_load((require_shared("kserve-crd") / "serving.kserve.io_inferenceservices.yaml").read_text())
+    doc = yaml.safe_load((standard("kserve-crd") / "serving.kserve.io_inferenceservices.yaml").read_text())
     [served] = [v for v in doc["spec"]["versions"] if v["name"] == "v1beta1" and v["served"]]
     schema = served["schema"]["openAPIV3Schema"]
     cls = jsonschema.validators.validator_for(schema)

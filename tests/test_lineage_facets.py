@@ -1,6 +1,6 @@
 """OpenLineage without running a DAG: dataset names, facet schemas, each operator's lineage, configuration.
 
-Events are checked against the OpenLineage spec files in ``../shared/openlineage-spec`` (offline) and our
+Events are checked against the OpenLineage spec files in ``tests/fixtures/standards/openlineage-spec`` (offline) and our
 facets against the schemas committed in ``airflow_bridge/lineage/schemas``.
 """
 
@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from airflow_bridge.governance.enforcement import binding_for
+from airflow_bridge.governance.policy import Policy
 from airflow_bridge.lineage import SCHEMA_DIR
 from airflow_bridge.lineage.naming import DatasetId, registry_namespace, storage_dataset
 from tests.helpers import EXAMPLES, REPO
@@ -334,6 +336,14 @@ sys.exit(code)
 """
 
 
+GROWTH_POLICY = binding_for(
+    Policy.model_validate(
+        {"apiVersion": "airflow-bridge/v1", "kind": "Policy", "teams": {"growth": {"approvers": ["dana"]}}}
+    ),
+    "specs/_policy.yaml",
+)
+
+
 def test_lineage_command_answers_from_the_registry_alone(tmp_path: Path) -> None:
     from airflow_bridge.registry import ArtifactRef, ModelCard, ModelRegistry, RunRef
 
@@ -352,9 +362,10 @@ def test_lineage_command_answers_from_the_registry_alone(tmp_path: Path) -> None
             run=run,
             actor="alice",
             card=ModelCard(description="Churn.", owner="alice", team="growth"),
+            policy=GROWTH_POLICY,
         )
-        registry.record_event(
-            "approval_granted", actor="dana", model="churn", version=number, alias="production", run=run
+        registry.record_decision(
+            "approval_granted", actor="dana", model="churn", version=number, alias="production", run=run, reason=""
         )
         registry.deploy("churn", number, alias="production", target="local", actor="dana", run=run)
 

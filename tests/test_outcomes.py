@@ -6,11 +6,8 @@ sweep of awaiting-input tasks (which ``dag.test()`` does not run by itself).
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pluggy
@@ -67,23 +64,6 @@ def _approvals(registry: ModelRegistry) -> list[str]:
     return [e.action for e in registry.audit_events(model=MODEL) if e.action.startswith("approval")]
 
 
-def _time_out(outcome: Outcome) -> None:
-    """Move the request's deadline into the past and let the scheduler's sweep answer it."""
-    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import update
-
-    with create_session() as session:
-        session.execute(
-            update(TaskInstance)
-            .where(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == outcome.run_id)
-            .where(TaskInstance.task_id == outcome.task_id)
-            .values(trigger_timeout=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
-        )
-    SchedulerJobRunner.check_awaiting_input_timeouts(SimpleNamespace(log=logging.getLogger("sweep")))  # type: ignore[arg-type]
-
-
 @pytest.mark.slow
 def test_rejection_fails_the_run_at_approve_saying_who_rejected(
     spec_dir: Path, registry_env: dict, run_spec_dag: Any, failures: _Failures
@@ -107,11 +87,13 @@ def test_rejection_fails_the_run_at_approve_saying_who_rejected(
 def test_timeout_fails_the_run_at_approve_saying_how_long_it_waited(
     spec_dir: Path, registry_env: dict, run_spec_dag: Any, failures: _Failures
 ) -> None:
-    dag_run = _run(run_spec_dag, spec_dir, _time_out)
+    policy = spec_dir / "_policy.yaml"  # nobody answers within 0.0005 h (1.8 s): the wait's own deadline
+    policy.write_text(policy.read_text().replace("approval_timeout_hours: 72 ", "approval_timeout_hours: 0.0005 "))
+    dag_run = _run(run_spec_dag, spec_dir, lambda outcome: None)
 
     assert _state(dag_run) == "failed"
     assert task_states(dag_run)["approve"] == "failed"
-    assert failures.errors["approve"] == "not deployed: the approval timed out after 72 h without an answer"
+    assert failures.errors["approve"] == "not deployed: the approval timed out after 0.0005 h without an answer"
     registry = ModelRegistry(registry_env["url"])
     assert registry.alias_version(MODEL, "production") is None
     assert _approvals(registry) == ["approval_requested", "approval_timed_out"]

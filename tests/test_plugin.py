@@ -154,7 +154,7 @@ def test_promote_without_approval_is_refused_and_nothing_moves(client: TestClien
     refused = client.post("/models/cancer/promote", data={"version": "2", "alias": "production", "reason": "go"})
     assert refused.status_code == 403
     [shown] = notices(refused.text)
-    assert shown.startswith("Refused: promoted of cancer v2 to 'production' refused: v2 has no recorded approval")
+    assert shown.startswith("Refused: promotion of cancer v2 to 'production' refused: v2 has no recorded approval")
     assert "it needs one by dana or erin" in shown and shown.endswith("nothing moved")
     assert registry.alias_version("cancer", "production").version == 1  # type: ignore[union-attr]
     last = registry.audit_events(model="cancer")[-1]
@@ -167,7 +167,7 @@ def test_only_the_models_team_moves_its_aliases_from_the_page(client: TestClient
     refused = client.post("/models/cancer/promote", data={"version": "2", "alias": "production"})
     assert refused.status_code == 403
     [shown] = notices(refused.text)
-    assert shown.startswith("Refused: promoted of cancer v2 to 'production' refused: 'mallory' is not a member or")
+    assert shown.startswith("Refused: promotion of cancer v2 to 'production' refused: 'mallory' is not a member or")
     assert "moved here by alice, bob, dana, erin; nothing moved" in shown
     assert registry.alias_version("cancer", "production").version == 1  # type: ignore[union-attr]
     last = registry.audit_events(model="cancer")[-1]
@@ -179,7 +179,9 @@ def test_an_allowed_promote_moves_the_alias_as_the_logged_in_user(client: TestCl
     login(client, "erin")
     moved = client.post("/models/cancer/promote", data={"version": "2", "alias": "production", "reason": "better auc"})
     assert moved.status_code == 200, moved.text
-    assert notices(moved.text) == ["Promoted: 'production' of cancer now serves v2 (was v1)."]
+    assert [r.status_code for r in moved.history] == [303], "a redirect: reloading never posts the form again"
+    [shown] = notices(moved.text)
+    assert shown.startswith("Promoted: 'production' of cancer now serves v2 (was v1), by erin at")
     assert registry.alias_version("cancer", "production").version == 2  # type: ignore[union-attr]
     last = registry.audit_events(model="cancer")[-1]
     assert (last.action, last.actor, last.reason) == ("promoted", "erin", "better auc")
@@ -200,3 +202,69 @@ def notices(page: str) -> list[str]:
     import re
 
     return [html.unescape(m) for m in re.findall(r'role="status">([^<]*)<', page)]
+
+
+# -- who may change what: Airflow's roles, then the team --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("user", "role", "status", "says"),
+    [
+        ("victor", "viewer", 403, "may not change model 'cancer': Airflow does not let them change DAG 'cancer_dag'"),
+        ("bob", "viewer", 403, "Airflow does not let them change DAG"),  # a team member, but read-only in Airflow
+        ("olga", "op", 403, "'olga' is not a member or approver of team 'onc'"),
+        ("mallory", "user", 403, "'mallory' is not a member or approver of team 'onc'"),
+        ("root", "admin", 403, "'root' is not a member or approver of team 'onc'"),  # Airflow admin ≠ the team
+        ("bob", "user", 303, ""),
+        ("alice", "op", 303, ""),
+    ],
+)
+def test_models_page_writes_need_the_dag_permission_and_the_team(
+    client: TestClient, registry: ModelRegistry, user: str, role: str, status: int, says: str
+) -> None:
+    import html
+
+    approval.decide(registry, model="cancer", version=2, alias="production", responder="erin", approve=True)
+    from airflow_bridge.actions.deployment import promote
+
+    promote(registry, model="cancer", version=2, alias="production", actor="erin")
+    before = registry.chain_head()
+    login(client, user, role)
+    reply = client.post(
+        "/models/cancer/rollback", data={"alias": "production", "reason": "latency"}, follow_redirects=False
+    )
+    assert reply.status_code == status, reply.text
+    assert says in html.unescape(reply.text)
+    live = registry.alias_version("cancer", "production").version  # type: ignore[union-attr]
+    if status == 303:
+        assert live == 1 and registry.audit_events(model="cancer")[-1].principal == f"airflow:{user}"
+    else:
+        assert live == 2
+        assert registry.chain_head()[0] <= before[0] + 1, "at most the refusal was recorded"
+
+
+def test_the_api_acts_as_the_token_s_user_and_refuses_what_the_page_refuses(
+    client: TestClient, registry: ModelRegistry
+) -> None:
+    login(client, "victor", "viewer")
+    assert client.post("/api/models/cancer/versions/2/approve", json={"alias": "production"}).status_code == 403
+    login(client, "alice", "user")
+    refused = client.post("/api/models/cancer/versions/2/approve", json={"alias": "production"})
+    assert refused.status_code == 403 and "'alice' authored this model" in refused.json()["detail"]
+    login(client, "erin", "user")
+    long = client.post("/api/models/cancer/versions/2/reject", json={"alias": "production", "comment": "x" * 10_000})
+    assert long.status_code == 422 and "10000 characters long" in long.json()["detail"]
+    assert [e.action for e in registry.audit_events(model="cancer")][-1] == "approval_refused"  # alice's, not erin's
+    granted = client.post("/api/models/cancer/versions/2/approve", json={"alias": "production", "comment": "fine"})
+    assert granted.status_code == 200, granted.text
+    assert granted.json()["approver"] == "erin"
+    event = registry.audit_events(model="cancer")[-1]
+    assert (event.action, event.actor, event.principal, event.after["comment"]) == (
+        "approval_granted",
+        "erin",
+        "airflow:erin",
+        "fine",
+    )
+    moved = client.post("/api/models/cancer/promote", json={"version": 2, "alias": "production", "reason": "ok"})
+    assert moved.status_code == 200 and moved.json()["version"] == 2, moved.text
+    assert client.get("/api/whoami").json()["user"] == "erin"

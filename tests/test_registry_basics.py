@@ -81,9 +81,10 @@ def test_model_card_updates_are_audited(registry: ModelRegistry) -> None:
     card = ModelCard(description="Predict churn.", owner="alice", team="growth")
     registry.register_version(MODEL, fake_artifact("one"), card=card, run=RUN)
     assert registry.get_model(MODEL).card == card
-    update = ModelCard(intended_use="Retention campaigns", limitations="EU only")
+    update = ModelCard(team="growth", intended_use="Retention campaigns", limitations="EU only")
     registry.register_version(MODEL, fake_artifact("two"), card=update, actor="bob")
-    registry.register_version(MODEL, fake_artifact("three"), card=ModelCard(owner="alice"))  # no change, no event
+    same = ModelCard(owner="alice", team="growth")
+    registry.register_version(MODEL, fake_artifact("three"), card=same)  # no change, no event
     assert registry.get_model(MODEL).card == ModelCard(
         "Predict churn.", "alice", "growth", "Retention campaigns", "EU only"
     )
@@ -96,11 +97,11 @@ def test_model_card_updates_are_audited(registry: ModelRegistry) -> None:
 
 def test_a_version_behind_an_alias_cannot_be_deleted(registry: ModelRegistry) -> None:
     _register(registry, 2)
-    registry.deploy(MODEL, 1, alias="production", target="local", expected=None, actor="alice")
-    with pytest.raises(ConflictError, match="churn v1 is behind alias\\(es\\) production"):
+    registry.deploy(MODEL, 1, alias="live", target="local", expected=None, actor="alice")
+    with pytest.raises(ConflictError, match="churn v1 is behind alias\\(es\\) live"):
         registry.delete_version(MODEL, 1, actor="alice", reason="leaks PII")
     assert registry.get_version(MODEL, 1).deleted_at is None
-    registry.deploy(MODEL, 2, alias="production", target="local", expected=1, actor="alice")
+    registry.deploy(MODEL, 2, alias="live", target="local", expected=1, actor="alice")
     registry.delete_version(MODEL, 1, actor="alice", reason="leaks PII")
 
     assert [v.version for v in registry.list_versions(MODEL)] == [2]
@@ -110,12 +111,12 @@ def test_a_version_behind_an_alias_cannot_be_deleted(registry: ModelRegistry) ->
     event = registry.audit_events(model=MODEL)[-1]
     assert (event.action, event.version, event.reason) == ("version_deleted", 1, "leaks PII")
     with pytest.raises(RegistryError, match="v1 was deleted"):
-        registry.move_alias(MODEL, "production", 1, actor="alice")
+        registry.move_alias(MODEL, "live", 1, actor="alice")
     with pytest.raises(RegistryError, match="v1 was deleted"):
         registry.delete_version(MODEL, 1, actor="alice", reason="twice")
     # Rolling back skips the deleted version: there is nothing older to go to.
     with pytest.raises(NotFoundError, match="no earlier version"):
-        registry.rollback(MODEL, "production", actor="alice")
+        registry.rollback(MODEL, "live", actor="alice")
     assert registry.verify_audit().ok
 
 
@@ -124,14 +125,14 @@ def test_a_version_behind_an_alias_cannot_be_deleted(registry: ModelRegistry) ->
 
 def test_rollback_moves_the_alias_back_and_records_it(registry: ModelRegistry) -> None:
     _register(registry, 3)
-    registry.deploy(MODEL, 1, alias="production", target="local", expected=None, actor="alice")
-    registry.deploy(MODEL, 2, alias="production", target="local", expected=1, actor="alice")
-    registry.deploy(MODEL, 3, alias="production", target="local", expected=2, actor="alice")
+    registry.deploy(MODEL, 1, alias="live", target="local", expected=None, actor="alice")
+    registry.deploy(MODEL, 2, alias="live", target="local", expected=1, actor="alice")
+    registry.deploy(MODEL, 3, alias="live", target="local", expected=2, actor="alice")
     registry.delete_version(MODEL, 1, actor="alice", reason="retired")  # not behind the alias any more
 
-    deployment = registry.rollback(MODEL, "production", actor="bob", reason="latency regression")
+    deployment = registry.rollback(MODEL, "live", actor="bob", reason="latency regression")
     assert (deployment.version, deployment.action, deployment.actor) == (2, "rolled_back", "bob")
-    now = registry.alias_version(MODEL, "production")
+    now = registry.alias_version(MODEL, "live")
     assert now is not None and now.version == 2
     assert [(d.version, d.action) for d in registry.deployments(MODEL)] == [
         (1, "deployed"),
@@ -143,7 +144,7 @@ def test_rollback_moves_the_alias_back_and_records_it(registry: ModelRegistry) -
     assert (event.action, event.actor, event.alias, event.reason) == (
         "rolled_back",
         "bob",
-        "production",
+        "live",
         "latency regression",
     )
     assert (event.before, event.after) == ({"version": 3}, {"version": 2})
@@ -153,39 +154,39 @@ def test_rollback_moves_the_alias_back_and_records_it(registry: ModelRegistry) -
 def test_rolling_back_twice_walks_back_through_the_deployments(registry: ModelRegistry) -> None:
     _register(registry, 4)
     for version in (1, 2, 3):
-        registry.deploy(MODEL, version, alias="production", target="local", actor="alice")
+        registry.deploy(MODEL, version, alias="live", target="local", actor="alice")
 
-    assert registry.rollback(MODEL, "production", actor="bob").version == 2
-    assert registry.rollback(MODEL, "production", actor="bob").version == 1  # an undo, not a toggle back to 3
-    registry.deploy(MODEL, 4, alias="production", target="local", expected=1, actor="alice")
-    assert registry.rollback(MODEL, "production", actor="bob").version == 1
+    assert registry.rollback(MODEL, "live", actor="bob").version == 2
+    assert registry.rollback(MODEL, "live", actor="bob").version == 1  # an undo, not a toggle back to 3
+    registry.deploy(MODEL, 4, alias="live", target="local", expected=1, actor="alice")
+    assert registry.rollback(MODEL, "live", actor="bob").version == 1
     with pytest.raises(NotFoundError, match="no earlier version"):
-        registry.rollback(MODEL, "production", actor="bob")
+        registry.rollback(MODEL, "live", actor="bob")
 
 
 def test_rollback_without_history_is_a_clear_not_found(registry: ModelRegistry) -> None:
     _register(registry, 2)
-    with pytest.raises(NotFoundError, match="alias 'production' of model 'churn' points at no version"):
-        registry.rollback(MODEL, "production", actor="bob")
-    registry.deploy(MODEL, 1, alias="production", target="local", expected=None, actor="alice")
-    with pytest.raises(NotFoundError, match="alias 'production' of model 'churn' has no earlier version"):
-        registry.rollback(MODEL, "production", actor="bob")
+    with pytest.raises(NotFoundError, match="alias 'live' of model 'churn' points at no version"):
+        registry.rollback(MODEL, "live", actor="bob")
+    registry.deploy(MODEL, 1, alias="live", target="local", expected=None, actor="alice")
+    with pytest.raises(NotFoundError, match="alias 'live' of model 'churn' has no earlier version"):
+        registry.rollback(MODEL, "live", actor="bob")
     assert [d.action for d in registry.deployments(MODEL)] == ["deployed"]
 
 
 def test_compare_and_set_refuses_a_stale_expectation(registry: ModelRegistry) -> None:
     _register(registry, 3)
-    registry.move_alias(MODEL, "production", 1, expected=None, actor="alice")
+    registry.move_alias(MODEL, "live", 1, expected=None, actor="alice")
     with pytest.raises(ConflictError, match="points at v1, not no version"):
-        registry.move_alias(MODEL, "production", 2, expected=None, actor="bob")
+        registry.move_alias(MODEL, "live", 2, expected=None, actor="bob")
     with pytest.raises(ConflictError, match="points at v1, not v3: it was moved concurrently"):
-        registry.move_alias(MODEL, "production", 2, expected=3, actor="bob")
-    move = registry.move_alias(MODEL, "production", 2, expected=1, actor="bob")
+        registry.move_alias(MODEL, "live", 2, expected=3, actor="bob")
+    move = registry.move_alias(MODEL, "live", 2, expected=1, actor="bob")
     assert (move.previous_version, move.version) == (1, 2)
-    assert registry.resolve(MODEL, "production").version == 2
+    assert registry.resolve(MODEL, "live").version == 2
     assert registry.resolve(MODEL, "v3").version == 3
     with pytest.raises(NotFoundError, match="has no version 7"):
-        registry.move_alias(MODEL, "production", 7, actor="bob")
+        registry.move_alias(MODEL, "live", 7, actor="bob")
 
 
 # -- the audit trail ------------------------------------------------------------------------------

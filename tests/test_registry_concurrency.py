@@ -170,7 +170,7 @@ def _check_alias_history(registry: ModelRegistry, alias: str) -> None:
 def test_concurrent_alias_moves_have_exactly_one_winner(registry_url: str, start: Any) -> None:
     registry = ModelRegistry(registry_url)
     versions = [registry.register_version(MODEL, fake_artifact(f"a{i}")).version for i in range(WORKERS + 1)]
-    registry.move_alias(MODEL, "production", versions[0], expected=None, actor="setup")
+    registry.move_alias(MODEL, "live", versions[0], expected=None, actor="setup")
     barrier, results = CTX.Barrier(WORKERS), CTX.Queue()
     commands = [CTX.Queue() for _ in range(WORKERS)]
     processes = start(
@@ -183,18 +183,18 @@ def test_concurrent_alias_moves_have_exactly_one_winner(registry_url: str, start
         for round_no in range(20):
             targets = rng.sample([v for v in versions if v != current], WORKERS)
             for w in range(WORKERS):
-                commands[w].put((round_no, "production", targets[w], current))
+                commands[w].put((round_no, "live", targets[w], current))
             outcome = collect(results, WORKERS)
             winners = [item for item in outcome if item[0] == "moved"]
             assert len(winners) == 1, f"round {round_no}: {len(winners)} winners: {outcome}"
             for kind, _worker, (_, _, message) in outcome:
                 if kind == "conflict":
-                    assert f"alias 'production' of model '{MODEL}'" in message, message
+                    assert f"alias 'live' of model '{MODEL}'" in message, message
                     assert f"not v{current}" in message and "moved concurrently" in message, message
             current = winners[0][2][1]
-            now = registry.alias_version(MODEL, "production")
+            now = registry.alias_version(MODEL, "live")
             assert now is not None and now.version == current
-            _check_alias_history(registry, "production")
+            _check_alias_history(registry, "live")
 
         # Unconditional moves (no expected version) all succeed, one after the other: the history and the
         # audit trail must still form one line, in the order the database applied them.

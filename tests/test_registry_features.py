@@ -20,8 +20,17 @@ from tests.registry_workers import fake_artifact, registry_database
 
 MODEL = "churn"
 RUN = RunRef("train_churn", "scheduled__2026-01-01T00:00:00+00:00", "register")
-TEAM_POLICY = PolicyBinding("a" * 64, {"teams": {"growth": {"approvers": ["dana"]}}}, "specs/_policy.yaml")
-NEW_POLICY = PolicyBinding("b" * 64, {"teams": {"growth": {"approvers": ["dana", "eve"]}}}, "specs/_policy.yaml")
+
+
+def _binding(document: dict[str, Any], source: str) -> PolicyBinding:
+    """A binding whose sha256 is its document's canonical sha256, as ``binding_for`` makes them."""
+    from airflow_bridge.registry.trust import _document_sha256
+
+    return PolicyBinding(_document_sha256(document), document, source)
+
+
+TEAM_POLICY = _binding({"teams": {"growth": {"approvers": ["dana"]}}}, "specs/_policy.yaml")
+NEW_POLICY = _binding({"teams": {"growth": {"approvers": ["dana", "eve"]}}}, "specs/_policy.yaml")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -92,9 +101,13 @@ def test_a_registration_binds_the_model_to_its_policy(registry: ModelRegistry) -
         "version_created",
     ]
     first, second = (e for e in registry.audit_events(model=MODEL) if e.action == "policy_bound")
-    assert (first.before, first.after) == ({"sha256": None}, {"sha256": "a" * 64, "source": "specs/_policy.yaml"})
+    assert (first.before, first.after) == (
+        {"sha256": None, "source": None},
+        {"sha256": TEAM_POLICY.sha256, "source": "specs/_policy.yaml"},
+    )
     assert (first.actor, first.run) == ("airflow", RUN)
-    assert (second.actor, second.reason, second.before) == ("bob", "new approvers", {"sha256": "a" * 64})
+    assert (second.actor, second.reason) == ("bob", "new approvers")
+    assert second.before == {"sha256": TEAM_POLICY.sha256, "source": "specs/_policy.yaml"}
     assert registry.verify_audit().ok
 
 
@@ -132,22 +145,22 @@ def test_previous_alias_version_follows_the_moves_without_reading_the_audit_trai
     registry: ModelRegistry,
 ) -> None:
     _register(registry, 4)
-    assert registry.previous_alias_version(MODEL, "production") is None
-    assert registry.previous_alias_version("unknown", "production") is None
+    assert registry.previous_alias_version(MODEL, "live") is None
+    assert registry.previous_alias_version("unknown", "live") is None
     for version in (1, 2, 3):
-        registry.deploy(MODEL, version, alias="production", target="local", actor="alice")
+        registry.deploy(MODEL, version, alias="live", target="local", actor="alice")
     registry.move_alias(MODEL, "staging", 4, actor="alice")
 
     sent = _statements(registry)
-    assert registry.previous_alias_version(MODEL, "production") == 2
+    assert registry.previous_alias_version(MODEL, "live") == 2
     assert registry.previous_alias_version(MODEL, "staging") is None
     assert not [s for s in sent if "ab_audit_events" in s], sent
-    registry.rollback(MODEL, "production", actor="bob")
-    assert registry.previous_alias_version(MODEL, "production") == 1
-    registry.rollback(MODEL, "production", actor="bob")
-    assert registry.previous_alias_version(MODEL, "production") is None
-    registry.move_alias(MODEL, "production", 2, actor="alice")
-    assert registry.previous_alias_version(MODEL, "production") == 1
+    registry.rollback(MODEL, "live", actor="bob")
+    assert registry.previous_alias_version(MODEL, "live") == 1
+    registry.rollback(MODEL, "live", actor="bob")
+    assert registry.previous_alias_version(MODEL, "live") is None
+    registry.move_alias(MODEL, "live", 2, actor="alice")
+    assert registry.previous_alias_version(MODEL, "live") == 1
 
 
 def test_rollback_targets_survive_the_migration_of_an_existing_registry(registry: ModelRegistry) -> None:
@@ -157,14 +170,14 @@ def test_rollback_targets_survive_the_migration_of_an_existing_registry(registry
 
     _register(registry, 5)
     for version in (1, 2, 3, 4):
-        registry.deploy(MODEL, version, alias="production", target="local", actor="alice")
-    registry.rollback(MODEL, "production", actor="bob")  # back to 3
-    registry.deploy(MODEL, 5, alias="production", target="local", actor="alice")
-    registry.rollback(MODEL, "production", actor="bob")  # back to 3
+        registry.deploy(MODEL, version, alias="live", target="local", actor="alice")
+    registry.rollback(MODEL, "live", actor="bob")  # back to 3
+    registry.deploy(MODEL, 5, alias="live", target="local", actor="alice")
+    registry.rollback(MODEL, "live", actor="bob")  # back to 3
     for version in (2, 1):
         registry.move_alias(MODEL, "staging", version, actor="alice")
-    expected = {alias: registry.previous_alias_version(MODEL, alias) for alias in ("production", "staging")}
-    assert expected == {"production": 2, "staging": 2}
+    expected = {alias: registry.previous_alias_version(MODEL, alias) for alias in ("live", "staging")}
+    assert expected == {"live": 2, "staging": 2}
 
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
@@ -177,7 +190,7 @@ def test_rollback_targets_survive_the_migration_of_an_existing_registry(registry
         conn.commit()
 
     assert {alias: registry.previous_alias_version(MODEL, alias) for alias in expected} == expected
-    assert [registry.rollback(MODEL, "production", actor="bob").version for _ in range(2)] == [2, 1]
+    assert [registry.rollback(MODEL, "live", actor="bob").version for _ in range(2)] == [2, 1]
     assert registry.verify_audit().ok
 
 
@@ -188,14 +201,31 @@ def _approval(
     registry: ModelRegistry,
     action: str,
     version: int,
-    alias: str = "production",
+    alias: str = "live",
     actor: str = "dana",
     model: str = MODEL,
 ) -> int:
+    if action == "approval_granted":  # an answer: only an approver under the model's policy gives it
+        return registry.record_decision(action, actor=actor, model=model, version=version, alias=alias, reason="")
     return registry.record_event(action, actor=actor, model=model, version=version, alias=alias)
 
 
 def test_pending_approvals_are_the_requests_nobody_closed(registry: ModelRegistry) -> None:
+    from airflow_bridge.governance.enforcement import binding_for
+    from airflow_bridge.governance.policy import Policy
+    from airflow_bridge.registry import ModelCard
+
+    policy = Policy.model_validate(
+        {"apiVersion": "airflow-bridge/v1", "kind": "Policy", "teams": {"growth": {"approvers": ["dana"]}}}
+    )
+    for number in (1, 2, 3):
+        registry.register_version(
+            MODEL,
+            fake_artifact(f"v{number}"),
+            card=ModelCard(owner="alice", team="growth"),
+            policy=binding_for(policy, "specs/_policy.yaml"),
+            actor="alice",
+        )
     granted = _approval(registry, "approval_requested", 1)
     _approval(registry, "approval_granted", 1)
     waiting = _approval(registry, "approval_requested", 2)
@@ -209,16 +239,16 @@ def test_pending_approvals_are_the_requests_nobody_closed(registry: ModelRegistr
     assert [e.seq for e in registry.pending_approvals()] == [waiting, again, elsewhere]
     assert [e.seq for e in registry.pending_approvals(MODEL)] == [waiting, again]
     assert registry.pending_approvals("unknown") == []
-    assert [(e.action, e.actor) for e in registry.approval_events(MODEL, 2, "production")] == [
+    assert [(e.action, e.actor) for e in registry.approval_events(MODEL, 2, "live")] == [
         ("approval_requested", "dana"),
         ("approval_refused", "mallory"),
     ]
-    assert [(e.seq, e.action) for e in registry.approval_events(MODEL, 1, "production")] == [
+    assert [(e.seq, e.action) for e in registry.approval_events(MODEL, 1, "live")] == [
         (granted, "approval_requested"),
         (granted + 1, "approval_granted"),
         (again, "approval_requested"),
     ]
-    decision = registry.approval_decision(MODEL, 1, "production")
+    decision = registry.approval_decision(MODEL, 1, "live")
     assert decision is not None and decision.action == "approval_granted"
 
 
@@ -229,9 +259,9 @@ def test_pending_approvals_are_the_requests_nobody_closed(registry: ModelRegistr
 def test_an_in_memory_registry_works_and_is_private(url: str) -> None:
     registry, other = ModelRegistry(url), ModelRegistry(url)
     _register(registry, 3)
-    registry.deploy(MODEL, 1, alias="production", target="local", actor="alice")
-    registry.deploy(MODEL, 2, alias="production", target="local", actor="alice")
-    assert registry.rollback(MODEL, "production", actor="bob").version == 1
+    registry.deploy(MODEL, 1, alias="live", target="local", actor="alice")
+    registry.deploy(MODEL, 2, alias="live", target="local", actor="alice")
+    assert registry.rollback(MODEL, "live", actor="bob").version == 1
     assert registry.get_model(MODEL).latest_version == 3
     assert registry.verify_audit().ok
     assert other.list_models() == [], "each in-memory registry is its own database"

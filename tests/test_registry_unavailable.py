@@ -181,7 +181,7 @@ def test_connection_cut_mid_deploy_leaves_the_alias_alone(database: str, proxy: 
     registry = ModelRegistry(_proxied_url(proxy, database))
     for i in range(2):
         registry.register_version(MODEL, fake_artifact(f"v{i}"))
-    registry.deploy(MODEL, 1, alias="production", target="local", expected=None, actor="alice")
+    registry.deploy(MODEL, 1, alias="live", target="local", expected=None, actor="alice")
     armed = {"at": cut_at}
 
     @event.listens_for(registry.engine, "before_cursor_execute")
@@ -192,12 +192,12 @@ def test_connection_cut_mid_deploy_leaves_the_alias_alone(database: str, proxy: 
 
     before = _state(database)
     with pytest.raises(RegistryUnavailableError) as info:
-        registry.deploy(MODEL, 2, alias="production", target="local", expected=1, actor="alice")
+        registry.deploy(MODEL, 2, alias="live", target="local", expected=1, actor="alice")
     _assert_retryable_and_safe(info)
     assert _state(database) == before
     assert [d.version for d in registry.deployments(MODEL)] == [1]
-    assert registry.deploy(MODEL, 2, alias="production", target="local", expected=1, actor="alice").version == 2
-    assert [p["version"] for p in registry.alias_history(MODEL, "production")] == [1, 2]
+    assert registry.deploy(MODEL, 2, alias="live", target="local", expected=1, actor="alice").version == 2
+    assert [p["version"] for p in registry.alias_history(MODEL, "live")] == [1, 2]
     assert registry.verify_audit().ok
     registry.dispose()
 

@@ -27,6 +27,7 @@ PARTS = ("start_up", "metadata_database", "dag_build", "airflow_setup", "tear_do
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     base = tmp_path_factory.mktemp("timed")
     shutil.copy(EXAMPLES / DIABETES, base / DIABETES)
+    shutil.copy(EXAMPLES / "_policy.yaml", base / "_policy.yaml")
     shutil.copytree(EXAMPLES / "data", base / "data")
     home = base / "home"
     timed: list[tuple[float, subprocess.CompletedProcess[str]]] = []

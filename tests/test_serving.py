@@ -15,7 +15,9 @@ import httpx
 import pytest
 
 from airflow_bridge.artifacts import ArtifactStore, dump_model
-from airflow_bridge.registry import ModelRegistry
+from airflow_bridge.governance.enforcement import binding_for
+from airflow_bridge.governance.policy import Policy
+from airflow_bridge.registry import ModelCard, ModelRegistry
 
 FEATURES = ["x1", "x2"]
 
@@ -38,8 +40,18 @@ def _register(registry: ModelRegistry, store: ArtifactStore, model: str, coef: f
         data={"features": FEATURES, "target": "y"},
         run=RunRef("serve_test", f"run{run}", "register"),
         actor="test",
+        card=ModelCard(owner="test", team="lab"),
+        policy=LAB_POLICY,  # the lab team moves production without approval
     )
     return version.version
+
+
+LAB_POLICY = binding_for(
+    Policy.model_validate(
+        {"apiVersion": "airflow-bridge/v1", "kind": "Policy", "teams": {"lab": {"approval_required_for": []}}}
+    ),
+    "specs/_policy.yaml",
+)
 
 
 def _free_port() -> int:

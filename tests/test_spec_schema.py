@@ -207,7 +207,7 @@ def test_init_inside_a_checkout_points_at_its_schemas_folder(subfolder: str, tmp
     )
     assert modeline_targets(spec)[0] == (checkout / "schemas" / "experiment-v1.json").resolve()
     assert not (folder / "schemas").exists()
-    assert "note:" not in result.stderr
+    assert "is not this airflow-bridge version's schema" not in result.stderr
 
 
 def test_init_in_this_repository_points_at_the_committed_schema() -> None:

@@ -7,6 +7,7 @@ stops what it started. The tests run in file order: they share the stack.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -111,16 +112,16 @@ def unpause(api: Callable[..., Any], dag_id: str) -> str | None:
             f"{dag_id} run {run_id} to park at its approval or finish",
             lambda: (
                 run_state(api, dag_id, run_id) in {"success", "failed"}
-                or task_states(api, dag_id, run_id)["approve"]["state"] == "awaiting_input"
+                or task_states(api, dag_id, run_id)["approve"]["state"] in {"awaiting_input", "deferred"}
             ),
             timeout=600,
         )
     return run_id
 
 
-def trigger(api: Callable[..., Any], dag_id: str) -> str:
-    """A manual run of an unpaused DAG."""
-    reply = api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
+def trigger(api: Callable[..., Any], dag_id: str, user: str = "admin") -> str:
+    """A manual run of an unpaused DAG, triggered by ``user``."""
+    reply = api("POST", f"/dags/{dag_id}/dagRuns", user=user, json={"logical_date": None})
     assert reply.status_code == 200, reply.text
     return str(reply.json()["dag_run_id"])
 
@@ -161,15 +162,49 @@ def waiting_for_approval(api: Callable[..., Any], dag_id: str, run_id: str) -> s
     return path
 
 
-def registered_versions(model: str) -> list[Any]:
-    """The model's versions in the stack's PostgreSQL registry (empty when the model is new)."""
+REGISTRY_URL = f"postgresql+psycopg2://postgres@127.0.0.1:5432/airflow_bridge_{NAME}_registry"
+
+
+def stack_registry() -> Any:
+    """The stack's PostgreSQL registry, read with the stack's audit key (as its workers sign events)."""
     from airflow_bridge.registry.store import ModelRegistry
 
-    registry = ModelRegistry(f"postgresql+psycopg2://postgres@127.0.0.1:5432/airflow_bridge_{NAME}_registry")
+    return ModelRegistry(REGISTRY_URL, audit_key=(STATE / "audit_key").read_text().strip().encode())
+
+
+def registered_versions(model: str) -> list[Any]:
+    """The model's versions in the stack's PostgreSQL registry (empty when the model is new)."""
+    registry = stack_registry()
     try:
         return list(registry.list_versions(model)) if model in {m.name for m in registry.list_models()} else []
     finally:
         registry.dispose()
+
+
+def model_events(model: str) -> list[Any]:
+    registry = stack_registry()
+    try:
+        return list(registry.audit_events(model=model))
+    finally:
+        registry.dispose()
+
+
+def page(user: str, passwords: dict[str, str], method: str, path: str, **kwargs: Any) -> Any:
+    """A request to the Models page or API as ``user`` (bearer token from Airflow's /auth/token)."""
+    import httpx
+
+    token = httpx.post(f"{BASE}/auth/token", json={"username": user, "password": passwords[user]}).json()
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    return httpx.request(method, f"{BASE}/airflow-bridge{path}", headers=headers, timeout=120, **kwargs)
+
+
+def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``airflow-bridge ARGS`` as a user of the stack runs it (their own shell: no stack settings)."""
+    from tests.helpers import CLI, cli_env
+
+    return subprocess.run(
+        [str(CLI), *args], env={**cli_env(), **env}, capture_output=True, text=True, timeout=600, check=False
+    )
 
 
 def test_example_dags_show_docs_owner_and_tags(airflow: Callable[..., Any]) -> None:
@@ -221,43 +256,165 @@ def test_diabetes_run_on_the_celery_worker_registers_a_version_on_postgresql(air
     assert ours[0].artifact.sha256
 
 
-def test_approval_author_refused_approver_deploys(airflow: Callable[..., Any]) -> None:
+def test_approval_excludes_who_triggered_and_a_superseded_request_ends_at_once(airflow: Callable[..., Any]) -> None:
     dag_id = "breast_cancer_classifier"
     older = unpause(airflow, dag_id)  # @weekly: parked at its approval before the manual run starts
     assert older is not None
-    run_id = trigger(airflow, dag_id)
+    run_id = trigger(airflow, dag_id, user="dana")  # dana, an approver, triggers: she is behind this version
     path = waiting_for_approval(airflow, dag_id, run_id)
-    refused = airflow("PATCH", path, user="alice", json={"chosen_options": ["Approve"]})
-    assert refused.status_code == 403, refused.text
-    approved = airflow("PATCH", path, user="dana", json={"chosen_options": ["Approve"]})
-    assert approved.status_code == 200, approved.text
-    assert approved.json()["responded_by"]["id"] == "dana"
-    assert finished(airflow, dag_id, run_id) == "success", task_states(airflow, dag_id, run_id)
-    assert task_states(airflow, dag_id, run_id)["deploy"]["state"] == "success"
 
-    # The older run's request was superseded by the manual run's version: answering it moves nothing.
-    late = airflow(
-        "PATCH", waiting_for_approval(airflow, dag_id, older), user="dana", json={"chosen_options": ["Approve"]}
-    )
-    assert late.status_code == 200, late.text
-    assert finished(airflow, dag_id, older) == "failed"
+    # The older request was superseded by this run's version: it ends now, without anyone answering it.
+    assert finished(airflow, dag_id, older, timeout=180) == "failed"
     states = task_states(airflow, dag_id, older)
     assert states["approve"]["state"] == "failed" and states["deploy"]["state"] == "upstream_failed", states
     assert "was superseded by v" in task_log(airflow, dag_id, older, "approve", states["approve"]["try_number"])
+    old_path = path.replace(run_id, older)
+    assert airflow("GET", old_path).json()["chosen_options"] == ["Reject"]  # closed in Required Actions
+    late = airflow("PATCH", old_path, user="erin", json={"chosen_options": ["Approve"]})
+    assert late.status_code == 409, late.text
+
+    detail = airflow("GET", path).json()
+    assert [user["id"] for user in detail["assigned_users"]] == ["erin"], "dana triggered the run: not assigned"
+    assert "**Triggered by:** dana" in detail["body"]
+    assert f"{BASE}/airflow-bridge/models/breast_cancer/versions/" in detail["body"]  # the report, in this UI
+    assert "comment" in detail["params"]
+    for outsider in ("dana", "alice"):  # who triggered it, the author: refused by Airflow at the form
+        refused = airflow("PATCH", path, user=outsider, json={"chosen_options": ["Approve"]})
+        assert refused.status_code == 403, refused.text
+    approved = airflow(
+        "PATCH", path, user="erin", json={"chosen_options": ["Approve"], "params_input": {"comment": "recall holds"}}
+    )
+    assert approved.status_code == 200, approved.text
+    assert finished(airflow, dag_id, run_id) == "success", task_states(airflow, dag_id, run_id)
+    granted = [e for e in model_events("breast_cancer") if e.action == "approval_granted"][-1]
+    assert (granted.actor, granted.after["comment"], granted.run.run_id) == ("erin", "recall holds", run_id)
+    assert granted.reason == "erin chose Approve (Airflow UI): recall holds"
 
 
-def test_a_rejection_is_visible(airflow: Callable[..., Any]) -> None:
+def test_a_rejection_is_visible_and_a_comment_too_long_changes_nothing(airflow: Callable[..., Any]) -> None:
     dag_id = "breast_cancer_classifier"
     unpause(airflow, dag_id)
     run_id = trigger(airflow, dag_id)
     path = waiting_for_approval(airflow, dag_id, run_id)
-    rejected = airflow("PATCH", path, user="erin", json={"chosen_options": ["Reject"]})
-    assert rejected.status_code == 200, rejected.text
+    live = stack_registry().alias_version("breast_cancer", "production").version
+    version = max(v.version for v in registered_versions("breast_cancer"))
+
+    # Airflow's REST API takes any comment; the approval refuses one over 2000 characters and moves nothing.
+    long = airflow(
+        "PATCH", path, user="erin", json={"chosen_options": ["Reject"], "params_input": {"comment": "x" * 10_000}}
+    )
+    assert long.status_code == 200, long.text
     assert finished(airflow, dag_id, run_id) == "failed"
-    tis = task_states(airflow, dag_id, run_id)
-    assert tis["approve"]["state"] == "failed"
-    assert tis["deploy"]["state"] in {"upstream_failed", "skipped"}
-    assert airflow("GET", path).json()["chosen_options"] == ["Reject"]
+    states = task_states(airflow, dag_id, run_id)
+    assert states["approve"]["state"] == "failed" and states["deploy"]["state"] == "upstream_failed", states
+    log = task_log(airflow, dag_id, run_id, "approve", states["approve"]["try_number"])
+    assert "the comment is 10000 characters long; at most 2000" in log
+    last = model_events("breast_cancer")[-1]
+    assert (last.action, last.actor, last.version) == ("approval_refused", "erin", version)
+    assert stack_registry().alias_version("breast_cancer", "production").version == live
+
+    # The request is still open: erin rejects it from the CLI, through Airflow, as herself.
+    passwords = json.loads((STATE / "airflow" / "simple_auth_manager_passwords.json").read_text())
+    credentials = str(STATE / "cli-credentials.json")
+    env = {"AIRFLOW_BRIDGE_REGISTRY_URL": REGISTRY_URL, "AIRFLOW_BRIDGE_CREDENTIALS": credentials}
+    shared = cli("models", "reject", "breast_cancer", str(version), "--reason", "too few cases", **env)
+    assert (
+        shared.returncode == 1 and "is a shared registry" in shared.stderr and "airflow-bridge login" in shared.stderr
+    )
+    login = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "airflow-bridge"),
+            "login",
+            "--airflow-url",
+            BASE,
+            "-u",
+            "erin",
+            "--password-stdin",
+        ],
+        input=passwords["erin"] + "\n",
+        check=False,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert login.returncode == 0 and "as erin" in login.stdout, login.stdout + login.stderr
+    claimed = cli("models", "reject", "breast_cancer", str(version), "--as", "dana", "--airflow-url", BASE, **env)
+    assert claimed.returncode == 2 and "--as is only for the embedded registry" in claimed.stderr
+    rejected = cli("models", "reject", "breast_cancer", str(version), "--reason", "too few malignant cases", **env)
+    assert rejected.returncode == 0, rejected.stdout + rejected.stderr
+    last = model_events("breast_cancer")[-1]
+    assert (last.action, last.actor, last.principal) == ("approval_rejected", "erin", "airflow:erin")
+    assert last.after["comment"] == "too few malignant cases"
+
+
+def test_models_page_writes_need_airflow_permission_and_the_team_and_emit_the_alias_event(
+    airflow: Callable[..., Any],
+) -> None:
+    dag_id, scoring = "breast_cancer_classifier", "score_breast_cancer"
+    passwords = json.loads((STATE / "airflow" / "simple_auth_manager_passwords.json").read_text())
+    before = stack_registry().alias_version("breast_cancer", "production").version
+    run_id = trigger(airflow, dag_id)  # one more approved version, so production has one to roll back to
+    path = waiting_for_approval(airflow, dag_id, run_id)
+    assert airflow("PATCH", path, user="dana", json={"chosen_options": ["Approve"]}).status_code == 200
+    assert finished(airflow, dag_id, run_id) == "success"
+    newer = stack_registry().alias_version("breast_cancer", "production").version
+    assert newer != before
+    reply = airflow("PATCH", f"/dags/{scoring}", json={"is_paused": False})
+    assert reply.status_code == 200, reply.text
+    wait_for(  # runs queued by the deploys' asset events finish first
+        "the scoring DAG to settle",
+        lambda: all(
+            r["state"] in {"success", "failed"} for r in airflow("GET", f"/dags/{scoring}/dagRuns").json()["dag_runs"]
+        ),
+        timeout=300,
+    )
+    scored_before = airflow("GET", f"/dags/{scoring}/dagRuns").json()["total_entries"]
+
+    form = {"alias": "production", "reason": "latency regression"}
+    for user, why in (
+        ("victor", "may not change model 'breast_cancer': Airflow does not let them change DAG"),  # viewer role
+        ("olga", "is not a member or approver of team 'oncology'"),  # op role, no team
+        ("bob", "is not a member or approver of team 'oncology'"),  # another team's member
+        ("admin", "is not a member or approver of team 'oncology'"),  # Airflow admin is not the team
+    ):
+        refused = page(user, passwords, "POST", "/models/breast_cancer/rollback", data=form, follow_redirects=False)
+        assert refused.status_code == 403, (user, refused.text[:500])
+        assert why in html.unescape(refused.text), (user, refused.text[:2000])
+    assert stack_registry().alias_version("breast_cancer", "production").version == newer
+
+    moved = page("alice", passwords, "POST", "/models/breast_cancer/rollback", data=form, follow_redirects=False)
+    assert moved.status_code == 303, moved.text[:2000]
+    assert stack_registry().alias_version("breast_cancer", "production").version == before
+    wait_for(
+        "the scoring DAG to run on the rollback's asset event",
+        lambda: airflow("GET", f"/dags/{scoring}/dagRuns").json()["total_entries"] > scored_before,
+        timeout=180,
+    )
+    newest = airflow("GET", f"/dags/{scoring}/dagRuns", params={"order_by": "-run_after"}).json()["dag_runs"][0]
+    assert finished(airflow, scoring, newest["dag_run_id"]) == "success"
+    scored = airflow(
+        "GET", f"/dags/{scoring}/dagRuns/{newest['dag_run_id']}/taskInstances/score/xcomEntries/return_value"
+    )
+    assert scored.json()["value"]["version"] == before, scored.text
+
+
+def test_the_audit_chain_is_signed_anchored_and_explains_every_row(airflow: Callable[..., Any]) -> None:
+    env = {"AIRFLOW_BRIDGE_AUDIT_KEY": (STATE / "audit_key").read_text().strip()}
+    verified = cli(
+        "audit",
+        "verify",
+        "--registry-url",
+        REGISTRY_URL,
+        "--anchors",
+        f"file://{STATE / 'anchors'}",
+        "--format",
+        "json",
+        **env,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    report = json.loads(verified.stdout)
+    assert report["ok"] and report["anchored"] > 0 and report["unsigned"] == 0 and report["unexplained"] == []
 
 
 def test_openlineage_events_arrive_and_validate(airflow: Callable[..., Any], ol_registry: Any) -> None:

@@ -14,7 +14,6 @@ from airflow_bridge.exceptions import ConflictError, PolicyViolationError
 from airflow_bridge.registry.events import APPROVAL_CLOSERS, AuditAction
 
 if TYPE_CHECKING:
-    from airflow_bridge.governance.enforcement import GoverningPolicy
     from airflow_bridge.registry.records import AuditEvent, RunRef
     from airflow_bridge.registry.store import ModelRegistry
 
@@ -80,6 +79,23 @@ def last_answer(registry: ModelRegistry, model: str, version: int, alias: str) -
     return answers[-1] if answers else None
 
 
+COMMENT_MAX_CHARS = 2000
+"""The longest approver comment the audit trail keeps (the approval form and the CLI say so)."""
+
+
+def checked_comment(comment: str | None) -> str:
+    """The approver's comment, stripped; ``RequestError`` (nothing recorded) when it is too long."""
+    text = (comment or "").strip()
+    if len(text) > COMMENT_MAX_CHARS:
+        from airflow_bridge.exceptions import RequestError
+
+        raise RequestError(
+            f"the comment is {len(text)} characters long; at most {COMMENT_MAX_CHARS} are kept in the audit trail: "
+            "shorten it (link to a document for more); nothing was recorded"
+        )
+    return text
+
+
 def decide(
     registry: ModelRegistry,
     *,
@@ -88,32 +104,22 @@ def decide(
     alias: str,
     responder: str,
     approve: bool,
-    policy: GoverningPolicy | None = None,
     run: RunRef | None = None,
     via: str = "",
+    comment: str = "",
 ) -> ApprovalDecision:
-    """Answer the approval of ``model`` v``version`` for ``alias`` as ``responder``.
+    """Answer the approval of ``model`` v``version`` for ``alias`` as ``responder``, with an optional comment.
 
-    Refused (recorded, ``PolicyViolationError``) when the responder may not approve or the artifact no
-    longer matches its checksum; ``ConflictError`` when the approval was already answered. A version
-    that was never requested can be approved directly (the CLI's ``models approve``).
+    Who may answer is the registry's rule (``ModelRegistry.record_decision``: an approver of the model's
+    team under its governing policy, never an author). Refused (recorded, ``PolicyViolationError``) when
+    the responder may not answer or the artifact no longer matches its checksum; ``ConflictError`` when the
+    approval was already answered; ``RequestError`` for a comment over ``COMMENT_MAX_CHARS`` (nothing is
+    recorded). A version that was never requested can be approved directly (``models approve``).
     """
     from airflow_bridge.artifacts import verify_artifact
-    from airflow_bridge.exceptions import ChecksumMismatchError
-    from airflow_bridge.governance.enforcement import approval_refusal, authors_of, governing_policy
+    from airflow_bridge.exceptions import AuditMismatchError, ChecksumMismatchError
 
-    record = registry.get_model(model)
-    chosen = registry.get_version(model, version)
-    governing = policy or governing_policy(registry, model)
-    why = approval_refusal(governing.policy, record.card.team, authors_of(record, chosen), responder)
-    if why is None and approve:
-        try:
-            verify_artifact(chosen.artifact)
-        except ChecksumMismatchError as exc:
-            why = str(exc)
-    if why is not None:
-        refuse(registry, model=model, version=version, alias=alias, responder=responder, reason=why, run=run)
-        raise PolicyViolationError(f"approval of {model} v{version} for '{alias}' refused: {why}; nothing changed")
+    note = checked_comment(comment)
     request = pending_request(registry, model, version, alias)
     if request is None:
         answered = last_answer(registry, model, version, alias)
@@ -121,23 +127,38 @@ def decide(
             when = f"{answered.created_at:%Y-%m-%d %H:%M:%S} UTC"
             raise ConflictError(
                 f"the approval of {model} v{version} for '{alias}' was already answered: "
-                f"{answered.action.removeprefix('approval_')} by {answered.actor} at {when}"
+                f"{answered.action.removeprefix('approval_')} by {answered.who} at {when}"
             )
-    action = AuditAction.APPROVAL_GRANTED if approve else AuditAction.APPROVAL_REJECTED
-    chose = APPROVE if approve else REJECT
-    seq = registry.record_event(
-        action,
-        actor=responder,
-        model=model,
-        version=version,
-        alias=alias,
-        run=run,
-        reason=f"{responder} chose {chose}" + (f" ({via})" if via else ""),
-        after={"decision": [chose], "approver": responder, "request_seq": request.seq if request else None},
-    )
-    return ApprovalDecision(
-        model, version, alias, action.removeprefix("approval_"), responder, f"{responder} chose {chose}", seq
-    )
+    try:
+        if approve:
+            chosen = registry.trusted_version(model, version)
+            verify_artifact(chosen.artifact)
+        action = AuditAction.APPROVAL_GRANTED if approve else AuditAction.APPROVAL_REJECTED
+        chose = APPROVE if approve else REJECT
+        reason = f"{responder} chose {chose}" + (f" ({via})" if via else "") + (f": {note}" if note else "")
+        seq = registry.record_decision(
+            action,
+            actor=responder,
+            model=model,
+            version=version,
+            alias=alias,
+            run=run,
+            reason=reason,
+            after={
+                "decision": [chose],
+                "approver": responder,
+                "request_seq": request.seq if request else None,
+                "comment": note or None,
+            },
+        )
+    except (PolicyViolationError, ChecksumMismatchError, AuditMismatchError) as exc:
+        why = str(exc).removeprefix(f"approval of {model} v{version} for '{alias}' refused: ")
+        why = why.removesuffix("; nothing changed")
+        refuse(registry, model=model, version=version, alias=alias, responder=responder, reason=why, run=run)
+        raise PolicyViolationError(
+            f"approval of {model} v{version} for '{alias}' refused: {why}; nothing changed"
+        ) from None
+    return ApprovalDecision(model, version, alias, action.removeprefix("approval_"), responder, reason, seq)
 
 
 def refuse(

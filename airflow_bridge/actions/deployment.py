@@ -18,15 +18,20 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec
 
-from airflow_bridge.actions.gate import Gate
+from airflow_bridge.actions.gate import Gate, move_name
 from airflow_bridge.actions.names import LOCAL_TARGET, local_endpoint
 from airflow_bridge.actions.results import ApprovalDecision, DeploymentResult
 from airflow_bridge.actions.targets import TARGETS, Outcome, PendingMove, target_for
-from airflow_bridge.exceptions import ConflictError, DeploymentError, NotFoundError
+from airflow_bridge.exceptions import (
+    AuditMismatchError,
+    ConflictError,
+    DeploymentError,
+    NotFoundError,
+    PolicyViolationError,
+)
 from airflow_bridge.registry.events import AuditAction
 
 if TYPE_CHECKING:
-    from airflow_bridge.governance.enforcement import GoverningPolicy
     from airflow_bridge.registry.records import RunRef
     from airflow_bridge.registry.store import ModelRegistry
 
@@ -63,7 +68,6 @@ def begin_deploy(
     reason: str = "",
     expected: int | None = _CURRENT,
     enforce_policy: bool = True,
-    policy: GoverningPolicy | None = None,
     action: AuditAction = AuditAction.DEPLOYED,
     team_only: bool = False,
 ) -> PendingMove:
@@ -80,7 +84,6 @@ def begin_deploy(
         chosen,
         live,
         target=target,
-        policy=policy,
         enforce=enforce_policy,
         reason=reason,
         expected=(live.version if live else None) if expected is _CURRENT else expected,
@@ -101,7 +104,6 @@ def begin_rollback(
     run: RunRef | None = None,
     reason: str = "",
     enforce_policy: bool = True,
-    policy: GoverningPolicy | None = None,
     team_only: bool = False,
 ) -> PendingMove:
     """Check a rollback of ``alias`` to its previous version and have ``target`` serve that version (no canary)."""
@@ -115,7 +117,6 @@ def begin_rollback(
         chosen,
         current,
         target=target,
-        policy=policy,
         enforce=enforce_policy,
         reason=reason,
         expected=current.version,
@@ -162,6 +163,8 @@ def settle(registry: ModelRegistry, pending: PendingMove, outcome: Outcome) -> D
                 endpoint=endpoint,
                 run=run,
                 reason=pending.reason,
+                to_version=pending.version,
+                override=pending.policy_override,
             )
         else:
             moved = registry.deploy(
@@ -175,28 +178,22 @@ def settle(registry: ModelRegistry, pending: PendingMove, outcome: Outcome) -> D
                 reason=pending.reason,
                 run=run,
                 action=AuditAction(pending.action),
+                override=pending.policy_override,
+                rollout_note=_traffic(pending) if pending.target != LOCAL_TARGET else None,
             )
     except ConflictError:
         target.restore(pending.rollout)
         raise
+    except (PolicyViolationError, AuditMismatchError) as exc:  # the registry's own check, under its lock
+        _abandon(registry, pending, target, str(exc), error=exc)
+    from airflow_bridge.actions.anchoring import anchor_after_move
+
+    anchor_after_move(registry)
     if pending.action != AuditAction.ROLLED_BACK:
         from airflow_bridge.actions.approval import close_superseded
 
         close_superseded(
             registry, model=pending.model, alias=pending.alias, newer=pending.version, actor=pending.actor, run=run
-        )
-    if pending.previous_version == pending.version and pending.target != LOCAL_TARGET:
-        # the alias did not move (a canary promoted to all traffic): record what changed on the target
-        registry.record_event(
-            pending.action,
-            actor=pending.actor,
-            model=pending.model,
-            version=pending.version,
-            alias=pending.alias,
-            run=run,
-            reason=pending.reason,
-            before={"version": pending.version},
-            after={"version": pending.version, "target": pending.target, **_traffic(pending)},
         )
     approval = ApprovalDecision.from_xcom(pending.approval) if pending.approval else None
     return DeploymentResult(
@@ -214,11 +211,16 @@ def settle(registry: ModelRegistry, pending: PendingMove, outcome: Outcome) -> D
 
 
 def _traffic(pending: PendingMove) -> dict[str, Any]:
-    return {"canary_traffic_percent": pending.rollout.get("canary_traffic_percent") or 100}
+    """What a move changed on its target; recorded even when the alias already served the version
+    (a canary promoted to all traffic)."""
+    return {"target": pending.target, "canary_traffic_percent": pending.rollout.get("canary_traffic_percent") or 100}
 
 
-def _abandon(registry: ModelRegistry, pending: PendingMove, target: Any, why: str) -> NoReturn:
-    """Restore the target, audit the refusal, and fail: the alias never moved."""
+def _abandon(
+    registry: ModelRegistry, pending: PendingMove, target: Any, why: str, error: Exception | None = None
+) -> NoReturn:
+    """Restore the target, audit the refusal, and fail (``error``'s type, else ``DeploymentError``):
+    the alias never moved."""
     from airflow_bridge.registry.records import RunRef
 
     try:
@@ -235,8 +237,9 @@ def _abandon(registry: ModelRegistry, pending: PendingMove, target: Any, why: st
         reason=why,
         after={"action": pending.action, "refused": True, "target": pending.target},
     )
-    raise DeploymentError(
-        f"{pending.action.replace('_', ' ')} of {pending.model} v{pending.version} to '{pending.alias}' "
+    message = (
+        f"{move_name(pending.action)} of {pending.model} v{pending.version} to '{pending.alias}' "
         f"refused: {why}; the alias still points at "
         f"{'v' + str(pending.expected) if pending.expected is not None else 'no version'}"
     )
+    raise (type(error) if error is not None else DeploymentError)(message) from None

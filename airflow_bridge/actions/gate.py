@@ -42,7 +42,6 @@ class Gate:
         live: ModelVersion | None,
         *,
         target: str,
-        policy: GoverningPolicy | None,
         enforce: bool,
         reason: str,
         expected: int | None,
@@ -58,12 +57,12 @@ class Gate:
         """
         from airflow_bridge.governance.enforcement import team_move_refusal
 
-        governing = policy or self.governing(chosen)
+        governing = self.governing(chosen)
         if team_only:
             why = team_move_refusal(governing, self.record.name, self.record.card.team, self.actor)
             if why is not None:
                 self.refuse(chosen, why)
-        approval, override = self.authorize(chosen, governing, enforce, reason)
+        approval, override = self.authorize(chosen, enforce)
         self.verify(chosen)
         _same_target(self.registry, self, chosen, target)
         move = Move(
@@ -93,59 +92,28 @@ class Gate:
             return f"rollback from v{live.version}"
         return f"{self.action.replace('_', ' ')} by {self.actor}"
 
-    def authorize(
-        self, version: ModelVersion, policy: GoverningPolicy | None, enforce: bool, reason: str
-    ) -> tuple[ApprovalDecision | None, bool]:
-        """(the approval that allows the move, whether enforcement was turned off); raises when refused."""
-        from airflow_bridge.actions.approval import last_answer
-        from airflow_bridge.governance.enforcement import (
-            approval_refusal,
-            authors_of,
-            no_policy_message,
-        )
+    def authorize(self, version: ModelVersion, enforce: bool) -> tuple[ApprovalDecision | None, bool]:
+        """(the approval that allows the move, whether enforcement was turned off); raises when refused.
 
-        governing = policy or self.governing(version)
-        team = self.record.card.team
-        if not governing.protects(team, self.alias):
-            return None, False
-        if not enforce:
-            if governing.policy is not None and not governing.policy.allows_enforcement_opt_out(team):
-                self.refuse(
-                    version,
-                    f"the team policy ({governing.source}) forbids turning enforcement off for '{self.alias}'",
-                )
-            self.registry.record_event(
-                AuditAction.POLICY_OVERRIDE,
-                actor=self.actor,
-                model=self.record.name,
-                version=version.version,
-                alias=self.alias,
-                run=self.run,
-                reason=reason or f"{self.action} with enforce_policy=False",
-                after={"policy": governing.source, "action": self.action},
-            )
-            return None, True
-        if governing.policy is None:
-            self.refuse(version, no_policy_message(self.record.name, self.alias))
-        answer = last_answer(self.registry, self.record.name, version.version, self.alias)
-        if answer is None or answer.action != AuditAction.APPROVAL_GRANTED:
-            state = answer.action.removeprefix("approval_") if answer else "never approved"
-            approvers = (
-                governing.policy.approvers_for(team, authors_of(self.record, version)) if governing.policy else []
-            )
-            self.refuse(
-                version,
-                f"v{version.version} has no recorded approval for '{self.alias}' ({state}); it needs one by "
-                f"{' or '.join(approvers) or 'an approver of team ' + repr(team)}: "
-                f"airflow-bridge models approve {self.record.name} {version.version} "
-                f"--alias {self.alias} --as APPROVER",
-            )
-        approver = str((answer.after or {}).get("approver") or answer.actor)
-        why = approval_refusal(governing.policy, team, authors_of(self.record, version), approver)
-        if why is not None:
-            self.refuse(version, f"the approval by '{approver}' does not count under {governing.source}: {why}")
+        The registry's own rule (``ModelRegistry.check_move``): the same check the registry repeats under
+        the model's lock when the alias moves. Rows the audit chain does not vouch for refuse the move too.
+        """
+        from airflow_bridge.exceptions import AuditMismatchError
+
+        try:
+            clearance = self.registry.check_move(self.record.name, version.version, self.alias, override=not enforce)
+        except (PolicyViolationError, AuditMismatchError) as exc:
+            self.refuse(version, str(exc), error=exc if isinstance(exc, AuditMismatchError) else None)
+        if not clearance.protected or clearance.override:
+            return None, clearance.override
         decision = ApprovalDecision(
-            self.record.name, version.version, self.alias, "granted", approver, answer.reason, answer.seq
+            self.record.name,
+            version.version,
+            self.alias,
+            "granted",
+            clearance.approver,
+            clearance.reason,
+            clearance.approval_seq,
         )
         return decision, False
 
@@ -178,10 +146,16 @@ class Gate:
             reason=why,
             after={"action": self.action, "refused": True},
         )
-        message = f"{self.action.replace('_', ' ')} of {self.record.name} v{version.version} to '{self.alias}' refused"
+        message = f"{move_name(self.action)} of {self.record.name} v{version.version} to '{self.alias}' refused"
         if error is not None:
             raise type(error)(f"{message}: {why}; nothing moved") from None
         raise PolicyViolationError(f"{message}: {why}; nothing moved")
+
+
+def move_name(action: str) -> str:
+    """The noun of a move in messages: 'deployment of m v3 ... refused'."""
+    names = {AuditAction.PROMOTED: "promotion", AuditAction.ROLLED_BACK: "rollback", AuditAction.DEPLOYED: "deployment"}
+    return names.get(AuditAction(action), "move") if action in AuditAction.__members__.values() else "move"
 
 
 def _same_target(registry: ModelRegistry, gate: Gate, version: ModelVersion, target: str) -> None:

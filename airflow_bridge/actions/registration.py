@@ -6,14 +6,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_bridge.actions.results import Registration, TrainingResult, ValidationReport
-from airflow_bridge.exceptions import GateFailedError, PolicyViolationError
+from airflow_bridge.exceptions import GateFailedError
+from airflow_bridge.registry.records import UNGOVERNED_SOURCE
 
 if TYPE_CHECKING:
     from airflow_bridge.registry.records import ModelCard, PolicyBinding, RunRef
     from airflow_bridge.registry.store import ModelRegistry
 
-UNGOVERNED_SOURCE = "no team policy"
-"""Source recorded when a spec with no team policy binds the open policy."""
+__all__ = ["UNGOVERNED_SOURCE", "default_binding", "register"]
 
 
 def register(
@@ -33,19 +33,13 @@ def register(
 ) -> Registration:
     """Record the trained artifact with its metrics, gates, data and run; idempotent per Airflow task.
 
-    ``policy`` binds the team policy to the model (audited when it changes). A model governed by a team
-    policy is never re-bound to the open policy of a spec folder that has none.
+    ``policy`` binds the team policy to the model (audited when it changes); without one, the configured
+    policy is bound, else none (``default_binding``). The registry refuses another team's registration,
+    or a policy from another source than the bound one (``OwnershipError``), before writing anything.
     """
     if report is not None and not report.passed:
         raise GateFailedError("the validation report did not pass; refusing to register")
     name = model or training.model
-    if policy is not None and policy.source == UNGOVERNED_SOURCE:
-        bound = _bound_or_none(registry, name)
-        if bound is not None and bound.source != UNGOVERNED_SOURCE:
-            raise PolicyViolationError(
-                f"model '{name}' is governed by the team policy bound to it ({bound.source}); a spec with no "
-                "team policy cannot register it. Put the spec next to its team's _policy.yaml"
-            )
     version = registry.register_version(
         name,
         training.artifact,
@@ -62,7 +56,7 @@ def register(
         card=card,
         tags=dict(tags or {}),
         max_versions_per_day=max_versions_per_day,
-        policy=policy,
+        policy=policy or default_binding(),
     )
     return Registration(
         model=name,
@@ -74,13 +68,18 @@ def register(
     )
 
 
-def _bound_or_none(registry: ModelRegistry, model: str) -> PolicyBinding | None:
-    from airflow_bridge.exceptions import NotFoundError
+def default_binding() -> PolicyBinding:
+    """What a registration without a team policy binds: the configured policy (``[airflow_bridge]
+    policy_file``, ``$AIRFLOW_BRIDGE_POLICY``), else the open policy as 'no team policy' (its protected
+    aliases then fail closed)."""
+    from airflow_bridge.governance.enforcement import binding_for, configured_policy_path, load_policy_or_refuse
+    from airflow_bridge.governance.identity import policy_identity
+    from airflow_bridge.governance.policy import OPEN_POLICY
 
-    try:
-        return registry.bound_policy(model)
-    except NotFoundError:
-        return None
+    configured = configured_policy_path()
+    if configured is None:
+        return binding_for(OPEN_POLICY, UNGOVERNED_SOURCE)
+    return binding_for(load_policy_or_refuse(*configured), policy_identity(configured[0]))
 
 
 def _validation_record(report: ValidationReport | None) -> dict[str, Any]:

@@ -64,9 +64,9 @@ def registry_url(url: str | None, home: Path | None) -> str:
 
 
 def open_cli_registry(url: str | None, home: Path | None) -> ModelRegistry:
-    from airflow_bridge.resolution import registry_for_url
+    from airflow_bridge.resolution import audit_key, registry_for_url
 
-    return registry_for_url(registry_url(url, home))
+    return registry_for_url(registry_url(url, home), audit_key())
 
 
 def command_started_at() -> float:

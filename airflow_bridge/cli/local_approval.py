@@ -1,21 +1,16 @@
 """The approval step of a local run: answer it as ``--approve-as`` through Airflow, or stop the run there.
 
 A responder thread (``governance.respond``) answers the approval request through Airflow's own HITL
-handler. It looks for the request when ``dag.test()`` naps because a task waits for a human (the
-task is parked by then, so the answer cannot race the parking), and the nap ends when the responder
-is done instead of after a whole second. The handler's module is imported without the rest of
-Airflow's public REST API (~2 s).
+handler, as soon as the request exists. The approval waits in its trigger (``dag.test()`` runs it in
+line), which finds the answer on its next look (every 0.2 s in a local run), so an early answer cannot
+be lost. The handler's module is imported without the rest of Airflow's public REST API (~2 s).
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, SupportsIndex
+from typing import Any
 
 PUBLIC_ROUTES = "airflow.api_fastapi.core_api.routes.public"
 
@@ -49,18 +44,7 @@ def _hitl_route_alone() -> None:
     setattr(importlib.import_module(parent), child, package)
 
 
-FALLBACK_POLL_SECONDS = 5.0
-"""How often the responder looks anyway, should ``dag.test()`` nap elsewhere than expected."""
-
-
-@dataclass(frozen=True)
-class LocalResponder:
-    thread: threading.Thread
-    gate: threading.Event
-    """Set when ``dag.test()`` naps for human input: the thread looks for the request from then on."""
-
-
-def start_responder(dag: Any, approve_as: str | None, reject: bool) -> LocalResponder:
+def start_responder(dag: Any, approve_as: str | None, reject: bool) -> threading.Thread:
     """Answer the approval as ``approve_as`` (Airflow checks the user), or stop the run there."""
     from airflow_bridge.actions.names import TaskId
     from airflow_bridge.cli.local_run import EXIT_AWAITING_APPROVAL, current_run, emit, emit_result, leave
@@ -82,10 +66,7 @@ def start_responder(dag: Any, approve_as: str | None, reject: bool) -> LocalResp
         _record_local_refusal(dag, outcome, approve_as or "", detail)
         stop(outcome, "approval_refused", 1, user=approve_as, detail=detail)
 
-    gate = threading.Event()
-
-    def run_id() -> str | None:  # called before each look: holds the thread until dag.test() naps
-        gate.wait(FALLBACK_POLL_SECONDS)
+    def run_id() -> str | None:
         return current_run.get("run_id")
 
     answers = [Answer(approve_as, approve=not reject)] if approve_as else []
@@ -98,7 +79,7 @@ def start_responder(dag: Any, approve_as: str | None, reject: bool) -> LocalResp
         poll_seconds=0.1,
     )
     responder.start()
-    return LocalResponder(responder, gate)
+    return responder
 
 
 def _task_instances(dag_id: str) -> list[Any]:
@@ -141,33 +122,3 @@ def _record_local_refusal(dag: Any, outcome: Any, user: str, detail: str) -> Non
         reason=f"Airflow refused the answer: {detail}",
         run=RunRef(dag.dag_id, outcome.run_id, TaskId.APPROVE),
     )
-
-
-@contextlib.contextmanager
-def hitl_wait_ends_when_answered(responder: LocalResponder | None) -> Iterator[None]:
-    """While ``dag.test()`` runs, its naps for human input let the responder look, and end when it is done.
-
-    ``dag.test()`` sleeps a whole second per loop while a task waits for input. Only that call is
-    changed (the caller must be ``DAG.test`` itself): it opens the responder's gate and waits for the
-    thread instead, up to the same second. Once the responder has answered, the task is scheduled and
-    the loop runs it at once; every other ``time.sleep`` is left alone.
-    """
-    if responder is None:
-        yield
-        return
-    from airflow.sdk.definitions.dag import DAG
-
-    real_sleep, dag_test = time.sleep, DAG.test.__code__
-
-    def sleep(seconds: float | SupportsIndex) -> None:
-        if sys._getframe(1).f_code is dag_test and responder.thread.is_alive():
-            responder.gate.set()
-            responder.thread.join(float(seconds))
-        else:
-            real_sleep(seconds)
-
-    time.sleep = sleep
-    try:
-        yield
-    finally:
-        time.sleep = real_sleep

@@ -226,20 +226,17 @@ def run(spec_path: Path, name: str, home: Path, run_dir: Path, *, approve_as: st
     bag = DagBag(dag_folder=str(loader))
     dag = bag.dags.get(name)
     if dag is None or "invalid-spec" in (dag.tags or set()):
-        emit("error", message=f"the DAG of {spec_path} could not be built", details=bag.import_errors)
+        why = f": {dag.description}" if dag is not None and dag.description else ""
+        emit("error", message=f"the DAG of {spec_path} could not be built{why}", details=bag.import_errors)
         return 1
     emit("stage_done", stage="build DAG", detail=" → ".join(t.task_id for t in dag.tasks))
     emit("dag", dag_id=dag.dag_id, tasks=[t.task_id for t in dag.tasks])
     add_progress_listener()
-    responder = None
     if TaskId.APPROVE in dag.task_dict:
         from airflow_bridge.cli.local_approval import start_responder
 
-        responder = start_responder(dag, approve_as, reject)
-    from airflow_bridge.cli.local_approval import hitl_wait_ends_when_answered
-
-    with hitl_wait_ends_when_answered(responder):
-        dag_run = dag.test()
+        start_responder(dag, approve_as, reject)
+    dag_run = dag.test()
     state = str(getattr(dag_run.state, "value", dag_run.state))
     emit_result(dag.dag_id, dag_run.run_id, state, task_states(dag_run))
     return 0 if state == "success" else 1

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from airflow_bridge.cli import lineage_cmd, models_change, pod_cmd, registry_cmds, report_cmd, spec_cmds
+from airflow_bridge.cli import airflow_client, lineage_cmd, models_change, pod_cmd, registry_cmds, report_cmd, spec_cmds
 from airflow_bridge.cli.common import Format, console, home_option, registry_option
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.command("init")(spec_cmds.init)
 app.add_typer(registry_cmds.models_app, name="models")
 app.add_typer(registry_cmds.audit_app, name="audit")
 app.command("lineage")(lineage_cmd.lineage)
+app.command("login")(airflow_client.login)
 app.add_typer(pod_cmd.pod_app, name="pod")
 assert models_change.models_app is registry_cmds.models_app  # promote/rollback register on import
 assert report_cmd.models_app is registry_cmds.models_app  # models report registers on import

@@ -1,43 +1,42 @@
-"""Commands that change the registry: ``models promote``, ``rollback``, ``approve`` and ``reject``.
+"""Commands that change the registry: ``models promote``, ``rollback``, ``approve``, ``reject``, ``transfer``.
 
-Argument parsing and formatting only: each calls the same action the operators call, so the team
-policy bound to the model applies wherever the command is run from.
+Argument parsing and formatting only: each calls the same action the operators and the Models page call,
+so the team policy bound to the model applies wherever the command is run from. Who acts:
+
+- on the embedded registry (a SQLite file in your home), the name given with ``--as`` (default: you), with
+  the OS user who ran the command recorded beside it (the principal, shown in ``models history``);
+- on a shared registry (PostgreSQL), the Airflow user of your token: the change goes through the Airflow
+  API server (``airflow-bridge login``), which knows who you are; ``--as`` is refused there.
 """
 
 from __future__ import annotations
 
-import getpass
-import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from airflow_bridge.cli.common import Format, console, format_option, home_option, print_json, registry_option
+from airflow_bridge.cli import airflow_client
+from airflow_bridge.cli.airflow_client import airflow_url_option
+from airflow_bridge.cli.common import Format, console, fail, format_option, home_option, print_json, registry_option
 from airflow_bridge.cli.registry_cmds import _guard, _open, models_app
+
+if TYPE_CHECKING:
+    from airflow_bridge.registry.store import ModelRegistry
 
 actor_option = Annotated[
     str | None,
     typer.Option(
-        "--actor",
         "--as",
-        help="Who is acting, recorded in the audit trail [default: $USER]. Self-declared: see docs/governance.md.",
+        "--actor",
+        help="Embedded registry only: who is acting [default: you]. Recorded with your OS user beside it; "
+        "on a shared registry your Airflow login decides (docs/governance.md).",
     ),
 ]
 reason_option = Annotated[str, typer.Option("--reason", help="Why (recorded in the audit trail).")]
 alias_option = Annotated[str, typer.Option("--alias", help="The alias concerned.")]
-policy_option = Annotated[
-    Path | None,
-    typer.Option(
-        "--policy",
-        help="Team policy for a model with no policy bound in the registry [default: [airflow_bridge] policy_file, "
-        "$AIRFLOW_BRIDGE_POLICY]",
-        dir_okay=False,
-    ),
-]
-
-
 target_option = Annotated[
     str, typer.Option("--target", help="Deployment target: local (the registry alias) or kserve (an InferenceService).")
 ]
@@ -46,8 +45,39 @@ serving_option = Annotated[
 ]
 
 
-def _actor(actor: str | None) -> str:
-    return actor or os.environ.get("USER") or getpass.getuser()
+@dataclass(frozen=True)
+class Door:
+    """Where a change goes: the embedded registry as ``actor`` (principal: the OS user), or Airflow at ``url``."""
+
+    store: ModelRegistry | None = None
+    actor: str = ""
+    url: str | None = None
+
+
+def door(registry: str | None, home: Path | None, airflow_url: str | None, claimed: str | None) -> Door:
+    """Embedded registry → act locally; a shared one (or ``--airflow-url``) → through Airflow's API server."""
+    from airflow_bridge.resolution import os_user
+
+    url = airflow_client.configured_url(airflow_url, saved=False)
+    if url is None:
+        store = _open(registry, home)
+        if store.embedded:
+            who = os_user()
+            return Door(store.acting_as(f"os:{who}"), claimed or who)
+        url = airflow_client.configured_url(None)
+        if url is None:
+            raise fail(
+                f"{store!r} is a shared registry: approvals and alias moves there go through Airflow, which knows "
+                "who you are. Log in once with 'airflow-bridge login --airflow-url URL' (or pass --airflow-url), "
+                "then retry"
+            )
+    if claimed:
+        raise fail(
+            f"--as {claimed}: through Airflow ({url}) you act as the user your token names; --as is only for the "
+            "embedded registry. Log in as that user instead ('airflow-bridge login')",
+            code=2,
+        )
+    return Door(url=url)
 
 
 @models_app.command("promote")
@@ -72,9 +102,9 @@ def models_promote(
     ] = None,
     actor: actor_option = None,
     reason: reason_option = "",
-    policy: policy_option = None,
     home: home_option = None,
     registry: registry_option = None,
+    airflow_url: airflow_url_option = None,
     output: format_option = Format.text,
 ) -> None:
     """Point ALIAS at VERSION: a protected alias needs a recorded approval of VERSION (compare-and-set, audited).
@@ -83,24 +113,29 @@ def models_promote(
     it ready); the alias moves only then."""
     from airflow_bridge.actions.deployment import promote
 
-    who = _actor(actor)
     with _guard(f"cannot promote {name} v{version}"):
-        store = _open(registry, home)
-        extra: dict[str, Any] = {"expected": expect} if expect is not None else {}
-        result = promote(
-            store,
-            model=name,
-            version=version,
-            alias=alias,
-            target=target,
-            serving=serving,
-            canary_traffic_percent=canary,
-            actor=who,
-            reason=reason or f"promoted with the CLI by {who}",
-            policy=_explicit_policy(store, name, policy),
-            **extra,
-        )
-    _report(result.to_xcom(), output, "now points at")
+        where = door(registry, home, airflow_url, actor)
+        if where.url is not None:
+            body = {"version": version, "alias": alias, "expect": expect, "target": target, "serving": serving}
+            result = airflow_client.api(
+                where.url, "POST", f"/models/{name}/promote", body | _opt(canary=canary, reason=reason)
+            )
+        else:
+            assert where.store is not None
+            extra: dict[str, Any] = {"expected": expect} if expect is not None else {}
+            result = promote(
+                where.store,
+                model=name,
+                version=version,
+                alias=alias,
+                target=target,
+                serving=serving,
+                canary_traffic_percent=canary,
+                actor=where.actor,
+                reason=reason or f"promoted with the CLI by {where.actor}",
+                **extra,
+            ).to_xcom()
+    _report(result, output, "now points at")
 
 
 @models_app.command("rollback")
@@ -111,9 +146,9 @@ def models_rollback(
     serving: serving_option = None,
     actor: actor_option = None,
     reason: reason_option = "",
-    policy: policy_option = None,
     home: home_option = None,
     registry: registry_option = None,
+    airflow_url: airflow_url_option = None,
     output: format_option = Format.text,
 ) -> None:
     """Move ALIAS back to the version it pointed at before: on a protected alias, only to an approved version.
@@ -121,20 +156,23 @@ def models_rollback(
     With --target kserve the InferenceService serves that version again (no canary) before the alias moves."""
     from airflow_bridge.actions.deployment import rollback
 
-    who = _actor(actor)
     with _guard(f"cannot roll back '{alias}' of {name}"):
-        store = _open(registry, home)
-        result = rollback(
-            store,
-            model=name,
-            alias=alias,
-            target=target,
-            serving=serving,
-            actor=who,
-            reason=reason or f"rolled back with the CLI by {who}",
-            policy=_explicit_policy(store, name, policy),
-        )
-    _report(result.to_xcom(), output, "rolled back to")
+        where = door(registry, home, airflow_url, actor)
+        if where.url is not None:
+            body = {"alias": alias, "target": target, "serving": serving} | _opt(reason=reason)
+            result = airflow_client.api(where.url, "POST", f"/models/{name}/rollback", body)
+        else:
+            assert where.store is not None
+            result = rollback(
+                where.store,
+                model=name,
+                alias=alias,
+                target=target,
+                serving=serving,
+                actor=where.actor,
+                reason=reason or f"rolled back with the CLI by {where.actor}",
+            ).to_xcom()
+    _report(result, output, "rolled back to")
 
 
 def _answer(
@@ -142,41 +180,51 @@ def _answer(
     version: int,
     alias: str,
     actor: str | None,
-    policy: Path | None,
+    comment: str,
     home: Path | None,
     registry: str | None,
+    airflow_url: str | None,
     output: Format,
     *,
     approve: bool,
 ) -> None:
-    from airflow_bridge.actions.approval import decide
+    from airflow_bridge.actions.approval import checked_comment, decide
 
-    who = _actor(actor)
     verb = "approve" if approve else "reject"
     with _guard(f"cannot {verb} {name} v{version} for '{alias}'"):
-        store = _open(registry, home)
-        decision = decide(
-            store,
-            model=name,
-            version=version,
-            alias=alias,
-            responder=who,
-            approve=approve,
-            policy=_explicit_policy(store, name, policy),
-            via="airflow-bridge CLI",
-        )
+        checked_comment(comment)  # too long: refused before anything is sent or written
+        where = door(registry, home, airflow_url, actor)
+        if where.url is not None:
+            decision = airflow_client.api(
+                where.url, "POST", f"/models/{name}/versions/{version}/{verb}", {"alias": alias, "comment": comment}
+            )
+        else:
+            assert where.store is not None
+            decision = decide(
+                where.store,
+                model=name,
+                version=version,
+                alias=alias,
+                responder=where.actor,
+                approve=approve,
+                via="airflow-bridge CLI",
+                comment=comment,
+            ).to_xcom()
     if output == Format.json:
-        print_json(decision.to_xcom())
+        print_json(decision)
         return
-    colour = "green" if decision.granted else "red"
+    granted = decision["decision"] == "granted"
+    colour = "green" if granted else "red"
     console.print(
-        f"[{colour}]{escape(name)} v{version} {decision.decision}[/] for '{escape(alias)}' by {escape(who)}"
-        + (
-            f"; move it with: airflow-bridge models promote {name} {version} --alias {alias}"
-            if decision.granted
-            else ""
-        )
+        f"[{colour}]{escape(name)} v{version} {decision['decision']}[/] for '{escape(alias)}' by "
+        f"{escape(str(decision['approver']))}"
+        + (f"; move it with: airflow-bridge models promote {name} {version} --alias {alias}" if granted else "")
     )
+
+
+comment_option = Annotated[
+    str, typer.Option("--reason", "--comment", help="Why (at most 2000 characters; kept in the audit trail).")
+]
 
 
 @models_app.command("approve")
@@ -185,13 +233,14 @@ def models_approve(
     version: Annotated[int, typer.Argument(help="Version to approve.")],
     alias: alias_option = "production",
     actor: actor_option = None,
-    policy: policy_option = None,
+    reason: comment_option = "",
     home: home_option = None,
     registry: registry_option = None,
+    airflow_url: airflow_url_option = None,
     output: format_option = Format.text,
 ) -> None:
     """Approve VERSION for ALIAS as an approver of the model's team (answers its pending request, audited)."""
-    _answer(name, version, alias, actor, policy, home, registry, output, approve=True)
+    _answer(name, version, alias, actor, reason, home, registry, airflow_url, output, approve=True)
 
 
 @models_app.command("reject")
@@ -200,22 +249,60 @@ def models_reject(
     version: Annotated[int, typer.Argument(help="Version to reject.")],
     alias: alias_option = "production",
     actor: actor_option = None,
-    policy: policy_option = None,
+    reason: comment_option = "",
     home: home_option = None,
     registry: registry_option = None,
+    airflow_url: airflow_url_option = None,
     output: format_option = Format.text,
 ) -> None:
     """Reject VERSION for ALIAS as an approver of the model's team (closes its pending request, audited)."""
-    _answer(name, version, alias, actor, policy, home, registry, output, approve=False)
+    _answer(name, version, alias, actor, reason, home, registry, airflow_url, output, approve=False)
 
 
-def _explicit_policy(store: Any, name: str, policy: Path | None) -> Any:
-    """With --policy, the governing policy (refused when it differs from the one bound to the model)."""
-    if policy is None:
-        return None
-    from airflow_bridge.governance.enforcement import governing_policy
+@models_app.command("transfer")
+def models_transfer(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    team: Annotated[str, typer.Option("--team", help="The team that gets the model.")],
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            help="The new team's policy file (through Airflow: relative to its dags folder, e.g. "
+            "ecology/_policy.yaml).",
+        ),
+    ],
+    reason: Annotated[str, typer.Option("--reason", help="Why (required; kept in the audit trail).")],
+    actor: actor_option = None,
+    home: home_option = None,
+    registry: registry_option = None,
+    airflow_url: airflow_url_option = None,
+    output: format_option = Format.text,
+) -> None:
+    """Give NAME to another team under its policy: only an approver of both teams may (audited)."""
+    from airflow_bridge.actions.ownership import transfer
 
-    return governing_policy(store, name, explicit=policy)
+    with _guard(f"cannot transfer {name}"):
+        where = door(registry, home, airflow_url, actor)
+        if where.url is not None:
+            body = {"team": team, "policy": policy, "reason": reason}
+            result = airflow_client.api(where.url, "POST", f"/models/{name}/transfer", body)
+        else:
+            assert where.store is not None
+            result = transfer(
+                where.store, model=name, team=team, policy_file=policy, actor=where.actor, reason=reason
+            ).to_xcom()
+    if output == Format.json:
+        print_json(result)
+        return
+    console.print(
+        f"[green]{escape(name)}[/] now belongs to team [bold]{escape(result['team'])}[/] (was "
+        f"{escape(result['previous_team'] or 'none')}), governed by {escape(result['policy'])}"
+    )
+
+
+def _opt(**values: Any) -> dict[str, Any]:
+    """The options that were given (the API applies its own defaults to the others)."""
+    return {key: value for key, value in values.items() if value not in (None, "")}
 
 
 def _report(result: dict[str, Any], output: Format, verb: str) -> None:

@@ -126,20 +126,95 @@ def models_show(
     console.print("\n".join(lines), markup=False)
 
 
+anchors_option = Annotated[
+    str | None,
+    typer.Option(
+        "--anchors",
+        help="Where anchors were written (s3://bucket/prefix or a folder): prove nothing before the newest "
+        "was rewritten or truncated [default: [airflow_bridge] audit_anchor_uri]",
+    ),
+]
+anchor_conn_option = Annotated[
+    str | None,
+    typer.Option(
+        "--conn-id", help="Airflow connection of the anchor store [default: [airflow_bridge] audit_anchor_conn_id]"
+    ),
+]
+
+
 @audit_app.command("verify")
 def audit_verify(
-    home: home_option = None, registry: registry_option = None, output: format_option = Format.text
+    anchors: anchors_option = None,
+    conn_id: anchor_conn_option = None,
+    home: home_option = None,
+    registry: registry_option = None,
+    output: format_option = Format.text,
 ) -> None:
-    """Recompute the hash chain; exit 1 and name the first broken event if any row was changed."""
+    """Recompute the hash chain (and signatures), check it against anchors, and reconcile every model, version
+    and alias row with it; exit 1 naming each problem."""
+    from airflow_bridge.actions.anchoring import configured_anchors, verify
+
+    configured_uri, configured_conn = configured_anchors()
     with _guard("cannot verify the audit trail"):
-        report = _open(registry, home).verify_audit()
+        verdict = verify(_open(registry, home), anchors or configured_uri, conn_id or configured_conn)
+    report = verdict.chain
     if output == Format.json:
-        print_json(report.__dict__)
-    elif report.ok:
-        console.print(f"[green]audit trail intact[/]: {report.checked} events verified")
+        print_json(
+            {
+                **report.__dict__,
+                "ok": verdict.ok,
+                "unexplained": verdict.unexplained,
+                "anchors": [
+                    {"seq": a.seq, "hash": a.hash, "location": a.location, "retention": a.retention}
+                    for a in verdict.anchors
+                ],
+            }
+        )
     else:
-        console.print(f"[bold red]audit trail broken[/]: {report.problem}")
-    raise typer.Exit(0 if report.ok else 1)
+        if report.ok:
+            anchored = (
+                f", anchored up to seq {report.anchored} ({len(verdict.anchors)} anchors)" if report.anchored else ""
+            )
+            unsigned = f"; {report.unsigned} written before signing started" if report.unsigned else ""
+            console.print(f"[green]audit trail intact[/]: {report.checked} events verified{anchored}{unsigned}")
+        else:
+            console.print(f"[bold red]audit trail broken[/]: {escape(report.problem)}")
+        for problem in verdict.unexplained:
+            console.print(f"[bold red]not explained by the audit trail[/]: {escape(problem)}")
+        if verdict.ok:
+            console.print("[green]registry consistent[/]: every model, version and alias row matches its events")
+    raise typer.Exit(0 if verdict.ok else 1)
+
+
+@audit_app.command("anchor")
+def audit_anchor(
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to", help="s3://bucket/prefix (Object Lock) or a folder [default: [airflow_bridge] audit_anchor_uri]"
+        ),
+    ] = None,
+    conn_id: anchor_conn_option = None,
+    home: home_option = None,
+    registry: registry_option = None,
+    output: format_option = Format.text,
+) -> None:
+    """Write the audit chain's head (seq, hash, time) to write-once storage, where the database cannot reach."""
+    from airflow_bridge.actions.anchoring import anchor
+
+    with _guard("cannot anchor the audit trail"):
+        written = anchor(_open(registry, home), to, conn_id)
+    if output == Format.json:
+        print_json(
+            {
+                "seq": written.seq,
+                "hash": written.hash,
+                "location": written.location,
+                "anchored_at": written.anchored_at.isoformat(),
+            }
+        )
+        return
+    console.print(f"[green]anchored[/] seq {written.seq} (hash {written.hash[:12]}…) at {escape(written.location)}")
 
 
 @audit_app.command("export")
@@ -222,7 +297,7 @@ def models_history(
             e.action,
             f"v{e.version}" if e.version else "",
             e.alias or "",
-            escape(e.actor),
+            escape(e.who),
             escape(where),
         )
     console.print(table if events else f"no events for '{escape(name)}'")

@@ -29,6 +29,25 @@ from airflow_bridge.cli.run_progress import Progress, print_timings, resumed_tim
 EXIT_AWAITING_APPROVAL = 3
 
 
+def _unused_approver(spec: Any, loaded_policy: Any, approve_as: str | None) -> str | None:
+    """Why ``--approve-as`` would have nothing to answer (it is never silently ignored), or None."""
+    from airflow_bridge.governance.loader import needs_approval
+    from airflow_bridge.governance.policy import OPEN_POLICY
+
+    if not approve_as:
+        return None
+    policy = loaded_policy.policy or OPEN_POLICY
+    if spec.deployment is None:
+        return f"--approve-as {approve_as}: {spec.name} deploys nothing, so there is no approval to answer"
+    if not needs_approval(spec, policy):
+        where = f"the team policy {loaded_policy.path}" if loaded_policy.path else "the defaults"
+        return (
+            f"--approve-as {approve_as}: alias '{spec.deployment.alias}' needs no approval under {where}, so there is "
+            "nothing to answer; run without --approve-as"
+        )
+    return None
+
+
 def run_spec(
     spec_path: Path, home: Path | None, output: Format, *, approve_as: str | None = None, reject: bool = False
 ) -> int:
@@ -41,12 +60,20 @@ def run_spec(
         err_console.print(f"[bold red]error:[/] {escape(str(spec_path))}: no such file")
         return 2
     [loaded], policies = load_specs_governed([str(spec_path)])
+    if loaded.ok:
+        from airflow_bridge.governance.ownership import check_owners
+
+        check_owners([loaded], home=resolve_home(home))  # another team's model: refused before training
     if not loaded.ok or loaded.spec is None:
         err_console.print(f"[bold red]{escape(str(spec_path))} is not a valid spec:[/]")
         for issue in [i for p in policies.values() for i in p.issues] + loaded.issues:
             err_console.print(f"  {issue.format()}", markup=False)
         return 1
     name = loaded.spec.name
+    unused = _unused_approver(loaded.spec, next(iter(policies.values())), approve_as)
+    if unused:
+        err_console.print(f"[bold red]error:[/] {escape(unused)}")
+        return 2
     home_dir = resolve_home(home)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = home_dir / "runs" / name / stamp

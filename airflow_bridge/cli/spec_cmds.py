@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from airflow_bridge.cli.common import Format, console, err_console, fail, print_json
+from airflow_bridge.cli.common import Format, console, err_console, fail, home_option, print_json, registry_option
 
 STARTER = """\
 # yaml-language-server: $schema={schema}
@@ -23,7 +22,7 @@ name: {name}                      # becomes the DAG id; unique across specs
 description: |
   What this model predicts, for whom, and why it matters.
 owner: {owner}                    # Airflow user who owns the experiment
-team: my-team                     # the team whose policy (approvers, tiers) applies
+team: {team}                      # the team whose policy (_policy.yaml: approvers, tiers) applies
 schedule: "@weekly"               # cron ("0 6 * * 1") or a preset; remove to run only on demand
 data:
   training:
@@ -42,8 +41,23 @@ model:
 validation:
   thresholds:
     accuracy: {{min: 0.8}}
-deployment: {{target: local, alias: production}}
+{deployment}
 """
+
+STARTER_POLICY = """\
+# yaml-language-server: $schema={schema}
+# Starter team policy written by 'airflow-bridge init'. Engineers own this file (review it in git):
+# specs next to it are checked against it, and the registry binds it to their models.
+apiVersion: airflow-bridge/v1
+kind: Policy
+defaults:
+  approval_required_for: [production]   # moving these aliases needs an approval by an approver below
+teams:
+  {team}:
+    members: [{owner}]                  # Airflow users who may own this team's specs
+    approvers: [{approvers}]{approver_note}
+"""
+NO_APPROVER_NOTE = "                        # add Airflow users who may approve (never a spec's own owner)"
 
 _GITHUB_ESCAPES = {"%": "%25", "\r": "%0D", "\n": "%0A"}
 _GITHUB_PROPERTY_ESCAPES = {**_GITHUB_ESCAPES, ":": "%3A", ",": "%2C"}
@@ -85,6 +99,16 @@ def validate(
             "remote URIs (s3://, gs://...) never are.",
         ),
     ] = False,
+    home: home_option = None,
+    registry: registry_option = None,
+    no_registry: Annotated[
+        bool,
+        typer.Option(
+            "--no-registry",
+            help="Do not read the registry (who owns each model). It is read when one is configured or the local "
+            "home's exists; never written.",
+        ),
+    ] = False,
 ) -> None:
     """Check specs (and their team policy), and their local training data, without importing Airflow.
 
@@ -98,6 +122,14 @@ def validate(
     from airflow_bridge.spec.loader import LoadedSpec
 
     results, policies = load_specs_governed(_expand(paths), str(policy) if policy else None, read_data=not no_data)
+    if not no_registry:
+        from airflow_bridge.governance.ownership import check_owners
+
+        for unread in check_owners(results, home=home, url=registry):
+            err_console.print(
+                f"note: could not read the registry {describe(unread)}: model ownership is checked at register",
+                markup=False,
+            )
     # An invalid policy is reported like a spec, so its errors show in every format.
     results = [LoadedSpec(p.path or "", issues=p.issues) for p in policies.values() if p.issues] + results
     invalid = [r for r in results if not r.ok]
@@ -143,6 +175,12 @@ def validate(
         summary = f"{len(results) - len(invalid)} valid, {len(invalid)} invalid spec(s)" + _warnings_note(warning_count)
         console.print(f"[bold red]{summary}[/]" if invalid else f"[bold green]{summary}[/]")
     raise typer.Exit(1 if invalid else 0)
+
+
+def describe(url: str) -> str:
+    from airflow_bridge.registry.engine import describe_url
+
+    return describe_url(url)
 
 
 def _warnings_note(count: int) -> str:
@@ -205,15 +243,24 @@ def _write(target: Path, text: str) -> None:
 def init(
     name: Annotated[str, typer.Argument(help="Experiment name (lower-case letters, digits, '_').")],
     directory: Annotated[Path, typer.Option("--dir", help="Folder for the spec.", file_okay=False)] = Path("dag_specs"),
-    owner: Annotated[str, typer.Option(help="Owner (an Airflow user).")] = "",
+    owner: Annotated[str, typer.Option(help="Owner (an Airflow user) [default: you].")] = "",
+    team: Annotated[str, typer.Option(help="The owner's team (named in the team policy).")] = "my-team",
+    approvers: Annotated[
+        list[str] | None,
+        typer.Option("--approver", help="Who may approve deployments to production (repeatable; not the owner)."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented starter spec NAME.yaml whose modeline points editors at the JSON Schema.
+    """Write a commented starter spec NAME.yaml (and a starter _policy.yaml when no team policy is in reach).
 
-    The nearest schemas/experiment-v1.json above --dir is referenced (relative); without one, the
-    schemas are copied to DIR/schemas/ first.
+    The spec's modeline points editors at the JSON Schema: the nearest schemas/experiment-v1.json above --dir,
+    or a copy in DIR/schemas/. Without a team policy nothing can be approved, so production fails closed:
+    the starter policy names the team and its approvers (--approver); without approvers the starter spec
+    deploys to 'staging', which needs no approval.
     """
     from airflow_bridge.exceptions import BridgeError
+    from airflow_bridge.governance.loader import find_policy
+    from airflow_bridge.resolution import os_user
     from airflow_bridge.spec.models import NAME_PATTERN
     from airflow_bridge.spec.schema import schema_reference
 
@@ -222,20 +269,55 @@ def init(
             f"'{name}' is not a valid name: use lower-case letters, digits and '_', starting with a letter",
             code=2,
         )
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", team):
+        raise fail(f"'{team}' is not a valid team name: use letters, digits, '-', '_' and '.'", code=2)
+    who = owner or os_user()
+    chosen = [a for a in approvers or [] if a]
+    if who in chosen:
+        raise fail(f"--approver {who}: the owner cannot approve their own models (separation of duties)", code=2)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{name}.yaml"
     if target.exists() and not force:
         raise fail(f"{target} already exists; pass --force to overwrite it")
+    existing_policy = find_policy(directory)
     try:
         reference = schema_reference(directory, "experiment")
+        policy_reference = schema_reference(directory, "policy") if existing_policy is None else None
     except BridgeError as exc:
         raise fail(str(exc)) from None
+    alias = "production" if chosen or existing_policy else "staging"
+    deployment = f"deployment: {{target: local, alias: {alias}}}"
+    if alias == "staging":
+        deployment += "   # production needs an approver: add one to _policy.yaml, then alias: production"
     target.write_text(
-        STARTER.format(name=name, owner=owner or os.environ.get("USER") or "me", filename=target, schema=reference.path)
+        STARTER.format(name=name, owner=who, team=team, filename=target, schema=reference.path, deployment=deployment)
     )
     console.print(f"[green]wrote[/] {escape(str(target))}")
-    for written in reference.written:
-        console.print(f"[green]wrote[/] {escape(str(written))} (the JSON Schema editors check specs with)")
+    written = list(reference.written)
+    if existing_policy is None:
+        assert policy_reference is not None
+        policy_file = directory / "_policy.yaml"
+        policy_file.write_text(
+            STARTER_POLICY.format(
+                schema=policy_reference.path,
+                team=team,
+                owner=who,
+                approvers=", ".join(chosen),
+                approver_note="" if chosen else NO_APPROVER_NOTE,
+            )
+        )
+        written += [w for w in policy_reference.written if w not in written]
+        console.print(f"[green]wrote[/] {escape(str(policy_file))} (the team policy: members, approvers)")
+        if not chosen:
+            err_console.print(
+                f"note: team '{team}' has no approver yet, so nothing can be deployed to production (fail closed); "
+                f"the starter spec deploys to 'staging'. Add approvers in {policy_file}",
+                markup=False,
+            )
+    else:
+        console.print(f"using the team policy {escape(existing_policy)} (team '{escape(team)}' must be in it)")
+    for extra in written:
+        console.print(f"[green]wrote[/] {escape(str(extra))} (the JSON Schema editors check specs with)")
     if reference.stale:
         err_console.print(
             f"note: {reference.file} is not this airflow-bridge version's schema, so editors may check the spec "

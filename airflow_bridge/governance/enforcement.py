@@ -42,12 +42,10 @@ def binding_for(policy: Policy, source: str) -> PolicyBinding:
     return PolicyBinding(sha256=policy.canonical_sha256(), document=policy.document(), source=source)
 
 
-def configured_policy_path(explicit: str | os.PathLike[str] | None = None) -> tuple[str, str] | None:
-    """(path, where it was configured): ``--policy`` → ``[airflow_bridge] policy_file`` → ``$AIRFLOW_BRIDGE_POLICY``."""
+def configured_policy_path() -> tuple[str, str] | None:
+    """(path, where it was configured): ``[airflow_bridge] policy_file`` → ``$AIRFLOW_BRIDGE_POLICY``."""
     from airflow_bridge.resolution import POLICY_ENV, bridge_config
 
-    if explicit:
-        return str(explicit), "--policy"
     configured = bridge_config("policy_file")
     if configured:
         return configured, "[airflow_bridge] policy_file"
@@ -69,27 +67,28 @@ def load_policy_or_refuse(path: str, where: str) -> Policy:
     return loaded.policy
 
 
-def governing_policy(
-    registry: ModelRegistry, model: str, *, explicit: str | os.PathLike[str] | None = None
-) -> GoverningPolicy:
-    """The policy bound to ``model`` in the registry, else the configured one, else none."""
-    bound = registry.bound_policy(model)
-    configured = configured_policy_path(explicit)
-    if bound is not None:
-        policy = _bound(bound, model)
-        if explicit and configured is not None:
-            given = load_policy_or_refuse(*configured)
-            if given.canonical_sha256() != bound.sha256:
-                raise PolicyViolationError(
-                    f"model '{model}' is governed by the policy bound to it at registration ({bound.source}, "
-                    f"sha256 {bound.sha256[:12]}); --policy {explicit} is a different policy. Drop --policy; the "
-                    "binding changes when the model's DAG registers a version under the new policy"
-                )
-        return GoverningPolicy(policy, f"bound to '{model}' at registration ({bound.source})", bound.sha256)
+def governing_from(binding: PolicyBinding | None, model: str) -> GoverningPolicy:
+    """The policy that governs ``model`` given its binding: the bound team policy, else the configured one
+    (``[airflow_bridge] policy_file``, ``$AIRFLOW_BRIDGE_POLICY``), else none.
+
+    A binding to no team policy (a spec folder without ``_policy.yaml``) governs like no binding: the
+    configured policy or none, so protected aliases fail closed; its stored document is never used.
+    """
+    from airflow_bridge.registry.records import UNGOVERNED_SOURCE
+
+    if binding is not None and binding.source != UNGOVERNED_SOURCE:
+        policy = _bound(binding, model)
+        return GoverningPolicy(policy, f"bound to '{model}' at registration ({binding.source})", binding.sha256)
+    configured = configured_policy_path()
     if configured is not None:
         policy = load_policy_or_refuse(*configured)
         return GoverningPolicy(policy, f"{configured[1]} {configured[0]}", policy.canonical_sha256())
     return GoverningPolicy(None, "none")
+
+
+def governing_policy(registry: ModelRegistry, model: str) -> GoverningPolicy:
+    """The policy that governs ``model`` (see ``governing_from``), read from the registry."""
+    return registry.governing_policy(model)
 
 
 def _bound(binding: PolicyBinding, model: str) -> Policy:
@@ -127,12 +126,15 @@ def is_protected(policy: Policy | None, team: str, alias: str) -> bool:
     return alias in policy.aliases_needing_approval(team)
 
 
+def authors(*people: str | None) -> set[str]:
+    """The people behind a version (the model's owner, who triggered the run that produced it): none of
+    them may approve it."""
+    return {person for person in people if person} - SYSTEM_ACTORS
+
+
 def authors_of(model: ModelRecord, version: ModelVersion | None = None) -> set[str]:
     """The model's owner and whoever produced the version: none of them may approve it."""
-    found = {model.card.owner}
-    if version is not None:
-        found.add(version.created_by)
-    return found - SYSTEM_ACTORS
+    return authors(model.card.owner, version.created_by if version is not None else None)
 
 
 def approval_refusal(policy: Policy | None, team: str, authors: set[str], user: str) -> str | None:
@@ -152,7 +154,7 @@ def approval_refusal(policy: Policy | None, team: str, authors: set[str], user: 
 def no_policy_message(model: str, alias: str) -> str:
     return (
         f"alias '{alias}' is protected by default and no team policy governs '{model}': none was bound when it was "
-        "registered and none is configured. Point at the policy with [airflow_bridge] policy_file (or "
-        "AIRFLOW__AIRFLOW_BRIDGE__POLICY_FILE), $AIRFLOW_BRIDGE_POLICY or --policy FILE, or register the model "
-        "from a specs folder that has a _policy.yaml"
+        "registered and none is configured. Register the model from a specs folder that has a _policy.yaml naming "
+        "its team's approvers ('airflow-bridge init' writes a starter one), or point at the deployment's policy with "
+        "[airflow_bridge] policy_file (AIRFLOW__AIRFLOW_BRIDGE__POLICY_FILE) or $AIRFLOW_BRIDGE_POLICY"
     )

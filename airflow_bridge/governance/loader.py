@@ -25,9 +25,19 @@ class LoadedPolicy:
     """A policy file's outcome: the policy, or the issues that make it unusable."""
 
     path: str | None
+    """As shown to users (relative to the specs folder's parent)."""
     policy: Policy | None = None
     issues: list[SpecIssue] = field(default_factory=list)
     sha256: str = ""
+    file: str | None = None
+    """The file read (None: no policy file, the open policy)."""
+
+    @property
+    def identity(self) -> str | None:
+        """The source a model's binding records for this policy (``governance.identity``); None without a file."""
+        from airflow_bridge.governance.identity import policy_identity
+
+        return policy_identity(self.file) if self.file else None
 
     @property
     def ok(self) -> bool:
@@ -58,7 +68,7 @@ def load_policy(path: str | None, *, display: str | None = None) -> LoadedPolicy
         raw = Path(path).read_bytes()
     except OSError as exc:
         return LoadedPolicy(shown, issues=[SpecIssue(shown, 1, 1, "", f"cannot read policy: {exc.strerror}")])
-    loaded = LoadedPolicy(shown, sha256=hashlib.sha256(raw).hexdigest())
+    loaded = LoadedPolicy(shown, sha256=hashlib.sha256(raw).hexdigest(), file=path)
     doc = load_located(raw)
     for problem in doc.problems:
         position = problem.position
@@ -91,7 +101,20 @@ def spec_context(policy: Policy) -> SpecContext:
             (n, tuple(t.allowed_serving)) for n, t in policy.teams.items() if t.allowed_serving is not None
         ),
         checks=(lambda spec: check_against_policy(spec, policy),),
+        notes=(no_policy_notes,) if policy is OPEN_POLICY else (),
     )
+
+
+def no_policy_notes(spec: Experiment) -> Iterator[Finding]:
+    """Warnings for a spec with no team policy in reach: a protected alias will not move."""
+    if spec.deployment is not None and needs_approval(spec, OPEN_POLICY):
+        yield (
+            ("deployment", "alias"),
+            f"no team policy (_policy.yaml) is in reach, so alias '{spec.deployment.alias}' is protected and nobody "
+            "may approve: the run will stop at its approval and nothing will be deployed",
+            "add a _policy.yaml next to the spec naming team members and approvers ('airflow-bridge init' writes "
+            "a starter one), or deploy to an alias that needs no approval, e.g. alias: staging",
+        )
 
 
 def needs_approval(spec: Experiment, policy: Policy) -> bool:
@@ -131,7 +154,12 @@ def check_against_policy(spec: Experiment, policy: Policy) -> Iterator[Finding]:
                 f"allowed: {', '.join(team.allowed_compute)}",
             )
     yield from compute_findings(spec, policy)  # quotas, and what a Kubernetes tier's pods can reach
-    if needs_approval(spec, policy) and spec.deployment and not policy.approvers_for(spec.team, spec.owner):
+    if (
+        policy is not OPEN_POLICY  # no policy at all: a warning (no_policy_notes), the deployment fails closed
+        and needs_approval(spec, policy)
+        and spec.deployment
+        and not policy.approvers_for(spec.team, spec.owner)
+    ):
         yield (
             ("deployment", "alias"),
             f"alias '{spec.deployment.alias}' needs approval but team '{spec.team}' has no approver "

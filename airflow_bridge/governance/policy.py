@@ -223,8 +223,7 @@ class Policy(BaseModel):
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-OPEN_POLICY = Policy.model_validate(
-    {"apiVersion": "airflow-bridge/v1", "kind": "Policy", "defaults": {"approval_required_for": []}}
-)
-"""What applies without a policy file: any team, built-in estimators, local compute, and no approvals
-unless a spec asks for one (then it is refused at validation: without a policy nobody may approve)."""
+OPEN_POLICY = Policy.model_validate({"apiVersion": "airflow-bridge/v1", "kind": "Policy"})
+"""What applies without a policy file: any team, built-in estimators, local compute, and the aliases
+protected by default (``production``) need an approval that nobody can give until a team policy names
+approvers: a deployment there stops at its approval (fail closed). ``validate`` warns about it."""

@@ -37,15 +37,26 @@ class Outcome:
 
 
 def waiting_for_input(dag_id: str, run_id: str | None = None, since: dt.datetime | None = None) -> list[Any]:
-    """Task instances of ``dag_id`` parked waiting for a human answer (of one run, or started ``since``)."""
+    """Task instances of ``dag_id`` with a human request nobody answered yet (of one run, or started ``since``).
+
+    Parked by Airflow (*awaiting input*) or deferred to a trigger that waits for the answer
+    (``ModelApprovalOperator``); in ``dag.test()`` the trigger runs in line while the task is *queued*.
+    """
+    from airflow.models.hitl import HITLDetail
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
-    from airflow.utils.state import TaskInstanceState
+    from airflow.utils.state import State
     from sqlalchemy import select
 
     with create_session() as session:
-        query = select(TaskInstance).where(
-            TaskInstance.dag_id == dag_id, TaskInstance.state == TaskInstanceState.AWAITING_INPUT
+        query = (
+            select(TaskInstance)
+            .join(HITLDetail, HITLDetail.ti_id == TaskInstance.id)
+            .where(
+                TaskInstance.dag_id == dag_id,
+                HITLDetail.responded_at.is_(None),
+                TaskInstance.state.not_in(list(State.finished)),
+            )
         )
         if run_id:
             query = query.where(TaskInstance.run_id == run_id)

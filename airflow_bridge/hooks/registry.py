@@ -75,9 +75,9 @@ class ModelRegistryHook(BaseHook):
         return resolve_registry(explicit, in_airflow=True).value
 
     def get_registry(self) -> ModelRegistry:
-        from airflow_bridge.resolution import registry_for_url
+        from airflow_bridge.resolution import audit_key, registry_for_url
 
-        return registry_for_url(self.get_url())
+        return registry_for_url(self.get_url(), audit_key(in_airflow=True))
 
     def test_connection(self) -> tuple[bool, str]:
         try:

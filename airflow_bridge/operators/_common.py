@@ -36,10 +36,20 @@ def actor_of(context: Context, fallback: str = "airflow") -> str:
 
 
 def open_registry(conn_id: str | None) -> ModelRegistry:
-    """The registry of ``conn_id`` (or the resolution order of ``airflow_bridge.resolution``)."""
-    from airflow_bridge.resolution import open_registry as resolve_and_open
+    """The registry of ``conn_id`` (or the resolution order of ``airflow_bridge.resolution``).
 
-    return resolve_and_open(conn_id, in_airflow=True)
+    In a local run (``airflow-bridge run``), names like ``--approve-as dana`` are claims of the OS user who
+    ran it: that user is recorded as the principal of every event.
+    """
+    import os
+
+    from airflow_bridge.resolution import open_registry as resolve_and_open
+    from airflow_bridge.resolution import os_user
+
+    registry = resolve_and_open(conn_id, in_airflow=True)
+    if os.environ.get(LOCAL_ACTOR_ENV):
+        return registry.acting_as(f"os:{os_user()}")
+    return registry
 
 
 @contextlib.contextmanager

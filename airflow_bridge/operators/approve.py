@@ -1,9 +1,12 @@
 """``ModelApprovalOperator``: Airflow's HITL approval in front of a deployment, with separation of duties.
 
-The request shows the model card, metrics against thresholds and the champion comparison in the
-Airflow UI (Required Actions), assigned to the team's approvers minus the author. The decision is
-checked again when the task resumes (an auth manager may let anyone answer) and written to the
-audit trail: granted, rejected, timed out, or refused (answered by someone not allowed).
+The request shows the model card, metrics against thresholds, the champion comparison and a link to
+the model report in the Airflow UI (Required Actions), assigned to the team's approvers minus everyone
+behind the version (the owner, and whoever triggered the run), so Airflow itself refuses them. The
+approver may leave a comment, kept as the audited reason. The decision is checked again when the task
+resumes (an auth manager may let anyone answer) and written to the audit trail: granted, rejected,
+timed out, refused (answered by someone not allowed) or superseded (a newer version asked meanwhile,
+which ends the wait at once: ``operators.approval_wait``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 from airflow_bridge.lineage.mixin import OpenLineageMixin
-from airflow_bridge.operators._common import final_on_user_error, open_registry, run_ref
+from airflow_bridge.operators._common import actor_of, final_on_user_error, open_registry, run_ref
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -52,6 +55,10 @@ class ModelApprovalOperator(OpenLineageMixin, ApprovalOperator):
         lineage_context: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        from airflow.sdk import Param
+
+        from airflow_bridge.actions.approval import COMMENT_MAX_CHARS
+
         allowed = [user for user in approvers if user != author]
         super().__init__(
             subject=f"Approve deployment to '{alias}'?",
@@ -59,6 +66,16 @@ class ModelApprovalOperator(OpenLineageMixin, ApprovalOperator):
             defaults="Reject",
             assigned_users=[{"id": user, "name": user} for user in allowed],
             response_timeout=response_timeout,
+            params={
+                "comment": Param(
+                    "",
+                    type="string",
+                    maxLength=COMMENT_MAX_CHARS,
+                    title="Comment",
+                    description=f"Why you approve or reject (optional, at most {COMMENT_MAX_CHARS} characters); "
+                    "kept in the audit trail.",
+                )
+            },
             **kwargs,
         )
         self.registration = registration
@@ -74,7 +91,13 @@ class ModelApprovalOperator(OpenLineageMixin, ApprovalOperator):
         return Registration.from_xcom(self.registration, "registration")
 
     def execute(self, context: Context) -> Any:
+        """Open the request (audited), assigned to the approvers who are not behind this version, and wait."""
+        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
+        from airflow.sdk.timezone import utcnow
+
         from airflow_bridge.actions.approval import request_approval
+        from airflow_bridge.governance.enforcement import authors
+        from airflow_bridge.operators.approval_wait import ApprovalWaitTrigger, poke_seconds
 
         with final_on_user_error():
             registration = self._registration()
@@ -82,19 +105,70 @@ class ModelApprovalOperator(OpenLineageMixin, ApprovalOperator):
             self._remember_registry(str(registry.url))
             model, number = registration.model, registration.version
             version = registry.get_version(model, number)
+            record = registry.get_model(model)
+            triggered_by = actor_of(context, "")
+            behind = authors(self.author, record.card.owner, version.created_by, triggered_by)
+            allowed = self._allowed_approvers(registry, model, record.card.team, behind)
+            self.approvers = allowed
+            self.assigned_users = [{"id": user, "name": user} for user in allowed]
             live = registry.alias_version(model, self.alias)
             self.subject = f"Deploy {model} v{number} to '{self.alias}'?"
-            self.body = approval_body(registry.get_model(model), version, self.alias, live, self.approvers)
+            self.body = approval_body(record, version, self.alias, live, allowed, triggered_by=triggered_by)
             request_approval(
                 registry,
                 model=model,
                 version=number,
                 alias=self.alias,
                 requested_by=self.author,
-                approvers=self.approvers,
+                approvers=allowed,
                 run=run_ref(context),
             )
-        return super().execute(context)
+        ti = context["task_instance"]
+        upsert_hitl_detail(
+            ti_id=ti.id,
+            options=self.options,
+            subject=self.subject,
+            body=self.body,
+            defaults=self.defaults,
+            multiple=self.multiple,
+            params=self.serialized_params,
+            assigned_users=self.assigned_users,
+        )
+        deadline = utcnow() + self.response_timeout if self.response_timeout else None
+        self.log.info("Waiting for %s to answer (until %s)", ", ".join(allowed), deadline or "forever")
+        self.defer(
+            trigger=ApprovalWaitTrigger(
+                ti_id=ti.id,
+                options=self.options,
+                defaults=self.defaults,
+                params=self.serialized_params,
+                multiple=self.multiple,
+                timeout_datetime=deadline,
+                poke_interval=poke_seconds(),
+                model=model,
+                version=number,
+                alias=self.alias,
+                registry_conn_id=self.registry_conn_id,
+            ),
+            method_name="execute_complete",
+        )
+
+    def _allowed_approvers(self, registry: ModelRegistry, model: str, team: str, behind: set[str]) -> list[str]:
+        """The governing policy's approvers of ``team`` who are not behind the version; fails when none is left."""
+        governing = registry.governing_policy(model)
+        if governing.policy is None:
+            from airflow_bridge.governance.enforcement import no_policy_message
+
+            self._fail(no_policy_message(model, self.alias) + " (fail closed: nobody may approve)")
+        allowed = governing.policy.approvers_for(team, behind)
+        if not allowed:
+            named = governing.policy.approvers_for(team, set())
+            self._fail(
+                f"nobody may approve {model} for '{self.alias}': the approvers of team '{team}' "
+                f"({', '.join(named) or 'none'}) are all behind this version ({', '.join(sorted(behind))}: the "
+                "owner, or who triggered the run); engineers add approvers in the team policy"
+            )
+        return allowed
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Record the answer; anything but a granted approval fails the task with ``not deployed: ...``.
@@ -104,23 +178,30 @@ class ModelApprovalOperator(OpenLineageMixin, ApprovalOperator):
         """
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_bridge.actions.approval import decide, time_out
-        from airflow_bridge.exceptions import PolicyViolationError
+        from airflow_bridge.actions.approval import decide, refuse, time_out
+        from airflow_bridge.exceptions import PolicyViolationError, RequestError
+        from airflow_bridge.operators.approval_wait import SUPERSEDED
 
         registration = self._registration()
         model, number = registration.model, registration.version
         registry = open_registry(self.registry_conn_id)
         self._remember_registry(str(registry.url))
-        superseded = self._superseded(registry, model, number)
+        superseded = event.get(SUPERSEDED) or self._superseded(registry, model, number)
         if superseded:
             self._fail(superseded)
         user = event.get("responded_by_user") or {}
         responder = str(user.get("name") or user.get("id") or "")
         chosen = list(event.get("chosen_options") or [])
+        comment = str((event.get("params_input") or {}).get("comment") or "")
         run = run_ref(context)
-        if event.get("timedout") or "error" in event:
+        if event.get("timedout") or event.get("error_type") == "timeout":
             self._remember(decision=time_out(registry, model=model, version=number, alias=self.alias, run=run))
             self._fail(f"the approval timed out after {self._timeout_text()} without an answer")
+        if "error" in event:  # the answer did not pass the form's checks (e.g. a comment too long)
+            why = f"the answer was not accepted: {event['error']}"
+            refuse(registry, model=model, version=number, alias=self.alias, responder=responder, reason=why, run=run)
+            self._remember(refused=(responder, why))
+            self._fail(why)
         try:
             with final_on_user_error():
                 try:
@@ -133,7 +214,20 @@ class ModelApprovalOperator(OpenLineageMixin, ApprovalOperator):
                         approve=chosen == [self.APPROVE],
                         run=run,
                         via="Airflow UI",
+                        comment=comment,
                     )
+                except RequestError as exc:  # the comment: the request stays open for another answer
+                    refuse(
+                        registry,
+                        model=model,
+                        version=number,
+                        alias=self.alias,
+                        responder=responder,
+                        reason=str(exc),
+                        run=run,
+                    )
+                    self._remember(refused=(responder, str(exc)))
+                    raise
                 except PolicyViolationError as exc:
                     self._remember(refused=(responder, str(exc)))
                     raise
@@ -143,7 +237,7 @@ class ModelApprovalOperator(OpenLineageMixin, ApprovalOperator):
         self.log.info("approval %s by %s for %s v%d → '%s'", decision.decision, responder, model, number, self.alias)
         if decision.decision != "granted":
             self._fail(f"{decision.decision} by {responder}: {decision.reason}")
-        return super().execute_complete(context, event)
+        return super().execute_complete(context, {**event, "params_input": {"comment": comment}})
 
     def _superseded(self, registry: ModelRegistry, model: str, number: int) -> str | None:
         """Why the request is closed when a newer version asked for the alias meanwhile, else None."""
@@ -208,9 +302,15 @@ class ModelApprovalOperator(OpenLineageMixin, ApprovalOperator):
 
 
 def approval_body(
-    model: ModelRecord, version: ModelVersion, alias: str, live: ModelVersion | None, approvers: Sequence[str]
+    model: ModelRecord,
+    version: ModelVersion,
+    alias: str,
+    live: ModelVersion | None,
+    approvers: Sequence[str],
+    *,
+    triggered_by: str = "",
 ) -> str:
-    """Markdown shown to approvers: model card, gates, champion comparison, data and provenance."""
+    """Markdown shown to approvers: model card, who triggered, gates, champion, report link, data, provenance."""
     from airflow_bridge.ml.gates import gate_bounds, gate_value
 
     card = model.card
@@ -221,8 +321,9 @@ def approval_body(
         "",
         f"- **Owner / team:** {card.owner or '-'} / {card.team or '-'}",
         f"- **Estimator:** `{version.estimator}` ({version.task_kind})",
+        f"- **Triggered by:** {triggered_by or 'the schedule'} (registered by {version.created_by or '-'})",
         f"- **Currently live:** {f'v{live.version}' if live else 'nothing'}",
-        f"- **Approvers:** {', '.join(approvers)} (the author cannot approve)",
+        f"- **Approvers:** {', '.join(approvers)} (nobody behind this version may approve)",
     ]
     if card.intended_use:
         lines.append(f"- **Intended use:** {card.intended_use}")
@@ -246,14 +347,14 @@ def approval_body(
         lines += ["", f"**Champion comparison:** {champion.get('note', 'none')}."]
     report = version.validation.get("report")
     if report:
+        from airflow_bridge.operators.links import models_url
         from airflow_bridge.report import summary_markdown
 
         lines += ["", "**Model report**", "", summary_markdown(report.get("summary") or {})]
         lines += [
             "",
-            f"Full report (confusion matrix or residuals, curves, feature importance, history): "
-            f"`airflow-bridge models report {model.name} --version {version.version}` "
-            f"(HTML: `{report['html']['uri']}`)",
+            f"[Full model report]({models_url(model.name, version.version, page='report')}) (confusion matrix "
+            "or residuals, curves, feature importance, history), on the Models page of this Airflow.",
         ]
     data = version.data
     lines += [

@@ -1,8 +1,10 @@
 """The Models page: a FastAPI app the Airflow API server mounts under ``/airflow-bridge``.
 
 Every route needs a user logged in to Airflow (its auth manager's JWT, as a cookie or bearer token)
-who may see the ``Models`` custom view. Writes go only through the policy-checked
-``airflow_bridge.actions.deployment`` actions, with the logged-in user as the actor.
+who may see the ``Models`` custom view; a change also needs Airflow's permission to change the model's
+DAG (``plugin.auth``). Writes go only through the policy-checked actions, with the logged-in user as the
+actor (principal ``airflow:<user>``); every alias move emits the alias's Airflow asset event, as the
+``deploy`` task does. The same changes are offered as JSON under ``/api`` (``plugin.api``) for the CLI.
 """
 
 from __future__ import annotations
@@ -11,11 +13,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from airflow_bridge.exceptions import BridgeError, NotFoundError, PolicyViolationError, RegistryUnavailableError
+from airflow_bridge.exceptions import (
+    BridgeError,
+    NotFoundError,
+    PolicyViolationError,
+    RegistryUnavailableError,
+    RequestError,
+)
 from airflow_bridge.operators.links import PLUGIN_PREFIX
-from airflow_bridge.plugin import pages
+from airflow_bridge.plugin import api, auth, pages
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,27 +33,21 @@ if TYPE_CHECKING:
     from airflow_bridge.actions.results import DeploymentResult
     from airflow_bridge.registry.store import ModelRegistry
 
-RESOURCE = "Models"
-"""The custom view name the auth manager is asked about (``is_authorized_custom_view``)."""
+
+def _reader(user: GetUserDep) -> BaseUser:
+    """The user of Airflow's ``get_user`` (401 without a valid token), allowed to see models."""
+    auth.can_read(user)
+    return user
 
 
-def _authorized(method: str) -> Any:
-    """A dependency: the user of Airflow's ``get_user`` (401 without a valid token), allowed ``method``."""
-
-    def check(user: GetUserDep) -> BaseUser:
-        from airflow.api_fastapi.app import get_auth_manager
-
-        if not get_auth_manager().is_authorized_custom_view(method=method, resource_name=RESOURCE, user=user):  # type: ignore[arg-type]
-            raise HTTPException(
-                403, f"user '{user.get_name()}' may not {'see' if method == 'GET' else 'change'} models"
-            )
-        return user
-
-    return check
+def _writer(name: str, user: GetUserDep) -> BaseUser:
+    """The user, allowed by Airflow to change model ``name``'s DAG (``plugin.auth.can_change``)."""
+    auth.can_change(user, registry(), name, f"change model '{name}'")
+    return user
 
 
-Reader = Annotated[Any, Depends(_authorized("GET"))]
-Writer = Annotated[Any, Depends(_authorized("POST"))]
+Reader = Annotated[Any, Depends(_reader)]
+Writer = Annotated[Any, Depends(_writer)]
 
 
 def registry() -> ModelRegistry:
@@ -61,6 +63,8 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
+        if _is_api(request):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
         if exc.status_code == 401 and "text/html" in request.headers.get("accept", ""):
             from airflow.api_fastapi.app import get_auth_manager
 
@@ -70,9 +74,14 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(BridgeError)
     async def _bridge_error(request: Request, exc: BridgeError) -> Response:
-        status = 404 if isinstance(exc, NotFoundError) else 503 if isinstance(exc, RegistryUnavailableError) else 409
+        status = _status(exc)
+        if _is_api(request):
+            return JSONResponse({"detail": f"{type(exc).__name__}: {exc}", "error": type(exc).__name__}, status)
         body = pages.page("Models", pages.message(f"{type(exc).__name__}: {exc}", ok=False), root=_root(request))
         return HTMLResponse(body, status_code=status)
+
+    app.include_router(api.router(registry, emit_alias_event))
+    app.middleware("http")(_same_origin_writes)
 
     @app.get("/", include_in_schema=False)
     @app.get("/models", include_in_schema=False)
@@ -92,8 +101,9 @@ def create_app() -> FastAPI:
         return pages.page("Models", body, root=root)
 
     @app.get("/models/{name}", response_class=HTMLResponse)
-    def model_page(request: Request, name: str, user: Reader) -> str:
-        return _model_page(request, registry(), name)
+    def model_page(request: Request, name: str, user: Reader, moved: str | None = None) -> str:
+        store = registry()
+        return _model_page(request, store, name, _moved_notice(store, name, moved) if moved else "")
 
     @app.get("/models/{name}/versions/{version}/report", response_class=HTMLResponse)
     def version_report(name: str, version: int, user: Reader) -> str:
@@ -124,8 +134,8 @@ def create_app() -> FastAPI:
     ) -> Response:
         from airflow_bridge.actions.deployment import promote as promote_action
 
-        store = registry()
         actor = user.get_name()
+        store = registry().acting_as(f"airflow:{actor}")
         why = reason or f"promoted by {actor} in the Models page"
         return _move(
             request,
@@ -146,8 +156,8 @@ def create_app() -> FastAPI:
     ) -> Response:
         from airflow_bridge.actions.deployment import rollback as rollback_action
 
-        store = registry()
         actor = user.get_name()
+        store = registry().acting_as(f"airflow:{actor}")
         why = reason or f"rolled back by {actor} in the Models page"
         return _move(
             request,
@@ -160,18 +170,78 @@ def create_app() -> FastAPI:
 
 
 def _move(request: Request, store: ModelRegistry, name: str, *, act: Callable[[], DeploymentResult]) -> Response:
-    """Run a policy-checked move; show the model page with the outcome (the refusal message when refused)."""
-    _same_origin(request)
+    """Run a policy-checked move; show the model page with the outcome (the refusal message when refused).
+
+    A move answers with a redirect to the model page (303, the outcome in the query), so reloading the page
+    never submits the form again.
+    """
+    from urllib.parse import quote
+
     try:
         result = act()
-    except PolicyViolationError as exc:
-        return HTMLResponse(_model_page(request, store, name, pages.message(f"Refused: {exc}", ok=False)), 403)
-    except NotFoundError as exc:
-        return HTMLResponse(_model_page(request, store, name, pages.message(f"Refused: {exc}", ok=False)), 404)
-    was = f"v{result.previous_version}" if result.previous_version else "unset"
-    action = result.action.replace("_", " ").capitalize()
-    done = f"{action}: '{result.alias}' of {name} now serves v{result.version} (was {was})."
-    return HTMLResponse(_model_page(request, store, name, pages.message(done, ok=True)))
+    except BridgeError as exc:
+        return HTMLResponse(_model_page(request, store, name, pages.message(f"Refused: {exc}", ok=False)), _status(exc))
+    emit_alias_event(result)
+    return RedirectResponse(f"{_root(request)}/models/{quote(name)}?moved={quote(result.alias)}", status_code=303)
+
+
+def _moved_notice(store: ModelRegistry, name: str, alias: str) -> str:
+    """What the newest move of ``alias`` did, read from the audit trail (after a move's redirect)."""
+    from airflow_bridge.registry.events import ALIAS_MOVES
+
+    moves = [e for e in store.audit_events(model=name) if e.action in ALIAS_MOVES and e.alias == alias]
+    if not moves:
+        return ""
+    last = moves[-1]
+    was = (last.before or {}).get("version")
+    action = last.action.replace("_", " ").capitalize()
+    text = (
+        f"{action}: '{alias}' of {name} now serves v{last.version} (was {f'v{was}' if was else 'unset'}), "
+        f"by {last.who} at {last.created_at:%Y-%m-%d %H:%M:%S} UTC."
+    )
+    return pages.message(text, ok=True)
+
+
+def emit_alias_event(result: DeploymentResult) -> None:
+    """The Airflow asset event of the alias a page or API move changed, as the ``deploy`` task emits it,
+    so DAGs scheduled on the alias (``score_breast_cancer``) run with the version it serves now."""
+    from airflow.assets.manager import asset_manager
+    from airflow.models.asset import AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from airflow_bridge.operators.links import alias_asset
+
+    uri = alias_asset(result.model, result.alias).uri
+    extra = {
+        "model": result.model,
+        "version": result.version,
+        "alias": result.alias,
+        "previous_version": result.previous_version,
+        "endpoint": result.endpoint,
+        "actor": result.actor,
+        "action": result.action,
+    }
+    with create_session() as session:
+        asset = session.scalar(select(AssetModel).where(AssetModel.uri == uri).limit(1))
+        if asset is not None:  # no DAG refers to the alias: nothing to schedule, nothing to record
+            asset_manager.register_asset_change(asset=asset, extra=extra, source_is_api=True, session=session)
+
+
+def _status(exc: BridgeError) -> int:
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, RegistryUnavailableError):
+        return 503
+    if isinstance(exc, PolicyViolationError):
+        return 403
+    if isinstance(exc, RequestError):
+        return 422
+    return 409
+
+
+def _is_api(request: Request) -> bool:
+    return str(request.url.path).removeprefix(_root(request)).startswith("/api/")
 
 
 def _model_page(request: Request, store: ModelRegistry, name: str, notice: str = "") -> str:
@@ -189,7 +259,7 @@ def _model_page(request: Request, store: ModelRegistry, name: str, notice: str =
         + about
         + f"<p>Owner {pages.escape(card.owner or '—')}, team {pages.escape(card.team or '—')}.</p>"
         + "<h2>Versions</h2>"
-        + pages.versions_table(root, name, versions)
+        + pages.versions_table(root, name, versions, events)
         + "<h2>Aliases</h2><p>"
         + (pages.escape(", ".join(f"{a} → v{v}" for a, v in sorted(record.aliases.items()))) or "none")
         + "</p>"
@@ -204,11 +274,16 @@ def _model_page(request: Request, store: ModelRegistry, name: str, notice: str =
     return pages.page(f"Model {name}", body, root=root)
 
 
-def _same_origin(request: Request) -> None:
-    """Refuse a cross-site form post (the login cookie would otherwise authorize it)."""
+async def _same_origin_writes(request: Request, call_next: Any) -> Response:
+    """Refuse a cross-site POST (the login cookie would otherwise authorize it), on every route."""
     origin = request.headers.get("origin")
-    if origin and origin.split("://", 1)[-1] != request.headers.get("host", ""):
-        raise HTTPException(403, f"cross-origin request from {origin} refused")
+    if request.method != "GET" and origin and origin.split("://", 1)[-1] != request.headers.get("host", ""):
+        detail = f"cross-origin request from {origin} refused"
+        if _is_api(request):
+            return JSONResponse({"detail": detail}, status_code=403)
+        return HTMLResponse(pages.page("Models", pages.message(detail, ok=False), root=_root(request)), 403)
+    response: Response = await call_next(request)
+    return response
 
 
 def _root(request: Request) -> str:

@@ -90,14 +90,50 @@ def gates_cell(version: ModelVersion) -> str:
     return "<br>".join(parts)
 
 
-def versions_table(root: str, name: str, versions: Sequence[ModelVersion]) -> str:
+def version_fates(events: Sequence[AuditEvent]) -> dict[int, list[str]]:
+    """Each version's fate per alias, from the audit trail: pending, approved, rejected (with the reason),
+    superseded, timed out; the newest event per (version, alias) decides."""
+    from airflow_bridge.registry.events import AuditAction
+
+    states: dict[tuple[int, str], str] = {}
+    for e in events:
+        if e.version is None or not e.alias:
+            continue
+        key = (e.version, e.alias)
+        after = e.after if isinstance(e.after, dict) else {}
+        if e.action == AuditAction.APPROVAL_REQUESTED:
+            states[key] = f"approval pending for {e.alias}"
+        elif e.action == AuditAction.APPROVAL_GRANTED:
+            states[key] = f"approved for {e.alias} by {e.who}" + (
+                f": {after['comment']}" if after.get("comment") else ""
+            )
+        elif e.action == AuditAction.APPROVAL_REJECTED:
+            states[key] = f"rejected for {e.alias} by {e.who}" + (
+                f": {after['comment']}" if after.get("comment") else ""
+            )
+        elif e.action == AuditAction.APPROVAL_SUPERSEDED:
+            states[key] = f"superseded for {e.alias} by v{after.get('superseded_by', '?')}"
+        elif e.action == AuditAction.APPROVAL_TIMED_OUT:
+            states[key] = f"approval for {e.alias} timed out"
+    fates: dict[int, list[str]] = {}
+    for (version, _alias), text in sorted(states.items()):
+        fates.setdefault(version, []).append(text)
+    return fates
+
+
+def versions_table(root: str, name: str, versions: Sequence[ModelVersion], events: Sequence[AuditEvent] = ()) -> str:
+    fates = version_fates(events)
     rows = [
         [
             f'<span id="v{v.version}">v{v.version}</span>',
             escape(f"{v.created_at:%Y-%m-%d %H:%M} by {v.created_by}"),
             escape(v.estimator),
             gates_cell(v),
-            escape(", ".join(v.aliases) or "—"),
+            "<br>".join(
+                [f'<strong class="ok">live as {escape(a)}</strong>' for a in v.aliases]
+                + [escape(text) for text in fates.get(v.version, [])]
+            )
+            or "registered",
             f'<a href="{root}/models/{quote(name)}/versions/{v.version}/report">report</a>'
             if (v.validation or {}).get("report")
             else "—",
@@ -105,7 +141,7 @@ def versions_table(root: str, name: str, versions: Sequence[ModelVersion]) -> st
         ]
         for v in reversed(versions)
     ]
-    headers = ["Version", "Registered", "Estimator", "Gates", "Aliases", "Report", "sha256"]
+    headers = ["Version", "Registered", "Estimator", "Gates", "Fate", "Report", "sha256"]
     return table(headers, rows, "No versions.")
 
 
@@ -116,7 +152,7 @@ def alias_moves_table(events: Sequence[AuditEvent]) -> str:
             f'<span id="alias-{escape(e.alias or "")}">{escape(e.alias or "")}</span>',
             f"v{e.version}",
             escape(e.action.replace("_", " ")),
-            escape(e.actor),
+            escape(e.who),
             escape(e.reason),
             escape(f"{e.created_at:%Y-%m-%d %H:%M:%S}"),
         ]
@@ -146,7 +182,7 @@ def audit_table(events: Sequence[AuditEvent]) -> str:
         [
             str(e.seq),
             escape(f"{e.created_at:%Y-%m-%d %H:%M:%S}"),
-            escape(e.actor),
+            escape(e.who),
             escape(e.action),
             escape(e.model or ""),
             f"v{e.version}" if e.version else "",

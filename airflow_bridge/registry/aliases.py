@@ -1,5 +1,8 @@
 """Alias moves, deployments and rollbacks: compare-and-set under the model's row lock, always audited.
 
+Every move is cleared by ``guard.clear_move`` under that lock first: a protected alias moves only to a
+version with a granted approval the chain vouches for (or an override the policy allows, audited).
+
 Each time an alias points somewhere new, a period opens in ``ab_alias_history``. A move records in
 the new period's ``undo_id`` the period it closed; a rollback returns to the period found by
 following ``undo_id`` from the current one (skipping deleted versions and the current version) and
@@ -16,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from airflow_bridge.exceptions import ConflictError, NotFoundError
-from airflow_bridge.registry import audit
+from airflow_bridge.registry import audit, guard
 from airflow_bridge.registry.events import AuditAction
 from airflow_bridge.registry.locks import live_version_id, lock_model, utcnow
 from airflow_bridge.registry.records import AliasMove, Deployment, RunRef
@@ -43,10 +46,12 @@ def move(
     reason: str,
     run: RunRef,
     action: str = AuditAction.ALIAS_MOVED,
+    override: bool = False,
 ) -> AliasMove:
     """Point ``alias`` at ``version``; with ``expected``, only if it still points at that version."""
-    model_row = lock_model(conn, model)
-    version_id = live_version_id(conn, model_row, version)
+    model_row, version_id = _cleared(
+        conn, model, version, alias, override=override, actor=actor, reason=reason, run=run, action=action
+    )
     return _move(
         conn,
         model_row,
@@ -74,10 +79,17 @@ def deploy(
     reason: str,
     run: RunRef,
     action: str,
+    override: bool = False,
+    rollout_note: dict[str, Any] | None = None,
 ) -> Deployment:
-    """Move the alias and record the deployment, in the caller's transaction."""
-    model_row = lock_model(conn, model)
-    version_id = live_version_id(conn, model_row, version)
+    """Move the alias and record the deployment, in the caller's transaction.
+
+    ``rollout_note``: what changed on the target; when the alias already pointed at ``version`` (a canary
+    promoted to all traffic) it is recorded as the move's event, so the change is still audited.
+    """
+    model_row, version_id = _cleared(
+        conn, model, version, alias, override=override, actor=actor, reason=reason, run=run, action=action
+    )
     move = _move(
         conn,
         model_row,
@@ -90,17 +102,43 @@ def deploy(
         run=run,
         action=action,
     )
+    if rollout_note is not None and move.previous_version == version:
+        audit.append_event(
+            conn,
+            actor=actor,
+            action=action,
+            now=utcnow(),
+            model=model,
+            version=version,
+            alias=alias,
+            reason=reason,
+            run=run,
+            before={"version": version},
+            after={"version": version, **rollout_note},
+        )
     return _record_deployment(
         conn, model_row, move, version_id, target=target, endpoint=endpoint, action=action, run=run, actor=actor
     )
 
 
 def rollback(
-    conn: Connection, model: str, alias: str, *, actor: str, reason: str, target: str, endpoint: str, run: RunRef
+    conn: Connection,
+    model: str,
+    alias: str,
+    *,
+    actor: str,
+    reason: str,
+    target: str,
+    endpoint: str,
+    run: RunRef,
+    to_version: int | None = None,
+    override: bool = False,
 ) -> Deployment:
     """Move ``alias`` back to the version it pointed at before its last move, and record the deployment.
 
-    The target is found under the model's lock, so a concurrent move cannot slip in between.
+    The target is found under the model's lock, so a concurrent move cannot slip in between. With
+    ``to_version`` (the version the caller checked), the rollback happens only if that is still the
+    target; otherwise nothing moves (``ConflictError``).
     """
     model_row = lock_model(conn, model)
     current = _open_period(conn, model_row.id, alias)
@@ -109,7 +147,16 @@ def rollback(
     back = _undo_target(conn, current.undo_id, current.version)
     if back is None:
         raise NotFoundError(f"alias '{alias}' of model '{model}' has no earlier version to roll back to")
+    if to_version is not None and int(back.version) != to_version:
+        raise ConflictError(
+            f"the rollback of '{alias}' of {model} was checked for v{to_version}, but it would now go back to "
+            f"v{back.version} (a version was deleted or the alias moved meanwhile); nothing moved: reload and "
+            "decide again"
+        )
     action = AuditAction.ROLLED_BACK
+    _cleared(
+        conn, model, int(back.version), alias, override=override, actor=actor, reason=reason, run=run, action=action
+    )
     move = _move(
         conn,
         model_row,
@@ -139,6 +186,38 @@ def previous_version(conn: Connection, model: str, alias: str) -> int | None:
 
 
 # -- internals ----------------------------------------------------------------------------------
+
+
+def _cleared(
+    conn: Connection,
+    model: str,
+    version: int,
+    alias: str,
+    *,
+    override: bool,
+    actor: str,
+    reason: str,
+    run: RunRef,
+    action: str,
+) -> tuple[Row[Any], int]:
+    """Lock the model, clear the move (``guard.clear_move``) and record an override; (model row, version id)."""
+    model_row = lock_model(conn, model)
+    version_id = live_version_id(conn, model_row, version)
+    clearance = guard.clear_move(conn, model, version, alias, override=override)
+    guard.record_override(
+        conn,
+        clearance,
+        model=model,
+        version=version,
+        alias=alias,
+        actor=actor,
+        reason=reason,
+        run=run,
+        now=utcnow(),
+        action=action,
+    )
+    return model_row, version_id
+
 
 _PERIOD: sa.Select[Any] = sa.select(
     alias_history.c.id,

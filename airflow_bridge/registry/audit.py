@@ -3,13 +3,16 @@
 Each event's hash covers its content and the previous event's hash; a single head row holds the
 newest (seq, hash) and is locked while appending, so the chain stays linear under concurrent
 writers. Editing, deleting or reordering any row breaks the chain, and ``verify_chain`` names the
-first row where it breaks. This module is the only one that knows an event row's layout.
+first row where it breaks. With an audit key (held outside the database), each event also carries
+an HMAC of its hash, so a database writer cannot add an event the chain accepts. This module is the
+only one that knows an event row's layout.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -46,7 +49,26 @@ def hashed_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     fields = {name: row[name] for name in _HASHED}
     fields["seq"] = int(row["seq"])
     fields["created_at"] = _timestamp(row["created_at"])
+    if row.get("principal") is not None:  # hashed only when set: rows written before it keep their hash
+        fields["principal"] = row["principal"]
     return fields
+
+
+def sign(key: bytes, event_hash_hex: str) -> str:
+    """The event's signature: HMAC-SHA256 of its hash with the audit key."""
+    return hmac.new(key, event_hash_hex.encode(), hashlib.sha256).hexdigest()
+
+
+def signature_problem(key: bytes | None, row: Mapping[str, Any]) -> str | None:
+    """Why the row's signature does not prove it was written by a holder of ``key`` (None: it does, or no key)."""
+    if key is None:
+        return None
+    found = row.get("signature")
+    if not found:
+        return f"event seq {row['seq']} is not signed with the audit key"
+    if not hmac.compare_digest(str(found), sign(key, str(row["hash"]))):
+        return f"event seq {row['seq']} has a signature the audit key did not make (forged or re-hashed)"
+    return None
 
 
 _HASHED = (
@@ -66,8 +88,18 @@ _HASHED = (
 )
 
 
-EVENT_COLUMNS = (*_HASHED, "prev_hash", "hash")
+EVENT_COLUMNS = (*_HASHED, "principal", "prev_hash", "hash", "signature")
 """Every column an event writes (``id`` is the database's)."""
+
+WRITER_KEY = "ab_audit_key"
+WRITER_PRINCIPAL = "ab_principal"
+"""Execution options of a registry transaction: the audit key that signs its events, and who runs it."""
+
+
+def writer_options(connection: Connection) -> tuple[bytes | None, str | None]:
+    """(audit key, principal) of the transaction ``connection`` runs (set by ``ModelRegistry.transaction``)."""
+    options = connection.get_execution_options()
+    return options.get(WRITER_KEY), options.get(WRITER_PRINCIPAL)
 
 
 def next_event(
@@ -83,8 +115,10 @@ def next_event(
     run: RunRef | None = None,
     before: Any = None,
     after: Any = None,
+    principal: str | None = None,
+    key: bytes | None = None,
 ) -> dict[str, Any]:
-    """The event row that follows ``head`` (the locked chain head's seq and hash), hash included.
+    """The event row that follows ``head`` (the locked chain head's seq and hash), hash and signature included.
 
     The one place that knows an event's layout: ``append_event`` and registration's single-statement
     write both insert what this returns.
@@ -104,9 +138,11 @@ def next_event(
         "task_id": run.task_id,
         "before": before,
         "after": after,
+        "principal": principal,
         "prev_hash": head.hash,
     }
     row["hash"] = event_hash(head.hash, hashed_fields(row))
+    row["signature"] = sign(key, row["hash"]) if key is not None else None
     return row
 
 
@@ -131,8 +167,12 @@ def append_event(
     before: Any = None,
     after: Any = None,
 ) -> int:
-    """Append one event inside the caller's transaction (locking the chain head); returns its sequence number."""
+    """Append one event inside the caller's transaction (locking the chain head); returns its sequence number.
+
+    The transaction's principal and audit key (``writer_options``) are recorded and sign the event.
+    """
     head = connection.execute(LOCK_HEAD).one()
+    key, principal = writer_options(connection)
     event = next_event(
         head,
         actor=actor,
@@ -145,6 +185,8 @@ def append_event(
         run=run,
         before=before,
         after=after,
+        principal=principal,
+        key=key,
     )
     return write_event(connection, event)
 
@@ -200,64 +242,122 @@ def to_event(row: Any) -> AuditEvent:
         after=row.after,
         prev_hash=row.prev_hash,
         hash=row.hash,
+        principal=row.principal,
+        signed=bool(row.signature),
     )
 
 
 @dataclass(frozen=True)
 class ChainReport:
-    """Outcome of ``verify_chain``: ``ok``, how many events were checked, and the first break."""
+    """Outcome of ``verify_chain``: ``ok``, how many events were checked, and the first break.
+
+    ``unsigned`` counts events written before signing started (an audit key was configured); ``anchored``
+    is the newest anchor the chain was checked against (its sequence number), 0 when none was given.
+    """
 
     ok: bool
     checked: int
     broken_seq: int | None = None
     broken_id: int | None = None
     problem: str = ""
+    unsigned: int = 0
+    anchored: int = 0
 
 
-def verify_chain(connection: Connection) -> ChainReport:
-    """Recompute every hash in order; report the first row that was edited, deleted or inserted."""
+def verify_chain(
+    connection: Connection, *, key: bytes | None = None, anchors: Mapping[int, str] | None = None
+) -> ChainReport:
+    """Recompute every hash in order; report the first row that was edited, deleted or inserted.
+
+    With ``key``, every event after the first signed one must carry a valid signature. ``anchors``
+    (sequence number → hash, from write-once storage) must each match the event at that sequence
+    number, and the chain must reach the newest: otherwise history before it was rewritten or truncated.
+    """
     prev_hash = GENESIS_HASH
     expected_seq = 1
-    checked = 0
+    checked = unsigned = 0
+    signing = False
+    anchors = dict(anchors or {})
+    newest_anchor = max(anchors, default=0)
+
+    def broken(seq: int | None, row_id: int | None, problem: str) -> ChainReport:
+        return ChainReport(False, checked, seq, row_id, problem, unsigned, newest_anchor)
+
     for row in _rows(connection):
         if row.seq != expected_seq:
             what = "missing (deleted?)" if row.seq > expected_seq else "out of order"
-            return ChainReport(
-                False,
-                checked,
-                expected_seq,
-                row.id,
-                f"event seq {expected_seq} is {what}; next row found is seq {row.seq} (id {row.id})",
-            )
+            found = f"next row found is seq {row.seq} (id {row.id})"
+            return broken(expected_seq, row.id, f"event seq {expected_seq} is {what}; {found}")
         if row.prev_hash != prev_hash:
-            return ChainReport(
-                False,
-                checked,
-                row.seq,
-                row.id,
-                f"event seq {row.seq} (id {row.id}) does not link to the previous event",
-            )
+            return broken(row.seq, row.id, f"event seq {row.seq} (id {row.id}) does not link to the previous event")
         if event_hash(prev_hash, hashed_fields(row._mapping)) != row.hash:
-            return ChainReport(
-                False,
-                checked,
+            return broken(row.seq, row.id, f"event seq {row.seq} (id {row.id}) was modified after it was written")
+        if key is not None:
+            signing = signing or bool(row.signature)
+            if signing:
+                problem = signature_problem(key, row._mapping)
+                if problem:
+                    return broken(row.seq, row.id, problem)
+            else:
+                unsigned += 1
+        anchored = anchors.get(int(row.seq))
+        if anchored is not None and anchored != row.hash:
+            return broken(
                 row.seq,
                 row.id,
-                f"event seq {row.seq} (id {row.id}) was modified after it was written",
+                f"event seq {row.seq} (id {row.id}) has hash {row.hash[:12]}… but was anchored with {anchored[:12]}…: "
+                "history up to the anchor was rewritten",
             )
         prev_hash = row.hash
         expected_seq += 1
         checked += 1
     head = connection.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
     if head.seq != checked or head.hash != prev_hash:
-        return ChainReport(
-            False,
-            checked,
+        return broken(
             checked + 1,
             None,
             f"the chain head records {head.seq} events but {checked} remain: events after seq {checked} were deleted",
         )
-    return ChainReport(True, checked)
+    if newest_anchor > checked:
+        return broken(
+            checked + 1,
+            None,
+            f"an anchor records event seq {newest_anchor} but the chain ends at seq {checked}: "
+            f"events {checked + 1}..{newest_anchor} were deleted (truncated) and the head rewound",
+        )
+    return ChainReport(True, checked, unsigned=unsigned, anchored=newest_anchor)
+
+
+def event_row(connection: Connection, seq: int) -> Any | None:
+    """The event row with sequence number ``seq``, or None."""
+    return connection.execute(sa.select(audit_events).where(audit_events.c.seq == seq)).first()
+
+
+def row_problem(connection: Connection, row: Any, key: bytes | None) -> str | None:
+    """Why the chain does not vouch for event ``row`` on its own (None: it does).
+
+    A local check, cheap enough to run before honouring a row: the row hashes to its hash, links to the
+    event before it, the event after it (or the head) links to it, and it is signed when a key is set.
+    Rewriting the whole chain after the row passes this check; anchors (``verify_chain``) catch that.
+    """
+    fields = row._mapping
+    if event_hash(row.prev_hash, hashed_fields(fields)) != row.hash:
+        return f"event seq {row.seq} was modified after it was written (its hash does not match its content)"
+    if row.seq > 1:
+        before = event_row(connection, row.seq - 1)
+        if before is None or before.hash != row.prev_hash:
+            return f"event seq {row.seq} does not link to the event before it (inserted or re-hashed)"
+    elif row.prev_hash != GENESIS_HASH:
+        return "event seq 1 does not start the chain"
+    after = event_row(connection, row.seq + 1)
+    if after is not None:
+        if after.prev_hash != row.hash:
+            return f"the event after seq {row.seq} does not link to it (the chain was edited)"
+    else:
+        head = connection.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
+        if head.seq != row.seq or head.hash != row.hash:
+            return f"event seq {row.seq} is the newest row but the chain head records seq {head.seq}"
+    return signature_problem(key, fields)
 
 
 def _rows(connection: Connection) -> Iterator[Any]:

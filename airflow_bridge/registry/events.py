@@ -14,7 +14,9 @@ class AuditAction(enum.StrEnum):
     VERSION_DELETED = "version_deleted"
     POLICY_BOUND = "policy_bound"
     POLICY_OVERRIDE = "policy_override"
+    OWNERSHIP_TRANSFERRED = "ownership_transferred"
     MOVE_REFUSED = "move_refused"
+    AUDIT_ANCHORED = "audit_anchored"
     # alias moves
     ALIAS_MOVED = "alias_moved"
     DEPLOYED = "deployed"
@@ -44,3 +46,19 @@ APPROVAL_CLOSERS = (
     AuditAction.APPROVAL_SUPERSEDED,
 )
 """Events that close a pending approval request."""
+
+DECISIONS_BY_APPROVERS = (AuditAction.APPROVAL_GRANTED, AuditAction.APPROVAL_REJECTED)
+"""Answers only an approver of the model's team may give (``record_decision`` checks who gives them)."""
+NOTES = (
+    AuditAction.MOVE_REFUSED,
+    AuditAction.APPROVAL_REQUESTED,
+    AuditAction.APPROVAL_REFUSED,
+    AuditAction.APPROVAL_SUPERSEDED,
+    AuditAction.APPROVAL_TIMED_OUT,
+    AuditAction.AUDIT_ANCHORED,
+)
+"""Events that change nothing and grant nothing: the only ones ``ModelRegistry.record_event`` writes.
+
+Everything else (versions, moves, approvals, bindings, overrides) is written by the registry call that
+makes the change, after that call's checks.
+"""

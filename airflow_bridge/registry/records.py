@@ -31,6 +31,11 @@ class ArtifactRef:
     conn_id: str | None = None
 
 
+UNGOVERNED_SOURCE = "no team policy"
+"""The source of a binding to the open policy (a spec folder with no ``_policy.yaml``): governed as if
+unbound, by the configured policy or none (protected aliases then fail closed)."""
+
+
 @dataclass(frozen=True)
 class PolicyBinding:
     """The team policy a model is governed by: its canonical sha256, its parsed document and where it came
@@ -126,8 +131,19 @@ class AuditEvent:
     after: Any
     prev_hash: str
     hash: str
+    principal: str | None = None
+    """Who really ran the writer when ``actor`` is a name the caller gave (``os:root``, ``airflow:dana``)."""
+    signed: bool = False
+    """Whether the event carries a signature (checked against the audit key by ``audit verify``)."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["created_at"] = self.created_at.isoformat()
         return out
+
+    @property
+    def who(self) -> str:
+        """The actor, with the principal beside it when they differ: ``dana (os:root)``."""
+        if self.principal and self.principal.split(":", 1)[-1] != self.actor:
+            return f"{self.actor} ({self.principal})"
+        return self.actor

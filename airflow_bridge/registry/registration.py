@@ -21,8 +21,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Row
 
-from airflow_bridge.exceptions import ConflictError, NotFoundError, PolicyViolationError, RegistryError
-from airflow_bridge.registry import audit, policies
+from airflow_bridge.exceptions import (
+    ConflictError,
+    NotFoundError,
+    OwnershipError,
+    PolicyViolationError,
+    RegistryError,
+)
+from airflow_bridge.registry import audit, policies, trust
 from airflow_bridge.registry.events import AuditAction
 from airflow_bridge.registry.locks import dialect_insert, live_version_id, lock_model, utcnow
 from airflow_bridge.registry.records import ArtifactRef, ModelCard, ModelVersion, PolicyBinding, RunRef
@@ -59,7 +65,14 @@ _ALLOCATE = (
     models.update()
     .where(models.c.name == sa.bindparam("model_name"), models.c.deleted_at.is_(None))
     .values(latest_version=models.c.latest_version + 1)
-    .returning(models.c.id, models.c.latest_version, models.c.policy_sha256, *(models.c[f] for f in CARD_FIELDS))
+    .returning(
+        models.c.id,
+        models.c.name,
+        models.c.latest_version,
+        models.c.policy_sha256,
+        models.c.policy_source,
+        *(models.c[f] for f in CARD_FIELDS),
+    )
 )
 
 
@@ -91,8 +104,13 @@ def register(
     max_versions_per_day: int | None,
     policy: PolicyBinding | None,
 ) -> ModelVersion:
-    """The whole registration, in the caller's transaction; raises ``AlreadyRegistered`` for a retried run."""
+    """The whole registration, in the caller's transaction; raises ``AlreadyRegistered`` for a retried run.
+
+    A model belongs to the team that first registered it: another team (or a writer naming no team, or a
+    policy from another source) is refused under the model's lock, before anything is written.
+    """
     model_row = allocate(conn, new.model, now=utcnow())
+    check_ownership(conn, new.model, model_row, card, policy)
     now = utcnow()  # read under the lock, so timestamps follow the order changes are applied in
     update_card(conn, new.model, model_row, card, actor=new.actor, run=new.run, now=now)
     if max_versions_per_day is not None:
@@ -120,6 +138,28 @@ def allocate(conn: Connection, model: str, *, now: dt.datetime) -> Row[Any]:
         deleted = conn.execute(sa.select(models.c.deleted_at).where(models.c.name == model)).scalar()
         raise RegistryError(f"model '{model}' was deleted on {deleted:%Y-%m-%d}; it takes no changes")
     return row
+
+
+def check_ownership(
+    conn: Connection, model: str, model_row: Row[Any], card: ModelCard | None, policy: PolicyBinding | None
+) -> None:
+    """Refuse a registration by anyone but the model's team, or under a policy from another source."""
+    if int(model_row.latest_version) > 1:  # an existing model: its row must be what the chain recorded
+        trust.require(trust.model_problem(conn, model_row))
+    owner_team = model_row.team or ""
+    team = card.team if card is not None else ""
+    if owner_team and team != owner_team:
+        who = f"team '{team}'" if team else "a writer that names no team"
+        raise OwnershipError(
+            f"model '{model}' belongs to team '{owner_team}' (owner {model_row.owner or '?'}); {who} cannot "
+            "register versions of it. Use another model name (registry.model in the spec), or have an approver "
+            f"of both teams transfer it: airflow-bridge models transfer {model} --team {team or 'TEAM'} "
+            "--policy FILE (docs/governance.md#ownership)"
+        )
+    if policy is not None:
+        refusal = policies.source_refusal(model, model_row, policy)
+        if refusal:
+            raise OwnershipError(refusal)
 
 
 def check_quota(conn: Connection, model: str, model_id: int, quota: int, *, now: dt.datetime, run: RunRef) -> None:
@@ -185,14 +225,17 @@ def write_version(conn: Connection, new: NewVersion, model_id: int, number: int,
     Raises ``AlreadyRegistered`` when the run already has a version (its unique constraint).
     """
     head = conn.execute(audit.LOCK_HEAD).one()
+    row = _version_row(new, model_id, number, now)
     after = {
         "artifact_uri": new.artifact.uri,
         "sha256": new.artifact.sha256,
         "size": new.artifact.size,
         "metrics": new.metrics,
+        "row_sha256": trust.version_digest(row),
     }
     if new.artifact.conn_id is not None:  # only then: events written before the field existed keep their layout
         after["conn_id"] = new.artifact.conn_id
+    key, principal = audit.writer_options(conn)
     event = audit.next_event(
         head,
         actor=new.actor,
@@ -203,8 +246,9 @@ def write_version(conn: Connection, new: NewVersion, model_id: int, number: int,
         reason=new.reason,
         run=new.run,
         after=after,
+        principal=principal,
+        key=key,
     )
-    row = _version_row(new, model_id, number, now)
     if conn.dialect.name == "postgresql":
         params = {f"version_{name}": value for name, value in row.items()}
         version_id = conn.execute(_PG_WRITE, params | audit.event_params(event)).scalar()

@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from airflow_bridge.registry import aliases, approvals, audit, policies, queries, registration
+from airflow_bridge.exceptions import PolicyViolationError
+from airflow_bridge.registry import aliases, approvals, audit, guard, policies, queries, registration, trust
 from airflow_bridge.registry.aliases import UNSET
 from airflow_bridge.registry.engine import create_registry_engine, describe_url, migrate, translate_errors
-from airflow_bridge.registry.events import AuditAction
+from airflow_bridge.registry.events import DECISIONS_BY_APPROVERS, NOTES, AuditAction
 from airflow_bridge.registry.locks import lock_model, utcnow
+
+if TYPE_CHECKING:
+    from airflow_bridge.governance.enforcement import GoverningPolicy
 from airflow_bridge.registry.records import (
     AliasMove,
     ArtifactRef,
@@ -41,14 +45,29 @@ class ModelRegistry:
     """Read and change the registry at ``url`` (any SQLAlchemy URL; the password never reaches logs).
 
     ``sqlite://`` is a private in-memory registry (one shared connection), handy for unit tests.
+    ``audit_key`` (held outside the database) signs every event written and is required on every event
+    honoured; ``principal`` is recorded on every event as who really runs this client (``acting_as``).
     """
 
-    def __init__(self, url: str | sa.URL) -> None:
+    def __init__(self, url: str | sa.URL, *, audit_key: bytes | None = None, principal: str | None = None) -> None:
         self.url = url
         self.engine = create_registry_engine(url)
+        self.audit_key = audit_key
+        self.principal = principal
 
     def __repr__(self) -> str:
         return f"ModelRegistry({describe_url(self.url)})"
+
+    def acting_as(self, principal: str | None) -> ModelRegistry:
+        """This registry (same engine and key) recording ``principal`` on every event it writes."""
+        clone = object.__new__(ModelRegistry)
+        clone.__dict__.update(self.__dict__, principal=principal)
+        return clone
+
+    @property
+    def embedded(self) -> bool:
+        """A local SQLite file (one user's home), not a registry shared through a database server."""
+        return self.engine.dialect.name == "sqlite"
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -59,6 +78,9 @@ class ModelRegistry:
         with translate_errors(self.url, action):
             migrate(self.engine)
             with self.engine.connect() as connection:
+                connection.execution_options(
+                    **{audit.WRITER_KEY: self.audit_key, audit.WRITER_PRINCIPAL: self.principal}
+                )
                 transaction = connection.begin()
                 try:
                     yield connection
@@ -79,7 +101,7 @@ class ModelRegistry:
         """
         with translate_errors(self.url, action):
             migrate(self.engine)
-            options: dict[str, Any] = {"ab_readonly": True}
+            options: dict[str, Any] = {"ab_readonly": True, audit.WRITER_KEY: self.audit_key}
             if self.engine.dialect.name == "postgresql":
                 options["isolation_level"] = "REPEATABLE READ"
             with self.engine.connect().execution_options(**options) as connection, connection.begin():
@@ -146,7 +168,8 @@ class ModelRegistry:
     def bind_policy(
         self, model: str, binding: PolicyBinding, *, actor: str, reason: str = "", run: RunRef | None = None
     ) -> bool:
-        """Bind ``model`` to a team policy (audited); False if it already was. NotFoundError if unknown."""
+        """Bind ``model`` to a team policy (audited); False if it already was. NotFoundError if unknown;
+        ``OwnershipError`` for a policy from another source than the bound one."""
         with self.transaction(f"bind a policy to '{model}'") as conn:
             model_row = lock_model(conn, model)
             return policies.bind(
@@ -157,6 +180,18 @@ class ModelRegistry:
         """The team policy ``model`` is bound to, or None."""
         with self.reading(f"read the policy of '{model}'") as conn:
             return policies.bound(conn, model)
+
+    def governing_policy(self, model: str) -> GoverningPolicy:
+        """The policy that governs ``model``'s aliases (bound, else configured, else none)."""
+        with self.reading(f"read the policy of '{model}'") as conn:
+            return guard.governing(conn, model)
+
+    def transfer(
+        self, model: str, *, team: str, binding: PolicyBinding, actor: str, reason: str, run: RunRef | None = None
+    ) -> None:
+        """Give ``model`` to ``team`` under ``binding`` (audited): ``actor`` must approve for both teams."""
+        with self.transaction(f"transfer '{model}' to team '{team}'") as conn:
+            guard.transfer(conn, model, team=team, binding=binding, actor=actor, reason=reason, run=run or RunRef())
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -213,11 +248,24 @@ class ModelRegistry:
         actor: str,
         reason: str = "",
         run: RunRef | None = None,
+        override: bool = False,
     ) -> AliasMove:
-        """Point ``alias`` at ``version``; with ``expected``, only if it still points at that version."""
+        """Point ``alias`` at ``version``; with ``expected``, only if it still points at that version.
+
+        Cleared under the model's lock like every move: a protected alias needs a granted approval the
+        chain vouches for, or ``override`` where the governing policy allows it (audited).
+        """
         with self.transaction(f"move alias '{alias}' of '{model}'") as conn:
             return aliases.move(
-                conn, model, alias, version, expected=expected, actor=actor, reason=reason, run=run or RunRef()
+                conn,
+                model,
+                alias,
+                version,
+                expected=expected,
+                actor=actor,
+                reason=reason,
+                run=run or RunRef(),
+                override=override,
             )
 
     def deploy(
@@ -233,8 +281,11 @@ class ModelRegistry:
         reason: str = "",
         run: RunRef | None = None,
         action: str = AuditAction.DEPLOYED,
+        override: bool = False,
+        rollout_note: dict[str, Any] | None = None,
     ) -> Deployment:
-        """Move the alias and record the deployment in one transaction (both happen or neither)."""
+        """Move the alias and record the deployment in one transaction (both happen or neither); cleared
+        like ``move_alias``."""
         with self.transaction(f"deploy {model} v{version} to '{alias}'") as conn:
             return aliases.deploy(
                 conn,
@@ -248,6 +299,8 @@ class ModelRegistry:
                 reason=reason,
                 run=run or RunRef(),
                 action=action,
+                override=override,
+                rollout_note=rollout_note,
             )
 
     def rollback(
@@ -260,11 +313,25 @@ class ModelRegistry:
         target: str = "local",
         endpoint: str = "",
         run: RunRef | None = None,
+        to_version: int | None = None,
+        override: bool = False,
     ) -> Deployment:
-        """Move ``alias`` back to the version it pointed at before its last move (see ``previous_alias_version``)."""
+        """Move ``alias`` back to the version it pointed at before its last move (see ``previous_alias_version``).
+
+        ``to_version``: the version the caller checked; if the rollback would now go elsewhere, nothing moves.
+        """
         with self.transaction(f"roll back alias '{alias}' of '{model}'") as conn:
             return aliases.rollback(
-                conn, model, alias, actor=actor, reason=reason, target=target, endpoint=endpoint, run=run or RunRef()
+                conn,
+                model,
+                alias,
+                actor=actor,
+                reason=reason,
+                target=target,
+                endpoint=endpoint,
+                run=run or RunRef(),
+                to_version=to_version,
+                override=override,
             )
 
     # -- the audit trail ------------------------------------------------------------------------
@@ -282,7 +349,15 @@ class ModelRegistry:
         before: Any = None,
         after: Any = None,
     ) -> int:
-        """Append an audit event that is not itself a registry change (approvals, refusals)."""
+        """Append an audit event that changes and grants nothing (``events.NOTES``: refusals, requests).
+
+        Changes are written by the calls that make them (after their checks); approvals by ``record_decision``.
+        """
+        if action not in NOTES:
+            raise PolicyViolationError(
+                f"'{action}' is not written with record_event: it is written by the registry call that makes the "
+                "change after checking it (record_decision for approvals; deploy, move_alias, rollback for moves)"
+            )
         with self.transaction(f"record '{action}' in the audit trail") as conn:
             return audit.append_event(
                 conn,
@@ -297,6 +372,62 @@ class ModelRegistry:
                 before=before,
                 after=after,
             )
+
+    def record_decision(
+        self,
+        action: str,
+        *,
+        actor: str,
+        model: str,
+        version: int,
+        alias: str,
+        reason: str,
+        run: RunRef | None = None,
+        after: Any = None,
+    ) -> int:
+        """Record an answer to an approval (granted or rejected) by ``actor``, who must be an allowed approver
+        under the governing policy (never an author); a grant needs a version the chain vouches for."""
+        if action not in DECISIONS_BY_APPROVERS:
+            raise PolicyViolationError(f"'{action}' is not an approval decision")
+        with self.transaction(f"record '{action}' of {model} v{version}") as conn:
+            guard.clear_decision(
+                conn, model, version, alias, approver=actor, approve=action == AuditAction.APPROVAL_GRANTED
+            )
+            return audit.append_event(
+                conn,
+                actor=actor,
+                action=action,
+                now=utcnow(),
+                model=model,
+                version=version,
+                alias=alias,
+                reason=reason,
+                run=run,
+                after=after,
+            )
+
+    def check_move(self, model: str, version: int, alias: str, *, override: bool = False) -> guard.Clearance:
+        """What a move of ``alias`` to ``version`` would be cleared by now; raises what the move would raise."""
+        with self.reading(f"check a move of '{alias}' of '{model}'") as conn:
+            return guard.clear_move(conn, model, version, alias, override=override)
+
+    def trusted_version(self, model: str, ref: str | int) -> ModelVersion:
+        """``resolve(model, ref)``, checked against the audit chain: the version row is the one its
+        ``version_created`` event recorded and, for an alias, the alias is where its last move put it.
+        Use it before anything is unpickled or served (``AuditMismatchError`` otherwise)."""
+        with self.reading(f"resolve '{ref}' of '{model}'") as conn:
+            found = queries.resolve(conn, model, ref)
+            row = guard.model_row(conn, model, lock=False)
+            trust.require(trust.version_problem(conn, model, guard.version_row(conn, row.id, model, found.version)))
+            if not str(ref).lstrip("v").isdigit():
+                trust.require(trust.alias_problem(conn, model, str(ref), found.version))
+            return found
+
+    def chain_head(self) -> tuple[int, str]:
+        """(sequence number, hash) of the newest audit event: what an anchor records."""
+        with self.reading("read the audit chain head") as conn:
+            head = conn.execute(sa.select(audit.audit_head.c.seq, audit.audit_head.c.hash)).one()
+            return int(head.seq), str(head.hash)
 
     def audit_events(self, *, model: str | None = None, since_seq: int = 0) -> list[AuditEvent]:
         with self.reading("read the audit trail") as conn:
@@ -319,6 +450,12 @@ class ModelRegistry:
         with self.reading("read pending approvals") as conn:
             return approvals.pending(conn, model)
 
-    def verify_audit(self) -> audit.ChainReport:
+    def verify_audit(self, anchors: dict[int, str] | None = None) -> audit.ChainReport:
+        """Recompute the chain (signatures with the audit key; ``anchors``: seq → hash from write-once storage)."""
         with self.reading("verify the audit trail") as conn:
-            return audit.verify_chain(conn)
+            return audit.verify_chain(conn, key=self.audit_key, anchors=anchors)
+
+    def reconcile(self) -> list[str]:
+        """Every model, version and alias row the audit chain does not explain (``trust.reconcile``)."""
+        with self.reading("reconcile the registry with the audit trail") as conn:
+            return trust.reconcile(conn)

@@ -23,7 +23,7 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 """The alembic revision this schema is (in-memory registries are created from it directly)."""
 
 models = Table(
@@ -40,6 +40,8 @@ models = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("deleted_at", DateTime(timezone=True), nullable=True),
     Column("policy_sha256", String(64), nullable=True),
+    # Where the bound policy lives (its identity; see governance.identity): another source cannot rebind it.
+    Column("policy_source", Text, nullable=True),
 )
 
 policies = Table(
@@ -146,6 +148,11 @@ audit_events = Table(
     Column("after", JSON, nullable=True),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # Who really ran the writer (``os:<user>`` for the embedded CLI, ``airflow:<user>`` through the API
+    # server) when the actor is a name given by the caller; hashed only when set, so older rows keep theirs.
+    Column("principal", String(250), nullable=True),
+    # HMAC-SHA256 of ``hash`` with the audit key held outside the database (None: no key configured).
+    Column("signature", String(64), nullable=True),
     Index("ix_ab_audit_events_model", "model", "seq"),
 )
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from airflow_bridge.exceptions import BridgeError, ChecksumMismatchError, NotFoundError
+from airflow_bridge.exceptions import AuditMismatchError, BridgeError, ChecksumMismatchError, NotFoundError
 from airflow_bridge.registry.records import ModelVersion
 from airflow_bridge.registry.store import ModelRegistry
 
@@ -73,11 +73,11 @@ class ModelHolder:
         self._lock = threading.Lock()
 
     def load_initial(self) -> LoadedModel:
-        """Load the version behind the alias now; raises when it is missing or fails verification."""
-        version = self.registry.alias_version(self.model, self.alias)
-        if version is None:
+        """Load the version behind the alias now; raises when it is missing or fails verification (its
+        checksum, or the audit chain: the alias and version rows must be what their events recorded)."""
+        if self.registry.alias_version(self.model, self.alias) is None:
             raise NotFoundError(f"alias '{self.alias}' of model '{self.model}' points at no version")
-        self.current = self._load(version)
+        self.current = self._load(self.registry.trusted_version(self.model, self.alias))
         self._checked_at = time.monotonic()
         return self.current
 
@@ -106,10 +106,10 @@ class ModelHolder:
                 self.problem = None
             return
         try:
-            self.current = self._load(version)
+            self.current = self._load(self.registry.trusted_version(self.model, self.alias))
             self.problem = None
-            log.info("alias '%s' moved: now serving %s v%d", self.alias, self.model, version.version)
-        except ChecksumMismatchError as exc:
+            log.info("alias '%s' moved: now serving %s v%d", self.alias, self.model, self.current.version.version)
+        except (ChecksumMismatchError, AuditMismatchError) as exc:
             self.problem = f"refused v{version.version}: {exc}"
             log.error("%s; still serving v%s", self.problem, self.current.version.version if self.current else "?")
 

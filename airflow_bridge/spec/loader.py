@@ -142,6 +142,8 @@ def load_spec_text(
         spec_dir = os.path.dirname(os.path.abspath(source_path))
         noted: list[Finding] = []
         findings.extend(check_experiment(spec, spec_dir, context, noted))
+        for note_check in context.notes:
+            noted.extend(note_check(spec))
         for finding_path, message, hint in noted:
             position = doc.position_of(finding_path)
             result.warnings.append(SpecIssue(path, position.line, position.col, _dotted(finding_path), message, hint))

@@ -83,6 +83,8 @@ class SpecContext:
     compute_tiers: tuple[str, ...] = ("local",)
     checks: tuple[Callable[[Experiment], Iterable[Finding]], ...] = ()
     """More checks of a valid spec (the team policy's), each yielding findings."""
+    notes: tuple[Callable[[Experiment], Iterable[Finding]], ...] = ()
+    """Checks whose findings are warnings: they block nothing (e.g. no team policy in reach)."""
     read_data: bool = False
     """Also check the spec against its local training data (``validate``; see :mod:`.datacheck`)."""
     serving_tiers: tuple[str, ...] = ()
