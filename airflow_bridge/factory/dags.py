@@ -138,7 +138,7 @@ def _build_all(setup: _Setup) -> dict[str, DAG]:
     results = _load_results(setup)
     from airflow_bridge.governance.ownership import check_owners
 
-    check_owners(results, cache=True)  # another team's model: a placeholder (register refuses it anyway)
+    check_owners(results, cache=True, default_home=False)  # another team's model: a placeholder (register refuses it)
     # Valid specs keep their names; a name two specs share belongs to neither placeholder.
     names = Counter(r.raw_name for r in results if r.raw_name)
     taken = {r.spec.name for r in results if r.ok and r.spec is not None}

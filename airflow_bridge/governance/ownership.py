@@ -23,21 +23,28 @@ CACHE_SECONDS = 60.0
 
 
 def reachable_registry(
-    conn_id: str | None = None, *, home: str | os.PathLike[str] | None = None, url: str | None = None
+    conn_id: str | None = None,
+    *,
+    home: str | os.PathLike[str] | None = None,
+    url: str | None = None,
+    default_home: bool = True,
 ) -> str | None:
     """The registry URL ``validate`` or the factory may read without side effects, or None.
 
     An explicit URL, a connection or URL configured without Airflow's metadata DB, or the local home's
-    SQLite file when it already exists (reading never creates it).
+    SQLite file when it already exists (reading never creates it). ``default_home=False`` (the factory, in
+    Airflow's processes): only a home named by ``--home`` or ``$AIRFLOW_BRIDGE_HOME``, never ``./.airflow-bridge``.
     """
     from airflow_bridge.exceptions import RegistryError
-    from airflow_bridge.resolution import resolve_registry
+    from airflow_bridge.resolution import HOME_ENV, resolve_registry
 
     try:
         resolved = resolve_registry(conn_id, url=url, home=home)
     except RegistryError:  # the spec's connection is defined only in Airflow: register decides
         return None
     if resolved.source.startswith("local home"):
+        if not (default_home or home or os.environ.get(HOME_ENV)):
+            return None
         path = resolved.value.removeprefix("sqlite:///")
         return resolved.value if Path(path).is_file() else None
     return resolved.value
@@ -82,6 +89,7 @@ def check_owners(
     home: str | os.PathLike[str] | None = None,
     url: str | None = None,
     cache: bool = False,
+    default_home: bool = True,
 ) -> list[str]:
     """Refuse each valid spec whose model belongs to another team in its registry (when readable); returns
     the registries that could not be read (ownership is then checked at ``register``)."""
@@ -91,7 +99,7 @@ def check_owners(
         if result.ok and result.spec is not None:
             by_registry.setdefault(result.spec.registry.conn_id, []).append(result)
     for conn_id, group in by_registry.items():
-        found = reachable_registry(conn_id, home=home, url=url)
+        found = reachable_registry(conn_id, home=home, url=url, default_home=default_home)
         owners = model_owners(found, cache=cache) if found else None
         if owners is None:
             if found:
