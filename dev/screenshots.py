@@ -321,7 +321,7 @@ def scenario() -> None:
         b.shoot(
             "approval-form",
             f"/dags/{DAG}/runs/{quote(approved, safe='')}/tasks/approve/required_actions",
-            ["Approve", "Reject"],
+            ["Approve", "Reject", "Comment", "Triggered by"],
         )
     answer(dana, approved, "Approve")
     wait_run_done(admin, approved)
@@ -352,7 +352,7 @@ def scenario() -> None:
         )
         b.as_user(alice)
         b.shoot("models", "/plugin/airflow-bridge-models", [MODEL, "production"])
-        b.shoot("model", f"/airflow-bridge/models/{MODEL}", [MODEL, "production"])
+        b.shoot("model", f"/airflow-bridge/models/{MODEL}", [MODEL, "production", "Fate", "rejected for production"])
         b.shoot("model-report", f"/airflow-bridge/models/{MODEL}/versions/1/report", [MODEL])
 
 
