@@ -6,8 +6,11 @@ An approval is about one (model, version, alias). A request stays pending until 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from airflow_bridge.registry import audit
 from airflow_bridge.registry.events import APPROVAL_CLOSERS, APPROVAL_DECISIONS, AuditAction
@@ -20,21 +23,28 @@ APPROVAL_ACTIONS = tuple(action for action in AuditAction if action.startswith("
 
 def decision(conn: Connection, model: str, version: int, alias: str, *, run_id: str | None = None) -> AuditEvent | None:
     """The newest answer (``APPROVAL_DECISIONS``) for ``model`` v``version`` behind ``alias``, or None."""
+    row = newest(conn, model, version, alias, APPROVAL_DECISIONS, run_id=run_id)
+    return audit.to_event(row) if row else None
+
+
+def newest(
+    conn: Connection, model: str, version: int, alias: str, actions: Sequence[str], *, run_id: str | None = None
+) -> Row[Any] | None:
+    """The newest event row among ``actions`` for ``model`` v``version`` behind ``alias`` (of one run)."""
     query = (
         sa.select(audit_events)
         .where(
             audit_events.c.model == model,
             audit_events.c.version == version,
             audit_events.c.alias == alias,
-            audit_events.c.action.in_(APPROVAL_DECISIONS),
+            audit_events.c.action.in_(actions),
         )
         .order_by(audit_events.c.seq.desc())
         .limit(1)
     )
     if run_id:
         query = query.where(audit_events.c.run_id == run_id)
-    row = conn.execute(query).first()
-    return audit.to_event(row) if row else None
+    return conn.execute(query).first()
 
 
 def history(conn: Connection, model: str, version: int, alias: str) -> list[AuditEvent]:

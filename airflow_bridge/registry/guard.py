@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from airflow_bridge.exceptions import NotFoundError, PolicyViolationError
-from airflow_bridge.registry import audit, policies, trust
+from airflow_bridge.registry import approvals, audit, policies, trust
 from airflow_bridge.registry.events import APPROVAL_CLOSERS, AuditAction
-from airflow_bridge.registry.tables import aliases, audit_events, model_versions, models
+from airflow_bridge.registry.tables import aliases, model_versions, models
 
 if TYPE_CHECKING:
     from airflow_bridge.governance.enforcement import GoverningPolicy
@@ -72,17 +72,7 @@ def current_version(conn: Connection, model_id: int, alias: str) -> int | None:
 
 def newest_answer(conn: Connection, model: str, version: int, alias: str) -> Row[Any] | None:
     """The newest event that closed an approval of ``model`` v``version`` for ``alias``."""
-    return conn.execute(
-        sa.select(audit_events)
-        .where(
-            audit_events.c.model == model,
-            audit_events.c.version == version,
-            audit_events.c.alias == alias,
-            audit_events.c.action.in_(APPROVAL_CLOSERS),
-        )
-        .order_by(audit_events.c.seq.desc())
-        .limit(1)
-    ).first()
+    return approvals.newest(conn, model, version, alias, APPROVAL_CLOSERS)
 
 
 def clear_move(

@@ -359,19 +359,7 @@ class ModelRegistry:
                 "change after checking it (record_decision for approvals; deploy, move_alias, rollback for moves)"
             )
         with self.transaction(f"record '{action}' in the audit trail") as conn:
-            return audit.append_event(
-                conn,
-                actor=actor,
-                action=action,
-                now=utcnow(),
-                model=model,
-                version=version,
-                alias=alias,
-                reason=reason,
-                run=run,
-                before=before,
-                after=after,
-            )
+            return _append(conn, action, actor, model, version, alias, reason, run, before, after)
 
     def record_decision(
         self,
@@ -393,18 +381,7 @@ class ModelRegistry:
             guard.clear_decision(
                 conn, model, version, alias, approver=actor, approve=action == AuditAction.APPROVAL_GRANTED
             )
-            return audit.append_event(
-                conn,
-                actor=actor,
-                action=action,
-                now=utcnow(),
-                model=model,
-                version=version,
-                alias=alias,
-                reason=reason,
-                run=run,
-                after=after,
-            )
+            return _append(conn, action, actor, model, version, alias, reason, run, None, after)
 
     def check_move(self, model: str, version: int, alias: str, *, override: bool = False) -> guard.Clearance:
         """What a move of ``alias`` to ``version`` would be cleared by now; raises what the move would raise."""
@@ -459,3 +436,31 @@ class ModelRegistry:
         """Every model, version and alias row the audit chain does not explain (``trust.reconcile``)."""
         with self.reading("reconcile the registry with the audit trail") as conn:
             return trust.reconcile(conn)
+
+
+def _append(  # noqa: PLR0917 - the event's fields, in the order of the event
+    conn: Connection,
+    action: str,
+    actor: str,
+    model: str | None,
+    version: int | None,
+    alias: str | None,
+    reason: str,
+    run: RunRef | None,
+    before: Any,
+    after: Any,
+) -> int:
+    """One audit event in ``conn``'s transaction (``record_event`` and ``record_decision`` after their checks)."""
+    return audit.append_event(
+        conn,
+        actor=actor,
+        action=action,
+        now=utcnow(),
+        model=model,
+        version=version,
+        alias=alias,
+        reason=reason,
+        run=run,
+        before=before,
+        after=after,
+    )
