@@ -31,7 +31,7 @@ class ArtifactStore:
         digest = hashlib.sha256(data).hexdigest()
         uri = f"{self.root.rstrip('/')}/{folder.strip('/')}/{digest}{suffix}"
         ref = ArtifactRef(uri, digest, len(data), self.conn_id)
-        if _is_local(uri):
+        if is_local(uri):
             path = urlsplit(uri).path
             if not _holds(path, digest):  # a damaged copy under this name is replaced, never trusted
                 os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -207,7 +207,7 @@ def read_verified(ref: ArtifactRef) -> bytes:
         f"artifact {ref.uri} is missing; it was deleted after registration{via}. Nothing can be read from "
         "this version: train and register a new one"
     )
-    if _is_local(ref.uri):
+    if is_local(ref.uri):
         try:
             with open(urlsplit(ref.uri).path, "rb") as handle:
                 data = handle.read()
@@ -254,7 +254,7 @@ def _holds(path: str, digest: str) -> bool:
         return False
 
 
-def _is_local(uri: str) -> bool:
+def is_local(uri: str) -> bool:
     return urlsplit(uri).scheme in ("", "file")
 
 

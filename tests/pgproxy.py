@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +30,7 @@ class CuttableProxy:
         self._listener: socket.socket | None = None
         self._accepting: threading.Thread | None = None
         self.drop_replies = False  # swallow what the server sends (a reply lost on the way back)
+        self.frozen = threading.Event()  # set: nothing passes either way, nothing is closed (a network blackhole)
 
     def up(self) -> None:
         listener = socket.socket()
@@ -74,9 +76,18 @@ class CuttableProxy:
             threading.Thread(target=self._pump, args=(client, server, pair, False), daemon=True).start()
             threading.Thread(target=self._pump, args=(server, client, pair, True), daemon=True).start()
 
+    def freeze(self) -> None:
+        """Stop forwarding in both directions without closing anything: the client goes silent."""
+        self.frozen.set()
+
+    def thaw(self) -> None:
+        self.frozen.clear()
+
     def _pump(self, source: socket.socket, target: socket.socket, pair: Any, replies: bool) -> None:
         try:
             while data := source.recv(65536):
+                while self.frozen.is_set():
+                    time.sleep(0.05)
                 if not (replies and self.drop_replies):
                     target.sendall(data)
         except OSError:

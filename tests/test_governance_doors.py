@@ -157,7 +157,7 @@ def test_a_shared_registry_takes_changes_only_through_airflow(tmp_path: Path) ->
     with registry_database("postgresql", tmp_path) as url:
         registry = ModelRegistry(url)
         _oncology_model(registry, ArtifactStore(f"file://{tmp_path / 'artifacts'}"))
-        before = registry.chain_head()
+        before = registry.chain_heads()
         for change in (
             ["models", "approve", "breast_cancer", "1", "--as", "dana"],
             ["models", "promote", "breast_cancer", "1"],
@@ -174,7 +174,7 @@ def test_a_shared_registry_takes_changes_only_through_airflow(tmp_path: Path) ->
             "http://127.0.0.1:9",
         )
         assert claimed.returncode == 2 and "--as is only for the embedded registry" in claimed.stderr
-        assert registry.chain_head() == before, "nothing was written"
+        assert registry.chain_heads() == before, "nothing was written"
         registry.dispose()
     assert POSTGRES_URL  # the shared server the registry tests use
 
@@ -220,10 +220,10 @@ def test_anchors_in_an_object_locked_bucket_catch_a_rewritten_chain(
         with engine.begin() as conn:
             from airflow_bridge.registry import audit
 
-            rows = [
-                dict(r._mapping) for r in conn.execute(sa.select(audit.audit_events).order_by(audit.audit_events.c.seq))
-            ]
-            prev = audit.GENESIS_HASH
+            stream = audit.audit_events.c.stream == "breast_cancer"
+            query = sa.select(audit.audit_events).where(stream).order_by(audit.audit_events.c.stream_seq)
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+            prev = audit.genesis("breast_cancer")
             for row in rows:
                 if row["action"] == "approval_granted":
                     row["reason"] = "approved after the review board"
@@ -235,7 +235,7 @@ def test_anchors_in_an_object_locked_bucket_catch_a_rewritten_chain(
                     .values(reason=row["reason"], prev_hash=row["prev_hash"], hash=row["hash"])
                 )
                 prev = row["hash"]
-            conn.execute(audit.audit_head.update().values(hash=prev))
+            conn.execute(audit.models.update().where(audit.models.c.name == "breast_cancer").values(chain_hash=prev))
         engine.dispose()
         assert registry.verify_audit().ok, "the rewritten chain is self-consistent"
         caught = _cli_env(env, "audit", "verify", "--anchors", target, "--conn-id", "anchors_s3", "--registry-url", url)

@@ -228,7 +228,7 @@ def test_models_page_writes_need_the_dag_permission_and_the_team(
     from airflow_bridge.actions.deployment import promote
 
     promote(registry, model="cancer", version=2, alias="production", actor="erin")
-    before = registry.chain_head()
+    before = registry.chain_heads()
     login(client, user, role)
     reply = client.post(
         "/models/cancer/rollback", data={"alias": "production", "reason": "latency"}, follow_redirects=False
@@ -240,7 +240,7 @@ def test_models_page_writes_need_the_dag_permission_and_the_team(
         assert live == 1 and registry.audit_events(model="cancer")[-1].principal == f"airflow:{user}"
     else:
         assert live == 2
-        assert registry.chain_head()[0] <= before[0] + 1, "at most the refusal was recorded"
+        assert registry.chain_heads()["cancer"][0] <= before["cancer"][0] + 1, "at most the refusal was recorded"
 
 
 def test_the_api_acts_as_the_token_s_user_and_refuses_what_the_page_refuses(

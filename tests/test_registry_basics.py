@@ -224,18 +224,18 @@ def test_an_edited_payload_is_named(registry: ModelRegistry) -> None:
 
 def test_a_deleted_middle_row_is_named(registry: ModelRegistry) -> None:
     _register(registry, 5)
-    _execute(registry, "DELETE FROM ab_audit_events WHERE seq = 3")
+    _execute(registry, "DELETE FROM ab_audit_events WHERE stream_seq = 3")
     report = registry.verify_audit()
-    assert not report.ok and report.broken_seq == 3
-    assert "seq 3 is missing" in report.problem, report.problem
+    assert not report.ok and report.broken_seq == 4  # the row found where event 3 was expected
+    assert "event 3 of model churn's chain is missing" in report.problem, report.problem
 
 
 def test_a_deleted_last_row_is_detected(registry: ModelRegistry) -> None:
     _register(registry, 5)
-    _execute(registry, "DELETE FROM ab_audit_events WHERE seq = 5")
+    _execute(registry, "DELETE FROM ab_audit_events WHERE stream_seq = 5")
     report = registry.verify_audit()
-    assert not report.ok and report.broken_seq == 5 and report.checked == 4
-    assert "4 remain" in report.problem and "head records 5" in report.problem, report.problem
+    assert not report.ok and report.checked == 4
+    assert "4 remain" in report.problem and "records 5 events" in report.problem, report.problem
 
 
 def test_a_rewritten_row_that_keeps_its_hash_breaks_the_link(registry: ModelRegistry) -> None:

@@ -307,3 +307,54 @@ def test_hook_reports_an_unreachable_registry_without_the_password(
     with pytest.raises(RegistryError, match="'ml_registry_missing' is not defined"):
         ModelRegistryHook("ml_registry_missing").get_url()
     registry.dispose()
+
+
+@pytest.mark.postgres
+def test_a_silent_client_holding_a_lock_costs_other_writers_seconds(
+    database: str, proxy: CuttableProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that goes silent (a network blackhole) while it holds a model's lock: writers of that model
+    fail after lock_timeout, retryably; writers of other models never wait; the server cuts the silent
+    session after idle_in_transaction_session_timeout, and the model takes writes again."""
+    from airflow_bridge.registry.audit import lock_head
+
+    monkeypatch.setenv("AIRFLOW__AIRFLOW_BRIDGE__REGISTRY_LOCK_TIMEOUT", "1s")
+    monkeypatch.setenv("AIRFLOW__AIRFLOW_BRIDGE__REGISTRY_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", "3s")
+    direct = ModelRegistry(postgres_url(database))
+    for model in (MODEL, "other"):
+        direct.register_version(model, fake_artifact(f"{model}-1"))
+    silent = ModelRegistry(_proxied_url(proxy, database))
+    holding = threading.Event()
+
+    def go_silent() -> None:
+        try:
+            with silent.transaction("hold the lock") as conn:
+                lock_head(conn, MODEL)  # what appending an event takes (the one global lock before issue 16)
+                proxy.freeze()
+                holding.set()
+                time.sleep(8)
+        except Exception:  # the server cut the session meanwhile: what the silent client finds on its return
+            pass
+
+    thread = threading.Thread(target=go_silent, daemon=True)
+    thread.start()
+    assert holding.wait(30)
+    try:
+        started = time.monotonic()
+        direct.register_version("other", fake_artifact("other-2"))  # another model: no wait at all
+        assert time.monotonic() - started < 1.0
+        started = time.monotonic()
+        with pytest.raises(RegistryUnavailableError, match="lock_timeout") as info:
+            direct.register_version(MODEL, fake_artifact(f"{MODEL}-2"))
+        assert time.monotonic() - started < 3.0
+        assert "retry" in str(info.value)
+        time.sleep(3.5)  # the server has cut the silent session by now
+        started = time.monotonic()
+        assert direct.register_version(MODEL, fake_artifact(f"{MODEL}-2")).version == 2
+        assert time.monotonic() - started < 2.0
+    finally:
+        proxy.thaw()
+        thread.join(15)
+    assert direct.verify_audit().ok
+    direct.dispose()
+    silent.dispose()

@@ -96,7 +96,7 @@ def _sql(url: str, statement: str, **params: Any) -> None:
 
 def _state(registry: ModelRegistry) -> tuple[Any, ...]:
     model = registry.get_model("breast_cancer")
-    return model.latest_version, model.card, dict(model.aliases), registry.chain_head()
+    return model.latest_version, model.card, dict(model.aliases), registry.chain_heads()
 
 
 # -- a model belongs to its team ----------------------------------------------------------------
@@ -173,15 +173,15 @@ def test_the_public_writers_apply_the_same_rules(registry: ModelRegistry) -> Non
 
 
 def test_a_forged_approval_row_is_not_honoured(url: str, registry: ModelRegistry) -> None:
-    seq, _ = registry.chain_head()
+    position, _ = registry.chain_heads()["breast_cancer"]
     _sql(
         url,
         "INSERT INTO ab_audit_events (seq, created_at, actor, action, model, version, alias, reason, prev_hash, hash,"
-        " after) VALUES (:seq, CURRENT_TIMESTAMP, 'erin', 'approval_granted', 'breast_cancer', 2, 'production',"
-        " 'erin chose Approve', 'x', 'y', '{\"approver\": \"erin\"}')",
-        seq=seq + 1,
+        " after, stream, stream_seq) VALUES (1000, CURRENT_TIMESTAMP, 'erin', 'approval_granted', 'breast_cancer',"
+        " 2, 'production', 'erin chose Approve', 'x', 'y', '{\"approver\": \"erin\"}', 'breast_cancer', :position)",
+        position=position + 1,
     )
-    _sql(url, "UPDATE ab_audit_head SET seq = :seq, hash = 'y'", seq=seq + 1)
+    _sql(url, "UPDATE ab_models SET chain_seq = :position, chain_hash = 'y'", position=position + 1)
     with pytest.raises(AuditMismatchError, match=r"the chain was edited|was modified"):
         deployment.promote(registry, model="breast_cancer", version=2, alias="production", actor="alice")
     assert registry.alias_version("breast_cancer", "production").version == 1  # type: ignore[union-attr]
@@ -195,7 +195,7 @@ def test_a_well_hashed_forgery_is_refused_when_events_are_signed(url: str, store
         _register(registry, store, number)
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.begin() as connection:
-        head = connection.execute(audit_module.LOCK_HEAD).one()
+        head = audit_module.lock_head(connection, "breast_cancer")
         forged = audit_module.next_event(
             head,
             actor="erin",
@@ -279,12 +279,14 @@ def test_truncating_or_rewriting_history_is_caught_by_an_anchor(
     )
     written = anchor(registry, anchors)
     assert verify(registry, anchors).ok
-    # delete the newest event and rewind the head: the chain alone still verifies
-    _sql(url, "DELETE FROM ab_audit_events WHERE seq = :seq", seq=written.seq)
+    # delete the model's newest event and rewind its chain's head: the chain alone still verifies
+    newest, _ = written.heads["breast_cancer"]
+    _sql(url, "DELETE FROM ab_audit_events WHERE stream = 'breast_cancer' AND stream_seq = :p", p=newest)
     _sql(
         url,
-        "UPDATE ab_audit_head SET seq = :seq, hash = (SELECT hash FROM ab_audit_events WHERE seq = :seq)",
-        seq=written.seq - 1,
+        "UPDATE ab_models SET chain_seq = :p, chain_hash = (SELECT hash FROM ab_audit_events WHERE"
+        " stream = 'breast_cancer' AND stream_seq = :p)",
+        p=newest - 1,
     )
     assert registry.verify_audit().ok
     verdict = verify(registry, anchors)
@@ -315,7 +317,7 @@ def test_rollback_moves_only_the_version_it_checked(registry: ModelRegistry, sto
 
 
 def test_a_comment_too_long_is_refused_before_anything_is_recorded(registry: ModelRegistry) -> None:
-    before = registry.chain_head()
+    before = registry.chain_heads()
     with pytest.raises(RequestError, match="10000 characters long; at most 2000"):
         approval.decide(
             registry,
@@ -326,7 +328,7 @@ def test_a_comment_too_long_is_refused_before_anything_is_recorded(registry: Mod
             approve=False,
             comment="x" * 10_000,
         )
-    assert registry.chain_head() == before
+    assert registry.chain_heads() == before
     decided = approval.decide(
         registry,
         model="breast_cancer",

@@ -18,7 +18,7 @@ from airflow_bridge.exceptions import BridgeError
 
 if TYPE_CHECKING:
     from airflow_bridge.registry.anchors import Anchor
-    from airflow_bridge.registry.audit import ChainReport
+    from airflow_bridge.registry.chain import ChainReport
     from airflow_bridge.registry.store import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def configured_anchors() -> tuple[str | None, str | None]:
 
 def anchor(registry: ModelRegistry, uri: str | None = None, conn_id: str | None = None) -> Anchor:
     """Write the chain head to ``uri`` (default: the configured one); never overwrites an anchor."""
-    from airflow_bridge.registry.anchors import Anchor, write_anchor
+    from airflow_bridge.registry.anchors import of_heads, write_anchor
     from airflow_bridge.registry.engine import describe_url
 
     configured_uri, configured_conn = configured_anchors()
@@ -45,9 +45,9 @@ def anchor(registry: ModelRegistry, uri: str | None = None, conn_id: str | None 
             "where to anchor? pass --to URI (s3://bucket/prefix with Object Lock, or a folder), or set "
             f"[airflow_bridge] {URI_KEY} (AIRFLOW__AIRFLOW_BRIDGE__{URI_KEY.upper()})"
         )
-    seq, head = registry.chain_head()
+    heads = registry.chain_heads()
     now = dt.datetime.now(dt.UTC)
-    return write_anchor(target, Anchor(seq, head, now, describe_url(registry.url)), conn_id=conn_id or configured_conn)
+    return write_anchor(target, of_heads(heads, now, describe_url(registry.url)), conn_id=conn_id or configured_conn)
 
 
 def anchor_after_move(registry: ModelRegistry) -> Anchor | None:
@@ -88,7 +88,7 @@ def verify(registry: ModelRegistry, uri: str | None = None, conn_id: str | None 
     found: list[Anchor] = read_anchors(uri, conn_id=conn_id) if uri else []
     mine = describe_url(registry.url)
     ours = [a for a in found if a.registry == mine]
-    report = registry.verify_audit(anchors={a.seq: a.hash for a in ours})
+    report = registry.verify_audit(anchors=[a.covered for a in ours])
     if uri and not ours:
         from airflow_bridge.exceptions import RequestError
 

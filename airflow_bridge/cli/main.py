@@ -29,6 +29,7 @@ app.add_typer(registry_cmds.models_app, name="models")
 app.add_typer(registry_cmds.audit_app, name="audit")
 app.command("lineage")(lineage_cmd.lineage)
 app.command("login")(airflow_client.login)
+app.command("gc")(registry_cmds.gc)
 app.add_typer(pod_cmd.pod_app, name="pod")
 assert models_change.models_app is registry_cmds.models_app  # promote/rollback register on import
 assert report_cmd.models_app is registry_cmds.models_app  # models report registers on import

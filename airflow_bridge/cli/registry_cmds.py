@@ -240,6 +240,75 @@ def audit_export(
         print(lines, end="")
 
 
+@models_app.command("check")
+def models_check(
+    name: Annotated[str | None, typer.Argument(help="Model name [default: every model].")] = None,
+    deep: Annotated[bool, typer.Option("--deep", help="Read every artifact and compare its sha256 (slower).")] = False,
+    home: home_option = None,
+    registry: registry_option = None,
+    output: format_option = Format.text,
+) -> None:
+    """Every version whose artifact (or model report) is missing or changed in its store; exit 1 if any.
+
+    Without --deep only sizes are asked of the store; such a version is refused by deploy and serve anyway."""
+    from airflow_bridge.actions.integrity import check_artifacts
+
+    with _guard("cannot check the artifacts"):
+        problems = check_artifacts(_open(registry, home), name, deep=deep)
+    if output == Format.json:
+        print_json([p.__dict__ for p in problems])
+    elif problems:
+        for p in problems:
+            console.print(f"[bold red]{escape(p.model)} v{p.version}[/]: {escape(p.uri)}: {escape(p.problem)}")
+    else:
+        console.print(
+            "[green]every version's artifact is there, as registered[/]" + (" (sha256 checked)" if deep else "")
+        )
+    raise typer.Exit(1 if problems else 0)
+
+
+def gc(
+    apply: Annotated[bool, typer.Option("--apply", help="Delete what is found (default: only list it).")] = False,
+    grace_hours: Annotated[
+        float, typer.Option("--grace-hours", min=0, help="Keep files younger than this: a run may still register them.")
+    ] = 24.0,
+    root: Annotated[
+        str | None,
+        typer.Option("--root", help="Artifact root [default: [airflow_bridge] artifact_root, else the home's]"),
+    ] = None,
+    conn_id: Annotated[str | None, typer.Option("--conn-id", help="Connection of a remote root.")] = None,
+    home: home_option = None,
+    registry: registry_option = None,
+    output: format_option = Format.text,
+) -> None:
+    """Find (and with --apply delete) partial files and artifacts no version references, under the artifact root.
+
+    A dry run by default. Held-out splits are needed only while their run lasts: they go after the grace period."""
+    import datetime as dt
+
+    from airflow_bridge.actions.integrity import collect_garbage
+    from airflow_bridge.resolution import resolve_artifact_root
+
+    with _guard("cannot collect garbage"):
+        where = resolve_artifact_root(root, conn_id, home=home)
+        report = collect_garbage(
+            _open(registry, home), where.value, where.conn_id, grace=dt.timedelta(hours=grace_hours), apply=apply
+        )
+    if output == Format.json:
+        print_json(report.__dict__)
+        return
+    verb = "deleted" if apply else "would delete"
+    for uri in report.partial:
+        console.print(f"{verb} partial file {escape(uri)}")
+    for uri in report.unreferenced:
+        console.print(f"{verb} unreferenced artifact {escape(uri)}")
+    console.print(
+        f"{verb} {len(report.partial)} partial file(s) and {len(report.unreferenced)} unreferenced artifact(s), "
+        f"{report.freed_bytes / 1e6:.1f} MB, under {escape(report.root)}; kept {report.kept_recent} younger than "
+        f"{grace_hours:g} h" + ("" if apply else " (dry run: --apply deletes)")
+    )
+
+
 @models_app.command("versions")
 def models_versions(
     name: Annotated[str, typer.Argument(help="Model name.")],

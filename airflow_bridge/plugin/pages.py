@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 if TYPE_CHECKING:
-    from airflow_bridge.registry.audit import ChainReport
+    from airflow_bridge.registry.chain import ChainReport
     from airflow_bridge.registry.records import AuditEvent, ModelRecord, ModelVersion
 
 STYLE = """

@@ -26,8 +26,11 @@ from urllib.parse import urlsplit
 from airflow_bridge.exceptions import BridgeError, StorageError
 
 FORMAT = "airflow-bridge-anchor/v1"
+FORMAT_HEADS = "airflow-bridge-anchor/v2"
+"""v2 anchors carry the head of every audit stream (per-model chains); ``hash`` is ``heads_root(heads)``."""
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 _KEYS = {"seq", "hash", "anchored_at", "registry", "format"}
+_KEYS_HEADS = {*_KEYS, "heads"}
 _NO_LOCK = ("ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration", "InvalidRequest")
 
 
@@ -45,6 +48,13 @@ class Anchor:
     registry: str
     location: str = ""
     retention: str = ""
+    heads: dict[str, tuple[int, str]] = dataclasses.field(default_factory=dict, compare=False, hash=False)
+    """Stream → (position, hash) of every audit chain's head (v2); empty for a v1 anchor of one chain."""
+
+    @property
+    def covered(self) -> dict[str, tuple[int, str]]:
+        """The heads this anchor vouches for: its streams (v2), or the one global chain (v1)."""
+        return dict(self.heads) if self.heads else {"": (self.seq, self.hash)}
 
     @property
     def name(self) -> str:
@@ -52,7 +62,34 @@ class Anchor:
         return f"{self.seq:020d}-{self.hash[:16]}.json"
 
 
+def heads_root(heads: dict[str, tuple[int, str]]) -> str:
+    """One hash for a set of stream heads (a v2 anchor's ``hash``)."""
+    canonical = json.dumps({s: list(h) for s, h in sorted(heads.items())}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def of_heads(heads: dict[str, tuple[int, str]], anchored_at: dt.datetime, registry: str) -> Anchor:
+    """A v2 anchor of ``heads``: ``seq`` counts every event they cover, ``hash`` is their root."""
+    return Anchor(sum(p for p, _ in heads.values()), heads_root(heads), anchored_at, registry, heads=dict(heads))
+
+
+def _heads_problem(heads: Any) -> str | None:
+    if not isinstance(heads, dict):
+        return "heads must be a mapping of stream to [position, hash]"
+    for stream, head in heads.items():
+        ok = isinstance(head, list | tuple) and len(head) == 2 and isinstance(head[0], int) and head[0] >= 0
+        if not (isinstance(stream, str) and ok and isinstance(head[1], str) and _HASH.match(head[1])):
+            return f"the head of stream {stream!r} must be [position >= 0, 64 lowercase hex], not {head!r}"
+    return None
+
+
 def _problem(anchor: Anchor) -> str | None:
+    if anchor.heads:
+        problem = _heads_problem(anchor.heads)
+        if problem:
+            return problem
+        if anchor.hash != heads_root(anchor.heads) or anchor.seq != sum(p for p, _ in anchor.heads.values()):
+            return "seq and hash must count and hash its heads"
     if isinstance(anchor.seq, bool) or not isinstance(anchor.seq, int) or anchor.seq < 0:
         return f"seq must be an integer >= 0, not {anchor.seq!r}"
     if not isinstance(anchor.hash, str) or not _HASH.match(anchor.hash):
@@ -69,7 +106,15 @@ def anchor_to_json(anchor: Anchor) -> bytes:
     if problem := _problem(anchor):
         raise AnchorError(f"invalid anchor: {problem}")
     at = anchor.anchored_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    fields = {"seq": anchor.seq, "hash": anchor.hash, "anchored_at": at, "registry": anchor.registry, "format": FORMAT}
+    fields: dict[str, Any] = {
+        "seq": anchor.seq,
+        "hash": anchor.hash,
+        "anchored_at": at,
+        "registry": anchor.registry,
+        "format": FORMAT,
+    }
+    if anchor.heads:
+        fields.update(format=FORMAT_HEADS, heads={s: list(h) for s, h in anchor.heads.items()})
     return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -79,13 +124,24 @@ def anchor_from_json(data: bytes, location: str) -> Anchor:
         fields = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise AnchorError(f"anchor {location} is not valid JSON ({exc})") from None
-    if not isinstance(fields, dict) or set(fields) != _KEYS or fields["format"] != FORMAT:
-        raise AnchorError(f"anchor {location} is not an {FORMAT} object (keys {sorted(_KEYS)})")
+    v2 = isinstance(fields, dict) and set(fields) == _KEYS_HEADS and fields["format"] == FORMAT_HEADS
+    if not v2 and (not isinstance(fields, dict) or set(fields) != _KEYS or fields["format"] != FORMAT):
+        raise AnchorError(f"anchor {location} is not an {FORMAT} object (keys {sorted(_KEYS)}) or {FORMAT_HEADS}")
     try:
         at = dt.datetime.fromisoformat(fields["anchored_at"])
     except (TypeError, ValueError):
         raise AnchorError(f"anchor {location}: anchored_at is not ISO 8601: {fields['anchored_at']!r}") from None
-    anchor = Anchor(fields["seq"], fields["hash"], at, fields["registry"], location=location)
+    heads = fields.get("heads") or {}
+    if problem := _heads_problem(heads):
+        raise AnchorError(f"anchor {location}: {problem}")
+    anchor = Anchor(
+        fields["seq"],
+        fields["hash"],
+        at,
+        fields["registry"],
+        location=location,
+        heads={s: (int(h[0]), str(h[1])) for s, h in heads.items()},
+    )
     if problem := _problem(anchor):
         raise AnchorError(f"anchor {location}: {problem}")
     return dataclasses.replace(anchor, anchored_at=at.astimezone(dt.UTC))

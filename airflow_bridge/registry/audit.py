@@ -1,11 +1,13 @@
-"""The append-only, hash-chained audit trail.
+"""The append-only, hash-chained audit trail: how events are laid out, hashed, signed and appended.
 
-Each event's hash covers its content and the previous event's hash; a single head row holds the
-newest (seq, hash) and is locked while appending, so the chain stays linear under concurrent
-writers. Editing, deleting or reordering any row breaks the chain, and ``verify_chain`` names the
-first row where it breaks. With an audit key (held outside the database), each event also carries
-an HMAC of its hash, so a database writer cannot add an event the chain accepts. This module is the
-only one that knows an event row's layout.
+Each model's events form a chain of their own (its *stream*): each event's hash covers its content and
+the previous event of the stream, and the stream's head (newest position and hash) lives on the model's
+row, which every change of the model locks anyway; so writes to different models never wait for each
+other, and the chains of one model stay linear under any number of writers. Events of no model, and
+every event written before per-model chains, form the global stream, whose head is the one-row
+``ab_audit_head``. ``seq`` orders all events globally. With an audit key (held outside the database),
+each event also carries an HMAC of its hash. ``chain`` verifies; this module is the only one that
+knows an event row's layout.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,12 +24,55 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from airflow_bridge.registry.records import AuditEvent, RunRef
-from airflow_bridge.registry.tables import audit_events, audit_head
+from airflow_bridge.registry.tables import audit_events, audit_head, audit_seq, models
 
 GENESIS_HASH = "0" * 64
+GLOBAL = ""
+"""The stream of events of no model (and of every event written before per-model chains)."""
 
-# Built once and shared with registration: appending locks the chain head with this statement.
-LOCK_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+
+def genesis(stream: str) -> str:
+    """The hash a stream's first event links to."""
+    if stream == GLOBAL:
+        return GENESIS_HASH
+    return hashlib.sha256(f"airflow-bridge audit stream\n{stream}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Head:
+    """A stream's head, locked by the caller's transaction, and the global ``seq`` of its next event."""
+
+    stream: str
+    seq: int
+    """Position of the stream's newest event (0: none yet)."""
+    hash: str
+    next_seq: int
+
+
+def next_seq_column(conn: Connection) -> sa.ColumnElement[Any]:
+    """The global ``seq`` of a new event, as a column of the statement that locks its stream's head."""
+    if conn.dialect.name == "postgresql":
+        return audit_seq.next_value()
+    return sa.select(sa.func.coalesce(sa.func.max(audit_events.c.seq), 0) + 1).scalar_subquery()
+
+
+def lock_head(conn: Connection, model: str | None) -> Head:
+    """Lock the head of ``model``'s stream (its model row; the global head for no model, or a model the
+    registry does not know) in one statement that also draws the next global ``seq``."""
+    if model:
+        row = conn.execute(
+            sa.select(models.c.chain_seq, models.c.chain_hash, next_seq_column(conn))
+            .where(models.c.name == model)
+            .with_for_update(of=models)
+        ).first()
+        if row is not None:
+            return Head(model, int(row[0]), row[1] or genesis(model), int(row[2]))
+    row = conn.execute(
+        sa.select(audit_head.c.seq, audit_head.c.hash, next_seq_column(conn))
+        .where(audit_head.c.id == 1)
+        .with_for_update(of=audit_head)
+    ).one()
+    return Head(GLOBAL, int(row[0]), row[1], int(row[2]))
 
 
 def as_utc(value: dt.datetime) -> dt.datetime:
@@ -51,6 +96,9 @@ def hashed_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     fields["created_at"] = _timestamp(row["created_at"])
     if row.get("principal") is not None:  # hashed only when set: rows written before it keep their hash
         fields["principal"] = row["principal"]
+    if row.get("stream"):  # a model's chain: its position is hashed (the global stream's rows keep theirs)
+        fields["stream"] = row["stream"]
+        fields["stream_seq"] = int(row["stream_seq"])
     return fields
 
 
@@ -88,7 +136,7 @@ _HASHED = (
 )
 
 
-EVENT_COLUMNS = (*_HASHED, "principal", "prev_hash", "hash", "signature")
+EVENT_COLUMNS = (*_HASHED, "principal", "stream", "stream_seq", "prev_hash", "hash", "signature")
 """Every column an event writes (``id`` is the database's)."""
 
 WRITER_KEY = "ab_audit_key"
@@ -103,7 +151,7 @@ def writer_options(connection: Connection) -> tuple[bytes | None, str | None]:
 
 
 def next_event(
-    head: Any,
+    head: Head,
     *,
     actor: str,
     action: str,
@@ -118,14 +166,14 @@ def next_event(
     principal: str | None = None,
     key: bytes | None = None,
 ) -> dict[str, Any]:
-    """The event row that follows ``head`` (the locked chain head's seq and hash), hash and signature included.
+    """The event row that follows ``head`` (its stream's locked head), hash and signature included.
 
     The one place that knows an event's layout: ``append_event`` and registration's single-statement
     write both insert what this returns.
     """
     run = run or RunRef()
     row: dict[str, Any] = {
-        "seq": head.seq + 1,
+        "seq": head.next_seq,
         "created_at": now,
         "actor": actor,
         "action": str(action),
@@ -139,6 +187,8 @@ def next_event(
         "before": before,
         "after": after,
         "principal": principal,
+        "stream": head.stream,
+        "stream_seq": head.seq + 1,
         "prev_hash": head.hash,
     }
     row["hash"] = event_hash(head.hash, hashed_fields(row))
@@ -147,9 +197,17 @@ def next_event(
 
 
 def write_event(connection: Connection, row: dict[str, Any]) -> int:
-    """Insert a ``next_event`` row and move the chain head to it; returns its sequence number."""
+    """Insert a ``next_event`` row and move its stream's head to it; returns its global sequence number."""
     connection.execute(audit_events.insert().values(**row))
-    connection.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=row["seq"], hash=row["hash"]))
+    position = {"seq": row["stream_seq"], "hash": row["hash"]}
+    if row["stream"] == GLOBAL:
+        connection.execute(audit_head.update().where(audit_head.c.id == 1).values(**position))
+    else:
+        connection.execute(
+            models.update()
+            .where(models.c.name == row["stream"])
+            .values(chain_seq=row["stream_seq"], chain_hash=row["hash"])
+        )
     return int(row["seq"])
 
 
@@ -167,11 +225,11 @@ def append_event(
     before: Any = None,
     after: Any = None,
 ) -> int:
-    """Append one event inside the caller's transaction (locking the chain head); returns its sequence number.
+    """Append one event inside the caller's transaction (locking its stream's head); returns its ``seq``.
 
     The transaction's principal and audit key (``writer_options``) are recorded and sign the event.
     """
-    head = connection.execute(LOCK_HEAD).one()
+    head = lock_head(connection, model)
     key, principal = writer_options(connection)
     event = next_event(
         head,
@@ -206,11 +264,12 @@ def insert_event_from(source: sa.FromClause) -> sa.Insert:
 
 
 def advance_head_after(inserted: sa.FromClause) -> sa.Update:
-    """UPDATE of the chain head to the event bound with ``event_params``, only if ``inserted`` has a row."""
+    """UPDATE of the model's chain head to the event bound with ``event_params``, only if ``inserted`` has a
+    row (a model's stream only: registration's single statement)."""
     return (
-        audit_head.update()
-        .where(audit_head.c.id == 1, sa.exists().select_from(inserted))
-        .values(seq=sa.bindparam("event_seq"), hash=sa.bindparam("event_hash"))
+        models.update()
+        .where(models.c.name == sa.bindparam("event_stream"), sa.exists().select_from(inserted))
+        .values(chain_seq=sa.bindparam("event_stream_seq"), chain_hash=sa.bindparam("event_hash"))
     )
 
 
@@ -244,122 +303,6 @@ def to_event(row: Any) -> AuditEvent:
         hash=row.hash,
         principal=row.principal,
         signed=bool(row.signature),
+        stream=row.stream,
+        stream_seq=row.stream_seq,
     )
-
-
-@dataclass(frozen=True)
-class ChainReport:
-    """Outcome of ``verify_chain``: ``ok``, how many events were checked, and the first break.
-
-    ``unsigned`` counts events written before signing started (an audit key was configured); ``anchored``
-    is the newest anchor the chain was checked against (its sequence number), 0 when none was given.
-    """
-
-    ok: bool
-    checked: int
-    broken_seq: int | None = None
-    broken_id: int | None = None
-    problem: str = ""
-    unsigned: int = 0
-    anchored: int = 0
-
-
-def verify_chain(
-    connection: Connection, *, key: bytes | None = None, anchors: Mapping[int, str] | None = None
-) -> ChainReport:
-    """Recompute every hash in order; report the first row that was edited, deleted or inserted.
-
-    With ``key``, every event after the first signed one must carry a valid signature. ``anchors``
-    (sequence number → hash, from write-once storage) must each match the event at that sequence
-    number, and the chain must reach the newest: otherwise history before it was rewritten or truncated.
-    """
-    prev_hash = GENESIS_HASH
-    expected_seq = 1
-    checked = unsigned = 0
-    signing = False
-    anchors = dict(anchors or {})
-    newest_anchor = max(anchors, default=0)
-
-    def broken(seq: int | None, row_id: int | None, problem: str) -> ChainReport:
-        return ChainReport(False, checked, seq, row_id, problem, unsigned, newest_anchor)
-
-    for row in _rows(connection):
-        if row.seq != expected_seq:
-            what = "missing (deleted?)" if row.seq > expected_seq else "out of order"
-            found = f"next row found is seq {row.seq} (id {row.id})"
-            return broken(expected_seq, row.id, f"event seq {expected_seq} is {what}; {found}")
-        if row.prev_hash != prev_hash:
-            return broken(row.seq, row.id, f"event seq {row.seq} (id {row.id}) does not link to the previous event")
-        if event_hash(prev_hash, hashed_fields(row._mapping)) != row.hash:
-            return broken(row.seq, row.id, f"event seq {row.seq} (id {row.id}) was modified after it was written")
-        if key is not None:
-            signing = signing or bool(row.signature)
-            if signing:
-                problem = signature_problem(key, row._mapping)
-                if problem:
-                    return broken(row.seq, row.id, problem)
-            else:
-                unsigned += 1
-        anchored = anchors.get(int(row.seq))
-        if anchored is not None and anchored != row.hash:
-            return broken(
-                row.seq,
-                row.id,
-                f"event seq {row.seq} (id {row.id}) has hash {row.hash[:12]}… but was anchored with {anchored[:12]}…: "
-                "history up to the anchor was rewritten",
-            )
-        prev_hash = row.hash
-        expected_seq += 1
-        checked += 1
-    head = connection.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
-    if head.seq != checked or head.hash != prev_hash:
-        return broken(
-            checked + 1,
-            None,
-            f"the chain head records {head.seq} events but {checked} remain: events after seq {checked} were deleted",
-        )
-    if newest_anchor > checked:
-        return broken(
-            checked + 1,
-            None,
-            f"an anchor records event seq {newest_anchor} but the chain ends at seq {checked}: "
-            f"events {checked + 1}..{newest_anchor} were deleted (truncated) and the head rewound",
-        )
-    return ChainReport(True, checked, unsigned=unsigned, anchored=newest_anchor)
-
-
-def event_row(connection: Connection, seq: int) -> Any | None:
-    """The event row with sequence number ``seq``, or None."""
-    return connection.execute(sa.select(audit_events).where(audit_events.c.seq == seq)).first()
-
-
-def row_problem(connection: Connection, row: Any, key: bytes | None) -> str | None:
-    """Why the chain does not vouch for event ``row`` on its own (None: it does).
-
-    A local check, cheap enough to run before honouring a row: the row hashes to its hash, links to the
-    event before it, the event after it (or the head) links to it, and it is signed when a key is set.
-    Rewriting the whole chain after the row passes this check; anchors (``verify_chain``) catch that.
-    """
-    fields = row._mapping
-    if event_hash(row.prev_hash, hashed_fields(fields)) != row.hash:
-        return f"event seq {row.seq} was modified after it was written (its hash does not match its content)"
-    if row.seq > 1:
-        before = event_row(connection, row.seq - 1)
-        if before is None or before.hash != row.prev_hash:
-            return f"event seq {row.seq} does not link to the event before it (inserted or re-hashed)"
-    elif row.prev_hash != GENESIS_HASH:
-        return "event seq 1 does not start the chain"
-    after = event_row(connection, row.seq + 1)
-    if after is not None:
-        if after.prev_hash != row.hash:
-            return f"the event after seq {row.seq} does not link to it (the chain was edited)"
-    else:
-        head = connection.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
-        if head.seq != row.seq or head.hash != row.hash:
-            return f"event seq {row.seq} is the newest row but the chain head records seq {head.seq}"
-    return signature_problem(key, fields)
-
-
-def _rows(connection: Connection) -> Iterator[Any]:
-    result = connection.execution_options(yield_per=1000).execute(sa.select(audit_events).order_by(audit_events.c.seq))
-    yield from result

@@ -58,9 +58,41 @@ def create_registry_engine(url: str | sa.URL, *, connect_timeout: int = 10) -> E
         return engine
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql":
-        connect_args["connect_timeout"] = connect_timeout
-        connect_args["application_name"] = "airflow-bridge"
+        connect_args.update(postgres_session_settings(connect_timeout))
     return sa.create_engine(parsed, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args=connect_args)
+
+
+SESSION_DEFAULTS = {
+    "lock_timeout": "5s",
+    "statement_timeout": "60s",
+    "idle_in_transaction_session_timeout": "30s",
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
+"""PostgreSQL settings of every registry session; ``[airflow_bridge] registry_<name>`` overrides each one.
+
+A client that goes silent while it holds a model's lock costs other writers of that model at most
+``lock_timeout`` (they fail, retryably) and is cut by the server after ``idle_in_transaction_session_timeout``;
+the server's keepalives notice a client host that vanished, the client's notice a server that did.
+"""
+
+
+def postgres_session_settings(connect_timeout: int) -> dict[str, Any]:
+    """libpq connection arguments: timeouts and keepalives on both sides (see ``SESSION_DEFAULTS``)."""
+    from airflow_bridge.resolution import bridge_config
+
+    settings = {name: bridge_config(f"registry_{name}") or default for name, default in SESSION_DEFAULTS.items()}
+    options = " ".join(f"-c {name}={value}" for name, value in settings.items())
+    return {
+        "connect_timeout": connect_timeout,
+        "application_name": "airflow-bridge",
+        "options": options,
+        "keepalives": 1,
+        "keepalives_idle": int(settings["tcp_keepalives_idle"]),
+        "keepalives_interval": int(settings["tcp_keepalives_interval"]),
+        "keepalives_count": int(settings["tcp_keepalives_count"]),
+    }
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -92,6 +124,12 @@ def translate_errors(url: str | sa.URL, action: str, *, committing: bool = False
     except OperationalError as exc:
         parsed = make_url(url)
         where = parsed.host or parsed.database or "the registry database"
+        waited = _timed_out(exc)
+        if waited is not None:
+            raise RegistryUnavailableError(
+                f"model registry at {where} could not {action}: {waited}; nothing was written, retry (another "
+                "client held the lock or the database was too slow; the registry's timeouts are in docs/registry.md)"
+            ) from None
         if _is_connection_error(exc):
             if committing:
                 raise _lost_commit(where, action) from None
@@ -120,6 +158,22 @@ def _lost_commit(where: str, action: str) -> RegistryUnavailableError:
     )
 
 
+def _timed_out(exc: DBAPIError) -> str | None:
+    """What timed out, for a lock or statement timeout (PostgreSQL 55P03 / 57014); None otherwise."""
+    code = getattr(exc.orig, "pgcode", None)
+    if code == "55P03":
+        return f"waited longer than lock_timeout ({_setting('lock_timeout')}) for a lock another client holds"
+    if code == "57014":
+        return f"a statement ran longer than statement_timeout ({_setting('statement_timeout')})"
+    return None
+
+
+def _setting(name: str) -> str:
+    from airflow_bridge.resolution import bridge_config
+
+    return bridge_config(f"registry_{name}") or SESSION_DEFAULTS[name]
+
+
 def _is_connection_error(exc: DBAPIError) -> bool:
     text = str(exc.orig).lower()
     markers = (
@@ -134,6 +188,8 @@ def _is_connection_error(exc: DBAPIError) -> bool:
         "the database system is shutting down",
         "the database system is starting up",
         "unable to open database",
+        "idle-in-transaction timeout",
+        "ssl syscall error",
     )
     return exc.connection_invalidated or any(marker in text for marker in markers)
 

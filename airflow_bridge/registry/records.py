@@ -135,6 +135,10 @@ class AuditEvent:
     """Who really ran the writer when ``actor`` is a name the caller gave (``os:root``, ``airflow:dana``)."""
     signed: bool = False
     """Whether the event carries a signature (checked against the audit key by ``audit verify``)."""
+    stream: str = ""
+    """The chain the event belongs to: its model's, or '' (events of no model, and older events)."""
+    stream_seq: int | None = None
+    """Its position in that chain."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

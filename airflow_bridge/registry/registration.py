@@ -32,7 +32,7 @@ from airflow_bridge.registry import audit, policies, trust
 from airflow_bridge.registry.events import AuditAction
 from airflow_bridge.registry.locks import dialect_insert, live_version_id, lock_model, utcnow
 from airflow_bridge.registry.records import ArtifactRef, ModelCard, ModelVersion, PolicyBinding, RunRef
-from airflow_bridge.registry.tables import aliases, audit_events, model_versions, models, version_tags
+from airflow_bridge.registry.tables import aliases, audit_events, audit_seq, model_versions, models, version_tags
 
 CARD_FIELDS = ("description", "owner", "team", "intended_use", "limitations")
 _VERSION_COLUMNS = tuple(c.name for c in model_versions.c if c.name not in ("id", "deleted_at"))
@@ -60,20 +60,31 @@ class NewVersion:
     reason: str
 
 
-# Built once: statement construction is Python work, and it runs while the locks are held.
-_ALLOCATE = (
-    models.update()
-    .where(models.c.name == sa.bindparam("model_name"), models.c.deleted_at.is_(None))
-    .values(latest_version=models.c.latest_version + 1)
-    .returning(
+def _allocate_statement(next_seq: sa.ColumnElement[Any] | None) -> sa.Update:
+    """Take the model's next version number; returns what registration needs of the model row (its card,
+    binding and audit-chain head) and, on PostgreSQL, the global ``seq`` of its next event."""
+    returned: list[sa.ColumnElement[Any]] = [
         models.c.id,
         models.c.name,
         models.c.latest_version,
         models.c.policy_sha256,
         models.c.policy_source,
+        models.c.chain_seq,
+        models.c.chain_hash,
         *(models.c[f] for f in CARD_FIELDS),
+    ]
+    if next_seq is not None:
+        returned.append(next_seq.label("next_seq"))
+    return (
+        models.update()
+        .where(models.c.name == sa.bindparam("model_name"), models.c.deleted_at.is_(None))
+        .values(latest_version=models.c.latest_version + 1)
+        .returning(*returned)
     )
-)
+
+
+# Built once: statement construction is Python work, and it runs while the locks are held.
+_ALLOCATE = {"postgresql": _allocate_statement(audit_seq.next_value()), "sqlite": _allocate_statement(None)}
 
 
 def _pg_write_statement() -> sa.Select[Any]:
@@ -112,39 +123,86 @@ def register(
     model_row = allocate(conn, new.model, now=utcnow())
     check_ownership(conn, new.model, model_row, card, policy)
     now = utcnow()  # read under the lock, so timestamps follow the order changes are applied in
-    update_card(conn, new.model, model_row, card, actor=new.actor, run=new.run, now=now)
+    wrote = update_card(conn, new.model, model_row, card, actor=new.actor, run=new.run, now=now)
     if max_versions_per_day is not None:
         check_quota(conn, new.model, model_row.id, max_versions_per_day, now=now, run=new.run)
-    if policy is not None and policy.sha256 != model_row.policy_sha256:
-        policies.bind(conn, new.model, model_row, policy, actor=new.actor, reason=new.reason, run=new.run, now=now)
+    if policy is not None and (policy.sha256, policy.source) != (model_row.policy_sha256, model_row.policy_source):
+        wrote |= policies.bind(
+            conn, new.model, model_row, policy, actor=new.actor, reason=new.reason, run=new.run, now=now
+        )
     number = int(model_row.latest_version)
-    version_id = write_version(conn, new, int(model_row.id), number, now)
+    head = audit.lock_head(conn, new.model) if wrote else _head_of(conn, model_row)
+    version_id = write_version(conn, new, int(model_row.id), number, now, head=head)
+    if not wrote:  # the card and binding are the row's, as checked
+        remember_verified(conn, model_row, head.seq + 1)
     for key, value in tags.items():
         conn.execute(version_tags.insert().values(version_id=version_id, key=key, value=value))
     return as_record(new, number, now, tags)
 
 
+def _head_of(conn: Connection, model_row: Row[Any]) -> audit.Head:
+    """The model's chain head as the allocating statement returned it (no event written since)."""
+    if "next_seq" in model_row._mapping:
+        next_seq = int(model_row.next_seq)
+    else:
+        next_seq = int(conn.execute(sa.select(audit.next_seq_column(conn))).scalar_one())
+    head_hash = model_row.chain_hash or audit.genesis(model_row.name)
+    return audit.Head(model_row.name, int(model_row.chain_seq), head_hash, next_seq)
+
+
 def allocate(conn: Connection, model: str, *, now: dt.datetime) -> Row[Any]:
     """Lock the model row and take its next version number (creating the model on first use)."""
-    row = conn.execute(_ALLOCATE, {"model_name": model}).first()
+    statement = _ALLOCATE["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    row = conn.execute(statement, {"model_name": model}).first()
     if row is None:
         conn.execute(
             dialect_insert(conn)(models)
             .values(name=model, latest_version=0, created_at=now, **dict.fromkeys(CARD_FIELDS, ""))
             .on_conflict_do_nothing(index_elements=["name"])
         )
-        row = conn.execute(_ALLOCATE, {"model_name": model}).first()
+        row = conn.execute(statement, {"model_name": model}).first()
     if row is None:
         deleted = conn.execute(sa.select(models.c.deleted_at).where(models.c.name == model)).scalar()
         raise RegistryError(f"model '{model}' was deleted on {deleted:%Y-%m-%d}; it takes no changes")
     return row
 
 
+_VERIFIED: dict[tuple[str, str], tuple[int, tuple[Any, ...]]] = {}
+"""(registry, model) → (the model's chain position, its governing fields) this process last found vouched for
+by the chain, or wrote itself: a registration re-checks the model row only when either differs."""
+_GOVERNING = ("owner", "team", "policy_sha256", "policy_source")
+
+
+def remember_verified(conn: Connection, model_row: Row[Any], position: int) -> None:
+    """Note that this transaction leaves the model row as checked (``remember`` applies it once committed);
+    a registration that changed the card or binding leaves nothing to remember."""
+    conn.info["ab_verified"] = (str(conn.engine.url), model_row.name, position, _governing(model_row))
+
+
+def take_memo(conn: Connection) -> tuple[Any, ...] | None:
+    """What ``remember_verified`` noted in this transaction (call before it commits)."""
+    memo: tuple[Any, ...] | None = conn.info.pop("ab_verified", None)
+    return memo
+
+
+def remember(memo: tuple[Any, ...] | None) -> None:
+    """Once the registration committed: this process knows the model row at that chain position."""
+    if memo is not None:
+        url, model, position, fields = memo
+        _VERIFIED[(url, model)] = (position, fields)
+
+
+def _governing(model_row: Row[Any]) -> tuple[Any, ...]:
+    return tuple(model_row._mapping[f] for f in _GOVERNING)
+
+
 def check_ownership(
     conn: Connection, model: str, model_row: Row[Any], card: ModelCard | None, policy: PolicyBinding | None
 ) -> None:
     """Refuse a registration by anyone but the model's team, or under a policy from another source."""
-    if int(model_row.latest_version) > 1:  # an existing model: its row must be what the chain recorded
+    known = _VERIFIED.get((str(conn.engine.url), model))
+    # An existing model's row must be what the chain recorded (unless this process left it so itself).
+    if int(model_row.latest_version) > 1 and known != (int(model_row.chain_seq), _governing(model_row)):
         trust.require(trust.model_problem(conn, model_row))
     owner_team = model_row.team or ""
     team = card.team if card is not None else ""
@@ -198,14 +256,14 @@ def update_card(
     actor: str,
     run: RunRef,
     now: dt.datetime,
-) -> None:
-    """Apply the non-empty fields of ``card``; an audited change only when something differs."""
+) -> bool:
+    """Apply the non-empty fields of ``card``; an audited change only when something differs (True then)."""
     if card is None:
-        return
+        return False
     before = {f: getattr(model_row, f) for f in CARD_FIELDS}
     after = {f: getattr(card, f) or before[f] for f in CARD_FIELDS}
     if after == before:
-        return
+        return False
     conn.execute(models.update().where(models.c.id == model_row.id).values(**after))
     audit.append_event(
         conn,
@@ -217,14 +275,16 @@ def update_card(
         before=before,
         after=after,
     )
+    return True
 
 
-def write_version(conn: Connection, new: NewVersion, model_id: int, number: int, now: dt.datetime) -> int:
-    """Insert the version, its ``version_created`` event and the new chain head; returns the row id.
+def write_version(
+    conn: Connection, new: NewVersion, model_id: int, number: int, now: dt.datetime, *, head: audit.Head
+) -> int:
+    """Insert the version, its ``version_created`` event and the model's new chain head; returns the row id.
 
     Raises ``AlreadyRegistered`` when the run already has a version (its unique constraint).
     """
-    head = conn.execute(audit.LOCK_HEAD).one()
     row = _version_row(new, model_id, number, now)
     after = {
         "artifact_uri": new.artifact.uri,

@@ -13,14 +13,14 @@ rollbacks), ``policies``, ``queries`` (reads), ``approvals`` and ``audit`` (the 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from airflow_bridge.exceptions import PolicyViolationError
-from airflow_bridge.registry import aliases, approvals, audit, guard, policies, queries, registration, trust
+from airflow_bridge.registry import aliases, approvals, audit, chain, guard, policies, queries, registration, trust
 from airflow_bridge.registry.aliases import UNSET
 from airflow_bridge.registry.engine import create_registry_engine, describe_url, migrate, translate_errors
 from airflow_bridge.registry.events import DECISIONS_BY_APPROVERS, NOTES, AuditAction
@@ -152,9 +152,12 @@ class ModelRegistry:
         action = f"register a version of '{model}'"
         try:
             with self.transaction(action) as conn:
-                return registration.register(
+                version = registration.register(
                     conn, new, card=card, tags=tags or {}, max_versions_per_day=max_versions_per_day, policy=policy
                 )
+                memo = registration.take_memo(conn)
+            registration.remember(memo)  # committed: the next registration of the model skips re-checking it
+            return version
         except registration.AlreadyRegistered:
             # A retried task: its first try registered a version; the allocation above was rolled back.
             with self.reading(action) as conn:
@@ -400,11 +403,10 @@ class ModelRegistry:
                 trust.require(trust.alias_problem(conn, model, str(ref), found.version))
             return found
 
-    def chain_head(self) -> tuple[int, str]:
-        """(sequence number, hash) of the newest audit event: what an anchor records."""
-        with self.reading("read the audit chain head") as conn:
-            head = conn.execute(sa.select(audit.audit_head.c.seq, audit.audit_head.c.hash)).one()
-            return int(head.seq), str(head.hash)
+    def chain_heads(self) -> dict[str, tuple[int, str]]:
+        """Every audit stream's head (the global one, and each model's): what an anchor records."""
+        with self.reading("read the audit chain heads") as conn:
+            return chain.heads(conn)
 
     def audit_events(self, *, model: str | None = None, since_seq: int = 0) -> list[AuditEvent]:
         with self.reading("read the audit trail") as conn:
@@ -427,10 +429,10 @@ class ModelRegistry:
         with self.reading("read pending approvals") as conn:
             return approvals.pending(conn, model)
 
-    def verify_audit(self, anchors: dict[int, str] | None = None) -> audit.ChainReport:
-        """Recompute the chain (signatures with the audit key; ``anchors``: seq → hash from write-once storage)."""
+    def verify_audit(self, anchors: Sequence[chain.Heads] = ()) -> chain.ChainReport:
+        """Recompute every chain (signatures with the audit key; ``anchors``: heads from write-once storage)."""
         with self.reading("verify the audit trail") as conn:
-            return audit.verify_chain(conn, key=self.audit_key, anchors=anchors)
+            return chain.verify_chain(conn, key=self.audit_key, anchors=anchors)
 
     def reconcile(self) -> list[str]:
         """Every model, version and alias row the audit chain does not explain (``trust.reconcile``)."""

@@ -15,15 +15,17 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Sequence,
     String,
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 """The alembic revision this schema is (in-memory registries are created from it directly)."""
 
 models = Table(
@@ -42,6 +44,10 @@ models = Table(
     Column("policy_sha256", String(64), nullable=True),
     # Where the bound policy lives (its identity; see governance.identity): another source cannot rebind it.
     Column("policy_source", Text, nullable=True),
+    # The head of the model's own audit chain (its newest event's stream_seq and hash): writes to different
+    # models never wait for each other, and the model row they already lock is the chain's lock.
+    Column("chain_seq", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("chain_hash", String(64), nullable=True),
 )
 
 policies = Table(
@@ -153,8 +159,16 @@ audit_events = Table(
     Column("principal", String(250), nullable=True),
     # HMAC-SHA256 of ``hash`` with the audit key held outside the database (None: no key configured).
     Column("signature", String(64), nullable=True),
+    # The chain the event belongs to: its model's ('' for events of no model, and every event written
+    # before per-model chains), and its position there (gap-free; ``seq`` only orders events globally).
+    Column("stream", String(64), nullable=False, default="", server_default=text("''")),
+    Column("stream_seq", BigInteger, nullable=True),
     Index("ix_ab_audit_events_model", "model", "seq"),
+    UniqueConstraint("stream", "stream_seq", name="uq_ab_audit_events_stream"),
 )
+
+audit_seq = Sequence("ab_audit_seq", metadata=metadata)
+"""Global order of events on PostgreSQL (SQLite's writers are serialised and take MAX(seq) + 1)."""
 
 audit_head = Table(
     "ab_audit_head",

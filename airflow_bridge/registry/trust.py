@@ -68,7 +68,9 @@ def _events(conn: Connection, model: str, *actions: str, version: int | None = N
 
 def event_problem(conn: Connection, row: Any) -> str | None:
     """Why the chain does not vouch for event ``row`` (None: it does)."""
-    return audit.row_problem(conn, row, _key(conn))
+    from airflow_bridge.registry.chain import row_problem
+
+    return row_problem(conn, row, _key(conn))
 
 
 def version_problem(conn: Connection, model: str, row: Any) -> str | None:
