@@ -554,14 +554,16 @@ def test_audit_verify_detects_a_changed_event(finished_run: dict[str, Any], tmp_
     home = tmp_path / "home"
     shutil.copytree(finished_run["home"] / "airflow_bridge", home / "airflow_bridge")
     with sqlite3.connect(home / "airflow_bridge" / "registry.db") as db:
-        (seq,) = db.execute("SELECT seq FROM ab_audit_events WHERE action = 'version_created'").fetchone()
+        seq, position, model = db.execute(
+            "SELECT seq, stream_seq, model FROM ab_audit_events WHERE action = 'version_created'"
+        ).fetchone()
         db.execute("UPDATE ab_audit_events SET reason = 'nothing to see here' WHERE seq = ?", (seq,))
 
     text = invoke("audit", "verify", "--home", home)
     as_json = invoke("audit", "verify", "--home", home, "--format", "json")
 
     assert text.exit_code == 1
-    assert f"audit trail broken: event seq {seq} " in text.stdout
+    assert f"audit trail broken: event {position} of model {model}'s chain (seq {seq}) was modified" in text.stdout
     assert as_json.exit_code == 1
     report = json.loads(as_json.stdout)
     assert report["ok"] is False and report["broken_seq"] == seq

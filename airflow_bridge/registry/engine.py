@@ -59,7 +59,9 @@ def create_registry_engine(url: str | sa.URL, *, connect_timeout: int = 10) -> E
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql":
         connect_args.update(postgres_session_settings(connect_timeout))
-    return sa.create_engine(parsed, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args=connect_args)
+    # No pre-ping (a round trip per transaction): a connection the server dropped fails its transaction with
+    # the retryable RegistryUnavailableError, is discarded, and the retry gets a new one; idle ones are recycled.
+    return sa.create_engine(parsed, pool_recycle=600, pool_size=2, max_overflow=2, connect_args=connect_args)
 
 
 SESSION_DEFAULTS = {
