@@ -550,6 +550,9 @@ def test_scalars_yaml_cannot_build_are_issues(value: str, message: str) -> None:
     ]
 
 
+NOT_FINITE = "write a number: NaN and infinity are not allowed here"
+
+
 def test_unusable_values() -> None:
     name = "bad_values.yaml"
     assert load(name).issues == [
@@ -561,8 +564,8 @@ def test_unusable_values() -> None:
             "the URI contains a control character",
             "write the path or URI as plain text",
         ),
-        issue(name, 12, 32, "validation.thresholds.accuracy.min", "input should be a finite number"),
-        issue(name, 13, 49, "validation.champion.min_improvement", "input should be a finite number"),
+        issue(name, 12, 32, "validation.thresholds.accuracy.min", "'.nan' is not a finite number", NOT_FINITE),
+        issue(name, 13, 49, "validation.champion.min_improvement", "'.inf' is not a finite number", NOT_FINITE),
     ]
 
 

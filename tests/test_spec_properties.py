@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from airflow_bridge.factory.build import build_dag
 from airflow_bridge.factory.dags import load_dag_specs
 from airflow_bridge.factory.placeholder import INVALID_TAG
+from airflow_bridge.governance.policy import BUILTIN_PARAM_CAPS
 from airflow_bridge.spec import API_VERSION, LoadedSpec, SpecContext, load_spec
 from airflow_bridge.spec.estimator_params import PARAMETERS
 from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS, METRICS, PROBABILITY_METRICS, lacks_probabilities
@@ -108,7 +109,10 @@ def estimator_params(draw: st.DrawFn, estimator: str) -> dict[str, Any]:
     for name in draw(st.lists(st.sampled_from(sorted(table)), unique=True, max_size=4)):
         choices = [s for c in table[name] if (s := accepted_values(c)) is not None]
         if choices:
-            result[name] = draw(st.one_of(choices))
+            value = draw(st.one_of(choices))
+            cap = BUILTIN_PARAM_CAPS.get(name)  # above it, a spec is refused (no team policy raises it here)
+            is_number = isinstance(value, int | float) and not isinstance(value, bool)
+            result[name] = type(value)(cap) if cap is not None and is_number and value > cap else value
     return result
 
 

@@ -121,13 +121,25 @@ def validate(
     from airflow_bridge.governance.loader import load_specs_governed
     from airflow_bridge.spec.loader import LoadedSpec
 
-    results, policies = load_specs_governed(_expand(paths), str(policy) if policy else None, read_data=not no_data)
+    files = _expand(paths)
+    try:  # each spec's own failures are issues of that spec; this only guards against a bug across specs
+        results, policies = load_specs_governed(files, str(policy) if policy else None, read_data=not no_data)
+    except Exception as exc:
+        raise fail(f"could not check the specs ({type(exc).__name__}: {exc}); please report this bug") from None
     if not no_registry:
         from airflow_bridge.governance.ownership import check_owners
 
-        for unread in check_owners(results, home=home, url=registry):
+        try:
+            unread = check_owners(results, home=home, url=registry)
+        except Exception as exc:  # an optional early check: register checks ownership in any case
+            unread = []
             err_console.print(
-                f"note: could not read the registry {describe(unread)}: model ownership is checked at register",
+                f"note: could not check model ownership ({type(exc).__name__}: {exc}): it is checked at register",
+                markup=False,
+            )
+        for url in unread:
+            err_console.print(
+                f"note: could not read the registry {describe(url)}: model ownership is checked at register",
                 markup=False,
             )
     # An invalid policy is reported like a spec, so its errors show in every format.

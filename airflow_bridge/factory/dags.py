@@ -1,8 +1,9 @@
 """The dags-folder entry: one loader file turns every spec in a folder into a DAG.
 
-Each spec is its own unit of failure: a spec that does not validate (or does not build) becomes a
-placeholder DAG showing its errors, and every other spec's DAG is built as usual. When a worker
-parses the loader to run one task, only that task's DAG is built (``get_parsing_context``).
+Each spec is its own unit of failure: a spec that does not validate, or whose loading, checking or
+building raises anything at all, becomes a placeholder DAG showing its errors, and every other
+spec's DAG is built as usual. When a worker parses the loader to run one task, only that task's DAG
+is built (``get_parsing_context``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from airflow.sdk import DAG, get_parsing_context
 from airflow_bridge.factory.build import build_dag
 from airflow_bridge.factory.placeholder import build_placeholder_dag, placeholder_dag_id
 from airflow_bridge.governance.loader import LoadedPolicy, context_for_folder
-from airflow_bridge.spec.issues import SpecIssue
+from airflow_bridge.spec.issues import SpecIssue, failure_issue
 from airflow_bridge.spec.loader import LoadedSpec, discover_specs, load_spec, load_specs
 from airflow_bridge.spec.semantics import SpecContext
+from airflow_bridge.spec.yamlsafe import read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +140,10 @@ def _build_all(setup: _Setup) -> dict[str, DAG]:
     results = _load_results(setup)
     from airflow_bridge.governance.ownership import check_owners
 
-    check_owners(results, cache=True, default_home=False)  # another team's model: a placeholder (register refuses it)
+    try:
+        check_owners(results, cache=True, default_home=False)  # another team's model: a placeholder
+    except Exception:  # the registry is an optional early check: register refuses foreign models anyway
+        log.exception("airflow-bridge: could not check model ownership in the registry; register will")
     # Valid specs keep their names; a name two specs share belongs to neither placeholder.
     names = Counter(r.raw_name for r in results if r.raw_name)
     taken = {r.spec.name for r in results if r.ok and r.spec is not None}
@@ -168,18 +173,13 @@ def _dag_for(setup: _Setup, result: LoadedSpec, taken: set[str]) -> DAG | None:
             return setup.build(result)
         except Exception as exc:  # one spec must never take the others down
             log.exception("airflow-bridge: building the DAG of %s failed", result.path)
-            issue = SpecIssue(
-                result.path,
-                1,
-                1,
-                "",
-                f"the DAG could not be built: {exc}",
-                "this is likely a bug in airflow-bridge; please report it",
-            )
+            issue = failure_issue(result.path, "the DAG could not be built", exc)
             name = result.spec.name
             owner = result.spec.owner
             result = LoadedSpec(result.path, issues=[issue], raw_name=name, raw_owner=owner, source=result.source)
             taken.discard(name)
+    if result.error is not None:
+        log.error("airflow-bridge: checking %s failed", result.path, exc_info=result.error)
     for issue in result.issues:
         log.warning("airflow-bridge: invalid spec: %s", issue.format())
     try:
@@ -208,13 +208,16 @@ def _build_one(setup: _Setup, dag_id: str) -> dict[str, DAG] | None:
     for path in candidates:
         result = load_spec(path, setup.context, display=os.path.relpath(path, setup.display_root))
         if result.ok and result.spec is not None and result.spec.name == dag_id:
-            return {dag_id: setup.build(result)}
+            try:
+                return {dag_id: setup.build(result)}
+            except Exception:  # the full build turns it into a placeholder (and logs why)
+                return None
     return None
 
 
 def _mentions(path: str, pattern: re.Pattern[bytes]) -> bool:
     try:
-        with open(path, "rb") as handle:
-            return pattern.search(handle.read()) is not None
-    except OSError:
+        raw = read_bounded(path)  # never a FIFO or a 10 GB file: those are placeholders of the full build
+    except (OSError, ValueError):
         return False
+    return isinstance(raw, bytes) and pattern.search(raw) is not None

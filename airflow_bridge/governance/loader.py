@@ -13,11 +13,18 @@ from pydantic import ValidationError
 
 from airflow_bridge.governance.compute import compute_findings
 from airflow_bridge.governance.policy import OPEN_POLICY, POLICY_FILE, Policy
-from airflow_bridge.spec.issues import SpecIssue, did_you_mean
-from airflow_bridge.spec.loader import LoadedSpec, _dotted, _pydantic_issues, load_spec, mark_duplicate_names
+from airflow_bridge.spec.issues import SpecIssue, did_you_mean, failure_issue
+from airflow_bridge.spec.loader import (
+    LoadedSpec,
+    _dotted,
+    _pydantic_issues,
+    load_spec,
+    mark_duplicate_names,
+)
 from airflow_bridge.spec.models import Experiment
+from airflow_bridge.spec.numbers import number_findings
 from airflow_bridge.spec.semantics import Finding, SpecContext
-from airflow_bridge.spec.yamlsafe import load_located
+from airflow_bridge.spec.yamlsafe import YamlProblem, load_located, read_bounded
 
 
 @dataclass
@@ -65,10 +72,23 @@ def load_policy(path: str | None, *, display: str | None = None) -> LoadedPolicy
         return LoadedPolicy(None, OPEN_POLICY)
     shown = display or path
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        return LoadedPolicy(shown, issues=[SpecIssue(shown, 1, 1, "", f"cannot read policy: {exc.strerror}")])
+        raw = read_bounded(path)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return LoadedPolicy(shown, issues=[SpecIssue(shown, 1, 1, "", f"cannot read policy: {reason}")])
+    if isinstance(raw, YamlProblem):  # too large, or not a regular file
+        return LoadedPolicy(shown, issues=[SpecIssue(shown, 1, 1, "", raw.message, raw.hint)], file=path)
     loaded = LoadedPolicy(shown, sha256=hashlib.sha256(raw).hexdigest(), file=path)
+    try:
+        _read_policy(loaded, raw)
+    except Exception as exc:  # fail closed with the reason, never take the folder's parse down
+        loaded.policy = None
+        loaded.issues.append(failure_issue(shown, "could not read the team policy", exc))
+    return loaded
+
+
+def _read_policy(loaded: LoadedPolicy, raw: bytes) -> None:
+    shown = loaded.path or ""
     doc = load_located(raw)
     for problem in doc.problems:
         position = problem.position
@@ -76,15 +96,20 @@ def load_policy(path: str | None, *, display: str | None = None) -> LoadedPolicy
             SpecIssue(shown, position.line, position.col, _dotted(problem.path), problem.message, problem.hint)
         )
     if loaded.issues:
-        return loaded
+        return
     if not isinstance(doc.data, dict):
         loaded.issues.append(SpecIssue(shown, 1, 1, "", "a policy is a mapping (apiVersion, kind: Policy, teams...)"))
-        return loaded
+        return
+    for where, message, hint in number_findings(doc):
+        position = doc.position_of(where)
+        loaded.issues.append(SpecIssue(shown, position.line, position.col, _dotted(where), message, hint))
     try:
-        loaded.policy = Policy.model_validate(doc.data)
+        policy = Policy.model_validate(doc.data)
     except ValidationError as exc:
-        loaded.issues.extend(_pydantic_issues(exc, doc, shown, Policy))
-    return loaded
+        numbers = {issue.field for issue in loaded.issues}
+        loaded.issues.extend(i for i in _pydantic_issues(exc, doc, shown, Policy) if i.field not in numbers)
+    else:
+        loaded.policy = None if loaded.issues else policy
 
 
 def spec_context(policy: Policy) -> SpecContext:
@@ -125,7 +150,7 @@ def needs_approval(spec: Experiment, policy: Policy) -> bool:
 
 
 def check_against_policy(spec: Experiment, policy: Policy) -> Iterator[Finding]:
-    """Static policy checks: known team and member, allowed estimator and tier, someone to approve."""
+    """Static policy checks: known team and member, allowed estimator and tier, parameter caps, someone to approve."""
     team = policy.team(spec.team)
     if policy.teams and team is None:
         yield (
@@ -154,6 +179,7 @@ def check_against_policy(spec: Experiment, policy: Policy) -> Iterator[Finding]:
                 f"allowed: {', '.join(team.allowed_compute)}",
             )
     yield from compute_findings(spec, policy)  # quotas, and what a Kubernetes tier's pods can reach
+    yield from param_cap_findings(spec, policy)
     if (
         policy is not OPEN_POLICY  # no policy at all: a warning (no_policy_notes), the deployment fails closed
         and needs_approval(spec, policy)
@@ -165,6 +191,27 @@ def check_against_policy(spec: Experiment, policy: Policy) -> Iterator[Finding]:
             f"alias '{spec.deployment.alias}' needs approval but team '{spec.team}' has no approver "
             f"other than the author '{spec.owner}'",
             "engineers list approvers in the team policy; authors cannot approve their own models",
+        )
+
+
+def param_cap_findings(spec: Experiment, policy: Policy) -> Iterator[Finding]:
+    """Estimator parameters set above their cap (the team's, the policy's default, or the built-in one)."""
+    for name, (cap, source) in policy.param_caps_for(spec.team).items():
+        value = spec.model.params.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > cap:
+            continue
+        shown = f"{cap:.15g}"
+        if source == "team":
+            whose, setting = f"team '{spec.team}''s cap", f"teams.{spec.team}.param_caps.{name}"
+        elif source == "defaults":
+            whose, setting = "the team policy's default cap", f"defaults.param_caps.{name}"
+        else:
+            whose, setting = "the built-in cap", f"defaults.param_caps.{name}"
+        where = "defaults.param_caps" if source == "defaults" else "param_caps"
+        yield (
+            ("model", "params", name),
+            f"{value} is above {whose} of {shown} ({where}.{name})",
+            f"use at most {shown}; engineers change the cap in the team policy ({setting})",
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -87,6 +87,21 @@ class ServingTier(_Section):
         return self
 
 
+BUILTIN_PARAM_CAPS: dict[str, float] = {"n_estimators": 10_000, "max_iter": 100_000}
+"""Caps on costly estimator parameters when the team policy sets none for them: generous (no working
+spec needs more), they stop a typo like ``n_estimators: 1000000000000`` from holding a worker until the
+training timeout. A policy raises or lowers them with ``defaults.param_caps`` or per team."""
+
+ParamCaps = dict[
+    Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")],
+    Annotated[float, Field(ge=0, allow_inf_nan=False)],
+]
+_CAPS_HELP = (
+    "The most a spec may set an estimator parameter to, by parameter name, e.g. {n_estimators: 2000, "
+    "max_iter: 10000}; checked when specs are validated and parsed. "
+)
+
+
 class TeamPolicy(_Section):
     members: list[str] = Field(default_factory=list, description="Airflow users who may own this team's specs.")
     approvers: list[str] = Field(default_factory=list, description="Airflow users who may approve deployments.")
@@ -109,6 +124,10 @@ class TeamPolicy(_Section):
         description="May an operator deploy to a protected alias with enforce_policy=False (audited)? "
         "The policy default when omitted.",
     )
+    param_caps: ParamCaps = Field(
+        default_factory=dict,
+        description=_CAPS_HELP + "Each overrides the policy's defaults.param_caps for this team.",
+    )
 
 
 PROTECTED_BY_DEFAULT = ("production",)
@@ -120,6 +139,13 @@ class PolicyDefaults(_Section):
     approval_timeout_hours: float = Field(default=72.0, gt=0)
     allow_enforcement_opt_out: bool = Field(
         default=False, description="Whether operators may turn policy enforcement off (never by default)."
+    )
+    param_caps: ParamCaps = Field(
+        default_factory=dict,
+        description=_CAPS_HELP
+        + "Applies to every team, each entry over the built-in cap of that parameter ("
+        + ", ".join(f"{name}: {cap:g}" for name, cap in BUILTIN_PARAM_CAPS.items())
+        + ").",
     )
 
 
@@ -210,9 +236,26 @@ class Policy(BaseModel):
             return rules.allow_enforcement_opt_out
         return self.defaults.allow_enforcement_opt_out
 
+    def param_caps_for(self, team: str) -> dict[str, tuple[float, str]]:
+        """Each capped parameter of ``team``: its cap, and where it is set ('team', 'defaults' or 'built-in')."""
+        caps = {name: (cap, "built-in") for name, cap in BUILTIN_PARAM_CAPS.items()}
+        caps.update({name: (cap, "defaults") for name, cap in self.defaults.param_caps.items()})
+        rules = self.teams.get(team)
+        if rules is not None:
+            caps.update({name: (cap, "team") for name, cap in rules.param_caps.items()})
+        return caps
+
     def document(self) -> dict[str, Any]:
-        """The policy as a JSON document (what the registry binds to a model)."""
-        return self.model_dump(mode="json", by_alias=True)
+        """The policy as a JSON document (what the registry binds to a model).
+
+        Empty ``param_caps`` are left out, so a policy that sets none keeps the document (and sha256)
+        it had before caps existed.
+        """
+        document = self.model_dump(mode="json", by_alias=True)
+        for section in (document["defaults"], *document["teams"].values()):
+            if not section.get("param_caps"):
+                section.pop("param_caps", None)
+        return document
 
     def canonical_sha256(self) -> str:
         """sha256 of the canonical JSON document: formatting and comments do not change it."""

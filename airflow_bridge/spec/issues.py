@@ -39,3 +39,21 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> 
         tails = {o.rsplit(".", 1)[-1]: o for o in options}
         close = [tails[m] for m in difflib.get_close_matches(tail, list(tails), n=1, cutoff=0.75)]
     return f"did you mean '{close[0]}'?" if close else None
+
+
+def failure_issue(path: str, what: str, exc: BaseException) -> SpecIssue:
+    """An unexpected exception as an issue of the spec at ``path`` (line 1: where is unknown)."""
+    try:
+        detail = str(exc)
+    except Exception:  # an exception that cannot even describe itself
+        detail = ""
+    detail = detail if len(detail) <= 300 else f"{detail[:297]}..."
+    return SpecIssue(
+        path,
+        1,
+        1,
+        "",
+        f"{what}: {type(exc).__name__}" + (f": {detail}" if detail else ""),
+        "the other specs are not affected; if this spec looks right, it is likely a bug in airflow-bridge: "
+        "please report it",
+    )

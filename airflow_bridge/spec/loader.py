@@ -1,7 +1,8 @@
 """Load spec files into :class:`Experiment` objects, or into every issue the file has.
 
-Loading never raises for bad input: a file yields a spec or a list of positioned issues, so one
-broken spec cannot hide the others. Nothing here imports Airflow.
+Loading never raises for one spec's sake: a file yields a spec or a list of positioned issues, even
+when a check fails unexpectedly, so one broken spec cannot hide the others. Nothing here imports
+Airflow.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ import hashlib
 import os
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from airflow_bridge.spec.issues import SpecIssue, did_you_mean
+from airflow_bridge.spec.issues import SpecIssue, did_you_mean, failure_issue
 from airflow_bridge.spec.models import NAME_PATTERN, Experiment
+from airflow_bridge.spec.numbers import number_findings
+from airflow_bridge.spec.params import builtin_table, names_value
 from airflow_bridge.spec.semantics import (
     Finding,
     SpecContext,
@@ -26,7 +29,7 @@ from airflow_bridge.spec.semantics import (
     resolve_data_uri,
     scan_for_secrets,
 )
-from airflow_bridge.spec.yamlsafe import MAX_SPEC_BYTES, LocatedDocument, Path, load_located
+from airflow_bridge.spec.yamlsafe import LocatedDocument, Path, YamlProblem, load_located, read_bounded
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -47,6 +50,8 @@ class LoadedSpec:
     """The real file path (``path`` is the one shown to users)."""
     warnings: list[SpecIssue] = field(default_factory=list)
     """Notes that do not make the spec invalid (e.g. an empty column in the data, which training skips)."""
+    error: BaseException | None = field(default=None, repr=False, compare=False)
+    """The unexpected exception that stopped checking this spec (logged by the DAG factory), if any."""
 
     @property
     def ok(self) -> bool:
@@ -73,44 +78,52 @@ def load_spec(
     real = os.fspath(path)
     display = display or real
     try:
-        size = os.path.getsize(real)
-        if size > MAX_SPEC_BYTES:
-            raw: bytes = b"x" * (MAX_SPEC_BYTES + 1)  # reported by the YAML layer without reading it all
-            loaded = load_spec_text(raw, real, context, display=display)
-            loaded.issues[0] = _replace_message(loaded.issues[0], size)
-            return loaded
-        with open(real, "rb") as handle:
-            raw = handle.read()
-    except OSError as exc:
-        return LoadedSpec(display, issues=[SpecIssue(display, 1, 1, "", f"cannot read file: {exc.strerror}")])
+        raw = read_bounded(real)
+    except (OSError, ValueError) as exc:  # ValueError: a path the OS cannot take (a NUL byte)
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return LoadedSpec(display, issues=[SpecIssue(display, 1, 1, "", f"cannot read file: {reason}")])
+    if isinstance(raw, YamlProblem):  # too large, or not a regular file: never read in full
+        issue = SpecIssue(display, 1, 1, "", raw.message, raw.hint)
+        return LoadedSpec(display, issues=[issue], source=real)
     return load_spec_text(raw, real, context, display=display)
-
-
-def _replace_message(issue: SpecIssue, size: int) -> SpecIssue:
-    message = f"file is {size} bytes, over the {MAX_SPEC_BYTES}-byte limit"
-    return SpecIssue(issue.path, issue.line, issue.col, issue.field, message, issue.hint)
 
 
 def load_spec_text(
     text: str | bytes, path: str = "<spec>", context: SpecContext | None = None, *, display: str | None = None
 ) -> LoadedSpec:
-    """Load a spec from text; ``path`` resolves relative data paths, ``display`` names it in messages."""
+    """Load a spec from text; ``path`` resolves relative data paths, ``display`` names it in messages.
+
+    Never raises for one spec's sake: an unexpected exception in any step (a bug in a check, a
+    RecursionError, a MemoryError) becomes an issue of this spec, so the other specs are unaffected.
+    """
     context = context or SpecContext.from_environment()
     raw = text.encode("utf-8") if isinstance(text, str) else text
-    source_path = path
-    path = display or path
-    result = LoadedSpec(path, sha256=hashlib.sha256(raw).hexdigest(), source=source_path)
+    result = LoadedSpec(display or path, sha256=hashlib.sha256(raw).hexdigest(), source=path)
+    step = _Step()
+    try:
+        _load_into(result, raw, context, step)
+    except Exception as exc:  # whatever goes wrong, it costs this spec only
+        result.spec = None
+        result.error = exc
+        result.issues.append(failure_issue(result.path, f"could not finish {step.doing}", exc))
+        result.issues.sort()
+    return result
+
+
+class _Step:
+    """What loading a spec was doing, for the message when it fails unexpectedly."""
+
+    doing = "reading the spec's YAML"
+
+
+def _load_into(result: LoadedSpec, raw: bytes, context: SpecContext, step: _Step) -> None:
+    """``load_spec_text``'s work: fills ``result`` with the spec or its issues."""
+    path = result.path
     doc = load_located(raw)
     for problem in doc.problems:
+        position = problem.position
         result.issues.append(
-            SpecIssue(
-                path,
-                problem.position.line,
-                problem.position.col,
-                _dotted(problem.path),
-                problem.message,
-                problem.hint,
-            )
+            SpecIssue(path, position.line, position.col, _dotted(problem.path), problem.message, problem.hint)
         )
     if isinstance(doc.data, dict) and isinstance(doc.data.get("name"), str):
         result.raw_name = doc.data["name"]  # readable despite YAML problems elsewhere: keeps the DAG id
@@ -119,7 +132,7 @@ def load_spec_text(
     if doc.data is None and not result.issues:
         result.issues.append(SpecIssue(path, 1, 1, "", "file holds no spec", "run 'airflow-bridge init NAME'"))
     if result.issues:
-        return result
+        return
     if not isinstance(doc.data, dict):
         result.issues.append(
             SpecIssue(
@@ -131,25 +144,23 @@ def load_spec_text(
                 "run 'airflow-bridge init NAME' for a starter spec",
             )
         )
-        return result
+        return
+    step.doing = "checking the spec's numbers"
+    for finding_path, message, hint in number_findings(doc, _params_taking(doc.data)):
+        position = doc.position_of(finding_path)
+        result.issues.append(SpecIssue(path, position.line, position.col, _dotted(finding_path), message, hint))
+    step.doing = "looking for secrets in the spec"
     text = raw.decode("utf-8", errors="replace")
     findings = list(scan_for_secrets(doc.data)) if may_hold_secrets(text) else []
+    step.doing = "validating the spec"
     try:
         spec = Experiment.model_validate(doc.data, context=context.validation_context())
     except ValidationError as exc:
-        result.issues.extend(_pydantic_issues(exc, doc, path))
+        numbers = {issue.field for issue in result.issues}  # reported more clearly than pydantic does
+        result.issues.extend(i for i in _pydantic_issues(exc, doc, path) if i.field not in numbers)
     else:
-        spec_dir = os.path.dirname(os.path.abspath(source_path))
-        noted: list[Finding] = []
-        findings.extend(check_experiment(spec, spec_dir, context, noted))
-        for note_check in context.notes:
-            noted.extend(note_check(spec))
-        for finding_path, message, hint in noted:
-            position = doc.position_of(finding_path)
-            result.warnings.append(SpecIssue(path, position.line, position.col, _dotted(finding_path), message, hint))
-        for extra_check in context.checks:
-            findings.extend(extra_check(spec))
-        result.spec = _normalise(spec, spec_dir, context)
+        if not result.issues:  # out-of-range numbers: like validation errors, no further checks
+            _check_valid(result, spec, doc, context, findings=findings, step=step)
     flagged = {issue.field for issue in result.issues}
     for finding_path, message, hint in findings:
         dotted = _dotted(finding_path)
@@ -160,7 +171,47 @@ def load_spec_text(
     result.issues.sort()
     if result.issues:
         result.spec = None
-    return result
+
+
+def _check_valid(
+    result: LoadedSpec,
+    spec: Experiment,
+    doc: LocatedDocument,
+    context: SpecContext,
+    *,
+    findings: list[Finding],
+    step: _Step,
+) -> None:
+    """The checks of a structurally valid spec: cross-field, data (``validate``), notes and the team policy's."""
+    path = result.path
+    step.doing = "checking the spec"
+    spec_dir = os.path.dirname(os.path.abspath(result.source))
+    noted: list[Finding] = []
+    findings.extend(check_experiment(spec, spec_dir, context, noted))
+    for note_check in context.notes:
+        noted.extend(note_check(spec))
+    for finding_path, message, hint in noted:
+        position = doc.position_of(finding_path)
+        result.warnings.append(SpecIssue(path, position.line, position.col, _dotted(finding_path), message, hint))
+    step.doing = "checking the spec against the team policy"
+    for extra_check in context.checks:
+        findings.extend(extra_check(spec))
+    step.doing = "completing the spec"
+    result.spec = _normalise(spec, spec_dir, context)
+
+
+def _params_taking(data: dict[str, Any]) -> Callable[[Path, float], bool]:
+    """Which non-finite ``model.params`` values the (built-in) estimator explicitly takes, e.g. ``.inf``."""
+
+    def allows(where: Path, value: float) -> bool:
+        model = data.get("model")
+        estimator = model.get("estimator") if isinstance(model, dict) else None
+        if len(where) != 3 or where[:2] != ("model", "params") or not isinstance(estimator, str):
+            return False
+        table = builtin_table(estimator)
+        return table is not None and names_value(table.get(str(where[2]), ()), value)
+
+    return allows
 
 
 def load_specs(
@@ -219,9 +270,9 @@ def _mark(clashing: list[LoadedSpec], field: tuple[str, ...], message: str, hint
 def _position(path: str, field: tuple[str, ...]) -> tuple[int, int]:
     """Where ``field`` is written in the file (its nearest written parent; ``name`` when absent)."""
     try:
-        with open(path, "rb") as handle:
-            doc = load_located(handle.read(MAX_SPEC_BYTES + 1))
-    except OSError:
+        raw = read_bounded(path)
+        doc = load_located(raw if isinstance(raw, bytes) else b"")
+    except Exception:  # only a position: never worth failing for
         return (1, 1)
     data = doc.data if isinstance(doc.data, dict) else {}
     registry = data.get("registry")

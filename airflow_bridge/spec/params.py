@@ -65,6 +65,15 @@ def check_params(estimator: str, params: Mapping[str, Any], table: ParamTable) -
             yield (where, *problem)
 
 
+def names_value(accepted: tuple[Constraint, ...], value: float) -> bool:
+    """Whether ``value`` (NaN or an infinity) is one of the parameter's documented options, e.g. ``inf``."""
+    for constraint in accepted:
+        inner = constraint[1] if constraint[0] == "hidden" else constraint
+        if inner[0] == "options" and _accepts(inner, value):
+            return True
+    return False
+
+
 def _value_problem(name: str, value: Any, accepted: tuple[Constraint, ...]) -> tuple[str, str | None] | None:
     if any(_accepts(c, value) for c in accepted):
         return None
@@ -79,7 +88,12 @@ def _value_problem(name: str, value: Any, accepted: tuple[Constraint, ...]) -> t
             hint = f"write the number without quotes: {name}: {value.strip()}"
     elif isinstance(value, float) and value.is_integer() and any(_accepts(c, int(value)) for c in shown):
         hint = f"write a whole number: {name}: {int(value)}"
-    elif isinstance(value, int) and not isinstance(value, bool) and any(_accepts(c, float(value)) for c in shown):
+    elif (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and abs(value) <= 2**53  # larger ones do not fit a float (and are refused as out of range)
+        and any(_accepts(c, float(value)) for c in shown)
+    ):
         hint = f"write a decimal number: {name}: {float(value)}"
     return f"'{name}' takes {wanted}; got {got}", hint
 
@@ -112,7 +126,7 @@ def _accepts(constraint: Constraint, value: Any) -> bool:
 
 
 def _within(value: float, low: float | None, high: float | None, closed: str) -> bool:
-    if math.isnan(value):
+    if isinstance(value, float) and math.isnan(value):  # math.isnan(int) overflows for huge integers
         return False
     left_ok = low is None or (value >= low if closed in ("left", "both") else value > low)
     right_ok = high is None or (value <= high if closed in ("right", "both") else value < high)

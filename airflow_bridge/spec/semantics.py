@@ -167,11 +167,18 @@ def check_experiment(
     if context.read_data:
         from airflow_bridge.spec import datacheck
 
-        if table is None:
-            yield from datacheck.check_imported_params(spec.model.estimator, spec.model.params)
-        path = datacheck.local_data_path(resolve_data_uri(training.uri, spec_dir))
-        if path is not None and not uri_problems:
-            yield from datacheck.check_data(spec, path, kind, [] if warnings is None else warnings)
+        try:
+            if table is None:
+                yield from datacheck.check_imported_params(spec.model.estimator, spec.model.params)
+            path = datacheck.local_data_path(resolve_data_uri(training.uri, spec_dir))
+            if path is not None and not uri_problems:
+                yield from datacheck.check_data(spec, path, kind, [] if warnings is None else warnings)
+        except Exception as exc:  # a reader or check failing on this spec's data: its issue only
+            yield (
+                ("data", "training", "uri"),
+                f"could not check the training data: {type(exc).__name__}: {str(exc)[:300]}",
+                "the other specs are not affected; 'airflow-bridge validate --no-data' skips this check",
+            )
 
 
 def check_serving(spec: Experiment, context: SpecContext) -> Iterator[Finding]:

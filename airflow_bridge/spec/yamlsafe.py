@@ -1,12 +1,17 @@
 """Safe YAML loading that keeps node positions.
 
 Specs are plain data: only the YAML core types are accepted (no python tags, no merge keys),
-duplicate keys are errors, and size, depth and alias expansion are bounded so a hostile file
-cannot exhaust the dag-processor. Every problem is reported with its line and column.
+duplicate keys are errors, and size (read at most :data:`MAX_SPEC_BYTES` + 1 bytes, regular files
+only), depth (:data:`MAX_DEPTH`; libyaml itself stops at 1000 levels) and alias expansion
+(:data:`MAX_NODES` built values) are bounded so a hostile file cannot exhaust or stall the
+dag-processor. Every problem is reported with its line and column.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +20,8 @@ import yaml
 MAX_SPEC_BYTES = 256 * 1024
 MAX_DEPTH = 32
 MAX_NODES = 20_000
+MAX_SPEC_INT = 2**53
+"""The largest whole number (either sign) a spec or policy may hold: JSON's safe integer range."""
 
 Path = tuple[str | int, ...]
 
@@ -61,6 +68,8 @@ class LocatedDocument:
     key_nodes: dict[Path, yaml.Node] = field(default_factory=dict)
     value_nodes: dict[Path, yaml.Node] = field(default_factory=dict)
     problems: list[YamlProblem] = field(default_factory=list)
+    odd_numbers: list[tuple[Path, int | float]] = field(default_factory=list)
+    """Values beyond ±MAX_SPEC_INT, NaN or infinite, noted while building (see :mod:`.numbers`)."""
 
     def locates(self, path: Path) -> bool:
         return path in self.value_nodes or path in self.key_nodes
@@ -124,7 +133,10 @@ class _Builder:
             return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
         if node.tag not in _SCALAR_TAGS:
             return self._bad_tag(node, path)
-        return self._scalar(node, path)
+        value = self._scalar(node, path)
+        if (type(value) is int and abs(value) > MAX_SPEC_INT) or (type(value) is float and not math.isfinite(value)):
+            self.doc.odd_numbers.append((path, value))  # noted here: no second walk over every document
+        return value
 
     def _scalar(self, node: yaml.Node, path: Path) -> Any:
         if node.tag == _STR_TAG:  # most scalars (all keys): the text itself, no constructor needed
@@ -196,19 +208,39 @@ class _Builder:
         )
 
 
+def size_problem(size: int) -> YamlProblem:
+    """The problem of a file over :data:`MAX_SPEC_BYTES`."""
+    return YamlProblem(
+        Position(1, 1),
+        (),
+        f"file is {size} bytes, over the {MAX_SPEC_BYTES}-byte limit",
+        "a spec describes an experiment; keep data and long texts in separate files",
+    )
+
+
+def read_bounded(path: str) -> bytes | YamlProblem:
+    """A spec or policy file's bytes, never more than ``MAX_SPEC_BYTES + 1`` of them; OSError propagates.
+
+    A file over the limit is a problem without being read, and so is anything but a regular file:
+    opening a FIFO blocks until someone writes to it and a device may never end, either of which
+    would stall the whole folder's parse.
+    """
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        return YamlProblem(Position(1, 1), (), "not a regular file", "a spec is a YAML file; remove this entry")
+    if info.st_size > MAX_SPEC_BYTES:
+        return size_problem(info.st_size)
+    with open(path, "rb") as handle:
+        raw = handle.read(MAX_SPEC_BYTES + 1)
+    return size_problem(len(raw)) if len(raw) > MAX_SPEC_BYTES else raw  # grew since stat: still bounded
+
+
 def load_located(text: str | bytes) -> LocatedDocument:
     """Parse one YAML document safely, keeping positions; problems are collected, never raised."""
     doc = LocatedDocument()
     raw = text.encode("utf-8") if isinstance(text, str) else text
     if len(raw) > MAX_SPEC_BYTES:
-        doc.problems.append(
-            YamlProblem(
-                Position(1, 1),
-                (),
-                f"file is {len(raw)} bytes, over the {MAX_SPEC_BYTES}-byte limit",
-                "a spec describes an experiment; keep data and long texts in separate files",
-            )
-        )
+        doc.problems.append(size_problem(len(raw)))
         return doc
     try:
         decoded = raw.decode("utf-8")
