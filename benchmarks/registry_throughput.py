@@ -3,18 +3,25 @@
 Both systems write to their own, freshly created PostgreSQL database; each round runs airflow-bridge
 and then MLflow (``ModelRegistry.register_version`` vs. MLflow's
 ``SqlAlchemyStore.create_model_version``), each with ``--writers`` worker processes doing
-``--per-writer`` registrations of one model. Every worker is a fresh interpreter of its own
-system's venv (``registry_worker_bridge.py`` / ``registry_worker_mlflow.py``): it connects, does
-one warm-up read, prints READY and waits; the clock starts when all writers are ready and GO is
-sent to all of them, and stops when the last writer reports. After each run the database is
-checked: versions exactly 1..N (no duplicates, none missing), and for airflow-bridge also a
-checksum per version, N ``version_created`` audit events and an intact hash chain.
+``--per-writer`` registrations. With ``--models N`` (default 1) writer i registers versions of model
+``bench_model_{i % N}`` (N = 1: all of ``bench_model``, as before); ``setup`` creates every model.
+``--configs 8x1,8x8`` (writers x models) runs each configuration in every round instead. Every
+worker is a fresh interpreter of its own system's venv (``registry_worker_bridge.py`` /
+``registry_worker_mlflow.py``): it connects, does one warm-up read, prints READY and waits; the
+clock starts when all writers are ready and GO is sent to all of them, and stops when the last
+writer reports. After each run the database is checked per model: versions exactly 1..n (n = the
+model's writers x per-writer; no duplicates, none missing), and for airflow-bridge also a checksum
+per version, n ``version_created`` events in the model's audit stream, its chain head at n, and the
+whole trail verified (``ModelRegistry.verify_audit``: every stream, exactly setup's events + the
+registrations checked).
 
 Usage (project venv; the MLflow venv is made from ``benchmarks/requirements-mlflow.txt``)::
 
     python3 -m venv benchmarks/.venv-mlflow
     benchmarks/.venv-mlflow/bin/pip install -r benchmarks/requirements-mlflow.txt
-    .venv/bin/python benchmarks/registry_throughput.py [--rounds 3] [--writers 8] [--per-writer 250]
+    .venv/bin/python benchmarks/registry_throughput.py [--rounds 3] [--writers 8] [--models 1] [--per-writer 250]
+    # one model and eight models, alternating in every round (targets: >= 2x and >= 5x MLflow):
+    .venv/bin/python benchmarks/registry_throughput.py --configs 8x1,8x8
     # instrumented runs: statements per registration (SQLAlchemy listener), cProfile of writer 0,
     # a 1-writer run, strace round trips, and pgbench's hot-row ceiling:
     .venv/bin/python benchmarks/registry_throughput.py --profile-only --systems bridge,mlflow
@@ -60,7 +67,8 @@ BRIDGE_WORKER = BENCH_DIR / "registry_worker_bridge.py"
 MLFLOW_WORKER = BENCH_DIR / "registry_worker_mlflow.py"
 DEFAULT_MLFLOW_PYTHON = BENCH_DIR / ".venv-mlflow" / "bin" / "python"
 MODEL = "bench_model"
-TARGET_RATIO = 2.0
+TARGET_RATIO = 2.0  # all writers on one model: every registration takes the same model's lock
+TARGET_RATIO_SPREAD = 5.0  # each writer on a model of its own (models >= writers): no shared lock
 # libpq reads PGOPTIONS: the what-if "*_async" variants commit without waiting for the WAL flush
 ASYNC_ENV = (("PGOPTIONS", "-c synchronous_commit=off"),)
 WHAT_IF = {
@@ -106,6 +114,51 @@ class System:
     analyze_every_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class RunConfig:
+    """``writers`` processes over ``models`` models: writer i registers versions of ``model_of(i)``."""
+
+    writers: int
+    models: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"{self.writers}x{self.models}"
+
+    def model_of(self, writer: int) -> str:
+        return MODEL if self.models == 1 else f"{MODEL}_{writer % self.models}"
+
+    def model_names(self) -> list[str]:
+        return [self.model_of(index) for index in range(self.models)]
+
+    def expected(self, per_writer: int) -> dict[str, int]:
+        """Versions each model must end with: its writers x ``per_writer``."""
+        writers = collections.Counter(self.model_of(index) for index in range(self.writers))
+        return {name: writers[name] * per_writer for name in self.model_names()}
+
+    @property
+    def target(self) -> float | None:
+        """The bridge/MLflow ratio to reach (None: reported only, e.g. 8 writers over 2 models)."""
+        if self.models == 1:
+            return TARGET_RATIO
+        return TARGET_RATIO_SPREAD if self.models >= self.writers else None
+
+
+def parse_configs(text: str) -> list[RunConfig]:
+    """``"8x1,8x8"`` -> [RunConfig(8, 1), RunConfig(8, 8)]; 1 <= models <= writers."""
+    configs: list[RunConfig] = []
+    for part in (p.strip() for p in text.split(",")):
+        found = re.fullmatch(r"(\d+)\s*[xX]\s*(\d+)", part)
+        if not found:
+            raise ValueError(f"bad configuration {part!r}: expected WRITERSxMODELS, e.g. 8x8")
+        config = RunConfig(int(found.group(1)), int(found.group(2)))
+        if config.writers < 1 or not 1 <= config.models <= config.writers:
+            raise ValueError(f"bad configuration {part!r}: needs 1 <= models <= writers")
+        if config not in configs:
+            configs.append(config)
+    return configs
+
+
 @dataclass
 class RunResult:
     system: str
@@ -113,6 +166,7 @@ class RunResult:
     database: str
     writers: int
     per_writer: int
+    models: int = 1
     versions: int = 0
     errors: int = 0
     retries: int = 0
@@ -290,11 +344,13 @@ def run_writers(
     tag: str,
     ready_timeout: float,
     run_timeout: float,
+    models: int = 1,
     count_statements: bool = False,
     profile_path: Path | None = None,
     wrap_first: list[str] | None = None,
 ) -> tuple[float, float, float, list[dict[str, Any]]]:
-    """Start the writers, wait until all are READY, send GO to all, and time until the last RESULT.
+    """Start the writers (writer i on model ``RunConfig(writers, models).model_of(i)``), wait until all
+    are READY, send GO to all, and time until the last RESULT.
 
     Returns (seconds until all were ready, timed seconds, how busy the CPUs were while timed, the
     writers' RESULT payloads).
@@ -302,10 +358,11 @@ def run_writers(
     events: queue.Queue[tuple[int, float, str | None]] = queue.Queue()
     procs: list[subprocess.Popen[str]] = []
     logs: list[collections.deque[str]] = []
+    config = RunConfig(writers, models)
     started = time.perf_counter()
     try:
         for index in range(writers):
-            argv = [system.python, str(system.worker), "work", url, MODEL]
+            argv = [system.python, str(system.worker), "work", url, config.model_of(index)]
             argv += ["--worker", str(index), "--count", str(per_writer), "--tag", tag]
             if count_statements:
                 argv.append("--count-statements")
@@ -387,44 +444,138 @@ def check_versions(found: list[int], expected: int) -> dict[str, Any]:
     }
 
 
-def verify_bridge(args: argparse.Namespace, system: System, database: str, expected: int) -> dict[str, Any]:
+def versions_by_model(rows: list[tuple[Any, ...]], names: list[str]) -> tuple[dict[str, list[int]], int]:
+    """(model -> version numbers) for ``names`` from (model, version, ...) rows, and the rows of other models."""
+    found: dict[str, list[int]] = {name: [] for name in names}
+    stray = 0
+    for row in rows:
+        if row[0] in found:
+            found[row[0]].append(int(row[1]))
+        else:
+            stray += 1
+    return found, stray
+
+
+def combine_checks(per_model: dict[str, dict[str, Any]], stray_rows: int) -> dict[str, Any]:
+    """Totals over the models (the table's duplicates/missing), each model's checks under ``per_model``."""
+    out: dict[str, Any] = {
+        key: sum(int(c[key]) for c in per_model.values())
+        for key in ("rows", "expected", "duplicates", "missing", "unexpected")
+    }
+    out["rows_of_other_models"] = stray_rows
+    out["exact_1_to_n"] = all(c["exact_1_to_n"] for c in per_model.values()) and stray_rows == 0
+    out["models"] = len(per_model)
+    out["models_ok"] = sum(1 for c in per_model.values() if c["ok"])
+    out["per_model"] = per_model
+    return out
+
+
+def audit_event_count(args: argparse.Namespace, database: str) -> int:
+    return int(pg_query(args, database, "SELECT count(*) FROM ab_audit_events")[0][0])
+
+
+def verify_bridge(
+    args: argparse.Namespace, system: System, database: str, expected: dict[str, int], setup_events: int
+) -> dict[str, Any]:
+    """Per model: versions 1..n, checksums, latest_version n, n ``version_created`` events, and the
+    model's audit stream holding exactly those n events (positions 1..n, head at n); then the whole
+    trail recomputed by ``verify_audit``, which must check exactly ``setup_events`` + all n events."""
+    names = list(expected)
     rows = pg_query(
         args,
         database,
-        "SELECT v.version, v.artifact_uri, v.artifact_sha256 FROM ab_model_versions v"
-        " JOIN ab_models m ON m.id = v.model_id WHERE m.name = %s",
-        (MODEL,),
+        "SELECT m.name, v.version, v.artifact_uri, v.artifact_sha256 FROM ab_model_versions v"
+        " JOIN ab_models m ON m.id = v.model_id",
     )
-    checks = check_versions([int(r[0]) for r in rows], expected)
-    checks["checksum_mismatches"] = sum(1 for r in rows if hashlib.sha256(r[1].encode()).hexdigest() != r[2])
-    latest = pg_query(args, database, "SELECT latest_version FROM ab_models WHERE name = %s", (MODEL,))
-    checks["latest_version"] = int(latest[0][0]) if latest else 0
-    audit = pg_query(
-        args,
-        database,
-        "SELECT count(*), count(DISTINCT version) FROM ab_audit_events WHERE action = 'version_created' AND model = %s",
-        (MODEL,),
-    )[0]
-    checks["audit_version_events"] = int(audit[0])
-    checks["audit_distinct_versions"] = int(audit[1])
-    checks.update(run_json(system.python, system.worker, "verify", pg_url(args, database)))
-    checks["ok"] = (
-        checks["exact_1_to_n"]
-        and checks["checksum_mismatches"] == 0
-        and checks["latest_version"] == expected
-        and checks["audit_version_events"] == expected
-        and checks["audit_distinct_versions"] == expected
-        and checks["audit_ok"]
-        and checks["audit_checked"] == expected
+    found, stray = versions_by_model(rows, names)
+    latest = {str(r[0]): int(r[1]) for r in pg_query(args, database, "SELECT name, latest_version FROM ab_models")}
+    created = {
+        str(r[0]): (int(r[1]), int(r[2]))
+        for r in pg_query(
+            args,
+            database,
+            "SELECT model, count(*), count(DISTINCT version) FROM ab_audit_events"
+            " WHERE action = 'version_created' GROUP BY model",
+        )
+    }
+    streams = {
+        str(r[0]): (int(r[1]), int(r[2]), int(r[3]))
+        for r in pg_query(
+            args,
+            database,
+            "SELECT stream, count(*), count(DISTINCT stream_seq), coalesce(max(stream_seq), 0)"
+            " FROM ab_audit_events GROUP BY stream",
+        )
+    }
+    verified = run_json(system.python, system.worker, "verify", pg_url(args, database))
+    heads: dict[str, int] = {str(k): int(v) for k, v in verified.pop("audit_heads", {}).items()}
+    per_model: dict[str, dict[str, Any]] = {}
+    for name in names:
+        n = expected[name]
+        checks = check_versions(found[name], n)
+        events, event_versions = created.get(name, (0, 0))
+        stream_events, stream_positions, stream_last = streams.get(name, (0, 0, 0))
+        checks.update(
+            latest_version=latest.get(name, 0),
+            audit_version_events=events,
+            audit_distinct_versions=event_versions,
+            stream_events=stream_events,
+            stream_distinct_positions=stream_positions,
+            stream_last_position=stream_last,
+            chain_head=heads.get(name, 0),
+        )
+        checks["ok"] = checks["exact_1_to_n"] and all(
+            value == n
+            for value in (
+                checks["latest_version"],
+                events,
+                event_versions,
+                stream_events,
+                stream_positions,
+                stream_last,
+                checks["chain_head"],
+            )
+        )
+        per_model[name] = checks
+    out = combine_checks(per_model, stray)
+    out["checksum_mismatches"] = sum(1 for r in rows if hashlib.sha256(r[2].encode()).hexdigest() != r[3])
+    out["models_not_expected"] = sorted(set(latest) - set(names))
+    out["setup_events"] = setup_events
+    out["audit_events_expected"] = setup_events + sum(expected.values())
+    out["audit_events"] = sum(count for count, _, _ in streams.values())
+    out.update(verified)  # audit_ok, audit_checked, audit_problem
+    out["ok"] = (
+        out["models_ok"] == len(names)
+        and out["exact_1_to_n"]
+        and out["checksum_mismatches"] == 0
+        and not out["models_not_expected"]
+        and out["audit_events"] == out["audit_events_expected"]
+        and bool(out["audit_ok"])
+        and out["audit_checked"] == out["audit_events_expected"]
     )
-    return checks
+    return out
 
 
-def verify_mlflow(args: argparse.Namespace, database: str, expected: int) -> dict[str, Any]:
-    rows = pg_query(args, database, "SELECT version FROM model_versions WHERE name = %s", (MODEL,))
-    checks = check_versions([int(r[0]) for r in rows], expected)
-    checks["ok"] = checks["exact_1_to_n"]
-    return checks
+def verify_mlflow(args: argparse.Namespace, database: str, expected: dict[str, int]) -> dict[str, Any]:
+    """Per registered model: versions exactly 1..n; no other registered model."""
+    names = list(expected)
+    found, stray = versions_by_model(pg_query(args, database, "SELECT name, version FROM model_versions"), names)
+    per_model: dict[str, dict[str, Any]] = {}
+    for name in names:
+        checks = check_versions(found[name], expected[name])
+        checks["ok"] = checks["exact_1_to_n"]
+        per_model[name] = checks
+    registered = {str(r[0]) for r in pg_query(args, database, "SELECT name FROM registered_models")}
+    out = combine_checks(per_model, stray)
+    out["models_not_registered"] = sorted(set(names) - registered)
+    out["models_not_expected"] = sorted(registered - set(names))
+    out["ok"] = (
+        out["models_ok"] == len(names)
+        and out["exact_1_to_n"]
+        and not out["models_not_registered"]
+        and not out["models_not_expected"]
+    )
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,16 +589,20 @@ def run_system(
     *,
     per_writer: int | None = None,
     writers: int | None = None,
+    models: int | None = None,
     **extra: Any,
 ) -> RunResult:
     per_writer = per_writer or args.per_writer
     writers = writers or args.writers
-    database = f"{args.db_prefix}_{system.key}_r{round_no}"
+    config = RunConfig(writers, min(models or args.models, writers))
+    database = f"{args.db_prefix}_{system.key}_w{config.writers}m{config.models}_r{round_no}"
     recreate_database(args, database)
     url = pg_url(args, database)
-    run_json(system.python, system.worker, "setup", url, MODEL)
-    tag = f"r{round_no}-{system.key}-{os.getpid()}"
-    result = RunResult(system.key, round_no, database, writers, per_writer)
+    run_json(system.python, system.worker, "setup", url, *config.model_names())
+    is_bridge = system.worker == BRIDGE_WORKER
+    setup_events = audit_event_count(args, database) if is_bridge else 0
+    tag = f"r{round_no}-{system.key}-{config.label}-{os.getpid()}"
+    result = RunResult(system.key, round_no, database, writers, per_writer, config.models)
     result.idle_wait = wait_for_idle(args.idle_max_busy, args.idle_settle, args.idle_max_wait)
     result.loadavg_before = os.getloadavg()
     before = server_counters(args, database)
@@ -460,6 +615,7 @@ def run_system(
             tag=tag,
             ready_timeout=args.ready_timeout,
             run_timeout=args.run_timeout,
+            models=config.models,
             **extra,
         )
     result.machine_busy_during_run = round(busy, 3)
@@ -480,10 +636,11 @@ def run_system(
     )
     result.server = counters_delta(before, server_counters(args, database), result.versions)
     result.server["tables_per_version"] = table_counters(args, database, result.versions)
-    if system.key.startswith("bridge"):
-        result.checks = verify_bridge(args, system, database, result.versions)
+    expected = config.expected(per_writer)
+    if is_bridge:
+        result.checks = verify_bridge(args, system, database, expected, setup_events)
     else:
-        result.checks = verify_mlflow(args, database, result.versions)
+        result.checks = verify_mlflow(args, database, expected)
     if not args.keep_databases:
         drop_database(args, database)
     return result
@@ -588,7 +745,8 @@ def profile_systems(args: argparse.Namespace, systems: list[System]) -> dict[str
         stats_io = RESULTS_DIR / f"registry_profile_{system.key}.txt"
         with stats_io.open("w", encoding="utf-8") as handle:
             handle.write(
-                f"cProfile of writer 0 of {args.writers} ({system.label}), {args.per_writer} registrations, "
+                f"cProfile of writer 0 of {args.writers} over {args.models} model(s) ({system.label}), "
+                f"{args.per_writer} registrations, "
                 f"statement counting on; {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n\n"
             )
             stats = pstats.Stats(str(prof), stream=handle)
@@ -657,7 +815,7 @@ def machine_info() -> dict[str, Any]:
 
 def print_table(runs: list[RunResult], systems: dict[str, System]) -> None:
     header = (
-        f"{'round':>5}  {'system':<18} {'versions':>8} {'seconds':>8} {'versions/s':>10} {'errors':>6} "
+        f"{'round':>5}  {'w x m':>6}  {'system':<18} {'versions':>8} {'seconds':>8} {'versions/s':>10} {'errors':>6} "
         f"{'retries':>7} {'dup':>4} {'miss':>4} {'checks':>6} {'idle?':>5} {'cpu ms/v':>8}"
     )
     print(header)
@@ -665,15 +823,17 @@ def print_table(runs: list[RunResult], systems: dict[str, System]) -> None:
     for r in runs:
         idle = "yes" if r.idle_wait.get("idle") else "NO"
         print(
-            f"{r.round:>5}  {systems[r.system].label:<18} {r.versions:>8} {r.elapsed_s:>8.2f} "
-            f"{r.versions_per_s:>10.1f} {r.errors:>6} {r.retries:>7} {r.checks['duplicates']:>4} "
+            f"{r.round:>5}  {RunConfig(r.writers, r.models).label:>6}  {systems[r.system].label:<18} {r.versions:>8} "
+            f"{r.elapsed_s:>8.2f} {r.versions_per_s:>10.1f} {r.errors:>6} {r.retries:>7} {r.checks['duplicates']:>4} "
             f"{r.checks['missing']:>4} {'ok' if r.checks['ok'] else 'FAIL':>6} {idle:>5} "
             f"{r.client_cpu_ms_per_version:>8.2f}"
         )
 
 
-def summarize(runs: list[RunResult], systems: dict[str, System]) -> dict[str, Any]:
-    summary: dict[str, Any] = {}
+def summarize_config(runs: list[RunResult], systems: dict[str, System], config: RunConfig) -> dict[str, Any]:
+    """Medians per system of one configuration, the bridge/MLflow ratio and its verdict against
+    ``config.target`` (``pass`` is None for a configuration without a target)."""
+    summary: dict[str, Any] = {"writers": config.writers, "models": config.models}
     for key, system in systems.items():
         mine = [r for r in runs if r.system == key]
         if not mine:
@@ -692,7 +852,7 @@ def summarize(runs: list[RunResult], systems: dict[str, System]) -> dict[str, An
             "missing": sum(r.checks["missing"] for r in mine),
             "all_checks_ok": all(r.checks["ok"] for r in mine),
         }
-    if "mlflow" in summary:
+    if "mlflow" in summary and summary["mlflow"]["median_versions_per_s"]:
         mlflow = summary["mlflow"]
         what_if = {
             key: round(summary[key]["median_versions_per_s"] / mlflow["median_versions_per_s"], 2)
@@ -702,7 +862,7 @@ def summarize(runs: list[RunResult], systems: dict[str, System]) -> dict[str, An
         if what_if:
             summary["what_if_ratio_over_mlflow"] = what_if
             summary["what_if"] = {key: WHAT_IF[key] for key in what_if}
-    if "bridge" in summary and "mlflow" in summary:
+    if "bridge" in summary and "mlflow" in summary and summary["mlflow"]["median_versions_per_s"]:
         bridge, mlflow = summary["bridge"], summary["mlflow"]
         ratio = bridge["median_versions_per_s"] / mlflow["median_versions_per_s"]
         per_round = [
@@ -712,24 +872,73 @@ def summarize(runs: list[RunResult], systems: dict[str, System]) -> dict[str, An
             )
             if m.versions_per_s
         ]
-        passed = (
-            ratio >= TARGET_RATIO
-            and bridge["errors"] == 0
-            and bridge["duplicates"] == 0
-            and bridge["missing"] == 0
-            and bridge["all_checks_ok"]
+        clean = (
+            bridge["errors"] == 0 and bridge["duplicates"] == 0 and bridge["missing"] == 0 and bridge["all_checks_ok"]
         )
         summary["ratio_bridge_over_mlflow"] = round(ratio, 2)
         summary["ratio_per_round"] = per_round
-        summary["target_ratio"] = TARGET_RATIO
-        summary["pass"] = passed
+        summary["target_ratio"] = config.target
+        summary["pass"] = None if config.target is None else bool(ratio >= config.target and clean)
     return summary
+
+
+def summarize(runs: list[RunResult], systems: dict[str, System]) -> dict[str, Any]:
+    """One summary per configuration (writers x models), in the order they ran; ``pass``: every
+    configuration with a target met it (None when no configuration has a verdict)."""
+    configs = list(dict.fromkeys(RunConfig(r.writers, r.models) for r in runs))
+    per_config = {
+        config.label: summarize_config(
+            [r for r in runs if (r.writers, r.models) == (config.writers, config.models)], systems, config
+        )
+        for config in configs
+    }
+    verdicts = [c["pass"] for c in per_config.values() if c.get("pass") is not None]
+    return {"configs": per_config, "pass": all(verdicts) if verdicts else None}
+
+
+def print_summary(summary: dict[str, Any], systems: dict[str, System]) -> None:
+    for label, config in summary["configs"].items():
+        plural = "" if config["models"] == 1 else "s"
+        print(f"{label}: {config['writers']} writers over {config['models']} model{plural}")
+        for key in ("bridge", "mlflow", *WHAT_IF):
+            if key in config:
+                s = config[key]
+                print(
+                    f"  {s['label']:<18} median {s['median_versions_per_s']:8.1f} versions/s "
+                    f"(rounds: {s['versions_per_s']}), errors {s['errors']}, duplicates {s['duplicates']}, "
+                    f"missing {s['missing']}, checks {'ok' if s['all_checks_ok'] else 'FAIL'}"
+                )
+        if "ratio_bridge_over_mlflow" in config:
+            target = config["target_ratio"]
+            verdict = (
+                f"target >= {target:.0f}x: {'PASS' if config['pass'] else 'FAIL'}"
+                if target is not None
+                else "no target for this configuration (reported only)"
+            )
+            print(
+                f"  ratio airflow-bridge / MLflow (medians): {config['ratio_bridge_over_mlflow']:.2f}x "
+                f"(per round {config['ratio_per_round']}); {verdict}"
+            )
+        for key, ratio in config.get("what_if_ratio_over_mlflow", {}).items():
+            print(f"  * {systems[key].label} / MLflow {ratio:.2f}x -- what-if, not pass/fail: {WHAT_IF[key]}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument(
+        "--models",
+        type=int,
+        default=1,
+        help=f"writer i registers versions of {MODEL}_{{i %% N}} (1, the default: all of {MODEL}); 1 <= N <= writers",
+    )
+    parser.add_argument(
+        "--configs",
+        default="",
+        help="comma-separated WRITERSxMODELS, e.g. 8x1,8x8: every round runs each (instead of --writers/--models; "
+        f"targets: 1 model >= {TARGET_RATIO:.0f}x MLflow, models >= writers >= {TARGET_RATIO_SPREAD:.0f}x)",
+    )
     parser.add_argument("--per-writer", type=int, default=250)
     parser.add_argument(
         "--systems",
@@ -755,6 +964,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--solo-ops", type=int, default=300, help="--profile: registrations of the 1-writer run")
     parser.add_argument("--out", default=str(RESULTS_DIR / "registry_throughput.json"))
     args = parser.parse_args(argv)
+    if not 1 <= args.models <= args.writers:
+        parser.error("--models must be between 1 and --writers")
+    try:
+        configs = parse_configs(args.configs.strip() or f"{args.writers}x{args.models}")
+    except ValueError as exc:
+        parser.error(str(exc))
 
     all_systems = {
         "bridge": System("bridge", "airflow-bridge", args.bridge_python, BRIDGE_WORKER),
@@ -791,53 +1006,50 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{all_systems[key].label} side: {json.dumps(versions, sort_keys=True)}")
     if not args.profile_only:
         print(
-            f"{args.rounds} rounds x {len(chosen)} systems, {args.writers} writers x {args.per_writer} registrations",
+            f"{args.rounds} rounds x {len(chosen)} systems x configurations "
+            f"{', '.join(c.label for c in configs)} (writers x models), {args.per_writer} registrations per writer",
             flush=True,
         )
 
     runs: list[RunResult] = []
     if not args.profile_only:
         for round_no in range(1, args.rounds + 1):
-            for system in chosen:
-                run = run_system(args, system, round_no)
-                runs.append(run)
-                print(
-                    f"round {round_no} {system.label:<18} {run.versions_per_s:8.1f} versions/s "
-                    f"({run.versions} in {run.elapsed_s:.2f}s, errors {run.errors}, retries {run.retries}, "
-                    f"checks {'ok' if run.checks['ok'] else 'FAIL ' + json.dumps(run.checks)})",
-                    flush=True,
-                )
-                for sample in run.error_samples[:2]:
-                    print(f"    error: {sample}", flush=True)
+            for config in configs:
+                for system in chosen:
+                    run = run_system(args, system, round_no, writers=config.writers, models=config.models)
+                    runs.append(run)
+                    print(
+                        f"round {round_no} {config.label:>5} {system.label:<18} {run.versions_per_s:8.1f} versions/s "
+                        f"({run.versions} in {run.elapsed_s:.2f}s, errors {run.errors}, retries {run.retries}, "
+                        f"checks {'ok' if run.checks['ok'] else 'FAIL ' + json.dumps(run.checks)})",
+                        flush=True,
+                    )
+                    for sample in run.error_samples[:2]:
+                        print(f"    error: {sample}", flush=True)
         print()
         print_table(runs, all_systems)
         summary = summarize(runs, {s.key: s for s in chosen})
         print()
-        for key in ("bridge", "mlflow", *WHAT_IF):
-            if key in summary:
-                s = summary[key]
-                print(
-                    f"{s['label']:<18} median {s['median_versions_per_s']:8.1f} versions/s "
-                    f"(rounds: {s['versions_per_s']}), errors {s['errors']}, duplicates {s['duplicates']}, "
-                    f"missing {s['missing']}"
-                )
-        if "ratio_bridge_over_mlflow" in summary:
-            verdict = "PASS" if summary["pass"] else "FAIL"
-            print(
-                f"ratio airflow-bridge / MLflow (medians): {summary['ratio_bridge_over_mlflow']:.2f}x "
-                f"(per round {summary['ratio_per_round']}); target >= {TARGET_RATIO:.0f}x: {verdict}"
-            )
-        for key, ratio in summary.get("what_if_ratio_over_mlflow", {}).items():
-            print(f"* {all_systems[key].label} / MLflow {ratio:.2f}x -- what-if, not pass/fail: {WHAT_IF[key]}")
+        print_summary(summary, all_systems)
         report = {
             "benchmark": "registry registration throughput, concurrent writer processes, PostgreSQL",
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "config": {
                 "rounds": args.rounds,
-                "writers": args.writers,
+                "configs": [
+                    {
+                        "label": c.label,
+                        "writers": c.writers,
+                        "models": c.models,
+                        "registrations_per_run": c.writers * args.per_writer,
+                        "target_ratio": c.target,
+                    }
+                    for c in configs
+                ],
                 "per_writer": args.per_writer,
-                "registrations_per_run": args.writers * args.per_writer,
+                "model_of_writer": f"{MODEL} with one model, else {MODEL}_{{writer % models}}",
                 "order": [s.key for s in chosen],
+                "order_configs": [c.label for c in configs],
                 "timing": "clock starts when GO is sent to all writers (all connected and warmed up), "
                 "stops when the last writer reports",
                 "bridge_call": "ModelRegistry.register_version(model, ArtifactRef(uri, sha256, size), "
@@ -858,6 +1070,7 @@ def main(argv: list[str] | None = None) -> int:
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "note": "instrumented runs (statement listeners, cProfile on writer 0): rates are not benchmark figures",
             "writers": args.writers,
+            "models": args.models,
             "per_writer": args.per_writer,
             "machine": machine,
             "postgresql": postgres,

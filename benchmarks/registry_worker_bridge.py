@@ -3,9 +3,16 @@
 Modes (one JSON line on stdout each, except ``work`` which speaks the READY/GO protocol)::
 
     registry_worker_bridge.py versions
-    registry_worker_bridge.py setup URL MODEL
+    registry_worker_bridge.py setup URL MODEL [MODEL ...]
     registry_worker_bridge.py work URL MODEL --worker I --count K --tag T [--count-statements] [--profile OUT]
     registry_worker_bridge.py verify URL
+
+``setup`` runs the registry's migrations; the models are created by their first registration
+(``register_version`` creates a model on first use and writes no event of its own), so setup
+writes no audit event. ``verify`` recomputes every audit stream (``ModelRegistry.verify_audit``:
+each model's chain and the global one) and prints ``audit_ok``, ``audit_checked`` (events checked,
+all streams), ``audit_problem`` and ``audit_heads`` (stream -> position of its head; ``""`` is the
+global stream).
 
 ``work``: connect and warm up (one read, which also runs the per-process migration check), print
 ``READY``, wait for ``GO`` on stdin, then call ``register_version`` K times and print
@@ -162,14 +169,14 @@ def cmd_versions() -> None:
     _emit(out)
 
 
-def cmd_setup(url: str) -> None:
+def cmd_setup(url: str, models: list[str]) -> None:
     from airflow_bridge.registry import ModelRegistry
 
     started = time.perf_counter()
     reg = ModelRegistry(url)
-    reg.list_models()  # runs the migrations once
+    reg.list_models()  # runs the migrations once; each model is created by its first registration
     reg.dispose()
-    _emit({"setup_s": time.perf_counter() - started})
+    _emit({"setup_s": time.perf_counter() - started, "models": models})
 
 
 def cmd_verify(url: str) -> None:
@@ -177,8 +184,11 @@ def cmd_verify(url: str) -> None:
 
     reg = ModelRegistry(url)
     report = reg.verify_audit()
+    heads = {stream: position for stream, (position, _hash) in reg.chain_heads().items()}
     reg.dispose()
-    _emit({"audit_ok": report.ok, "audit_checked": report.checked, "audit_problem": report.problem})
+    _emit(
+        {"audit_ok": report.ok, "audit_checked": report.checked, "audit_problem": report.problem, "audit_heads": heads}
+    )
 
 
 def cmd_work(args: argparse.Namespace) -> None:
@@ -224,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("versions")
     setup = sub.add_parser("setup")
     setup.add_argument("url")
-    setup.add_argument("model")
+    setup.add_argument("models", nargs="+")
     verify = sub.add_parser("verify")
     verify.add_argument("url")
     add_work_parser(sub)
@@ -232,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.mode == "versions":
         cmd_versions()
     elif args.mode == "setup":
-        cmd_setup(args.url)
+        cmd_setup(args.url, args.models)
     elif args.mode == "verify":
         cmd_verify(args.url)
     else:

@@ -3,13 +3,13 @@
 Modes (same protocol as ``registry_worker_bridge.py``, whose stdlib-only helpers it reuses)::
 
     registry_worker_mlflow.py versions
-    registry_worker_mlflow.py setup URL MODEL
+    registry_worker_mlflow.py setup URL MODEL [MODEL ...]
     registry_worker_mlflow.py work URL MODEL --worker I --count K --tag T [--count-statements] [--profile OUT]
 
 ``setup`` constructs ``SqlAlchemyStore(URL)`` once (MLflow runs its migrations then) and creates
-the registered model. ``work`` constructs the store (connects, checks the tables), reads the
-registered model once as warm-up, prints ``READY``, waits for ``GO`` and calls
-``SqlAlchemyStore.create_model_version(MODEL, source=..., run_id=None)`` K times. MLflow retries a
+each registered model (``create_registered_model``). ``work`` constructs the store (connects,
+checks the tables), reads the registered model once as warm-up, prints ``READY``, waits for ``GO``
+and calls ``SqlAlchemyStore.create_model_version(MODEL, source=..., run_id=None)`` K times. MLflow retries a
 version-number collision itself (``CREATE_MODEL_VERSION_RETRIES``); the worker counts those retries
 from MLflow's own log record, and a call that still fails counts as an error.
 """
@@ -50,14 +50,15 @@ def cmd_versions() -> None:
     _emit(out)
 
 
-def cmd_setup(url: str, model: str) -> None:
+def cmd_setup(url: str, models: list[str]) -> None:
     from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
     started = time.perf_counter()
     store = SqlAlchemyStore(url)  # creates the schema (MLflow's migrations) on first construction
-    store.create_registered_model(model)
+    for model in models:
+        store.create_registered_model(model)
     store.engine.dispose()
-    _emit({"setup_s": time.perf_counter() - started})
+    _emit({"setup_s": time.perf_counter() - started, "models": models})
 
 
 def cmd_work(args: argparse.Namespace) -> None:
@@ -90,13 +91,13 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("versions")
     setup = sub.add_parser("setup")
     setup.add_argument("url")
-    setup.add_argument("model")
+    setup.add_argument("models", nargs="+")
     add_work_parser(sub)
     args = parser.parse_args(argv)
     if args.mode == "versions":
         cmd_versions()
     elif args.mode == "setup":
-        cmd_setup(args.url, args.model)
+        cmd_setup(args.url, args.models)
     else:
         cmd_work(args)
 
