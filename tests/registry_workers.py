@@ -278,6 +278,11 @@ def crash_worker(url: str, root: str, model: str, worker: int, size: int, phase:
         if registering and ("FOR UPDATE" in statement or statement.startswith("BEGIN IMMEDIATE")):
             phase.value = PHASE_LOCKED
 
+    @event.listens_for(registry.engine, "before_cursor_execute")
+    def _locking(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if registering and statement.startswith("WITH m AS"):  # the one-statement registration takes the lock
+            phase.value = PHASE_LOCKED
+
     @event.listens_for(registry.engine, "commit")
     def _committing(conn: Any) -> None:
         if registering:

@@ -20,7 +20,7 @@ from sqlalchemy import event
 
 from airflow_bridge.exceptions import RegistryError, RegistryUnavailableError
 from airflow_bridge.hooks.registry import ModelRegistryHook, connection_to_url
-from airflow_bridge.registry import ModelRegistry, RunRef
+from airflow_bridge.registry import ModelRegistry, RunRef, fastpath
 from tests.pgproxy import PASSWORD, CuttableProxy
 from tests.registry_workers import fake_artifact, postgres_url
 
@@ -97,8 +97,9 @@ def test_registry_down_before_registration_then_back(database: str, proxy: Cutta
         "UPDATE ab_models",  # the version number is allocated, the model row (and its chain head) locked
         "WITH v AS",  # version, audit event and the model's chain head in one statement
         "COMMIT",
+        "WITH m AS",  # the one-statement registration of a model this process knows
     ],
-    ids=["allocate", "write", "commit"],
+    ids=["allocate", "write", "commit", "one-statement"],
 )
 def test_connection_cut_mid_registration_leaves_nothing(database: str, proxy: CuttableProxy, cut_at: str) -> None:
     registry = ModelRegistry(_proxied_url(proxy, database))
@@ -118,6 +119,8 @@ def test_connection_cut_mid_registration_leaves_nothing(database: str, proxy: Cu
             armed["at"] = ""
             proxy.cut()
 
+    if cut_at != "WITH m AS":  # the full path: this process forgets what it knows of the model row
+        fastpath.remember(registry.engine, MODEL, None)
     before = _state(database)
     run = RunRef("d", "r3", "register")
     armed["at"] = cut_at
@@ -125,7 +128,7 @@ def test_connection_cut_mid_registration_leaves_nothing(database: str, proxy: Cu
         registry.register_version(MODEL, fake_artifact("v3"), run=run)
     assert armed["at"] == "", "the cut never happened"
     _assert_retryable_and_safe(info)
-    if cut_at != "COMMIT":  # before COMMIT was sent the outcome is known: nothing was saved
+    if cut_at not in ("COMMIT", "WITH m AS"):  # before COMMIT was sent the outcome is known: nothing was saved
         assert "nothing was written" in str(info.value) or "rolled back" in str(info.value), str(info.value)
     assert _state(database) == before, "a cut transaction left something behind"
     assert before["versions"] == [1, 2, 3] and before["latest"] == 3
@@ -139,7 +142,10 @@ def test_connection_cut_mid_registration_leaves_nothing(database: str, proxy: Cu
 
 
 @pytest.mark.postgres
-def test_reply_to_commit_lost_then_retry_returns_the_committed_version(database: str, proxy: CuttableProxy) -> None:
+@pytest.mark.parametrize("path", ["full", "one-statement"])
+def test_reply_to_commit_lost_then_retry_returns_the_committed_version(
+    database: str, proxy: CuttableProxy, path: str
+) -> None:
     """The ambiguous failure: COMMIT reached the server, its reply did not reach the client.
 
     The caller cannot know the outcome; retrying with the same run ref must not create a second version.
@@ -154,12 +160,21 @@ def test_reply_to_commit_lost_then_retry_returns_the_committed_version(database:
             time.sleep(0.05)
         proxy.cut()
 
-    @event.listens_for(registry.engine, "commit")
-    def _lose_the_reply(conn: Any) -> None:
+    def lose_the_reply() -> None:
         if armed["on"]:
             armed["on"] = False
             proxy.drop_replies = True  # the COMMIT goes through, its reply never comes back
             threading.Thread(target=cut_once_committed, daemon=True).start()
+
+    if path == "full":  # forget the model row: the registration takes the four-round-trip path
+        fastpath.remember(registry.engine, MODEL, None)
+        event.listen(registry.engine, "commit", lambda conn: lose_the_reply())
+    else:  # the one statement is its own transaction (autocommit): its reply is the commit's
+        event.listen(
+            registry.engine,
+            "before_cursor_execute",
+            lambda conn, cursor, statement, *args: statement.startswith("WITH m AS") and lose_the_reply(),
+        )
 
     run = RunRef("d", "r2", "register")
     with pytest.raises(RegistryUnavailableError) as info:

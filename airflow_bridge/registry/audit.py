@@ -91,14 +91,18 @@ def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
 
 
 def hashed_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """What an event's hash covers. In a model's chain its position is hashed instead of ``seq``, which the
+    database draws when the event is written (``chain`` checks that ``seq`` grows along each chain)."""
     fields = {name: row[name] for name in _HASHED}
-    fields["seq"] = int(row["seq"])
     fields["created_at"] = _timestamp(row["created_at"])
     if row.get("principal") is not None:  # hashed only when set: rows written before it keep their hash
         fields["principal"] = row["principal"]
-    if row.get("stream"):  # a model's chain: its position is hashed (the global stream's rows keep theirs)
+    if row.get("stream"):
+        del fields["seq"]
         fields["stream"] = row["stream"]
         fields["stream_seq"] = int(row["stream_seq"])
+    else:  # the global chain: as before per-model chains
+        fields["seq"] = int(row["seq"])
     return fields
 
 

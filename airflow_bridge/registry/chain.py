@@ -73,7 +73,7 @@ def verify_chain(connection: Connection, *, key: bytes | None = None, anchors: S
         return ChainReport(False, checked, seq, None if row is None else row.id, problem, unsigned, newest_anchor)
 
     stream, started = GLOBAL, False
-    expected, prev, signing = 1, "", False
+    expected, prev, signing, last_seq = 1, "", False, 0
     for row in _rows(connection):
         if not started or row.stream != stream:
             if started:
@@ -82,6 +82,7 @@ def verify_chain(connection: Connection, *, key: bytes | None = None, anchors: S
                     return broken(None, problem)
                 reached[stream] = expected - 1
             stream, expected, prev, signing, started = row.stream, 1, genesis(row.stream), False, True
+            last_seq = 0
         label = _label(stream, expected)
         if row.stream_seq != expected:
             what = "missing (deleted?)" if row.stream_seq > expected else "out of order"
@@ -90,6 +91,8 @@ def verify_chain(connection: Connection, *, key: bytes | None = None, anchors: S
             return broken(row, f"{label} (seq {row.seq}) does not link to the event before it")
         if event_hash(prev, hashed_fields(row._mapping)) != row.hash:
             return broken(row, f"{label} (seq {row.seq}) was modified after it was written")
+        if row.seq <= last_seq:
+            return broken(row, f"{label} has seq {row.seq}, not after its predecessor's {last_seq}: reordered")
         if key is not None:
             signing = signing or bool(row.signature)
             if signing:
@@ -105,7 +108,7 @@ def verify_chain(connection: Connection, *, key: bytes | None = None, anchors: S
                 f"{label} (seq {row.seq}) has hash {row.hash[:12]}… but was anchored with {anchored[:12]}…: history "
                 "up to the anchor was rewritten",
             )
-        prev, expected, checked = row.hash, expected + 1, checked + 1
+        prev, expected, checked, last_seq = row.hash, expected + 1, checked + 1, int(row.seq)
     if started:
         problem = _head_problem(stream, expected - 1, prev, recorded)
         if problem:
@@ -162,11 +165,13 @@ def row_problem(connection: Connection, row: Any, key: bytes | None) -> str | No
         before = event_row(connection, stream, position - 1)
         if before is None or before.hash != row.prev_hash:
             return f"{label} (seq {row.seq}) does not link to the event before it (inserted or re-hashed)"
+        if before.seq >= row.seq:
+            return f"{label} (seq {row.seq}) is ordered before the event it follows (seq {before.seq})"
     elif row.prev_hash != genesis(stream):
         return f"{label} (seq {row.seq}) does not start its chain"
     after = event_row(connection, stream, position + 1)
     if after is not None:
-        if after.prev_hash != row.hash:
+        if after.prev_hash != row.hash or after.seq <= row.seq:
             return f"the event after {label} does not link to it (the chain was edited)"
     else:
         head = heads_of(connection, stream)

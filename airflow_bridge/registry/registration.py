@@ -28,7 +28,7 @@ from airflow_bridge.exceptions import (
     PolicyViolationError,
     RegistryError,
 )
-from airflow_bridge.registry import audit, policies, trust
+from airflow_bridge.registry import audit, fastpath, policies, trust
 from airflow_bridge.registry.events import AuditAction
 from airflow_bridge.registry.locks import dialect_insert, live_version_id, lock_model, utcnow
 from airflow_bridge.registry.records import ArtifactRef, ModelCard, ModelVersion, PolicyBinding, RunRef
@@ -132,9 +132,14 @@ def register(
         )
     number = int(model_row.latest_version)
     head = audit.lock_head(conn, new.model) if wrote else _head_of(conn, model_row)
-    version_id = write_version(conn, new, int(model_row.id), number, now, head=head)
-    if not wrote:  # the card and binding are the row's, as checked
-        remember_verified(conn, model_row, head.seq + 1)
+    version_id, event_hash = write_version(conn, new, int(model_row.id), number, now, head=head)
+    # What the row holds once this commits (the next registration may then take the one-statement path);
+    # unknown when this registration changed the card or the binding.
+    conn.info["ab_known"] = (
+        None
+        if wrote
+        else fastpath.of_row(model_row, latest_version=number, chain_seq=head.seq + 1, chain_hash=event_hash)
+    )
     for key, value in tags.items():
         conn.execute(version_tags.insert().values(version_id=version_id, key=key, value=value))
     return as_record(new, number, now, tags)
@@ -167,43 +172,39 @@ def allocate(conn: Connection, model: str, *, now: dt.datetime) -> Row[Any]:
     return row
 
 
-_VERIFIED: dict[tuple[str, str], tuple[int, tuple[Any, ...]]] = {}
-"""(registry, model) → (the model's chain position, its governing fields) this process last found vouched for
-by the chain, or wrote itself: a registration re-checks the model row only when either differs."""
-_GOVERNING = ("owner", "team", "policy_sha256", "policy_source")
+_GOVERNANCE_CHECKED: dict[tuple[str, str], tuple[tuple[Any, ...], int | None]] = {}
+"""(registry, model) → (owner, team, policy binding) this process found vouched for by the chain, and the
+newest event that could have changed them then: while both hold, the row need not be checked again."""
 
 
-def remember_verified(conn: Connection, model_row: Row[Any], position: int) -> None:
-    """Note that this transaction leaves the model row as checked (``remember`` applies it once committed);
-    a registration that changed the card or binding leaves nothing to remember."""
-    conn.info["ab_verified"] = (str(conn.engine.url), model_row.name, position, _governing(model_row))
+def governance_checked(conn: Connection, model: str, model_row: Row[Any]) -> None:
+    """Refuse a model row whose owner, team or policy binding the chain does not explain (``trust.model_problem``);
+    re-checked only when the row's fields or the events that set them changed since this process checked."""
+    key = (str(conn.engine.url), model)
+    fields = tuple(model_row._mapping[f] for f in fastpath.GOVERNING)
+    newest = conn.execute(
+        sa.select(sa.func.max(audit_events.c.seq)).where(
+            audit_events.c.model == model, audit_events.c.action.in_(trust.GOVERNING_ACTIONS)
+        )
+    ).scalar()
+    if _GOVERNANCE_CHECKED.get(key) == (fields, newest):
+        return
+    trust.require(trust.model_problem(conn, model_row))
+    _GOVERNANCE_CHECKED[key] = (fields, newest)
 
 
-def take_memo(conn: Connection) -> tuple[Any, ...] | None:
-    """What ``remember_verified`` noted in this transaction (call before it commits)."""
-    memo: tuple[Any, ...] | None = conn.info.pop("ab_verified", None)
+def take_memo(conn: Connection) -> fastpath.Known | None:
+    """What this transaction's registration leaves the model row as (call before it commits; None: unknown)."""
+    memo: fastpath.Known | None = conn.info.pop("ab_known", None)
     return memo
-
-
-def remember(memo: tuple[Any, ...] | None) -> None:
-    """Once the registration committed: this process knows the model row at that chain position."""
-    if memo is not None:
-        url, model, position, fields = memo
-        _VERIFIED[(url, model)] = (position, fields)
-
-
-def _governing(model_row: Row[Any]) -> tuple[Any, ...]:
-    return tuple(model_row._mapping[f] for f in _GOVERNING)
 
 
 def check_ownership(
     conn: Connection, model: str, model_row: Row[Any], card: ModelCard | None, policy: PolicyBinding | None
 ) -> None:
     """Refuse a registration by anyone but the model's team, or under a policy from another source."""
-    known = _VERIFIED.get((str(conn.engine.url), model))
-    # An existing model's row must be what the chain recorded (unless this process left it so itself).
-    if int(model_row.latest_version) > 1 and known != (int(model_row.chain_seq), _governing(model_row)):
-        trust.require(trust.model_problem(conn, model_row))
+    if int(model_row.latest_version) > 1:  # an existing model: its row must be what the chain recorded
+        governance_checked(conn, model, model_row)
     owner_team = model_row.team or ""
     team = card.team if card is not None else ""
     if owner_team and team != owner_team:
@@ -278,14 +279,8 @@ def update_card(
     return True
 
 
-def write_version(
-    conn: Connection, new: NewVersion, model_id: int, number: int, now: dt.datetime, *, head: audit.Head
-) -> int:
-    """Insert the version, its ``version_created`` event and the model's new chain head; returns the row id.
-
-    Raises ``AlreadyRegistered`` when the run already has a version (its unique constraint).
-    """
-    row = _version_row(new, model_id, number, now)
+def version_created_after(new: NewVersion, row: dict[str, Any]) -> dict[str, Any]:
+    """The ``after`` of a ``version_created`` event: the artifact, the metrics and a digest of the whole row."""
     after = {
         "artifact_uri": new.artifact.uri,
         "sha256": new.artifact.sha256,
@@ -295,6 +290,19 @@ def write_version(
     }
     if new.artifact.conn_id is not None:  # only then: events written before the field existed keep their layout
         after["conn_id"] = new.artifact.conn_id
+    return after
+
+
+def write_version(
+    conn: Connection, new: NewVersion, model_id: int, number: int, now: dt.datetime, *, head: audit.Head
+) -> tuple[int, str]:
+    """Insert the version, its ``version_created`` event and the model's new chain head; returns the row id
+    and the event's hash.
+
+    Raises ``AlreadyRegistered`` when the run already has a version (its unique constraint).
+    """
+    row = _version_row(new, model_id, number, now)
+    after = version_created_after(new, row)
     key, principal = audit.writer_options(conn)
     event = audit.next_event(
         head,
@@ -314,7 +322,7 @@ def write_version(
         version_id = conn.execute(_PG_WRITE, params | audit.event_params(event)).scalar()
         if version_id is None:
             raise AlreadyRegistered
-        return int(version_id)
+        return int(version_id), str(event["hash"])
     inserted = conn.execute(
         dialect_insert(conn)(model_versions)
         .values(**row)
@@ -324,7 +332,7 @@ def write_version(
     if inserted is None:
         raise AlreadyRegistered
     audit.write_event(conn, event)
-    return int(inserted)
+    return int(inserted), str(event["hash"])
 
 
 def _version_row(new: NewVersion, model_id: int, number: int, now: dt.datetime) -> dict[str, Any]:

@@ -20,7 +20,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from airflow_bridge.exceptions import PolicyViolationError
-from airflow_bridge.registry import aliases, approvals, audit, chain, guard, policies, queries, registration, trust
+from airflow_bridge.registry import (
+    aliases,
+    approvals,
+    audit,
+    chain,
+    fastpath,
+    guard,
+    policies,
+    queries,
+    registration,
+    trust,
+)
 from airflow_bridge.registry.aliases import UNSET
 from airflow_bridge.registry.engine import create_registry_engine, describe_url, migrate, translate_errors
 from airflow_bridge.registry.events import DECISIONS_BY_APPROVERS, NOTES, AuditAction
@@ -150,13 +161,20 @@ class ModelRegistry:
             reason=reason,
         )
         action = f"register a version of '{model}'"
+        found = fastpath.known(self.engine, model) if self.engine.dialect.name == "postgresql" else None
+        if fastpath.applies(found, card, policy, tags=bool(tags), quota=max_versions_per_day is not None):
+            with translate_errors(self.url, action):
+                migrate(self.engine)
+            written = fastpath.register(self.engine, new, key=self.audit_key, principal=self.principal)
+            if written is not None:
+                return registration.as_record(new, written[0], written[1], {})
         try:
             with self.transaction(action) as conn:
                 version = registration.register(
                     conn, new, card=card, tags=tags or {}, max_versions_per_day=max_versions_per_day, policy=policy
                 )
                 memo = registration.take_memo(conn)
-            registration.remember(memo)  # committed: the next registration of the model skips re-checking it
+            fastpath.remember(self.engine, model, memo)  # committed: what the model row holds now
             return version
         except registration.AlreadyRegistered:
             # A retried task: its first try registered a version; the allocation above was rolled back.

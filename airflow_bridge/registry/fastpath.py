@@ -1,0 +1,198 @@
+"""Registration in one round trip, when this process already knows the model's row (PostgreSQL).
+
+A process that registered a version of a model knows what its row holds afterwards: the newest version
+number, its audit chain's head, its owner, team and policy binding, all vouched for by the chain when it
+first read them. The next registration of that model can then be computed entirely on the client (the
+version row, its ``version_created`` event and its hash) and written by one statement that applies only
+if the row is still exactly that (compare-and-set on every field the registration depends on). In
+autocommit that statement is its own transaction: one round trip instead of four. When anything differs
+(another writer, a retried run, a changed card, binding or quota) nothing is written and the registration
+takes the full path, which checks everything under the model's lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from airflow_bridge.registry import audit
+from airflow_bridge.registry.engine import translate_errors
+from airflow_bridge.registry.events import AuditAction
+from airflow_bridge.registry.tables import audit_events, audit_seq, model_versions, models
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine, Row
+
+    from airflow_bridge.registry.records import ModelCard, PolicyBinding
+    from airflow_bridge.registry.registration import NewVersion
+
+GOVERNING = ("owner", "team", "policy_sha256", "policy_source")
+CARD = ("description", "owner", "team", "intended_use", "limitations")
+BACK_OFF_MAX = 256
+"""After a compare-and-set lost to another writer, the next 1, 2, 4 ... (at most this many) registrations of
+the model take the full path: under contention the one-statement path would only wait and lose."""
+
+
+@dataclass(frozen=True)
+class Known:
+    """A model's row as this process last found it vouched for by the chain, or left it itself."""
+
+    model_id: int
+    latest_version: int
+    chain_seq: int
+    chain_hash: str
+    governing: tuple[Any, ...]
+    card: tuple[Any, ...]
+
+
+_KNOWN: dict[tuple[str, str], Known] = {}
+_CONTENDED: dict[tuple[str, str], tuple[int, int]] = {}
+"""(registry, model) → (registrations left on the full path, the next back-off)."""
+
+
+def known(engine: Engine, model: str) -> Known | None:
+    return _KNOWN.get((str(engine.url), model))
+
+
+def remember(engine: Engine, model: str, row: Known | None) -> None:
+    """Once a registration committed: what the model's row holds now (None: unknown, re-check next time)."""
+    key = (str(engine.url), model)
+    if row is None:
+        _KNOWN.pop(key, None)
+    else:
+        _KNOWN[key] = row
+
+
+def of_row(model_row: Row[Any], *, latest_version: int, chain_seq: int, chain_hash: str) -> Known:
+    fields = model_row._mapping
+    return Known(
+        int(fields["id"]),
+        latest_version,
+        chain_seq,
+        chain_hash,
+        tuple(fields[f] for f in GOVERNING),
+        tuple(fields[f] for f in CARD),
+    )
+
+
+def applies(
+    found: Known | None, card: ModelCard | None, policy: PolicyBinding | None, *, tags: bool, quota: bool
+) -> bool:
+    """Whether the registration changes nothing but adding a version: then the one-statement path may try."""
+    if found is None or tags or quota:
+        return False
+    current = dict(zip(CARD, found.card, strict=True))
+    if card is not None and any((getattr(card, f) or current[f]) != current[f] for f in CARD):
+        return False  # a card change (audited on the full path)
+    team = card.team if card is not None else ""
+    owner_team = dict(zip(GOVERNING, found.governing, strict=True))["team"] or ""
+    if owner_team and team != owner_team:
+        return False  # refused on the full path, with its message
+    return policy is None or (policy.sha256, policy.source) == found.governing[2:]  # else a (re)binding
+
+
+def _statement() -> sa.Select[Any]:
+    """Compare-and-set the model row, insert the version and its event: all or nothing, one statement."""
+    row = sa.bindparam
+    m = (
+        models.update()
+        .where(
+            models.c.id == row("known_id"),
+            models.c.deleted_at.is_(None),
+            models.c.latest_version == row("known_version"),
+            models.c.chain_seq == row("known_chain_seq"),
+            models.c.chain_hash == row("known_chain_hash"),
+            *(models.c[f].is_not_distinct_from(row(f"known_{f}", type_=models.c[f].type)) for f in GOVERNING),
+        )
+        .values(
+            latest_version=row("version_version"),
+            chain_seq=row("event_stream_seq"),
+            chain_hash=row("event_hash"),
+        )
+        .returning(models.c.id, audit_seq.next_value().label("seq"))
+        .cte("m")
+    )
+    version_columns = [c.name for c in model_versions.c if c.name not in ("id", "deleted_at")]
+    values = [
+        m.c.id if name == "model_id" else row(f"version_{name}", type_=model_versions.c[name].type)
+        for name in version_columns
+    ]
+    v = (
+        model_versions.insert()
+        .from_select(version_columns, sa.select(*values).select_from(m))
+        .returning(model_versions.c.id)
+        .cte("v")
+    )
+    event_values = [
+        m.c.seq if name == "seq" else row(f"event_{name}", type_=audit_events.c[name].type)
+        for name in audit.EVENT_COLUMNS
+    ]
+    e = (
+        audit_events.insert()
+        .from_select(list(audit.EVENT_COLUMNS), sa.select(*event_values).select_from(m.join(v, sa.true())))
+        .returning(audit_events.c.seq)
+        .cte("e")
+    )
+    return sa.select(v.c.id, e.c.seq).select_from(v.join(e, sa.true()))
+
+
+_STATEMENT = _statement()
+
+
+def register(
+    engine: Engine, new: NewVersion, *, key: bytes | None, principal: str | None
+) -> tuple[int, dt.datetime] | None:
+    """Try the one-statement registration; (version number, time) when it applied, None to take the full path."""
+    from airflow_bridge.registry.registration import _version_row, version_created_after
+
+    index = (str(engine.url), new.model)
+    found = _KNOWN.get(index)
+    if found is None:
+        return None
+    left, back_off = _CONTENDED.get(index, (0, 1))
+    if left > 0:
+        _CONTENDED[index] = (left - 1, back_off)
+        return None
+    number, now = found.latest_version + 1, dt.datetime.now(dt.UTC)
+    version_row = _version_row(new, found.model_id, number, now)
+    head = audit.Head(new.model, found.chain_seq, found.chain_hash, next_seq=0)  # the statement draws seq
+    event = audit.next_event(
+        head,
+        actor=new.actor,
+        action=AuditAction.VERSION_CREATED,
+        now=now,
+        model=new.model,
+        version=number,
+        reason=new.reason,
+        run=new.run,
+        after=version_created_after(new, version_row),
+        principal=principal,
+        key=key,
+    )
+    params = {f"version_{name}": value for name, value in version_row.items()} | audit.event_params(event)
+    params |= {
+        "known_id": found.model_id,
+        "known_version": found.latest_version,
+        "known_chain_seq": found.chain_seq,
+        "known_chain_hash": found.chain_hash,
+        **{f"known_{f}": value for f, value in zip(GOVERNING, found.governing, strict=True)},
+    }
+    action = f"register a version of '{new.model}'"
+    with translate_errors(engine.url, action), engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:  # the statement is its own transaction: a lost reply leaves it unknown whether it was saved
+            with translate_errors(engine.url, action, committing=True):
+                written = conn.execute(_STATEMENT, params).first()
+        except IntegrityError:  # a retried run (its version exists): the full path returns that version
+            return None
+    if written is None:  # another writer moved the row: it wins, this registration takes the full path
+        _KNOWN.pop(index, None)
+        _CONTENDED[index] = (back_off, min(2 * back_off, BACK_OFF_MAX))
+        return None
+    _CONTENDED.pop(index, None)
+    _KNOWN[index] = replace(found, latest_version=number, chain_seq=event["stream_seq"], chain_hash=event["hash"])
+    return number, now
