@@ -119,6 +119,7 @@ def test_serves_predictions_and_follows_alias_moves(served) -> None:
     assert metadata["version"] == 1
     assert metadata["sha256"] == registry.get_version("doubler", 1).artifact.sha256
     assert metadata["features"] == FEATURES
+    assert "artifact_uri" not in metadata and metadata["artifact_name"] == f"{metadata['sha256']}.joblib"
     assert httpx.get(f"{base}/health").json()["status"] == "ok"
     answer = httpx.post(f"{base}/predict", json={"instances": [{"x1": 4, "x2": 0}]}).json()
     assert answer["version"] == 1 and answer["predictions"][0] == pytest.approx(4.0)
@@ -177,6 +178,7 @@ def test_tampered_version_is_refused_and_the_verified_one_keeps_serving(served) 
     health = _until(lambda: (r := httpx.get(f"{base}/health")).status_code == 503 and r)
     assert health, "the server never reported the refused version"
     assert "refused v3" in health.json()["problem"] and "modified after registration" in health.json()["problem"]
+    assert path.name in health.json()["problem"] and str(path.parent) not in health.json()["problem"]  # no folders
     answer = httpx.post(f"{base}/predict", json={"instances": [{"x1": 4, "x2": 0}]}).json()
     assert answer["version"] == 1  # still the last verified version, and it says so
 

@@ -65,26 +65,78 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     refresh_seconds: Annotated[float, typer.Option(help="How often the alias is re-read.")] = 2.0,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=1024, help="Largest request body in bytes (8 MiB); larger ones get 413 unread.")
+    ] = 8_388_608,
+    max_rows: Annotated[int, typer.Option(min=1, help="Most rows in one request; more get 413.")] = 10_000,
+    read_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds for a request's headers, then its body, to arrive (else 408).")
+    ] = 15.0,
+    max_in_flight: Annotated[
+        int, typer.Option(min=1, help="Requests in progress at once, /health excluded; more get 503.")
+    ] = 64,
+    max_connections: Annotated[
+        int, typer.Option(min=2, help="Open connections (uvicorn's limit_concurrency); beyond, every request gets 503.")
+    ] = 512,
+    keep_alive: Annotated[int, typer.Option(min=1, help="Seconds an idle keep-alive connection stays open.")] = 5,
+    predict_threads: Annotated[
+        int, typer.Option(min=1, help="Threads that parse requests and run the model (the event loop stays free).")
+    ] = 4,
+    token_conn_id: Annotated[
+        str | None,
+        typer.Option(
+            "--token-conn-id",
+            help="Airflow connection (AIRFLOW_CONN_<ID>) whose password is the bearer token required by every "
+            "route but /health [default: $AIRFLOW_BRIDGE_SERVE_TOKEN; none: no authentication].",
+        ),
+    ] = None,
     home: home_option = None,
     registry: registry_option = None,
 ) -> None:
-    """Serve predictions of MODEL@ALIAS over HTTP (/predict, /health, /metadata); checksum verified."""
+    """Serve predictions of MODEL@ALIAS over HTTP (/predict, /health, /metadata); checksum verified.
+
+    Exit code 1, with one line on stderr, when the registry, the artifact or the token cannot be read.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from airflow_bridge.cli.common import fail, open_cli_registry
     from airflow_bridge.exceptions import BridgeError
     from airflow_bridge.serving.app import ModelHolder, create_app
+    from airflow_bridge.serving.auth import serve_token
+    from airflow_bridge.serving.limits import ServeLimits, guarded_protocol
 
-    holder = ModelHolder(open_cli_registry(registry, home), model, alias, refresh_seconds)
+    limits = ServeLimits(
+        max_body_bytes=max_body_bytes,
+        max_rows=max_rows,
+        read_timeout=read_timeout,
+        max_in_flight=max_in_flight,
+        max_connections=max_connections,
+        keep_alive=keep_alive,
+        predict_threads=predict_threads,
+    )
     try:
+        token = serve_token(token_conn_id)
+        holder = ModelHolder(open_cli_registry(registry, home), model, alias, refresh_seconds)
         loaded = holder.load_initial()
-    except BridgeError as exc:
-        raise fail(f"cannot serve {model}@{alias}: {exc}") from None
+    except (BridgeError, OSError, SQLAlchemyError) as exc:  # OSError: an unreachable object store
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        raise fail(f"cannot serve {model}@{alias}: {message}") from None
     import uvicorn
 
     console.print(
         f"serving [bold]{model}[/] v{loaded.version.version} (alias {alias}, sha256 "
         f"{loaded.version.artifact.sha256[:12]}…) on http://{host}:{port}"
+        + (" (bearer token required)" if token else "")
     )
-    uvicorn.run(create_app(holder), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(holder, limits, token),
+        host=host,
+        port=port,
+        log_level="info",
+        http=guarded_protocol(limits),
+        limit_concurrency=limits.max_connections,
+        timeout_keep_alive=limits.keep_alive,
+    )
 
 
 def main() -> None:

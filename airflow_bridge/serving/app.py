@@ -1,30 +1,48 @@
 """HTTP serving of the version behind an alias (target ``local``): ``/predict``, ``/health``, ``/metadata``.
 
-The artifact's checksum is verified before a version is loaded. The alias is re-read at most every
-``refresh_seconds``, so an alias move (deploy, promote, rollback) is served without a restart. If
-the new version's artifact fails verification, the server keeps the last verified version,
-refuses to pretend otherwise (``/health`` answers 503 with the reason) and logs it loudly.
+The artifact's checksum is verified before a version is loaded. A background thread re-reads the alias
+every ``refresh_seconds``, so an alias move (deploy, promote, rollback) is served without a restart and
+no request ever waits on the registry. If the new version's artifact fails verification, or the
+registry cannot be read, the server keeps the last verified version, says so (``/health`` answers 503
+with the reason) and logs it loudly.
+
+Requests are bounded (:mod:`.limits`: size, read time, requests in flight, optional bearer token) and
+read by :mod:`.inputs` in a small thread pool, so the event loop, and with it ``/health``, stays free.
+Every error body is short JSON ``{"detail": ...}`` that names the problem and never repeats the input,
+a traceback or a filesystem path.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import re
 import threading
 import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
+from starlette.requests import Request  # at module level: FastAPI resolves the routes' annotations here
 
 from airflow_bridge.exceptions import AuditMismatchError, BridgeError, ChecksumMismatchError, NotFoundError
 from airflow_bridge.registry.records import ModelVersion
 from airflow_bridge.registry.store import ModelRegistry
+from airflow_bridge.serving.inputs import InputError, excerpt, parse_body, read_instances
+from airflow_bridge.serving.limits import RequestGuard, ServeLimits, error_body
 
 log = logging.getLogger("airflow_bridge.serve")
+MAX_WARNING_CHARS = 500
 
 
 class PredictRequest(BaseModel):
-    """Body of ``POST /predict`` and of KServe's v1 ``POST /v1/models/NAME:predict``.
+    """Body of ``POST /predict`` and of KServe's v1 ``POST /v1/models/NAME:predict`` (the OpenAPI schema;
+    :mod:`.inputs` reads and checks the body).
 
     Each instance is a row ``{column: value}``, or one of KServe's v1 table shapes: a list of rows, or
     columns ``{column: [values]}``. The same body then works against the ``local`` and ``kserve`` targets.
@@ -32,23 +50,9 @@ class PredictRequest(BaseModel):
 
     instances: list[dict[str, Any] | list[dict[str, Any]]] = Field(
         min_length=1,
-        description="Rows as {column: value} objects; or KServe v1's [[rows]] or [{column: [values]}].",
+        description="Rows as {column: value} objects; or KServe v1's [[rows]] or [{column: [values]}]. "
+        "Values are strings, finite numbers, booleans or null.",
     )
-
-    def frame(self) -> Any:
-        """The instances as one table, in request order."""
-        import pandas as pd
-
-        if all(isinstance(item, dict) and not _is_columns(item) for item in self.instances):
-            return pd.DataFrame(self.instances)
-        parts = [
-            pd.DataFrame(item if not isinstance(item, dict) or _is_columns(item) else [item]) for item in self.instances
-        ]
-        return pd.concat(parts, ignore_index=True)
-
-
-def _is_columns(item: dict[str, Any]) -> bool:
-    return bool(item) and all(isinstance(value, list) for value in item.values())
 
 
 @dataclass
@@ -71,6 +75,8 @@ class ModelHolder:
         self.problem: str | None = None
         self._checked_at = 0.0
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def load_initial(self) -> LoadedModel:
         """Load the version behind the alias now; raises when it is missing or fails verification (its
@@ -81,37 +87,67 @@ class ModelHolder:
         self._checked_at = time.monotonic()
         return self.current
 
+    def start(self) -> None:
+        """Follow the alias from a background thread (the server's start-up); ``get`` then never blocks."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._follow, name="alias-refresh", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        thread, self._thread = self._thread, None
+        self._stop.set()
+        if thread is not None:
+            thread.join(timeout=5)
+
     def get(self) -> LoadedModel:
-        """The model to answer with, after following an alias move if one happened."""
-        if time.monotonic() - self._checked_at >= self.refresh_seconds:
+        """The model to answer with; without the background thread (tests), the alias is re-read here."""
+        if self._thread is None and time.monotonic() - self._checked_at >= self.refresh_seconds:
             with self._lock:
                 if time.monotonic() - self._checked_at >= self.refresh_seconds:
                     self._refresh()
         assert self.current is not None
         return self.current
 
+    def _follow(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            try:
+                self._refresh()
+            except Exception:  # never let the thread die: the next round tries again
+                log.exception("alias refresh failed")
+
     def _refresh(self) -> None:
         self._checked_at = time.monotonic()
         try:
             version = self.registry.alias_version(self.model, self.alias)
-        except BridgeError as exc:
-            self.problem = f"cannot read the registry: {exc}"
-            log.error("%s; still serving v%s", self.problem, self.current.version.version if self.current else "?")
+        except Exception as exc:  # an unreachable database above all: keep serving, and say so
+            self._report(f"cannot read the registry: {exc}", exc)
             return
         if version is None:
-            self.problem = f"alias '{self.alias}' was removed; still serving the last version"
+            self._report(f"alias '{self.alias}' was removed; still serving the last version")
             return
         if self.current and version.version == self.current.version.version:
             if not self.problem or not self.problem.startswith("refused"):
                 self.problem = None
             return
         try:
-            self.current = self._load(self.registry.trusted_version(self.model, self.alias))
-            self.problem = None
-            log.info("alias '%s' moved: now serving %s v%d", self.alias, self.model, self.current.version.version)
+            loaded = self._load(self.registry.trusted_version(self.model, self.alias))
         except (ChecksumMismatchError, AuditMismatchError) as exc:
-            self.problem = f"refused v{version.version}: {exc}"
-            log.error("%s; still serving v%s", self.problem, self.current.version.version if self.current else "?")
+            self._report(f"refused v{version.version}: {exc}")
+            return
+        except Exception as exc:  # the registry or the object store went away meanwhile: retried next round
+            self._report(f"cannot load v{version.version}: {exc}", exc)
+            return
+        self.current, self.problem = loaded, None
+        log.info("alias '%s' moved: now serving %s v%d", self.alias, self.model, loaded.version.version)
+
+    def _report(self, problem: str, exc: Exception | None = None) -> None:
+        """Record ``problem`` for ``/health``; logged once per change, with a traceback if it is a bug."""
+        if problem != self.problem:
+            serving = self.current.version.version if self.current else "?"
+            unexpected = exc is not None and not isinstance(exc, BridgeError | OSError)
+            log.error("%s; still serving v%s", problem, serving, exc_info=exc if unexpected else None)
+        self.problem = problem
 
     @staticmethod
     def _load(version: ModelVersion) -> LoadedModel:
@@ -122,83 +158,172 @@ class ModelHolder:
         return LoadedModel(version, load_model(data), features, time.time())
 
 
-def create_app(holder: ModelHolder) -> Any:
-    """The FastAPI application; ``holder`` must have loaded its first version."""
-    from fastapi import FastAPI, HTTPException
-    from fastapi.responses import JSONResponse
+def create_app(holder: ModelHolder, limits: ServeLimits | None = None, token: str | None = None) -> Any:
+    """The FastAPI application; ``holder`` must have loaded its first version. With ``token``, every
+    route but ``/health`` needs ``Authorization: Bearer <token>``."""
+    from anyio import CapacityLimiter, to_thread
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import Response
+    from starlette.exceptions import HTTPException
 
-    app = FastAPI(title=f"airflow-bridge: {holder.model}@{holder.alias}")
+    limits = limits or ServeLimits()
+    predicting = CapacityLimiter(limits.predict_threads)
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        holder.start()
+        try:
+            yield
+        finally:
+            holder.stop()
+
+    app = FastAPI(title=f"airflow-bridge: {holder.model}@{holder.alias}", lifespan=lifespan)
+    app.add_middleware(RequestGuard, limits=limits, token=token)
+
+    def reply(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Response:
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+        """FastAPI's default echoes the input; this names where and what, never the value."""
+        shown = [
+            f"{'.'.join(str(part)[:30] for part in e.get('loc', ()))}: {str(e.get('msg', ''))[:120]}"
+            for e in exc.errors()[:3]
+        ]
+        more = f" (and {len(exc.errors()) - 3} more)" if len(exc.errors()) > 3 else ""
+        return reply(422, error_body("invalid request: " + "; ".join(shown) + more))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> Response:
+        return reply(exc.status_code, error_body(str(exc.detail)), exc.headers)
+
+    @app.exception_handler(Exception)
+    async def crashed(_: Request, exc: Exception) -> Response:
+        log.error("request failed", exc_info=exc)
+        return reply(500, error_body("internal error; the server's log has the details"))
 
     @app.get("/health")
-    def health() -> Any:
+    async def health() -> Response:
         loaded = holder.get()
+        problem = holder.problem
         body = {
-            "status": "ok" if holder.problem is None else "degraded",
+            "status": "ok" if problem is None else "degraded",
             "model": holder.model,
             "alias": holder.alias,
             "version": loaded.version.version,
-            "problem": holder.problem,
+            "problem": None if problem is None else public(problem)[:1000],
         }
-        return JSONResponse(body, status_code=200 if holder.problem is None else 503)
+        return reply(200 if problem is None else 503, json.dumps(body).encode())
 
     @app.get("/metadata")
-    def metadata() -> dict[str, Any]:
-        version = holder.get().version
+    async def metadata() -> dict[str, Any]:
+        loaded = holder.get()
+        version = loaded.version
+        location = urlsplit(version.artifact.uri)
         return {
             "model": version.model,
             "alias": holder.alias,
             "version": version.version,
             "sha256": version.artifact.sha256,
             "size": version.artifact.size,
-            "artifact_uri": version.artifact.uri,
+            "artifact_name": PurePosixPath(location.path).name,
+            "artifact_store": location.scheme or "file",
             "estimator": version.estimator,
             "task_kind": version.task_kind,
-            "features": holder.get().features,
+            "features": loaded.features,
             "metrics": version.metrics,
             "created_at": version.created_at.isoformat(),
             "produced_by": {"dag_id": version.run.dag_id, "run_id": version.run.run_id},
         }
 
-    @app.post("/v1/models/{name}:predict")
-    def predict_v1(name: str, request: PredictRequest) -> dict[str, Any]:
+    body_schema = {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+        }
+    }
+
+    async def answer(request: Request) -> Response:
+        body = await request.body()
+        content_type = request.headers.get("content-type")
+        status, payload = await to_thread.run_sync(
+            predict_body, holder, body, content_type, limits.max_rows, limiter=predicting
+        )
+        return reply(status, payload)
+
+    @app.post("/v1/models/{name}:predict", openapi_extra=body_schema)
+    async def predict_v1(name: str, request: Request) -> Response:
         """KServe's v1 protocol, so a client of the ``kserve`` target works against ``local`` unchanged."""
         if name != holder.model:
-            raise HTTPException(404, f"this server serves model '{holder.model}', not '{name}'")
-        return predict(request)
+            return reply(404, error_body(f"this server serves model '{holder.model}', not {excerpt(name)}"))
+        return await answer(request)
 
-    @app.post("/predict")
-    def predict(request: PredictRequest) -> dict[str, Any]:
-        loaded = holder.get()
-        try:
-            frame = request.frame()
-        except ValueError as exc:  # columns of unequal length
-            raise HTTPException(422, f"cannot read the instances as a table: {exc}") from None
-        missing = [f for f in loaded.features if f not in frame.columns]
-        if missing:
-            raise HTTPException(
-                422,
-                f"missing column(s) {', '.join(repr(m) for m in missing)}: send every column the model was trained "
-                f"on ({', '.join(loaded.features)}); a value may be null",
-            )
-        try:
-            predictions = loaded.estimator.predict(frame[loaded.features] if loaded.features else frame)
-        except BridgeError as exc:  # a row the model's column check refused: it names the column
-            raise HTTPException(422, str(exc)) from None
-        except (ValueError, TypeError) as exc:
-            raise HTTPException(422, f"cannot predict on this input: {exc}") from None
-        answer: dict[str, Any] = {
-            "model": holder.model,
-            "version": loaded.version.version,
-            "predictions": [_plain(p) for p in predictions],
-        }
-        columns_step: Any = getattr(loaded.estimator, "named_steps", {}).get("columns")
-        notes = columns_step.unseen(frame) if hasattr(columns_step, "unseen") else []
-        if notes:
-            answer["warnings"] = notes
-        return answer
+    @app.post("/predict", openapi_extra=body_schema)
+    async def predict(request: Request) -> Response:
+        return await answer(request)
 
     return app
 
 
+def predict_body(holder: ModelHolder, body: bytes, content_type: str | None, max_rows: int) -> tuple[int, bytes]:
+    """(HTTP status, JSON body) of a prediction request: run in the prediction pool, off the event loop."""
+    loaded = holder.get()
+    try:
+        frame = read_instances(parse_body(body, content_type), loaded.features, max_rows)
+    except InputError as exc:
+        return exc.status, error_body(exc.message)
+    missing = [f for f in loaded.features if f not in frame.columns]
+    if missing:
+        return 422, error_body(
+            f"missing column(s) {', '.join(repr(m) for m in missing)}: send every column the model was trained "
+            f"on ({', '.join(loaded.features)}); a value may be null"
+        )
+    try:
+        predictions = loaded.estimator.predict(frame[loaded.features] if loaded.features else frame)
+    except BridgeError as exc:  # a row the model's column check refused: it names the column
+        return 422, error_body(_tame(str(exc)))
+    except (ValueError, TypeError, ArithmeticError, LookupError) as exc:
+        return 422, error_body(f"cannot predict on this input: {_tame(str(exc))}")
+    answer: dict[str, Any] = {
+        "model": holder.model,
+        "version": loaded.version.version,
+        "predictions": [_plain(p) for p in predictions],
+    }
+    columns_step: Any = getattr(loaded.estimator, "named_steps", {}).get("columns")
+    notes = columns_step.unseen(frame) if hasattr(columns_step, "unseen") else []
+    if notes:
+        answer["warnings"] = [_tame(note, MAX_WARNING_CHARS) for note in notes]
+    return 200, json.dumps(answer, allow_nan=False).encode()
+
+
+_LONG_WORD = re.compile(r"\S{61,}")
+
+
+def _tame(text: str, limit: int = 600) -> str:
+    """A message from the model or pandas, which may quote the input: long words (values) cut to an excerpt."""
+    text = _LONG_WORD.sub(lambda found: f"{found.group(0)[:40]}…({len(found.group(0))} characters)", text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+_URI = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*)://[^\s'\"(),;]*")
+_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s/'\"(),;:]+/)+([^\s/'\"(),;:]*)")
+
+
+def public(text: str) -> str:
+    """``text`` for an unauthenticated reader: a URI or absolute path becomes its last part (a file
+    ``…/ab12.joblib``, ``s3://…/ab12.joblib``), credentials and folders are dropped."""
+
+    def uri(found: re.Match[str]) -> str:
+        scheme, rest = found.group(1), found.group(0).split("://", 1)[1]
+        name = rest.rstrip("/").rsplit("/", 1)[-1] if "/" in rest else ""
+        if scheme == "file":
+            return name
+        return f"{scheme}://…/{name}" if name else f"{scheme}://…"
+
+    return _PATH.sub(lambda found: found.group(1) or "…", _URI.sub(uri, text))
