@@ -275,13 +275,16 @@ def crash_worker(url: str, root: str, model: str, worker: int, size: int, phase:
 
     @event.listens_for(registry.engine, "after_cursor_execute")
     def _locked(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if registering and ("FOR UPDATE" in statement or statement.startswith("BEGIN IMMEDIATE")):
+        takes_lock = ("FOR UPDATE", "BEGIN IMMEDIATE", "UPDATE ab_models")  # the allocation locks the model row
+        if registering and any(marker in statement for marker in takes_lock):
             phase.value = PHASE_LOCKED
 
-    @event.listens_for(registry.engine, "before_cursor_execute")
     def _locking(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if registering and statement.startswith("WITH m AS"):  # the one-statement registration takes the lock
             phase.value = PHASE_LOCKED
+
+    if registry.engine.dialect.name == "postgresql":
+        event.listen(registry._autocommit(), "before_cursor_execute", _locking)
 
     @event.listens_for(registry.engine, "commit")
     def _committing(conn: Any) -> None:

@@ -97,9 +97,8 @@ def test_registry_down_before_registration_then_back(database: str, proxy: Cutta
         "UPDATE ab_models",  # the version number is allocated, the model row (and its chain head) locked
         "WITH v AS",  # version, audit event and the model's chain head in one statement
         "COMMIT",
-        "WITH m AS",  # the one-statement registration of a model this process knows
     ],
-    ids=["allocate", "write", "commit", "one-statement"],
+    ids=["allocate", "write", "commit"],
 )
 def test_connection_cut_mid_registration_leaves_nothing(database: str, proxy: CuttableProxy, cut_at: str) -> None:
     registry = ModelRegistry(_proxied_url(proxy, database))
@@ -119,8 +118,7 @@ def test_connection_cut_mid_registration_leaves_nothing(database: str, proxy: Cu
             armed["at"] = ""
             proxy.cut()
 
-    if cut_at != "WITH m AS":  # the full path: this process forgets what it knows of the model row
-        fastpath.remember(registry.engine, MODEL, None)
+    fastpath.remember(registry.engine, MODEL, None)  # the full path: this process forgets the model row
     before = _state(database)
     run = RunRef("d", "r3", "register")
     armed["at"] = cut_at
@@ -128,7 +126,7 @@ def test_connection_cut_mid_registration_leaves_nothing(database: str, proxy: Cu
         registry.register_version(MODEL, fake_artifact("v3"), run=run)
     assert armed["at"] == "", "the cut never happened"
     _assert_retryable_and_safe(info)
-    if cut_at not in ("COMMIT", "WITH m AS"):  # before COMMIT was sent the outcome is known: nothing was saved
+    if cut_at != "COMMIT":  # before COMMIT was sent the outcome is known: nothing was saved
         assert "nothing was written" in str(info.value) or "rolled back" in str(info.value), str(info.value)
     assert _state(database) == before, "a cut transaction left something behind"
     assert before["versions"] == [1, 2, 3] and before["latest"] == 3
@@ -142,16 +140,14 @@ def test_connection_cut_mid_registration_leaves_nothing(database: str, proxy: Cu
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("path", ["full", "one-statement"])
-def test_reply_to_commit_lost_then_retry_returns_the_committed_version(
-    database: str, proxy: CuttableProxy, path: str
-) -> None:
+def test_reply_to_commit_lost_then_retry_returns_the_committed_version(database: str, proxy: CuttableProxy) -> None:
     """The ambiguous failure: COMMIT reached the server, its reply did not reach the client.
 
-    The caller cannot know the outcome; retrying with the same run ref must not create a second version.
+    The registry must not claim that nothing was written; a retry of the same run finds the version.
     """
     registry = ModelRegistry(_proxied_url(proxy, database))
     registry.register_version(MODEL, fake_artifact("v1"), run=RunRef("d", "r1", "register"))
+    fastpath.remember(registry.engine, MODEL, None)  # the full path: this process forgets the model row
     armed = {"on": True}
 
     def cut_once_committed() -> None:
@@ -160,21 +156,12 @@ def test_reply_to_commit_lost_then_retry_returns_the_committed_version(
             time.sleep(0.05)
         proxy.cut()
 
-    def lose_the_reply() -> None:
+    @event.listens_for(registry.engine, "commit")
+    def _lose_the_reply(conn: Any) -> None:
         if armed["on"]:
             armed["on"] = False
             proxy.drop_replies = True  # the COMMIT goes through, its reply never comes back
             threading.Thread(target=cut_once_committed, daemon=True).start()
-
-    if path == "full":  # forget the model row: the registration takes the four-round-trip path
-        fastpath.remember(registry.engine, MODEL, None)
-        event.listen(registry.engine, "commit", lambda conn: lose_the_reply())
-    else:  # the one statement is its own transaction (autocommit): its reply is the commit's
-        event.listen(
-            registry.engine,
-            "before_cursor_execute",
-            lambda conn, cursor, statement, *args: statement.startswith("WITH m AS") and lose_the_reply(),
-        )
 
     run = RunRef("d", "r2", "register")
     with pytest.raises(RegistryUnavailableError) as info:
@@ -185,6 +172,41 @@ def test_reply_to_commit_lost_then_retry_returns_the_committed_version(
     assert _state(database)["versions"] == [1, 2], "the commit was expected to have reached the server"
     assert registry.register_version(MODEL, fake_artifact("v2"), run=run).version == 2
     assert _state(database)["versions"] == [1, 2]
+    assert registry.verify_audit().ok
+    registry.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("trouble", ["cut", "lost reply"])
+def test_the_one_statement_registration_settles_a_dropped_connection_on_the_full_path(
+    database: str, proxy: CuttableProxy, trouble: str
+) -> None:
+    """A run's registration on the one-statement path whose connection drops (before or after the server
+    saved it) is settled by the full path of the same run: one version, never two, never an error."""
+    registry = ModelRegistry(_proxied_url(proxy, database))
+    for i in range(2):
+        registry.register_version(MODEL, fake_artifact(f"v{i}"), run=RunRef("d", f"r{i}", "register"))
+    assert fastpath.known(registry.engine, MODEL) is not None, "the next registration takes one statement"
+
+    def settle_then_cut() -> None:
+        deadline = time.monotonic() + 30
+        while _state(database)["versions"] != [1, 2, 3] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proxy.cut()
+        proxy.drop_replies = False
+
+    @event.listens_for(registry._autocommit(), "before_cursor_execute")
+    def _trouble(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("WITH m AS"):
+            if trouble == "cut":
+                proxy.cut()  # the statement never reaches the server
+            else:
+                proxy.drop_replies = True  # it is saved, its reply never comes back
+                threading.Thread(target=settle_then_cut, daemon=True).start()
+
+    registered = registry.register_version(MODEL, fake_artifact("v2"), run=RunRef("d", "r2", "register"))
+    assert registered.version == 3
+    assert _state(database)["versions"] == [1, 2, 3]
     assert registry.verify_audit().ok
     registry.dispose()
 

@@ -36,8 +36,9 @@ def is_memory(url: str | sa.URL) -> bool:
     return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
 
 
-def create_registry_engine(url: str | sa.URL, *, connect_timeout: int = 10) -> Engine:
-    """An engine tuned for the registry's short write transactions."""
+def create_registry_engine(url: str | sa.URL, *, connect_timeout: int = 10, autocommit: bool = False) -> Engine:
+    """An engine tuned for the registry's short write transactions (``autocommit``: for one-statement
+    writes, which are their own transaction; PostgreSQL only)."""
     parsed = make_url(url)
     if is_memory(parsed):
         # One connection shared by every caller: a second connection would open a second, empty database.
@@ -61,7 +62,8 @@ def create_registry_engine(url: str | sa.URL, *, connect_timeout: int = 10) -> E
         connect_args.update(postgres_session_settings(connect_timeout))
     # No pre-ping (a round trip per transaction): a connection the server dropped fails its transaction with
     # the retryable RegistryUnavailableError, is discarded, and the retry gets a new one; idle ones are recycled.
-    return sa.create_engine(parsed, pool_recycle=600, pool_size=2, max_overflow=2, connect_args=connect_args)
+    extra: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    return sa.create_engine(parsed, pool_recycle=600, pool_size=2, max_overflow=2, connect_args=connect_args, **extra)
 
 
 SESSION_DEFAULTS = {

@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from airflow_bridge.registry import audit
-from airflow_bridge.registry.engine import translate_errors
 from airflow_bridge.registry.events import AuditAction
 from airflow_bridge.registry.tables import audit_events, audit_seq, model_versions, models
 
@@ -54,13 +53,24 @@ _CONTENDED: dict[tuple[str, str], tuple[int, int]] = {}
 """(registry, model) → (registrations left on the full path, the next back-off)."""
 
 
+_URLS: dict[int, str] = {}
+
+
+def _url(engine: Engine) -> str:
+    """The engine's URL as the key of what this process knows (rendered once per engine)."""
+    found = _URLS.get(id(engine))
+    if found is None:
+        found = _URLS[id(engine)] = engine.url.render_as_string(hide_password=False)
+    return found
+
+
 def known(engine: Engine, model: str) -> Known | None:
-    return _KNOWN.get((str(engine.url), model))
+    return _KNOWN.get((_url(engine), model))
 
 
 def remember(engine: Engine, model: str, row: Known | None) -> None:
     """Once a registration committed: what the model's row holds now (None: unknown, re-check next time)."""
-    key = (str(engine.url), model)
+    key = (_url(engine), model)
     if row is None:
         _KNOWN.pop(key, None)
     else:
@@ -144,14 +154,15 @@ _STATEMENT = _statement()
 
 
 def register(
-    engine: Engine, new: NewVersion, *, key: bytes | None, principal: str | None
+    engine: Engine, autocommit: Engine, new: NewVersion, *, key: bytes | None, principal: str | None
 ) -> tuple[int, dt.datetime] | None:
-    """Try the one-statement registration; (version number, time) when it applied, None to take the full path."""
+    """Try the one-statement registration on ``autocommit`` (an engine of the same database whose connections
+    stay in autocommit); (version number, time) when it applied, None to take the full path."""
     from airflow_bridge.registry.registration import _version_row, version_created_after
 
-    index = (str(engine.url), new.model)
+    index = (_url(engine), new.model)
     found = _KNOWN.get(index)
-    if found is None:
+    if found is None or not new.run.is_set:  # only a run's registration is idempotent: safe to settle on failure
         return None
     left, back_off = _CONTENDED.get(index, (0, 1))
     if left > 0:
@@ -181,14 +192,16 @@ def register(
         "known_chain_hash": found.chain_hash,
         **{f"known_{f}": value for f, value in zip(GOVERNING, found.governing, strict=True)},
     }
-    action = f"register a version of '{new.model}'"
-    with translate_errors(engine.url, action), engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        try:  # the statement is its own transaction: a lost reply leaves it unknown whether it was saved
-            with translate_errors(engine.url, action, committing=True):
-                written = conn.execute(_STATEMENT, params).first()
-        except IntegrityError:  # a retried run (its version exists): the full path returns that version
-            return None
+    try:
+        with autocommit.connect() as conn:
+            written = conn.execute(_STATEMENT, params).first()
+    except IntegrityError:  # a retried run (its version exists): the full path returns that version
+        return None
+    except sa.exc.DBAPIError:  # a dropped connection, sent or not: the full path of the same run settles it
+        _KNOWN.pop(index, None)  # (it returns the version if this statement was saved, else registers it)
+        for pool in (autocommit, engine):  # on fresh connections: the idle ones were likely dropped too
+            pool.dispose()
+        return None
     if written is None:  # another writer moved the row: it wins, this registration takes the full path
         _KNOWN.pop(index, None)
         _CONTENDED[index] = (back_off, min(2 * back_off, BACK_OFF_MAX))

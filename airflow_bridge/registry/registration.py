@@ -73,6 +73,10 @@ def _allocate_statement(next_seq: sa.ColumnElement[Any] | None) -> sa.Update:
         models.c.chain_hash,
         *(models.c[f] for f in CARD_FIELDS),
     ]
+    governing = sa.select(sa.func.max(audit_events.c.seq)).where(
+        audit_events.c.model == sa.bindparam("model_name"), audit_events.c.action.in_(trust.GOVERNING_ACTIONS)
+    )
+    returned.append(governing.scalar_subquery().label("governing_seq"))  # what governance_checked compares
     if next_seq is not None:
         returned.append(next_seq.label("next_seq"))
     return (
@@ -180,13 +184,9 @@ newest event that could have changed them then: while both hold, the row need no
 def governance_checked(conn: Connection, model: str, model_row: Row[Any]) -> None:
     """Refuse a model row whose owner, team or policy binding the chain does not explain (``trust.model_problem``);
     re-checked only when the row's fields or the events that set them changed since this process checked."""
-    key = (str(conn.engine.url), model)
+    key = (fastpath._url(conn.engine), model)
     fields = tuple(model_row._mapping[f] for f in fastpath.GOVERNING)
-    newest = conn.execute(
-        sa.select(sa.func.max(audit_events.c.seq)).where(
-            audit_events.c.model == model, audit_events.c.action.in_(trust.GOVERNING_ACTIONS)
-        )
-    ).scalar()
+    newest = model_row.governing_seq  # the newest event that set them, read by the allocating statement
     if _GOVERNANCE_CHECKED.get(key) == (fields, newest):
         return
     trust.require(trust.model_problem(conn, model_row))

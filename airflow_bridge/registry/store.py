@@ -69,6 +69,13 @@ class ModelRegistry:
     def __repr__(self) -> str:
         return f"ModelRegistry({describe_url(self.url)})"
 
+    def _autocommit(self) -> sa.Engine:
+        """An engine whose connections stay in autocommit: the one-statement writes (PostgreSQL)."""
+        found: sa.Engine | None = self.__dict__.get("_autocommit_engine")
+        if found is None:
+            found = self.__dict__["_autocommit_engine"] = create_registry_engine(self.url, autocommit=True)
+        return found
+
     def acting_as(self, principal: str | None) -> ModelRegistry:
         """This registry (same engine and key) recording ``principal`` on every event it writes."""
         clone = object.__new__(ModelRegistry)
@@ -82,6 +89,8 @@ class ModelRegistry:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if "_autocommit_engine" in self.__dict__:
+            self.__dict__["_autocommit_engine"].dispose()
 
     @contextlib.contextmanager
     def transaction(self, action: str) -> Iterator[Connection]:
@@ -165,7 +174,9 @@ class ModelRegistry:
         if fastpath.applies(found, card, policy, tags=bool(tags), quota=max_versions_per_day is not None):
             with translate_errors(self.url, action):
                 migrate(self.engine)
-            written = fastpath.register(self.engine, new, key=self.audit_key, principal=self.principal)
+            written = fastpath.register(
+                self.engine, self._autocommit(), new, key=self.audit_key, principal=self.principal
+            )
             if written is not None:
                 return registration.as_record(new, written[0], written[1], {})
         try:
