@@ -110,6 +110,27 @@ def registry_database(backend: str, tmp_path: Path, name: str = "registry") -> I
         drop_pg_database(database)
 
 
+ONE_STATEMENT = "EXECUTE ab_register_"
+"""How the one-statement registration starts (a prepared statement sent on a raw psycopg2 cursor)."""
+
+
+def on_driver_statement(engine: sa.Engine, callback: Callable[[str], None]) -> None:
+    """Call ``callback(statement)`` before each statement any cursor of the engine's connections sends, even
+    a raw driver cursor (the one-statement registration passes no SQLAlchemy cursor events)."""
+    import psycopg2.extensions
+
+    class _Cursor(psycopg2.extensions.cursor):
+        def execute(self, query: Any, vars: Any = None) -> Any:
+            callback(query if isinstance(query, str) else bytes(query).decode())
+            return super().execute(query, vars)
+
+    def _hook(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.cursor_factory = _Cursor
+
+    sa.event.listen(engine, "connect", _hook)
+    engine.dispose()  # every connection from now on is hooked
+
+
 def fake_artifact(key: str) -> ArtifactRef:
     """A reference that is never read: registration only records it."""
     digest = hashlib.sha256(key.encode()).hexdigest()
@@ -279,12 +300,12 @@ def crash_worker(url: str, root: str, model: str, worker: int, size: int, phase:
         if registering and any(marker in statement for marker in takes_lock):
             phase.value = PHASE_LOCKED
 
-    def _locking(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if registering and statement.startswith("WITH m AS"):  # the one-statement registration takes the lock
+    def _locking(statement: str) -> None:
+        if registering and statement.startswith(ONE_STATEMENT):  # the one-statement registration takes the lock
             phase.value = PHASE_LOCKED
 
     if registry.engine.dialect.name == "postgresql":
-        event.listen(registry._autocommit(), "before_cursor_execute", _locking)
+        on_driver_statement(registry._autocommit(), _locking)
 
     @event.listens_for(registry.engine, "commit")
     def _committing(conn: Any) -> None:

@@ -250,3 +250,41 @@ def test_the_daily_quota_holds_under_concurrent_writers(registry_url: str) -> No
     )
     assert again.version == quota
     registry.dispose()
+
+
+@pytest.mark.postgres
+def test_a_known_models_registrations_are_one_prepared_statement_each(tmp_path: Path) -> None:
+    """After its first registration of a model, a process registers each further version with one statement,
+    prepared once per connection; a retried run gets its version back, and the records match the full path."""
+    from airflow_bridge.registry import RunRef, fastpath
+    from tests.registry_workers import ONE_STATEMENT, on_driver_statement
+
+    with registry_database("postgresql", tmp_path) as url:
+        registry = ModelRegistry(url)
+        sent: list[str] = []
+        on_driver_statement(registry._autocommit(), sent.append)
+        first = registry.register_version(MODEL, fake_artifact("v0"), run=RunRef("d", "r0", "t"), metrics={"auc": 1})
+        later = [
+            registry.register_version(MODEL, fake_artifact(f"v{i}"), run=RunRef("d", f"r{i}", "t"), metrics={"auc": 1})
+            for i in range(1, 5)
+        ]
+        assert [v.version for v in [first, *later]] == [1, 2, 3, 4, 5]
+        assert [s.split(" ", 1)[0] for s in sent] == ["PREPARE"] + ["EXECUTE"] * 4, sent
+        assert all(s.startswith(ONE_STATEMENT) for s in sent[1:])
+
+        again = registry.register_version(MODEL, fake_artifact("v4"), run=RunRef("d", "r4", "t"))
+        assert again.version == 5, "a retried run gets the version it registered"
+        assert len(sent) == 6, "the retry was tried on the one-statement path first"
+
+        fastpath.remember(registry.engine, MODEL, None)  # the full path for the next one
+        full = registry.register_version(MODEL, fake_artifact("v5"), run=RunRef("d", "r5", "t"), metrics={"auc": 1})
+        assert len(sent) == 6 and full.version == 6
+        fast, slow = registry.get_version(MODEL, 5), registry.get_version(MODEL, 6)
+        skip = {"version", "artifact", "run", "created_at"}
+        assert {k: v for k, v in vars(fast).items() if k not in skip} == {
+            k: v for k, v in vars(slow).items() if k not in skip
+        }
+        events = [e for e in registry.audit_events(model=MODEL) if e.action == "version_created"]
+        assert [e.version for e in events] == [1, 2, 3, 4, 5, 6]
+        assert registry.verify_audit().ok
+        registry.dispose()

@@ -22,7 +22,7 @@ from airflow_bridge.exceptions import RegistryError, RegistryUnavailableError
 from airflow_bridge.hooks.registry import ModelRegistryHook, connection_to_url
 from airflow_bridge.registry import ModelRegistry, RunRef, fastpath
 from tests.pgproxy import PASSWORD, CuttableProxy
-from tests.registry_workers import fake_artifact, postgres_url
+from tests.registry_workers import ONE_STATEMENT, fake_artifact, on_driver_statement, postgres_url
 
 MODEL = "churn"
 
@@ -195,15 +195,15 @@ def test_the_one_statement_registration_settles_a_dropped_connection_on_the_full
         proxy.cut()
         proxy.drop_replies = False
 
-    @event.listens_for(registry._autocommit(), "before_cursor_execute")
-    def _trouble(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("WITH m AS"):
+    def _trouble(statement: str) -> None:
+        if statement.startswith(ONE_STATEMENT):
             if trouble == "cut":
                 proxy.cut()  # the statement never reaches the server
             else:
                 proxy.drop_replies = True  # it is saved, its reply never comes back
                 threading.Thread(target=settle_then_cut, daemon=True).start()
 
+    on_driver_statement(registry._autocommit(), _trouble)
     registered = registry.register_version(MODEL, fake_artifact("v2"), run=RunRef("d", "r2", "register"))
     assert registered.version == 3
     assert _state(database)["versions"] == [1, 2, 3]

@@ -5,7 +5,8 @@ number, its audit chain's head, its owner, team and policy binding, all vouched 
 first read them. The next registration of that model can then be computed entirely on the client (the
 version row, its ``version_created`` event and its hash) and written by one statement that applies only
 if the row is still exactly that (compare-and-set on every field the registration depends on). In
-autocommit that statement is its own transaction: one round trip instead of four. When anything differs
+autocommit that statement is its own transaction: one round trip instead of four, and as a statement
+prepared once per connection the server neither parses nor plans it again. When anything differs
 (another writer, a retried run, a changed card, binding or quota) nothing is written and the registration
 takes the full path, which checks everything under the model's lock.
 """
@@ -13,11 +14,13 @@ takes the full path, which checks everything under the model's lock.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
 from airflow_bridge.registry import audit
 from airflow_bridge.registry.events import AuditAction
@@ -153,6 +156,59 @@ def _statement() -> sa.Select[Any]:
 _STATEMENT = _statement()
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """The statement as a server-side prepared statement (psycopg2): prepared once per connection, so each
+    registration is parsed and planned no more; this halves the server's work per version."""
+
+    name: str
+    prepare: str
+    execute: str
+    json_params: frozenset[str]
+
+
+def _prepared() -> Prepared:
+    from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
+
+    dialect = PGDialect_psycopg2()
+    compiled = _STATEMENT.compile(dialect=dialect)
+    placeholder = re.compile(r"%\((\w+)\)s")
+    names = list(dict.fromkeys(placeholder.findall(str(compiled))))
+    position = {name: f"${i}" for i, name in enumerate(names, start=1)}
+    body = placeholder.sub(lambda found: position[found.group(1)], str(compiled)).replace("%%", "%")
+    name = "ab_register_" + hashlib.sha256(body.encode()).hexdigest()[:16]  # a new statement, a new name
+    types = ", ".join(compiled.binds[n].type.compile(dialect=dialect) for n in names)
+    return Prepared(
+        name,
+        f"PREPARE {name} ({types}) AS {body}",
+        f"EXECUTE {name} (" + ", ".join(f"%({n})s" for n in names) + ")",
+        frozenset(n for n in names if isinstance(compiled.binds[n].type, sa.JSON)),
+    )
+
+
+_PREPARED = _prepared()
+
+
+def supports(engine: Engine) -> bool:
+    """The one-statement registration runs on PostgreSQL through psycopg2 (any other driver: the full path)."""
+    return engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg2"
+
+
+def _execute(autocommit: Engine, params: dict[str, Any]) -> Any:
+    """Run the prepared statement (preparing it first on a new connection); the row it returned, or None."""
+    with autocommit.connect() as conn:
+        fairy = conn.connection
+        cursor = fairy.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if not fairy.info.get(_PREPARED.name):
+                cursor.execute(_PREPARED.prepare)
+                fairy.info[_PREPARED.name] = True
+            cursor.execute(_PREPARED.execute, params)
+            return cursor.fetchone()
+        finally:
+            cursor.close()
+
+
 def register(
     engine: Engine, autocommit: Engine, new: NewVersion, *, key: bytes | None, principal: str | None
 ) -> tuple[int, dt.datetime] | None:
@@ -192,13 +248,16 @@ def register(
         "known_chain_hash": found.chain_hash,
         **{f"known_{f}": value for f, value in zip(GOVERNING, found.governing, strict=True)},
     }
+    for name in _PREPARED.json_params:
+        params[name] = json.dumps(params[name])
+    import psycopg2.errors
+
     try:
-        with autocommit.connect() as conn:
-            written = conn.execute(_STATEMENT, params).first()
-    except IntegrityError:  # a retried run (its version exists): the full path returns that version
+        written = _execute(autocommit, params)
+    except psycopg2.errors.UniqueViolation:  # a retried run (its version exists): the full path returns it
         return None
-    except sa.exc.DBAPIError:  # a dropped connection, sent or not: the full path of the same run settles it
-        _KNOWN.pop(index, None)  # (it returns the version if this statement was saved, else registers it)
+    except (psycopg2.Error, sa.exc.DBAPIError):  # no connection, or one dropped with the statement sent or not:
+        _KNOWN.pop(index, None)  # the full path of the same run returns the version if it was saved, else adds it
         for pool in (autocommit, engine):  # on fresh connections: the idle ones were likely dropped too
             pool.dispose()
         return None

@@ -170,7 +170,7 @@ class ModelRegistry:
             reason=reason,
         )
         action = f"register a version of '{model}'"
-        found = fastpath.known(self.engine, model) if self.engine.dialect.name == "postgresql" else None
+        found = fastpath.known(self.engine, model) if fastpath.supports(self.engine) else None
         if fastpath.applies(found, card, policy, tags=bool(tags), quota=max_versions_per_day is not None):
             with translate_errors(self.url, action):
                 migrate(self.engine)
