@@ -8,13 +8,14 @@ import datetime as dt
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from airflow_bridge.artifacts import ArtifactStore
 from airflow_bridge.exceptions import ChecksumMismatchError, ConflictError, NotFoundError, RegistryError
-from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
+from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef, fastpath
 from airflow_bridge.registry.engine import MIGRATIONS
 from airflow_bridge.registry.tables import metadata
 from tests.registry_workers import (
@@ -319,3 +320,30 @@ def test_migrations_run_once_when_many_processes_start_together(registry_url: st
     assert registry.register_version(MODEL, fake_artifact("after")).version == 1
     assert registry.verify_audit().ok
     registry.dispose()
+
+
+def test_a_registration_reads_its_models_governance_from_an_index_not_every_version(registry: ModelRegistry) -> None:
+    """Under the model's lock a registration reads the newest event that set the model's governance; the
+    partial index answers that in one step, so the lock is not held longer as versions accumulate."""
+    from sqlalchemy import event
+
+    sent: list[tuple[str, Any]] = []
+
+    def _capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if statement.startswith("UPDATE ab_models SET latest_version"):
+            sent.append((statement, parameters))
+
+    for i in range(3):
+        registry.register_version("churn", fake_artifact(f"v{i}"))  # the first one creates the model
+    event.listen(registry.engine, "before_cursor_execute", _capture)
+    fastpath.remember(registry.engine, "churn", None)  # the full path, which allocates under the lock
+    registry.register_version("churn", fake_artifact("v3"))
+    statement, parameters = sent[0]
+    postgres = registry.engine.dialect.name == "postgresql"
+    with registry.engine.connect() as conn:
+        if postgres:
+            conn.exec_driver_sql("SET enable_seqscan = off")  # tiny tables: the planner would scan them anyway
+        explain = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
+        plan = " ".join(str(row) for row in conn.exec_driver_sql(explain + statement, parameters))
+        conn.rollback()
+    assert "ix_ab_audit_events_governing" in plan, plan

@@ -47,6 +47,14 @@ APPROVAL_CLOSERS = (
 )
 """Events that close a pending approval request."""
 
+GOVERNING_ACTIONS = (
+    AuditAction.MODEL_CARD_UPDATED,
+    AuditAction.OWNERSHIP_TRANSFERRED,
+    AuditAction.POLICY_BOUND,
+)
+"""The events that set a model's owner, team and policy binding (what ``trust.model_problem`` checks); a
+partial index keeps the newest of a model's found in one step, however many versions it has."""
+
 DECISIONS_BY_APPROVERS = (AuditAction.APPROVAL_GRANTED, AuditAction.APPROVAL_REJECTED)
 """Answers only an approver of the model's team may give (``record_decision`` checks who gives them)."""
 NOTES = (

@@ -32,7 +32,15 @@ from airflow_bridge.registry import audit, fastpath, policies, trust
 from airflow_bridge.registry.events import AuditAction
 from airflow_bridge.registry.locks import dialect_insert, live_version_id, lock_model, utcnow
 from airflow_bridge.registry.records import ArtifactRef, ModelCard, ModelVersion, PolicyBinding, RunRef
-from airflow_bridge.registry.tables import aliases, audit_events, audit_seq, model_versions, models, version_tags
+from airflow_bridge.registry.tables import (
+    GOVERNING_PREDICATE,
+    aliases,
+    audit_events,
+    audit_seq,
+    model_versions,
+    models,
+    version_tags,
+)
 
 CARD_FIELDS = ("description", "owner", "team", "intended_use", "limitations")
 _VERSION_COLUMNS = tuple(c.name for c in model_versions.c if c.name not in ("id", "deleted_at"))
@@ -73,8 +81,10 @@ def _allocate_statement(next_seq: sa.ColumnElement[Any] | None) -> sa.Update:
         models.c.chain_hash,
         *(models.c[f] for f in CARD_FIELDS),
     ]
+    # The predicate exactly as the partial index has it: both databases then read the newest such event
+    # from the index in one step (a model's other events, one per version, are never scanned).
     governing = sa.select(sa.func.max(audit_events.c.seq)).where(
-        audit_events.c.model == sa.bindparam("model_name"), audit_events.c.action.in_(trust.GOVERNING_ACTIONS)
+        audit_events.c.model == sa.bindparam("model_name"), sa.text(GOVERNING_PREDICATE)
     )
     returned.append(governing.scalar_subquery().label("governing_seq"))  # what governance_checked compares
     if next_seq is not None:

@@ -23,9 +23,14 @@ from sqlalchemy import (
     text,
 )
 
+from airflow_bridge.registry.events import GOVERNING_ACTIONS
+
+GOVERNING_PREDICATE = "action IN (" + ", ".join(f"'{action.value}'" for action in GOVERNING_ACTIONS) + ")"
+"""The events that set a model's governance (owner, team, policy binding), as SQL for a partial index."""
+
 metadata = MetaData()
 
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 """The alembic revision this schema is (in-memory registries are created from it directly)."""
 
 models = Table(
@@ -164,6 +169,13 @@ audit_events = Table(
     Column("stream", String(64), nullable=False, default="", server_default=text("''")),
     Column("stream_seq", BigInteger, nullable=True),
     Index("ix_ab_audit_events_model", "model", "seq"),
+    Index(
+        "ix_ab_audit_events_governing",
+        "model",
+        "seq",
+        postgresql_where=text(GOVERNING_PREDICATE),
+        sqlite_where=text(GOVERNING_PREDICATE),
+    ),
     UniqueConstraint("stream", "stream_seq", name="uq_ab_audit_events_stream"),
 )
 

@@ -23,12 +23,6 @@ from airflow_bridge.registry.events import ALIAS_MOVES, AuditAction
 from airflow_bridge.registry.tables import aliases, audit_events, model_versions, models, policies
 
 CARD_CHECKED = ("owner", "team")
-GOVERNING_ACTIONS = (
-    AuditAction.MODEL_CARD_UPDATED,
-    AuditAction.OWNERSHIP_TRANSFERRED,
-    AuditAction.POLICY_BOUND,
-)
-"""The events that set a model's owner, team and policy binding (what ``model_problem`` checks)."""
 """The model card fields that decide governance (ownership, separation of duties)."""
 
 
