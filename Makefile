@@ -57,7 +57,7 @@ benchmarks/.venv-mlflow/bin/python: benchmarks/requirements-mlflow.txt
 	touch $@
 
 bench-registry: $(BIN)/airflow-bridge benchmarks/.venv-mlflow/bin/python
-	$(BIN)/python benchmarks/registry_throughput.py --rounds 5
+	$(BIN)/python benchmarks/registry_throughput.py --configs 8x1,8x8 --rounds 3
 
 clean:
 	rm -rf $(VENV) $(KSERVE_VENV) .airflow-bridge .stack .pytest_cache .mypy_cache .ruff_cache
