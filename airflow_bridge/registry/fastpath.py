@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from airflow_bridge.registry import audit
-from airflow_bridge.registry.events import AuditAction
 from airflow_bridge.registry.tables import audit_events, audit_seq, model_versions, models
 
 if TYPE_CHECKING:
@@ -214,7 +213,7 @@ def register(
 ) -> tuple[int, dt.datetime] | None:
     """Try the one-statement registration on ``autocommit`` (an engine of the same database whose connections
     stay in autocommit); (version number, time) when it applied, None to take the full path."""
-    from airflow_bridge.registry.registration import _version_row, version_created_after
+    from airflow_bridge.registry.registration import _version_row, version_created_event
 
     index = (_url(engine), new.model)
     found = _KNOWN.get(index)
@@ -227,19 +226,7 @@ def register(
     number, now = found.latest_version + 1, dt.datetime.now(dt.UTC)
     version_row = _version_row(new, found.model_id, number, now)
     head = audit.Head(new.model, found.chain_seq, found.chain_hash, next_seq=0)  # the statement draws seq
-    event = audit.next_event(
-        head,
-        actor=new.actor,
-        action=AuditAction.VERSION_CREATED,
-        now=now,
-        model=new.model,
-        version=number,
-        reason=new.reason,
-        run=new.run,
-        after=version_created_after(new, version_row),
-        principal=principal,
-        key=key,
-    )
+    event = version_created_event(new, version_row, head, now, key=key, principal=principal)
     params = {f"version_{name}": value for name, value in version_row.items()} | audit.event_params(event)
     params |= {
         "known_id": found.model_id,

@@ -303,6 +303,31 @@ def version_created_after(new: NewVersion, row: dict[str, Any]) -> dict[str, Any
     return after
 
 
+def version_created_event(
+    new: NewVersion,
+    row: dict[str, Any],
+    head: audit.Head,
+    now: dt.datetime,
+    *,
+    key: bytes | None,
+    principal: str | None,
+) -> dict[str, Any]:
+    """The ``version_created`` event of the version ``row`` after ``head`` (both registration paths write it)."""
+    return audit.next_event(
+        head,
+        actor=new.actor,
+        action=AuditAction.VERSION_CREATED,
+        now=now,
+        model=new.model,
+        version=row["version"],
+        reason=new.reason,
+        run=new.run,
+        after=version_created_after(new, row),
+        principal=principal,
+        key=key,
+    )
+
+
 def write_version(
     conn: Connection, new: NewVersion, model_id: int, number: int, now: dt.datetime, *, head: audit.Head
 ) -> tuple[int, str]:
@@ -312,21 +337,8 @@ def write_version(
     Raises ``AlreadyRegistered`` when the run already has a version (its unique constraint).
     """
     row = _version_row(new, model_id, number, now)
-    after = version_created_after(new, row)
     key, principal = audit.writer_options(conn)
-    event = audit.next_event(
-        head,
-        actor=new.actor,
-        action=AuditAction.VERSION_CREATED,
-        now=now,
-        model=new.model,
-        version=number,
-        reason=new.reason,
-        run=new.run,
-        after=after,
-        principal=principal,
-        key=key,
-    )
+    event = version_created_event(new, row, head, now, key=key, principal=principal)
     if conn.dialect.name == "postgresql":
         params = {f"version_{name}": value for name, value in row.items()}
         version_id = conn.execute(_PG_WRITE, params | audit.event_params(event)).scalar()
