@@ -38,15 +38,17 @@ def test_classification_importance_on_a_non_default_index_and_sampled_rows() -> 
     assert result.features[0]["feature"] == "signal" and result.features[0]["importance"] > 0.3
 
 
-def test_importances_equal_scikit_learns_permutation_importance() -> None:
+@pytest.mark.parametrize("seed", [0, 7])
+def test_importances_equal_scikit_learns_permutation_importance(seed: int) -> None:
+    """The shuffles are drawn from the run's seed, as scikit-learn draws them for ``random_state=seed``."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.inspection import permutation_importance
 
     frame, target = _table(200)
     labels = target > 0
     model = RandomForestClassifier(n_estimators=20, random_state=0).fit(frame, labels)
-    ours = permutation(model, frame, labels, "classification")
-    theirs = permutation_importance(model, frame, labels, scoring="accuracy", n_repeats=ours.repeats, random_state=0)
+    ours = permutation(model, frame, labels, "classification", seed=seed)
+    theirs = permutation_importance(model, frame, labels, scoring="accuracy", n_repeats=ours.repeats, random_state=seed)
     by_name = {f["feature"]: f for f in ours.features}
     for index, column in enumerate(frame.columns):
         assert by_name[column]["importance"] == pytest.approx(theirs.importances_mean[index])

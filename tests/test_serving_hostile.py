@@ -247,6 +247,91 @@ def test_no_body_a_client_can_send_gets_a_5xx(hostile: tuple[str, int, Path]) ->
     assert _health_seconds(base) < 1
 
 
+def _v2(*inputs: bytes, extra: bytes = b"") -> bytes:
+    return b'{"inputs": [' + b", ".join(inputs) + b"]" + extra + b"}"
+
+
+X1 = b'{"name": "x1", "shape": [1], "datatype": "FP64", "data": [4]}'
+X2 = b'{"name": "x2", "shape": [1], "datatype": "FP64", "data": [0]}'
+V2_FUZZ: list[bytes] = [
+    b"{}",
+    b'{"inputs": null}',
+    b'{"inputs": []}',
+    b'{"inputs": {"x1": [1]}}',
+    b'{"inputs": [1, 2]}',
+    b'{"inputs": [null]}',
+    b'{"inputs": [{}]}',
+    _v2(b'{"name": "x1"}'),
+    _v2(b'{"name": ["x1"], "shape": [1], "datatype": "FP64", "data": [4]}', X2),
+    _v2(b'{"name": "x1", "shape": [1e10], "datatype": "FP64", "data": [4]}', X2),
+    _v2(b'{"name": "x1", "shape": [-1], "datatype": "FP64", "data": [4]}', X2),
+    _v2(b'{"name": "x1", "shape": "1", "datatype": "FP64", "data": [4]}', X2),
+    _v2(b'{"name": "x1", "shape": [1, 2], "datatype": "FP64", "data": [4, 5]}', X2),
+    _v2(b'{"name": "x1", "shape": [1], "datatype": "' + b"F" * 100_000 + b'", "data": [4]}', X2),
+    _v2(b'{"name": "x1", "shape": [1], "datatype": "FP64", "data": [1e400]}', X2),
+    _v2(b'{"name": "x1", "shape": [1], "datatype": "FP64", "data": [[[[4]]]]}', X2),
+    _v2(b'{"name": "x1", "shape": [1], "datatype": "FP64", "data": ["' + b"A" * 1_000_000 + b'"]}', X2),
+    _v2(b'{"name": "x1", "shape": [2], "datatype": "FP64", "data": [4, 4]}', X2),
+    _v2(X1),
+    _v2(X1, X2, extra=b', "id": "' + b"k" * 100_000 + b'"'),
+    _v2(X1, X2, extra=b', "parameters": [1]'),
+    _v2(X1, X2, extra=b', "parameters": {"probabilities": true}'),
+    _v2(X1, X2, extra=b', "outputs": "predictions"'),
+    _v2(X1, X2, extra=b', "outputs": [{"name": "' + b"o" * 100_000 + b'"}]'),
+]
+V2_VALID: list[bytes] = [
+    _v2(X1, X2),
+    _v2(X1, X2, extra=b', "id": "r1", "parameters": {"content_type": "pd", "probabilities": false}'),
+    _v2(
+        b'{"name": "x1", "shape": [1, 1], "datatype": "INT64", "data": [[4]]}',
+        X2,
+        b'{"name": "z", "shape": [1], "datatype": "BYTES", "data": ["ignored"]}',
+    ),
+    _v2(X1, X2, extra=b', "outputs": [{"name": "predictions"}]'),
+]
+
+
+def test_no_kserve_v2_body_gets_a_5xx(hostile: tuple[str, int, Path]) -> None:
+    """KServe's v2 route takes the same hostile bodies as the others: a short 4xx, never a 500 or the input."""
+    base, _, folder = hostile
+    path = f"{base}/v2/models/doubler/infer"
+    with httpx.Client(timeout=10) as client:
+        for body in [*(b for b, _ in FUZZ), *V2_FUZZ]:
+            detail = _assert_short_error(client.post(path, content=body, headers=JSON), folder=folder)
+            assert all(c * 100 not in detail for c in "AFko"), (body[:60], detail)
+        for body in V2_VALID:
+            answer = client.post(path, content=body, headers=JSON)
+            assert answer.status_code == 200, (body[:80], answer.text)
+            outputs = answer.json()["outputs"]
+            assert outputs[0]["name"] == "predictions" and outputs[0]["data"][0] == pytest.approx(4.0), body[:80]
+        tensors = [b'{"name":"c%d","shape":[1],"datatype":"FP64","data":[4]}' % i for i in range(60_000)]
+        start = time.monotonic()  # 60,000 columns in 3.5 MB: read in well under the read timeout
+        answer = client.post(path, content=b'{"inputs": [' + b",".join(tensors) + b"]}", headers=JSON)
+        assert "missing column(s) 'x1', 'x2'" in _assert_short_error(answer, 422)
+        assert time.monotonic() - start < 3
+        assert "sent twice" in _assert_short_error(client.post(path, content=_v2(X1, X1, X2), headers=JSON), 422)
+        rows = json.dumps({"inputs": [{"name": "x1", "shape": [300_000], "datatype": "FP64", "data": [1] * 300_000}]})
+        start = time.monotonic()
+        assert "300000 rows; this server takes at most 1000" in _assert_short_error(
+            client.post(path, content=rows, headers=JSON), 413
+        )
+        assert time.monotonic() - start < 3
+    assert _health_seconds(base) < 1
+
+
+def test_probabilities_from_a_regressor_get_422_naming_the_model(hostile: tuple[str, int, Path]) -> None:
+    base, _, _ = hostile
+    expected = "model 'doubler' v1 (LinearRegression) gives no class probabilities: it is a regression model"
+    for path, body in [
+        ("/predict", {"instances": [OK_ROW], "probabilities": True}),
+        ("/v1/models/doubler:predict", {"instances": [OK_ROW], "probabilities": True}),
+        ("/v2/models/doubler/infer", json.loads(_v2(X1, X2, extra=b', "parameters": {"probabilities": true}'))),
+    ]:
+        detail = _assert_short_error(httpx.post(f"{base}{path}", json=body, headers=AUTH), 422)
+        assert detail.startswith(expected), (path, detail)
+    assert httpx.get(f"{base}/metadata", headers=AUTH).json()["probabilities"] is False
+
+
 # -- time and concurrency -------------------------------------------------------------------------
 
 

@@ -77,6 +77,9 @@ class DataSummary(_XComForm):
     """Each column's role (numeric, categorical, datetime, text, ignore, target) and why."""
     missing_target_rows: int = 0
     """Rows dropped because their target was missing."""
+    environment: dict[str, Any] = field(default_factory=dict)
+    """Where the model was fitted: python, platform, package versions, thread pools
+    (``airflow_bridge.ml.environment``); what can still make a rerun of the same spec and data differ."""
 
     def for_registry(self) -> dict[str, Any]:
         """What the registry keeps about the data (null fractions stay in the report)."""

@@ -64,6 +64,7 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
     from airflow_bridge.artifacts import dump_frame, dump_model
     from airflow_bridge.ml import data as data_io
     from airflow_bridge.ml.columns import feature_columns, infer_roles
+    from airflow_bridge.ml.environment import training_environment
     from airflow_bridge.ml.estimator import build_estimator, build_model_pipeline
     from airflow_bridge.ml.gates import evaluate_data_checks, format_gate_table
 
@@ -103,7 +104,9 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
         raise DataError(f"{table.uri}: no column is usable as a feature ({_excluded_summary(roles)})")
     data_io.check_target(frame, request.target, task_kind, table.uri)
     estimator = build_estimator(request.estimator, request.params, seed=request.seed, allowed=request.allowed)
-    pipeline = build_model_pipeline(estimator, roles)
+    if "random_state" in request.params and request.params["random_state"] is None:
+        log.warning("model.params.random_state is null: the estimator is not seeded, so reruns differ")
+    pipeline = build_model_pipeline(estimator, roles, seed=request.seed)
     train_rows, test_rows = data_io.split(
         frame,
         request.target,
@@ -148,6 +151,7 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
             test_rows=len(test_rows),
             test_size=request.test_size,
             seed=request.seed,
+            environment=training_environment(request.estimator),
         ),
         checks=checks,
     )

@@ -111,6 +111,7 @@ def _model_report(
         profile={**data.to_xcom(), "rows": data.rows + data.missing_target_rows},
         history=history,
         estimator=training.estimator,
+        seed=data.seed or 0,
     )
     try:
         report = build_report(inputs)

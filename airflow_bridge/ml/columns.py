@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
@@ -229,6 +230,8 @@ class ColumnRoles(TransformerMixin, BaseEstimator):
 
     Rows are checked as they arrive (serving, batch prediction): a missing column or text that is not
     a number in a numeric column is refused with the column's name, never turned into a silent NaN.
+    A column that held true/false in training (``boolean_in_``) takes the forms a CSV or JSON holds
+    (``True``/``false``, ``yes``/``no``, ``1``/``0``...; :data:`BOOLEAN_TEXT`) and reaches the model as 1.0/0.0.
     """
 
     def __init__(
@@ -246,13 +249,17 @@ class ColumnRoles(TransformerMixin, BaseEstimator):
         self.text = text
 
     def fit(self, frame: pd.DataFrame, y: Any = None) -> ColumnRoles:
+        cast = {*self.categorical, *self.text, *self.datetime}
+        self.boolean_in_ = [c for c in self.columns if c not in cast and _holds_booleans(frame[c])]
         self.numeric_in_ = sorted(
             {*self.numeric, *(c for c in self.columns if pd.api.types.is_numeric_dtype(frame[c]))}
-            - {*self.categorical, *self.text, *self.datetime}
+            - cast
+            - set(self.boolean_in_)
         )
         self.categories_ = {}
+        typed = {*self.numeric_in_, *self.boolean_in_, *self.datetime, *self.text}
         for column in self.columns:
-            if column in self.numeric_in_ or column in self.datetime or column in self.text:
+            if column in typed:
                 continue
             values = frame[column].dropna().astype(str).str.strip()
             if values.nunique() <= MAX_CATEGORIES and not _looks_like_dates(values.head(2000)):
@@ -290,6 +297,8 @@ class ColumnRoles(TransformerMixin, BaseEstimator):
             if pd.api.types.is_object_dtype(out[column]) or pd.api.types.is_string_dtype(out[column]):
                 text = out[column].astype("string").str.strip()
                 out[column] = out[column].where(~text.isin(MISSING_TEXT).fillna(False), None)
+        for column in getattr(self, "boolean_in_", ()):  # (absent from artifacts trained before it existed)
+            out[column] = _as_booleans(out[column], column)
         for column in getattr(self, "numeric_in_", self.numeric):
             if not pd.api.types.is_numeric_dtype(out[column]):
                 bad = _non_numeric(out[column])
@@ -306,6 +315,43 @@ class ColumnRoles(TransformerMixin, BaseEstimator):
         import numpy as np
 
         return np.asarray(list(self.columns), dtype=object)
+
+
+BOOLEAN_TEXT = {
+    **dict.fromkeys(("true", "t", "yes", "y", "1", "1.0"), 1.0),
+    **dict.fromkeys(("false", "f", "no", "n", "0", "0.0"), 0.0),
+}
+"""How true/false is written in CSV exports (any case, surrounding blanks ignored) → the value the model sees."""
+_MISSING_LOWER = frozenset(text.lower() for text in MISSING_TEXT)
+
+
+def _holds_booleans(series: pd.Series) -> bool:
+    """Whether a training column holds true/false: a bool dtype, or only bools and ``True``/``False`` text."""
+    if pd.api.types.is_bool_dtype(series):
+        return True
+    if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+        return False
+    spelled = set()
+    for value in series.dropna().drop_duplicates().head(20):  # True/False in every case: a handful
+        if not isinstance(value, bool | np.bool_ | str):
+            return False
+        spelled.add(str(value).strip().lower())
+    spelled -= _MISSING_LOWER
+    return bool(spelled) and spelled <= {"true", "false"}
+
+
+def _as_booleans(values: pd.Series, column: str) -> pd.Series:
+    """A true/false column as 1.0/0.0 (missing stays missing); anything else refused with the column's name."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype("float64")
+    text = values.astype("string").str.strip().str.lower()  # True → "true", 1 → "1", 1.0 → "1.0"
+    converted = text.map(BOOLEAN_TEXT).astype("float64")
+    missing = values.isna() | text.isin(_MISSING_LOWER).fillna(True)
+    bad = values[converted.isna() & ~missing]
+    if len(bad):
+        shown = bad.iloc[0].item() if hasattr(bad.iloc[0], "item") else bad.iloc[0]
+        raise DataError(f"column '{column}' takes true or false (True/False, yes/no, 1/0, in any case); got {shown!r}")
+    return converted
 
 
 def roles_pipeline_step(roles: Mapping[str, ColumnRole]) -> ColumnRoles:

@@ -49,18 +49,26 @@ def build_estimator(
     return estimator
 
 
-def build_model_pipeline(estimator: Any, roles: Mapping[str, Any]) -> Any:
+def build_model_pipeline(estimator: Any, roles: Mapping[str, Any], *, seed: int | None = None) -> Any:
     """The artifact: one scikit-learn ``Pipeline`` that takes rows as they appear in the file.
 
     ``ColumnRoles`` (the spec's overrides, refusal of malformed rows) → skrub's ``tabular_pipeline``
     for this estimator: ``TableVectorizer`` (dates, categories of any cardinality, missing values;
     native categorical support for histogram gradient boosting), imputation and scaling where the
     estimator needs them → the estimator.
+
+    With ``seed`` every random component the pipeline builds on its own (skrub's text encoder, whose
+    SVD is randomised) gets it as ``random_state``, so the same rows give the same fitted bytes. The
+    estimator's own ``random_state`` is :func:`build_estimator`'s (the spec's value, else the seed).
     """
     import skrub
     from sklearn.pipeline import Pipeline
 
     from airflow_bridge.ml.columns import roles_pipeline_step
+    from airflow_bridge.ml.seeding import RANDOM_STATE, seed_random_states
 
     tail = skrub.tabular_pipeline(estimator)
-    return Pipeline([("columns", roles_pipeline_step(roles)), *tail.steps])
+    pipeline = Pipeline([("columns", roles_pipeline_step(roles)), *tail.steps])
+    if seed is not None:
+        seed_random_states(pipeline, seed, keep={f"{tail.steps[-1][0]}__{RANDOM_STATE}"})
+    return pipeline

@@ -36,7 +36,7 @@ def build_report(inputs: ReportInputs, *, top_features: int = 10) -> ModelReport
         _classification(content, features, labels, predictions)
     else:
         _regression(content, labels, predictions)
-    importance = permutation(inputs.model, features, labels, inputs.task_kind)
+    importance = permutation(inputs.model, features, labels, inputs.task_kind, seed=inputs.seed)
     content.importance = importance
     shown = min(top_features, len(importance.features))
     content.plots.append(

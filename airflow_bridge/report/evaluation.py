@@ -64,19 +64,20 @@ def per_class(labels: Any, predictions: Any, classes: Sequence[Any]) -> list[dic
     ]
 
 
-def permutation(model: Any, features: Any, labels: Any, task_kind: str) -> Importance:
+def permutation(model: Any, features: Any, labels: Any, task_kind: str, *, seed: int = 0) -> Importance:
     """How much the held-out score drops when each raw column is shuffled (bounded rows and repeats).
 
-    The score is accuracy for classification and r2 for regression; the random state is fixed, so the same
-    model and rows give the same importances. The shuffled copies are stacked and predicted in a few large
-    calls rather than one call per copy: a pipeline's per-call overhead dominates on small held-out splits.
+    The score is accuracy for classification and r2 for regression; the row sample and the shuffles are
+    drawn from ``seed`` (the spec's ``data.split.seed``), so the same model and rows give the same
+    importances. The shuffled copies are stacked and predicted in a few large calls rather than one call
+    per copy: a pipeline's per-call overhead dominates on small held-out splits.
     """
     import numpy as np
     import pandas as pd
     from sklearn.metrics import accuracy_score, r2_score
 
     if len(features) > MAX_IMPORTANCE_ROWS:
-        sample = features.sample(MAX_IMPORTANCE_ROWS, random_state=0)
+        sample = features.sample(MAX_IMPORTANCE_ROWS, random_state=seed)
         features, labels = sample, labels.loc[sample.index]
     features = features.reset_index(drop=True)
     truth = np.asarray(labels)
@@ -85,7 +86,7 @@ def permutation(model: Any, features: Any, labels: Any, task_kind: str) -> Impor
     scoring = "accuracy" if task_kind == "classification" else "r2"
     score = accuracy_score if scoring == "accuracy" else r2_score
     baseline = float(score(truth, model.predict(features)))
-    copies = [(c, order) for c in features.columns for order in _orders(len(features), repeats)]
+    copies = [(c, order) for c in features.columns for order in _orders(len(features), repeats, seed)]
     drops: dict[str, list[float]] = {str(c): [] for c in features.columns}
     per_call = max(1, STACKED_ROWS // max(1, len(features)))
     for start in range(0, len(copies), per_call):
@@ -106,13 +107,13 @@ STACKED_ROWS = 50_000
 """Most rows predicted in one call of permutation importance (bounds its memory on wide, long tables)."""
 
 
-def _orders(rows: int, repeats: int) -> list[Any]:
+def _orders(rows: int, repeats: int, seed: int) -> list[Any]:
     """The row orders of each repeat: the same for every column, drawn as scikit-learn's
-    ``permutation_importance(random_state=0)`` draws them, so both give the same importances."""
+    ``permutation_importance(random_state=seed)`` draws them, so both give the same importances."""
     import numpy as np
 
-    seed = np.random.RandomState(0).randint(np.iinfo(np.int32).max + 1)
-    state, shuffle, order, orders = np.random.RandomState(seed), np.arange(rows), np.arange(rows), []
+    drawn = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
+    state, shuffle, order, orders = np.random.RandomState(drawn), np.arange(rows), np.arange(rows), []
     for _ in range(repeats):
         state.shuffle(shuffle)
         order = order[shuffle]  # scikit-learn shuffles the already shuffled column again

@@ -44,6 +44,8 @@ class ReportInputs:
     profile: Mapping[str, Any] | None = None
     history: Sequence[Mapping[str, Any]] = ()
     estimator: str = ""
+    seed: int = 0
+    """The run's seed (``data.split.seed``): permutation importance draws its shuffles from it."""
 
     @property
     def label(self) -> str:

@@ -1,4 +1,5 @@
-"""HTTP serving of the version behind an alias (target ``local``): ``/predict``, ``/health``, ``/metadata``.
+"""HTTP serving of the version behind an alias (target ``local``): ``/predict`` (and KServe's v1 and v2
+inference routes, :mod:`.outputs`), ``/health``, ``/metadata``.
 
 The artifact's checksum is verified before a version is loaded. A background thread re-reads the alias
 every ``refresh_seconds``, so an alias move (deploy, promote, rollback) is served without a restart and
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -33,8 +33,18 @@ from starlette.requests import Request  # at module level: FastAPI resolves the 
 from airflow_bridge.exceptions import AuditMismatchError, BridgeError, ChecksumMismatchError, NotFoundError
 from airflow_bridge.registry.records import ModelVersion
 from airflow_bridge.registry.store import ModelRegistry
-from airflow_bridge.serving.inputs import InputError, excerpt, parse_body, read_instances
+from airflow_bridge.serving.inputs import InputError, excerpt, parse_body, read_instances, wants_probabilities
 from airflow_bridge.serving.limits import RequestGuard, ServeLimits, error_body
+from airflow_bridge.serving.outputs import (
+    V2InferRequest,
+    labels_and_probabilities,
+    plain,
+    probability_rows,
+    read_v2,
+    refuse_without_probabilities,
+    v2_answer,
+    v2_location,
+)
 
 log = logging.getLogger("airflow_bridge.serve")
 MAX_WARNING_CHARS = 500
@@ -52,6 +62,11 @@ class PredictRequest(BaseModel):
         min_length=1,
         description="Rows as {column: value} objects; or KServe v1's [[rows]] or [{column: [values]}]. "
         "Values are strings, finite numbers, booleans or null.",
+    )
+    probabilities: bool = Field(
+        default=False,
+        description="Also answer each class's probability: 'classes' (the model's order) and 'probabilities' "
+        "(one row per instance). Classifiers with predict_proba only; others answer 422.",
     )
 
 
@@ -232,6 +247,7 @@ def create_app(holder: ModelHolder, limits: ServeLimits | None = None, token: st
             "estimator": version.estimator,
             "task_kind": version.task_kind,
             "features": loaded.features,
+            "probabilities": hasattr(loaded.estimator, "predict_proba"),
             "metrics": version.metrics,
             "created_at": version.created_at.isoformat(),
             "produced_by": {"dag_id": version.run.dag_id, "run_id": version.run.run_id},
@@ -244,11 +260,11 @@ def create_app(holder: ModelHolder, limits: ServeLimits | None = None, token: st
         }
     }
 
-    async def answer(request: Request) -> Response:
+    async def answer(request: Request, protocol: str = "v1") -> Response:
         body = await request.body()
         content_type = request.headers.get("content-type")
         status, payload = await to_thread.run_sync(
-            predict_body, holder, body, content_type, limits.max_rows, limiter=predicting
+            predict_body, holder, body, content_type, limits.max_rows, protocol, limiter=predicting
         )
         return reply(status, payload)
 
@@ -263,16 +279,42 @@ def create_app(holder: ModelHolder, limits: ServeLimits | None = None, token: st
     async def predict(request: Request) -> Response:
         return await answer(request)
 
+    v2_schema = {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": V2InferRequest.model_json_schema()}},
+        }
+    }
+
+    @app.post("/v2/models/{name}/infer", openapi_extra=v2_schema)
+    async def infer_v2(name: str, request: Request) -> Response:
+        """KServe's v2 (Open Inference Protocol) inference over JSON: one input tensor per column."""
+        if name != holder.model:
+            return reply(404, error_body(f"this server serves model '{holder.model}', not {excerpt(name)}"))
+        return await answer(request, "v2")
+
     return app
 
 
-def predict_body(holder: ModelHolder, body: bytes, content_type: str | None, max_rows: int) -> tuple[int, bytes]:
-    """(HTTP status, JSON body) of a prediction request: run in the prediction pool, off the event loop."""
+def predict_body(
+    holder: ModelHolder, body: bytes, content_type: str | None, max_rows: int, protocol: str = "v1"
+) -> tuple[int, bytes]:
+    """(HTTP status, JSON body) of a prediction request (``protocol`` v1: ``/predict`` and KServe's v1
+    route; v2: KServe's v2 infer route): run in the prediction pool, off the event loop."""
     loaded = holder.get()
+    v2 = None
     try:
-        frame = read_instances(parse_body(body, content_type), loaded.features, max_rows)
+        document = parse_body(body, content_type)
+        if protocol == "v2":
+            v2 = read_v2(document)
+            document, probabilities = v2.instances, v2.probabilities
+        else:
+            probabilities = wants_probabilities(document)
+        if probabilities:
+            refuse_without_probabilities(holder.model, loaded.version, loaded.estimator)
+        frame = read_instances(document, loaded.features, max_rows)
     except InputError as exc:
-        return exc.status, error_body(exc.message)
+        return exc.status, error_body(v2_location(exc.message) if protocol == "v2" else exc.message)
     missing = [f for f in loaded.features if f not in frame.columns]
     if missing:
         return 422, error_body(
@@ -280,20 +322,34 @@ def predict_body(holder: ModelHolder, body: bytes, content_type: str | None, max
             f"on ({', '.join(loaded.features)}); a value may be null"
         )
     try:
-        predictions = loaded.estimator.predict(frame[loaded.features] if loaded.features else frame)
+        labels, classes, matrix = labels_and_probabilities(
+            loaded.estimator, frame[loaded.features] if loaded.features else frame, probabilities
+        )
     except BridgeError as exc:  # a row the model's column check refused: it names the column
         return 422, error_body(_tame(str(exc)))
     except (ValueError, TypeError, ArithmeticError, LookupError) as exc:
         return 422, error_body(f"cannot predict on this input: {_tame(str(exc))}")
-    answer: dict[str, Any] = {
-        "model": holder.model,
-        "version": loaded.version.version,
-        "predictions": [_plain(p) for p in predictions],
-    }
     columns_step: Any = getattr(loaded.estimator, "named_steps", {}).get("columns")
     notes = columns_step.unseen(frame) if hasattr(columns_step, "unseen") else []
-    if notes:
-        answer["warnings"] = [_tame(note, MAX_WARNING_CHARS) for note in notes]
+    warnings = [_tame(note, MAX_WARNING_CHARS) for note in notes]
+    predictions = [plain(p) for p in labels]
+    rows = probability_rows(matrix) if matrix is not None else None
+    if v2 is not None:
+        tensors = v2_answer(
+            v2,
+            model=holder.model,
+            version=loaded.version.version,
+            labels=predictions,
+            classes=classes,
+            probabilities=rows,
+            warnings=warnings,
+        )
+        return 200, json.dumps(tensors, allow_nan=False).encode()
+    answer: dict[str, Any] = {"model": holder.model, "version": loaded.version.version, "predictions": predictions}
+    if rows is not None:
+        answer.update(classes=classes, probabilities=rows)
+    if warnings:
+        answer["warnings"] = warnings
     return 200, json.dumps(answer, allow_nan=False).encode()
 
 
@@ -304,11 +360,6 @@ def _tame(text: str, limit: int = 600) -> str:
     """A message from the model or pandas, which may quote the input: long words (values) cut to an excerpt."""
     text = _LONG_WORD.sub(lambda found: f"{found.group(0)[:40]}…({len(found.group(0))} characters)", text)
     return text if len(text) <= limit else text[:limit] + "…"
-
-
-def _plain(value: Any) -> Any:
-    value = value.item() if hasattr(value, "item") else value
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 _URI = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*)://[^\s'\"(),;]*")

@@ -103,6 +103,23 @@ def read_instances(document: Any, features: list[str], max_rows: int) -> Any:
     return pd.DataFrame(columns)
 
 
+PROBABILITIES = "probabilities"
+"""The request flag (``{"instances": [...], "probabilities": true}``) that asks for class probabilities."""
+
+
+def wants_probabilities(options: Any, where: str = "") -> bool:
+    """Whether ``options`` (the request body, or v2's ``parameters``) asks for class probabilities.
+
+    Absent means no; anything but a JSON boolean is refused rather than guessed (``"false"`` is truthy).
+    """
+    if not isinstance(options, dict) or PROBABILITIES not in options:
+        return False
+    flag = options[PROBABILITIES]
+    if type(flag) is not bool:
+        raise InputError(422, f"'{where}{PROBABILITIES}' must be true or false; got {_kind(flag)}")
+    return flag
+
+
 @dataclass
 class _Block:
     """Consecutive rows of the request: plain rows (``instances[i]``), a KServe list of rows

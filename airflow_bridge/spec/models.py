@@ -98,7 +98,13 @@ class Split(_Section):
     """How the held-out evaluation set is cut; the seed makes runs reproducible."""
 
     test_size: float = Field(default=0.2, gt=0, lt=1, description="Fraction of rows held out for validation.")
-    seed: int = Field(default=42, ge=0, le=2**32 - 1, description="Random seed of the split and of the estimator.")
+    seed: int = Field(
+        default=42,
+        ge=0,
+        le=2**32 - 1,
+        description="The run's one random seed: the split, the encoders, the estimator (unless model.params sets "
+        "random_state) and the report's permutation importance. Same spec and data: same model bytes.",
+    )
     stratify: bool = Field(default=True, description="Keep class proportions (classification only).")
 
 
