@@ -80,6 +80,11 @@ class DataSummary(_XComForm):
     environment: dict[str, Any] = field(default_factory=dict)
     """Where the model was fitted: python, platform, package versions, thread pools
     (``airflow_bridge.ml.environment``); what can still make a rerun of the same spec and data differ."""
+    groups: list[str] = field(default_factory=list)
+    """The spec's ``data.groups``: columns the report breaks the held-out metrics down by."""
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """A small profile of each used column (quantiles or top values, ``airflow_bridge.report.drift``): what a
+    later version's report compares its data with to show drift, without the old data."""
 
     def for_registry(self) -> dict[str, Any]:
         """What the registry keeps about the data (null fractions stay in the report)."""

@@ -38,6 +38,8 @@ class TrainingRequest:
     """The spec's ``data.columns``: role overrides by column name."""
     delimiter: str | None = None
     encoding: str | None = None
+    groups: list[str] = field(default_factory=list)
+    """The spec's ``data.groups``: columns kept in the held-out split so the report shows per-group metrics."""
 
     @property
     def allowed(self) -> dict[str, str]:
@@ -67,6 +69,7 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
     from airflow_bridge.ml.environment import training_environment
     from airflow_bridge.ml.estimator import build_estimator, build_model_pipeline
     from airflow_bridge.ml.gates import evaluate_data_checks, format_gate_table
+    from airflow_bridge.report.drift import column_profiles
 
     task_kind = request.resolved_task_kind
     table = data_io.read_table(
@@ -77,6 +80,7 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
         encoding=request.encoding,
     )
     data_io.select_columns(table.frame, table.uri, request.target, request.features)
+    _check_groups(table.frame, table.uri, request.groups)
     frame, missing_target = data_io.drop_missing_target(table.frame, request.target)
     roles = infer_roles(frame, request.target, request.features, request.column_roles)
     features = feature_columns(roles)
@@ -115,6 +119,7 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
         seed=request.seed,
         stratify=request.stratify and task_kind == "classification",
         estimator=request.estimator,
+        keep=request.groups,
     )
     log.info("Fitting %s on %d rows (%d held out)", request.estimator, len(train_rows), len(test_rows))
     try:
@@ -152,9 +157,25 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
             test_size=request.test_size,
             seed=request.seed,
             environment=training_environment(request.estimator),
+            groups=list(request.groups),
+            profiles=column_profiles(frame, [*features, request.target], profile["roles"]),
         ),
         checks=checks,
     )
+
+
+def _check_groups(frame: Any, uri: str, groups: list[str]) -> None:
+    """Every ``data.groups`` column must be in the table: refused before anything is fitted."""
+    from airflow_bridge.spec.issues import did_you_mean
+
+    columns = [str(c) for c in frame.columns]
+    for column in groups:
+        if column not in columns:
+            hint = did_you_mean(column, columns) or f"its columns are: {', '.join(columns[:20])}"
+            raise DataError(
+                f"groups column '{column}' (data.groups) is not in {uri} ({hint}); name an existing column "
+                "or remove it from data.groups"
+            )
 
 
 def _jsonable(value: Any) -> Any:

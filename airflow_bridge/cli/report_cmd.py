@@ -41,6 +41,7 @@ def models_report(
 ) -> None:
     """Write the model report of a version (gates, champion, plots, importance, history, data) and print its path."""
     from airflow_bridge.artifacts import read_verified
+    from airflow_bridge.report.fate import current_page
     from airflow_bridge.report.storage import stored_report
 
     with _guard(f"cannot read the report of '{name}'"):
@@ -54,7 +55,7 @@ def models_report(
                 f"that skips the validate step); see its numbers with: airflow-bridge models show {name} "
                 f"--version {chosen.version}"
             )
-        page = read_verified(stored.html)
+        page = current_page(store, name, chosen.version, read_verified(stored.html))
         figures = {figure: read_verified(ref) for figure, ref in stored.pngs.items()}
 
     html_path = _html_path(out, name, chosen.version)

@@ -167,6 +167,7 @@ def training_request(spec: Experiment, policy: Policy) -> TrainingRequest:
         column_roles=dict(spec.data.columns),
         delimiter=data.delimiter,
         encoding=data.encoding,
+        groups=list(spec.data.groups),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -213,17 +214,19 @@ def split(
     seed: int,
     stratify: bool,
     estimator: str | None = None,
+    keep: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train and held-out frames (features + target), reproducible for a seed.
 
     ``estimator`` (its dotted name) lets the error for a classifier on a continuous target name the
     regressor to use instead; with a continuous target, ``stratify: false`` would only hide the mistake.
+    ``keep`` names extra columns (``data.groups``) carried in both frames but never fitted on.
     """
     from sklearn.model_selection import train_test_split
 
     from airflow_bridge.spec.targets import counterpart, target_shape
 
-    data = frame[[*features, target]]
+    data = frame[list(dict.fromkeys([*features, *keep, target]))]  # keep: data.groups columns, for the report
     labels = data[target] if stratify else None
     if labels is not None and (labels.value_counts() < 2).any():
         shape = target_shape(labels)

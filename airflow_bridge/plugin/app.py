@@ -108,13 +108,15 @@ def create_app() -> FastAPI:
     @app.get("/models/{name}/versions/{version}/report", response_class=HTMLResponse)
     def version_report(name: str, version: int, user: Reader) -> str:
         from airflow_bridge.artifacts import read_verified
+        from airflow_bridge.report.fate import current_page
         from airflow_bridge.report.storage import stored_report
 
-        chosen = registry().get_version(name, version)
+        store = registry()
+        chosen = store.get_version(name, version)
         stored = stored_report(chosen.validation, f"{name} v{version}")
         if stored is None:
             raise NotFoundError(f"{name} v{version} has no model report (it was registered without one)")
-        return read_verified(stored.html).decode("utf-8")
+        return current_page(store, name, version, read_verified(stored.html)).decode("utf-8")
 
     @app.get("/audit", response_class=HTMLResponse)
     def audit_trail(request: Request, user: Reader) -> str:

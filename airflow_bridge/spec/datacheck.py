@@ -198,6 +198,7 @@ def _missing_columns(spec: Experiment, table: _Table, shown: str) -> Iterator[Fi
         for i, c in enumerate(spec.data.checks.required_columns)
     ]
     named += [(("data", "columns", c), c, "column") for c in spec.data.columns]
+    named += [(("data", "groups", i), c, "groups column") for i, c in enumerate(spec.data.groups)]
     for where, column, what in named:
         if column not in table.columns:
             hint = did_you_mean(column, table.columns) or f"its columns: {_listing(table.columns)}"

@@ -137,6 +137,11 @@ class Data(_Section):
         description="Override the inferred role of a column: numeric, categorical, datetime, text (free text "
         "or many categories) or ignore (never used). Other columns get the role inferred from the data.",
     )
+    groups: list[str] = Field(
+        default_factory=list,
+        description="Columns whose values split the held-out rows into groups (e.g. sex, region): the model "
+        "report shows the metrics of each group. They need not be features; they are kept in the held-out split.",
+    )
 
 
 class ModelSection(_Section):

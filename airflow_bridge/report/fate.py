@@ -1,0 +1,174 @@
+"""A version's fate (pending, approved, rejected, superseded, live...) and the report page's fate blocks.
+
+The report is built at validate time, before the version is registered or approved, and stored as
+checksummed artifacts; its fate changes later. So the page marks every fate it shows between HTML
+comments (``<!--fate:self-->…<!--/fate-->`` for its own version, ``<!--fate:3-->…<!--/fate-->`` for v3 in
+the history, ``<!--version:self-->…<!--/version-->`` for its own version's label), and the readers
+(``airflow-bridge models report`` and the Models page) verify the stored page's checksum, then rewrite
+those blocks from the registry's state now with :func:`current_page`. One function, :func:`model_fates`,
+computes every version's fate, from the model's aliases, alias history and audit trail.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_bridge.registry.records import AuditEvent
+    from airflow_bridge.registry.store import ModelRegistry
+
+SELF = "self"
+
+
+@dataclass(frozen=True)
+class Fate:
+    """Where a version stands: ``state`` (one word, for styling and tests) and ``text`` (what a person reads)."""
+
+    state: str
+    text: str
+
+
+def candidate_fate(passed: bool, failing: Sequence[str] = ()) -> Fate:
+    """The fate of a candidate at validate time, before registration."""
+    if passed:
+        return Fate("candidate", "candidate, passed every gate (registered next)")
+    what = ", ".join(failing) or "see the gates"
+    return Fate("failed", f"failed gate(s) {what} (candidate, not registered)")
+
+
+def model_fates(registry: ModelRegistry, model: str) -> dict[int, Fate]:
+    """The fate of every version of ``model``, from one read of its aliases, alias history and audit trail."""
+    record = registry.get_model(model)
+    return fates_from(
+        registry.audit_events(model=model), dict(record.aliases), registry.alias_history(model), record.latest_version
+    )
+
+
+def version_fate(registry: ModelRegistry, model: str, version: int) -> Fate:
+    """The fate of one version (see :func:`fates_from` for the rules)."""
+    return model_fates(registry, model).get(version) or Fate("registered", "registered")
+
+
+def fates_from(
+    events: Sequence[AuditEvent], aliases: Mapping[str, int], periods: Sequence[Mapping[str, Any]], latest: int
+) -> dict[int, Fate]:
+    """Every version's fate; the first rule that applies wins:
+
+    1. deleted; 2. live (an alias points at it now), with who approved it; 3. rejected by X, with the
+    reason; 4. superseded by vN (its request was closed for a newer version, or an alias it held moved
+    on); 5. approved by X (not deployed); 6. approval timed out; 7. pending approval; 8. registered.
+    """
+    from airflow_bridge.registry.events import AuditAction
+
+    last: dict[int, dict[str, AuditEvent]] = {}
+    pending: dict[int, set[str]] = {}
+    deleted: set[int] = set()
+    for event in sorted(events, key=lambda e: e.seq):
+        if event.version is None:
+            continue
+        if event.action == AuditAction.VERSION_DELETED:
+            deleted.add(event.version)
+        if event.action == AuditAction.APPROVAL_REQUESTED:
+            pending.setdefault(event.version, set()).add(event.alias or "")
+        elif event.action in _CLOSERS:
+            pending.get(event.version, set()).discard(event.alias or "")
+            last.setdefault(event.version, {})[event.action] = event
+    live: dict[int, list[str]] = {}
+    for alias, number in sorted(aliases.items()):
+        live.setdefault(number, []).append(alias)
+    held: dict[int, list[str]] = {}
+    for period in periods:
+        if period.get("valid_to") is not None:
+            held.setdefault(int(period["version"]), []).append(str(period["alias"]))
+    out: dict[int, Fate] = {}
+    for number in range(1, latest + 1):
+        out[number] = _fate(number, deleted, live, last.get(number, {}), pending.get(number, set()), held, aliases)
+    return out
+
+
+_CLOSERS = ("approval_granted", "approval_rejected", "approval_timed_out", "approval_superseded")
+
+
+def _fate(
+    number: int,
+    deleted: set[int],
+    live: Mapping[int, list[str]],
+    answers: Mapping[str, AuditEvent],
+    pending: set[str],
+    held: Mapping[int, list[str]],
+    aliases: Mapping[str, int],
+) -> Fate:
+    granted = answers.get("approval_granted")
+    approved = f"approved by {granted.actor}" if granted else ""
+    if number in deleted:
+        return Fate("deleted", "deleted")
+    if number in live:
+        text = "live as " + ", ".join(live[number])
+        return Fate("live", f"{text}, {approved}" if approved else text)
+    rejected = answers.get("approval_rejected")
+    if rejected and (granted is None or rejected.seq > granted.seq):
+        comment = (rejected.after or {}).get("comment") if isinstance(rejected.after, Mapping) else None
+        why = str(comment or rejected.reason or "").strip()
+        return Fate("rejected", f"rejected by {rejected.actor}" + (f": {why}" if why else ""))
+    superseded = answers.get("approval_superseded")
+    if number in held:
+        alias = held[number][-1]
+        now = aliases.get(alias)
+        after = f"superseded by v{now}" if now is not None else f"retired from {alias}"
+        return Fate("superseded", f"{after} (was live as {alias}" + (f", {approved})" if approved else ")"))
+    if superseded is not None:
+        newer = (superseded.after or {}).get("superseded_by") if isinstance(superseded.after, Mapping) else None
+        return Fate("superseded", f"superseded by v{newer}" if newer else "superseded")
+    if granted:
+        return Fate("approved", f"{approved} (not deployed)")
+    if pending:
+        return Fate("pending", "pending approval for " + ", ".join(sorted(a for a in pending if a) or ["an alias"]))
+    if "approval_timed_out" in answers:
+        return Fate("timed_out", "approval timed out (nobody answered)")
+    return Fate("registered", "registered (no approval asked)")
+
+
+# -- the page's fate blocks ------------------------------------------------------------------------------------
+
+
+def block(key: str | int, text: str) -> str:
+    """A fate to print in the page, marked so a reader can rewrite it (``key``: a version or ``self``)."""
+    return f"<!--fate:{key}-->{escape(text)}<!--/fate-->"
+
+
+def version_label(text: str) -> str:
+    """The page's own version label (``candidate`` at validate time), marked for the readers."""
+    return f"<!--version:self-->{escape(text)}<!--/version-->"
+
+
+_FATE = re.compile(r"<!--fate:(\w+)-->.*?<!--/fate-->", re.DOTALL)
+_VERSION = re.compile(r"<!--version:self-->.*?<!--/version-->", re.DOTALL)
+_TITLE = re.compile(r"<title>.*?</title>", re.DOTALL)
+
+
+def refresh(html: str, model: str, version: int, fates: Mapping[int, Fate]) -> str:
+    """The page with every marked fate and its own version label rewritten (``fates`` by version number)."""
+    own = fates.get(version)
+
+    def fate(match: re.Match[str]) -> str:
+        key = match.group(1)
+        found = own if key == SELF else fates.get(int(key)) if key.isdigit() else None
+        return block(key, found.text) if found is not None else match.group(0)
+
+    page = _VERSION.sub(lambda _: version_label(f"v{version}"), _FATE.sub(fate, html))
+    if own is not None:
+        title = f"<title>Model report: {escape(model)} v{version} — {escape(own.text)}</title>"
+        page = _TITLE.sub(lambda _: title, page, count=1)
+    return page
+
+
+def current_page(registry: ModelRegistry, model: str, version: int, stored: bytes) -> bytes:
+    """A stored (checksum-verified) report page with its fates as the registry says now."""
+    page = stored.decode("utf-8")
+    if "<!--fate:" not in page:
+        return stored  # a report built before fate blocks existed
+    return refresh(page, model, version, model_fates(registry, model)).encode("utf-8")
