@@ -131,6 +131,9 @@ def regression() -> tuple[ReportInputs, ModelReport]:
     return inputs, build_report(inputs)
 
 
+_FATE = re.compile(r"<!--(fate:\w+|version:self)-->.*?<!--/(fate|version)-->|<title>.*?</title>")
+
+
 def _figures_in(html: str) -> set[str]:
     return set(re.findall(r'<figure id="fig-([a-z_]+)"', html))
 
@@ -163,9 +166,12 @@ def test_binary_report_is_self_contained_with_gates_champion_curves_importance_h
         "precision_recall.png",
         "feature_importance.png",
         "metric_history.png",
+        "calibration.png",
     }
     assert _figures_in(html) == {name.removesuffix(".png") for name in report.pngs}
-    assert "Model report: tumours — version 3" in html and "RandomForestClassifier" not in html  # a skrub Pipeline
+    assert (
+        "<title>Model report: tumours v3 — registered</title>" in html and "RandomForestClassifier" not in html
+    )  # a skrub Pipeline
     accuracy = inputs.metrics["accuracy"]
     assert f'<td>accuracy</td><td>metric</td><td class="num">{accuracy:.4f}</td><td>&gt;= 0.7</td>' in html
     assert "<td>min_rows</td><td>data</td>" in html and "Passed every gate" in html
@@ -175,7 +181,8 @@ def test_binary_report_is_self_contained_with_gates_champion_curves_importance_h
     assert (
         '<td>ignore</td><td>set in the spec (data.columns)</td><td class="num">-</td><td class="num">25.0%</td>' in html
     )
-    assert "<td>v1</td><td>2026-01-05</td>" in html and "<td>v3</td><td>this report</td>" in html
+    assert "<td>v1</td><td><!--fate:1--><!--/fate--></td><td>2026-01-05</td>" in html
+    assert "<td><!--version:self-->v3<!--/version--></td><td><!--fate:self-->this version<!--/fate--></td>" in html
 
 
 def test_multiclass_report_has_per_class_figures_and_no_curves_or_history(
@@ -187,7 +194,7 @@ def test_multiclass_report_has_per_class_figures_and_no_curves_or_history(
     html = report.html
     assert "ROC and precision-recall curves are drawn for two classes only (3 here)." in html
     assert "No earlier versions of this model" in html
-    assert "candidate as validated" in html
+    assert "<title>Model report: tumours candidate — candidate, passed every gate (registered next)</title>" in html
     assert all(f"<td>{c}</td>" in html for c in ("low", "mid", "high"))
     assert "No live version to compare with" in html
 
@@ -202,10 +209,15 @@ def test_regression_report_plots_errors_and_residuals_and_shows_each_version_onc
         "residuals.png",
         "feature_importance.png",
         "metric_history.png",
+        "target_distribution.png",
     }
     html = report.html
     assert "confusion" not in html.lower()
-    assert html.count("<td>v3</td>") == 1 and f'<td class="num">{inputs.metrics["r2"]:.4f}</td>' in html
+    assert (
+        html.count("<!--version:self-->v3<!--/version--></td>") == 1
+        and "<td>v3</td>" not in html
+        and f'<td class="num">{inputs.metrics["r2"]:.4f}</td>' in html
+    )
     assert "<th>r2</th><th>rmse</th>" in html  # the gate metrics, in the spec's order
 
 
@@ -319,7 +331,9 @@ def test_models_report_writes_the_page_and_figures_and_prints_their_paths(
     written = json.loads(output)
     assert written["model"] == "tumours" and written["version"] == 1
     assert Path(written["html"]) == out.resolve() / "report.html"
-    assert Path(written["html"]).read_text() == report.html
+    page_text = Path(written["html"]).read_text()  # the stored page with its fates as the registry says now
+    assert _FATE.sub("", page_text) == _FATE.sub("", report.html) and page_text != report.html
+    assert "<title>Model report: tumours v1 — live as staging</title>" in page_text
     assert set(written["pngs"]) == set(report.pngs)
     for name, path in written["pngs"].items():
         assert Path(path).parent == out.resolve() and Path(path).read_bytes() == report.pngs[name]
@@ -327,10 +341,9 @@ def test_models_report_writes_the_page_and_figures_and_prints_their_paths(
     page = tmp_path / "pages" / "tumours.html"  # --out FILE.html: figures next to it
     code, output = _invoke("models", "report", "tumours", "-v", "1", "-o", str(page), "--registry-url", registry_url)
     assert code == 0, output
-    assert "wrote the report of tumours v1 (6 figures next to it)" in output and str(page.resolve()) in output
-    assert (
-        page.read_text() == report.html and (page.parent / "roc_curve.png").read_bytes() == report.pngs["roc_curve.png"]
-    )
+    assert "wrote the report of tumours v1 (7 figures next to it)" in output and str(page.resolve()) in output
+    assert page.read_text() == page_text
+    assert (page.parent / "roc_curve.png").read_bytes() == report.pngs["roc_curve.png"]
 
 
 def test_models_report_resolves_an_alias_and_defaults_to_a_folder_in_the_current_directory(

@@ -71,7 +71,15 @@ def validate(
     result = ValidationReport(model=training.model, metrics=metrics, gates=gates, champion=champion, passed=passed)
     if artifacts is None:
         return result
-    report = _model_report(training, result, model=model, holdout=holdout, registry=registry, artifacts=artifacts)
+    report = _model_report(
+        training,
+        result,
+        model=model,
+        holdout=holdout,
+        registry=registry,
+        artifacts=artifacts,
+        alias=rules.champion_alias,
+    )
     return dataclasses.replace(result, report=report)
 
 
@@ -83,10 +91,12 @@ def _model_report(
     holdout: Any,
     registry: ModelRegistry | None,
     artifacts: ArtifactStore,
+    alias: str = "production",
 ) -> dict[str, Any] | None:
     """Build and store the model report; a report that cannot be drawn never fails validation."""
     from airflow_bridge.exceptions import NotFoundError
     from airflow_bridge.report import ReportInputs, build_report, store_report
+    from airflow_bridge.report.story import story_inputs
 
     history: list[dict[str, Any]] = []
     if registry is not None:
@@ -112,6 +122,7 @@ def _model_report(
         history=history,
         estimator=training.estimator,
         seed=data.seed or 0,
+        **story_inputs(registry, training, alias),
     )
     try:
         report = build_report(inputs)

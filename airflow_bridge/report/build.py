@@ -15,6 +15,8 @@ from airflow_bridge.report.evaluation import (
 )
 from airflow_bridge.report.html import Content, Plot, render
 from airflow_bridge.report.inputs import ModelReport, ReportInputs
+from airflow_bridge.report.story import add_story
+from airflow_bridge.report.units import needs_log_scale
 
 HEADLINE = {"classification": ("accuracy", "roc_auc", "f1"), "regression": ("r2", "rmse", "mae")}
 """Metrics shown when the spec gates none."""
@@ -48,6 +50,7 @@ def build_report(inputs: ReportInputs, *, top_features: int = 10) -> ModelReport
             figures.importance_bars(importance, top_features),
         )
     )
+    add_story(content, features, labels, predictions)
     _history(content)
     passed = all(bool(g.get("passed")) for g in inputs.gates) and bool((inputs.champion or {}).get("passed", True))
     return ModelReport(
@@ -106,18 +109,19 @@ def _classification(content: Content, features: Any, labels: Any, predictions: A
 
 
 def _regression(content: Content, labels: Any, predictions: Any) -> None:
+    log = needs_log_scale(labels)
     content.plots += [
         Plot(
             "prediction_error.png",
             "performance",
             "Each dot is a held-out row: perfect predictions lie on the diagonal.",
-            figures.prediction_error(labels, predictions, "actual_vs_predicted"),
+            figures.prediction_error(labels, predictions, "actual_vs_predicted", log=log),
         ),
         Plot(
             "residuals.png",
             "performance",
             "Actual minus predicted value: a pattern (a curve, a funnel) means errors the model could avoid.",
-            figures.prediction_error(labels, predictions, "residual_vs_predicted"),
+            figures.prediction_error(labels, predictions, "residual_vs_predicted", log=log),
         ),
     ]
 

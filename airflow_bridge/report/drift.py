@@ -124,7 +124,9 @@ def _numeric(column: str, live: Mapping[str, Any], new: Mapping[str, Any]) -> Co
     psi = _psi(shares(old_cdf, float(live.get("missing", 0))), shares(new_cdf, float(new.get("missing", 0))))
     grid = np.union1d(np.asarray(old_q, dtype=float), np.asarray(new_q, dtype=float))
     ks = float(np.max(np.abs(old_cdf(grid) - new_cdf(grid))))
-    return ColumnDrift(column, "numeric", psi, ks, f"median {_g(old_q[len(old_q) // 2])}", f"median {_g(new_q[len(new_q) // 2])}")
+    return ColumnDrift(
+        column, "numeric", psi, ks, f"median {_g(old_q[len(old_q) // 2])}", f"median {_g(new_q[len(new_q) // 2])}"
+    )
 
 
 def _categorical(column: str, live: Mapping[str, Any], new: Mapping[str, Any]) -> ColumnDrift:
@@ -146,8 +148,8 @@ def _psi(expected: Sequence[float], actual: Sequence[float]) -> float:
     import math
 
     total = 0.0
-    for e, a in zip(expected, actual, strict=True):
-        e, a = max(e, EPSILON), max(a, EPSILON)
+    for old, new in zip(expected, actual, strict=True):
+        e, a = max(old, EPSILON), max(new, EPSILON)
         total += (a - e) * math.log(a / e)
     return round(total, 6)
 
@@ -178,7 +180,9 @@ class Changes:
     """Used columns of both versions without comparable profiles (older versions kept none, datetime...)."""
 
 
-def changes_since(live: Mapping[str, Any] | None, live_version: int | None, alias: str, new: Mapping[str, Any]) -> Changes:
+def changes_since(
+    live: Mapping[str, Any] | None, live_version: int | None, alias: str, new: Mapping[str, Any]
+) -> Changes:
     """Compare the live version's data summary (``ModelVersion.data``) with this version's (``DataSummary``)."""
     if live is None:
         return Changes(None, alias, [], [], [], [], [])

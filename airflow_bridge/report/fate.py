@@ -86,7 +86,15 @@ def fates_from(
             held.setdefault(int(period["version"]), []).append(str(period["alias"]))
     out: dict[int, Fate] = {}
     for number in range(1, latest + 1):
-        out[number] = _fate(number, deleted, live, last.get(number, {}), pending.get(number, set()), held, aliases)
+        out[number] = _fate(
+            number,
+            deleted=deleted,
+            live=live,
+            answers=last.get(number, {}),
+            pending=pending.get(number, set()),
+            held=held,
+            aliases=aliases,
+        )
     return out
 
 
@@ -95,6 +103,7 @@ _CLOSERS = ("approval_granted", "approval_rejected", "approval_timed_out", "appr
 
 def _fate(
     number: int,
+    *,
     deleted: set[int],
     live: Mapping[int, list[str]],
     answers: Mapping[str, AuditEvent],

@@ -110,8 +110,11 @@ def precision_recall_curve(labels: Any, scores: Any, positive: Any, name: str) -
         return _png(figure)
 
 
-def prediction_error(labels: Any, predictions: Any, kind: str) -> bytes:
-    """Predicted against actual values (``actual_vs_predicted``) or residuals (``residual_vs_predicted``)."""
+def prediction_error(labels: Any, predictions: Any, kind: str, *, log: bool = False) -> bytes:
+    """Predicted against actual values (``actual_vs_predicted``) or residuals (``residual_vs_predicted``).
+
+    ``log``: the target spans orders of magnitude, so the value axes are logarithmic (symmetric-log when
+    a prediction is not positive)."""
     import matplotlib
     from sklearn.metrics import PredictionErrorDisplay
 
@@ -122,7 +125,14 @@ def prediction_error(labels: Any, predictions: Any, kind: str) -> bytes:
         PredictionErrorDisplay.from_predictions(
             labels, predictions, kind=kind, subsample=1000, random_state=0, ax=ax, scatter_kwargs={"alpha": 0.5}
         )
-        ax.set_title(f"{titles[kind]} (held-out rows)")
+        if log:
+            import numpy as np
+
+            scale = "log" if float(np.min(predictions)) > 0 else "symlog"
+            ax.set_xscale(scale)
+            if kind == "actual_vs_predicted":
+                ax.set_yscale(scale)
+        ax.set_title(f"{titles[kind]} (held-out rows)" + (", log scale" if log else ""))
         return _png(figure)
 
 

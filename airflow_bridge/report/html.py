@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from airflow_bridge.ml.gates import gate_bounds, gate_value
+from airflow_bridge.report import story
 from airflow_bridge.report.evaluation import History, Importance
 from airflow_bridge.report.inputs import ReportInputs
 
@@ -56,6 +57,8 @@ class Content:
     importance: Importance | None = None
     history: History | None = None
     notes: dict[str, list[str]] = field(default_factory=dict)
+    extra: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """The story sections (``report.story``) by key: (title, HTML)."""
 
     def note(self, section: str, text: str) -> None:
         self.notes.setdefault(section, []).append(text)
@@ -73,13 +76,13 @@ def render(content: Content, passed: bool) -> str:
         ("history", "Metric history", _history(content)),
         ("data", "Data profile", _profile(inputs, content.held_out_rows)),
     ]
+    sections = story.arrange(sections, content.extra)
     nav = " ".join(f'<a href="#{key}">{title}</a>' for key, title, _ in sections)
     body = "\n".join(
         f'<section id="{key}"><h2>{title}</h2>\n{html}\n{_notes(content.notes.get(key, []))}'
         f"{_plots(content.plots, key)}</section>"
         for key, title, html in sections
     )
-    version = f"version {inputs.version}" if inputs.version is not None else "candidate as validated"
     failing = [g["name"] for g in inputs.gates if not g.get("passed")]
     if inputs.champion is not None and not inputs.champion.get("passed", True):
         failing.append("champion comparison")
@@ -98,12 +101,13 @@ def render(content: Content, passed: bool) -> str:
         )
         if part
     )
-    title = f"{inputs.model_name} — {version}"
+    title, title_html = story.title(inputs, passed, failing)
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Model report: {escape(title)}</title><style>{CSS}</style></head>\n<body><main>\n"
-        f'<h1>Model report: {escape(title)}</h1>\n<p class="meta">{meta}</p>\n{verdict}\n<nav>{nav}</nav>\n'
+        f"<h1>Model report: {title_html}</h1>\n"
+        f'<p class="meta">{meta}</p>\n{verdict}\n<nav>{nav}</nav>\n'
         f'{body}\n<p class="note">Built by airflow-bridge from the held-out split the model was validated on.</p>'
         "\n</main></body></html>\n"
     )
@@ -214,10 +218,11 @@ def _history(content: Content) -> str:
         return ""
     names = list(history.series)
     rows = [
-        [escape(version), escape(created)] + [_num(history.series[n][i]) for n in names]
+        [*story.history_cells(version, i == history.new_index, content.inputs), escape(created)]
+        + [_num(history.series[n][i]) for n in names]
         for i, (version, created) in enumerate(zip(history.versions, history.dates, strict=True))
     ]
-    return _table(["version", "created", *names], rows, numeric=tuple(range(2, len(names) + 2)))
+    return _table(["version", "fate", "created", *names], rows, numeric=tuple(range(3, len(names) + 3)))
 
 
 def _profile(inputs: ReportInputs, held_out_rows: int) -> str:

@@ -46,6 +46,16 @@ class ReportInputs:
     estimator: str = ""
     seed: int = 0
     """The run's seed (``data.split.seed``): permutation importance draws its shuffles from it."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """The estimator's effective hyperparameters, shown in the report."""
+    groups: Sequence[str] = ()
+    """The spec's ``data.groups``: held-out columns the report breaks the metrics down by."""
+    changes: Any = None
+    """What changed since the live version (:class:`airflow_bridge.report.drift.Changes`); None: not compared."""
+    fates: Mapping[int, str] = field(default_factory=dict)
+    """The earlier versions' fates when the report was built (readers rewrite them, see ``report.fate``)."""
+    fate: str = ""
+    """This version's fate when ``version`` is set (a candidate's comes from its gates)."""
 
     @property
     def label(self) -> str:
