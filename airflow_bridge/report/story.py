@@ -275,7 +275,7 @@ def _worst(content: Content, features: Any, labels: Any, predictions: Any, proba
         + (f" of {len(features.columns)}" if more > 0 else "")
         + " beside them. Look for a pattern: a data error, a group the model never saw, a label that is wrong.</p>"
     )
-    header = ["row", "actual", "predicted", what, *shown]
+    header = ["held-out row", "actual", "predicted", what, *shown]
     return note + _table(header, rows, (3,))
 
 
@@ -354,6 +354,8 @@ def _json(value: Any) -> str:
 
 
 def _cell(value: Any) -> str:
+    if hasattr(value, "item") and not isinstance(value, str):  # a numpy scalar
+        value = value.item()
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
