@@ -28,8 +28,19 @@ TERMINATION_MESSAGE_LIMIT = 4096
 
 
 def request_to_json(request: TrainingRequest) -> str:
-    """The request in the form the pod reads back with :func:`request_from_json`."""
-    return json.dumps(dataclasses.asdict(request), sort_keys=True, separators=(",", ":"))
+    """The request in the form the pod reads back with :func:`request_from_json`.
+
+    Fields left at an empty default (e.g. ``groups: []``) are left out, so an image with an older
+    airflow-bridge still reads a request that uses none of the newer fields."""
+    data = dataclasses.asdict(request)
+    for name in OPTIONAL_FIELDS:
+        if not data.get(name):
+            data.pop(name, None)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+OPTIONAL_FIELDS = ("groups",)
+"""Newer request fields sent only when set."""
 
 
 def request_from_json(text: str) -> TrainingRequest:
