@@ -9,6 +9,7 @@ comes from users or the data is HTML-escaped. numpy, pandas and scikit-learn are
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from airflow_bridge.report import fate as fates
 from airflow_bridge.report.drift import PSI_MAJOR, PSI_MODERATE, Changes
 from airflow_bridge.report.units import needs_log_scale, unit_of, with_unit
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from airflow_bridge.actions.results import TrainingResult
@@ -139,8 +142,11 @@ def story_inputs(registry: ModelRegistry | None, training: TrainingResult, alias
     try:
         out["fates"] = {n: f.text for n, f in fates.model_fates(registry, training.model).items()}
         live = registry.alias_version(training.model, alias)
-    except NotFoundError:
+    except NotFoundError:  # the model's first version
         live = None
+    except Exception:  # the story must never fail validation: the report says "not compared"
+        log.warning("could not read the fates and live version of %s for its report", training.model, exc_info=True)
+        return out
     summary = training.data.for_registry()
     out["changes"] = changes_since(live.data if live else None, live.version if live else None, alias, summary)
     return out

@@ -20,8 +20,8 @@ def calibration(truth: Any, probabilities: Any, positive: Any, bins: int) -> byt
         ax.plot(predicted, observed, "o-", color=OLD_COLOUR, markersize=4, label="this version")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
-        ax.set_xlabel(f"mean predicted probability of {positive}")
-        ax.set_ylabel(f"share of rows that are {positive}")
+        ax.set_xlabel(f"mean predicted probability of {_plain(positive)}")
+        ax.set_ylabel(f"share of rows that are {_plain(positive)}")
         ax.set_title(f"Calibration ({bins} bins, held-out rows)")
         ax.legend(loc="upper left", fontsize=7, frameon=False)
         return _png(figure)
@@ -44,8 +44,14 @@ def target_histogram(values: Any, target: str, unit: str | None, log: bool) -> b
         ax.axvline(float(np.median(numbers)), color=NEW_COLOUR, linewidth=1, label="median")
         if log:
             ax.set_xscale("log")
-        ax.set_xlabel(f"{target}" + (f" ({unit})" if unit else "") + (", log scale" if log else ""))
+        shown = target if not unit or unit in target else f"{target} ({unit})"
+        ax.set_xlabel(_plain(shown) + (", log scale" if log else ""))
         ax.set_ylabel("rows")
         ax.set_title("Target distribution (held-out rows)")
         ax.legend(loc="upper right", fontsize=7, frameon=False)
         return _png(figure)
+
+
+def _plain(text: Any) -> str:
+    """A label shown as written: matplotlib reads text between two ``$`` as math."""
+    return str(text).replace("$", r"\$")
