@@ -35,7 +35,8 @@ def registry(registry_env: dict[str, Any], tmp_path: Path) -> ModelRegistry:
     registry = ModelRegistry(registry_env["url"])
     store = ArtifactStore(f"file://{registry_env['artifacts']}")
     for number in (1, 2):
-        report = store.put(f"<html><body>report of v{number}</body></html>".encode(), "reports", ".html")
+        page = f"<html><body>report of v{number}: <!--fate:self-->candidate<!--/fate--></body></html>"
+        report = store.put(page.encode(), "reports", ".html")
         registry.register_version(
             "cancer",
             store.put(f"model {number}".encode(), "models/cancer", ".joblib"),
@@ -135,6 +136,9 @@ def test_the_page_shows_models_versions_aliases_approvals_and_the_audit_verdict(
 
     report = client.get("/models/cancer/versions/2/report")
     assert report.status_code == 200 and "report of v2" in report.text
+    assert "<!--fate:self-->pending approval for production<!--/fate-->" in report.text  # the fate as of now
+    live = client.get("/models/cancer/versions/1/report").text
+    assert "<!--fate:self-->live as production, approved by dana<!--/fate-->" in live
     missing = client.get("/models/nope")
     assert missing.status_code == 404
     assert "nope" in notices(missing.text)[0]
