@@ -10,6 +10,7 @@ from urllib.parse import quote
 if TYPE_CHECKING:
     from airflow_bridge.registry.chain import ChainReport
     from airflow_bridge.registry.records import AuditEvent, ModelRecord, ModelVersion
+    from airflow_bridge.report.fate import Fate
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5rem;color:#1f2328;max-width:1200px}
@@ -90,50 +91,18 @@ def gates_cell(version: ModelVersion) -> str:
     return "<br>".join(parts)
 
 
-def version_fates(events: Sequence[AuditEvent]) -> dict[int, list[str]]:
-    """Each version's fate per alias, from the audit trail: pending, approved, rejected (with the reason),
-    superseded, timed out; the newest event per (version, alias) decides."""
-    from airflow_bridge.registry.events import AuditAction
-
-    states: dict[tuple[int, str], str] = {}
-    for e in events:
-        if e.version is None or not e.alias:
-            continue
-        key = (e.version, e.alias)
-        after = e.after if isinstance(e.after, dict) else {}
-        if e.action == AuditAction.APPROVAL_REQUESTED:
-            states[key] = f"approval pending for {e.alias}"
-        elif e.action == AuditAction.APPROVAL_GRANTED:
-            states[key] = f"approved for {e.alias} by {e.who}" + (
-                f": {after['comment']}" if after.get("comment") else ""
-            )
-        elif e.action == AuditAction.APPROVAL_REJECTED:
-            states[key] = f"rejected for {e.alias} by {e.who}" + (
-                f": {after['comment']}" if after.get("comment") else ""
-            )
-        elif e.action == AuditAction.APPROVAL_SUPERSEDED:
-            states[key] = f"superseded for {e.alias} by v{after.get('superseded_by', '?')}"
-        elif e.action == AuditAction.APPROVAL_TIMED_OUT:
-            states[key] = f"approval for {e.alias} timed out"
-    fates: dict[int, list[str]] = {}
-    for (version, _alias), text in sorted(states.items()):
-        fates.setdefault(version, []).append(text)
-    return fates
-
-
 def versions_table(root: str, name: str, versions: Sequence[ModelVersion], events: Sequence[AuditEvent] = ()) -> str:
-    fates = version_fates(events)
+    from airflow_bridge.report.fate import fates_from
+
+    aliases = {alias: v.version for v in versions for alias in v.aliases}
+    fates = fates_from(events, aliases, max((v.version for v in versions), default=0))
     rows = [
         [
             f'<span id="v{v.version}">v{v.version}</span>',
             escape(f"{v.created_at:%Y-%m-%d %H:%M} by {v.created_by}"),
             escape(v.estimator),
             gates_cell(v),
-            "<br>".join(
-                [f'<strong class="ok">live as {escape(a)}</strong>' for a in v.aliases]
-                + [escape(text) for text in fates.get(v.version, [])]
-            )
-            or "registered",
+            _fate_cell(fates.get(v.version)),
             f'<a href="{root}/models/{quote(name)}/versions/{v.version}/report">report</a>'
             if (v.validation or {}).get("report")
             else "—",
@@ -143,6 +112,13 @@ def versions_table(root: str, name: str, versions: Sequence[ModelVersion], event
     ]
     headers = ["Version", "Registered", "Estimator", "Gates", "Fate", "Report", "sha256"]
     return table(headers, rows, "No versions.")
+
+
+def _fate_cell(fate: Fate | None) -> str:
+    """A version's fate (``report.fate``: the same words as its report's title), live in bold."""
+    if fate is None:
+        return "registered"
+    return f'<strong class="ok">{escape(fate.text)}</strong>' if fate.state == "live" else escape(fate.text)
 
 
 def alias_moves_table(events: Sequence[AuditEvent]) -> str:

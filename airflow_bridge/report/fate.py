@@ -6,7 +6,7 @@ comments (``<!--fate:self-->…<!--/fate-->`` for its own version, ``<!--fate:3-
 the history, ``<!--version:self-->…<!--/version-->`` for its own version's label), and the readers
 (``airflow-bridge models report`` and the Models page) verify the stored page's checksum, then rewrite
 those blocks from the registry's state now with :func:`current_page`. One function, :func:`model_fates`,
-computes every version's fate, from the model's aliases, alias history and audit trail.
+computes every version's fate, from the model's aliases and audit trail.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from airflow_bridge.registry.records import AuditEvent
@@ -43,9 +43,7 @@ def candidate_fate(passed: bool, failing: Sequence[str] = ()) -> Fate:
 def model_fates(registry: ModelRegistry, model: str) -> dict[int, Fate]:
     """The fate of every version of ``model``, from one read of its aliases, alias history and audit trail."""
     record = registry.get_model(model)
-    return fates_from(
-        registry.audit_events(model=model), dict(record.aliases), registry.alias_history(model), record.latest_version
-    )
+    return fates_from(registry.audit_events(model=model), dict(record.aliases), record.latest_version)
 
 
 def version_fate(registry: ModelRegistry, model: str, version: int) -> Fate:
@@ -53,23 +51,24 @@ def version_fate(registry: ModelRegistry, model: str, version: int) -> Fate:
     return model_fates(registry, model).get(version) or Fate("registered", "registered")
 
 
-def fates_from(
-    events: Sequence[AuditEvent], aliases: Mapping[str, int], periods: Sequence[Mapping[str, Any]], latest: int
-) -> dict[int, Fate]:
-    """Every version's fate; the first rule that applies wins:
+def fates_from(events: Sequence[AuditEvent], aliases: Mapping[str, int], latest: int) -> dict[int, Fate]:
+    """Every version's fate from the model's audit events and its aliases now; the first rule that applies wins:
 
     1. deleted; 2. live (an alias points at it now), with who approved it; 3. rejected by X, with the
     reason; 4. superseded by vN (its request was closed for a newer version, or an alias it held moved
     on); 5. approved by X (not deployed); 6. approval timed out; 7. pending approval; 8. registered.
     """
-    from airflow_bridge.registry.events import AuditAction
+    from airflow_bridge.registry.events import ALIAS_MOVES, AuditAction
 
     last: dict[int, dict[str, AuditEvent]] = {}
     pending: dict[int, set[str]] = {}
     deleted: set[int] = set()
+    held: dict[int, list[str]] = {}
     for event in sorted(events, key=lambda e: e.seq):
         if event.version is None:
             continue
+        if event.action in ALIAS_MOVES and event.alias:
+            held.setdefault(event.version, []).append(event.alias)
         if event.action == AuditAction.VERSION_DELETED:
             deleted.add(event.version)
         if event.action == AuditAction.APPROVAL_REQUESTED:
@@ -80,10 +79,6 @@ def fates_from(
     live: dict[int, list[str]] = {}
     for alias, number in sorted(aliases.items()):
         live.setdefault(number, []).append(alias)
-    held: dict[int, list[str]] = {}
-    for period in periods:
-        if period.get("valid_to") is not None:
-            held.setdefault(int(period["version"]), []).append(str(period["alias"]))
     out: dict[int, Fate] = {}
     for number in range(1, latest + 1):
         out[number] = _fate(
