@@ -56,7 +56,7 @@ def fates_registry(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
     """Model 'm' with a version in every state (see the test)."""
     registry, store = ModelRegistry("sqlite://"), ArtifactStore(f"file://{tmp_path_factory.mktemp('art')}")
     binding = binding_for(POLICY, "team/_policy.yaml")
-    for number in range(1, 8):
+    for number in range(1, 9):
         registry.register_version(
             "m",
             store.put(f"model {number}".encode(), "models/m", ".joblib"),
@@ -66,9 +66,9 @@ def fates_registry(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
             policy=binding,
         )
 
-    def ask(version: int) -> None:
+    def ask(version: int, alias: str = "production") -> None:
         approval.request_approval(
-            registry, model="m", version=version, alias="production", requested_by="alice", approvers=["dana"]
+            registry, model="m", version=version, alias=alias, requested_by="alice", approvers=["dana"]
         )
 
     ask(1)
@@ -82,6 +82,9 @@ def fates_registry(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
     ask(4)  # closes v3's request: superseded by v4; v4 stays pending
     deployment.deploy(registry, model="m", version=6, alias="staging", actor="bob")
     deployment.deploy(registry, model="m", version=5, alias="staging", actor="bob")  # v6 was live, moved on
+    ask(8, "canary")
+    approval.decide(registry, model="m", version=8, alias="canary", responder="dana", approve=False)
+    ask(8, "canary")  # asked again after the rejection: pending
     return registry
 
 
@@ -95,6 +98,7 @@ def test_the_fate_of_a_version_in_each_state(fates_registry: ModelRegistry) -> N
         5: ("live", "live as staging"),
         6: ("superseded", "superseded by v5 (was live as staging)"),
         7: ("registered", "registered (no approval asked)"),
+        8: ("pending", "pending approval for canary"),
     }
     assert candidate_fate(False, ["accuracy", "champion comparison"]).text == (
         "failed gate(s) accuracy, champion comparison (candidate, not registered)"

@@ -54,9 +54,10 @@ def version_fate(registry: ModelRegistry, model: str, version: int) -> Fate:
 def fates_from(events: Sequence[AuditEvent], aliases: Mapping[str, int], latest: int) -> dict[int, Fate]:
     """Every version's fate from the model's audit events and its aliases now; the first rule that applies wins:
 
-    1. deleted; 2. live (an alias points at it now), with who approved it; 3. rejected by X, with the
-    reason; 4. superseded by vN (its request was closed for a newer version, or an alias it held moved
-    on); 5. approved by X (not deployed); 6. approval timed out; 7. pending approval; 8. registered.
+    1. deleted; 2. live (an alias points at it now), with who approved it; 3. pending approval (an open
+    request); 4. rejected by X, with the reason; 5. superseded by vN (an alias it held moved on, or its
+    request was closed for a newer version); 6. approved by X (not deployed); 7. approval timed out;
+    8. registered.
     """
     from airflow_bridge.registry.events import ALIAS_MOVES, AuditAction
 
@@ -113,6 +114,8 @@ def _fate(
     if number in live:
         text = "live as " + ", ".join(live[number])
         return Fate("live", f"{text}, {approved}" if approved else text)
+    if pending:  # an open request is newer than any answer for its alias
+        return Fate("pending", "pending approval for " + ", ".join(sorted(a for a in pending if a) or ["an alias"]))
     rejected = answers.get("approval_rejected")
     if rejected and (granted is None or rejected.seq > granted.seq):
         comment = (rejected.after or {}).get("comment") if isinstance(rejected.after, Mapping) else None
@@ -129,8 +132,6 @@ def _fate(
         return Fate("superseded", f"superseded by v{newer}" if newer else "superseded")
     if granted:
         return Fate("approved", f"{approved} (not deployed)")
-    if pending:
-        return Fate("pending", "pending approval for " + ", ".join(sorted(a for a in pending if a) or ["an alias"]))
     if "approval_timed_out" in answers:
         return Fate("timed_out", "approval timed out (nobody answered)")
     return Fate("registered", "registered (no approval asked)")
