@@ -28,6 +28,8 @@ PSI_MAJOR = 0.25
 EPSILON = 1e-4
 """Floor of a bin's share in the PSI sum (an empty bin would make it infinite)."""
 SKIPPED_ROLES = ("datetime", "ignore")
+MAX_VALUE_CHARS = 80
+"""Categorical values are kept (and compared) by their first 80 characters: a profile stays small."""
 
 
 def column_profiles(frame: Any, columns: Sequence[str], roles: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -50,7 +52,7 @@ def column_profiles(frame: Any, columns: Sequence[str], roles: Mapping[str, Any]
             quantiles = np.quantile(numbers, np.linspace(0, 1, QUANTILES))
             out[column] = {"kind": "numeric", "missing": round(missing, 6), "quantiles": [_round(q) for q in quantiles]}
         else:
-            counts = present.astype(str).value_counts()
+            counts = present.astype(str).str.slice(0, MAX_VALUE_CHARS).value_counts()
             shares = counts / max(1, len(present))
             top = shares.sort_index(kind="stable").sort_values(ascending=False, kind="stable").head(TOP_VALUES)
             out[column] = {

@@ -1,11 +1,11 @@
 """The unit a column name carries (``price_usd``, ``Price ($)``, ``weight [kg]``, ``MAE (ms)``) and whether
-a target needs a log scale. Pure string and number work: no heavy imports."""
+a target needs a log scale. numpy is imported inside the function that needs it."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from typing import Any
 
 LOG_SPAN = 1000.0
 """A target whose positive values span more than this ratio (max / min) is drawn on a log scale."""
@@ -69,9 +69,12 @@ def with_unit(metric: str, value: float, unit: str | None) -> str:
     return f"{text} {unit}" if power == 1 else f"{text} {unit}²"
 
 
-def needs_log_scale(values: Iterable[float]) -> bool:
+def needs_log_scale(values: Any) -> bool:
     """True when every value is positive and the largest is more than ``LOG_SPAN`` times the smallest."""
-    numbers = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not numbers or min(numbers) <= 0:
+    import numpy as np
+
+    numbers = np.asarray(values, dtype=float)
+    numbers = numbers[np.isfinite(numbers)]
+    if not len(numbers) or numbers.min() <= 0:
         return False
-    return max(numbers) / min(numbers) > LOG_SPAN
+    return bool(numbers.max() / numbers.min() > LOG_SPAN)
