@@ -266,6 +266,7 @@ def test_classification_report_has_calibration_groups_worst_rows_params_and_chec
     html = report.html
     assert "calibration.png" in report.pngs
     groups = html[html.index('<section id="groups">') : html.index('<section id="worst">')]
+    assert '<tr><td><i>all rows</i></td><td class="num">80</td><td class="num">0.7750</td>' in groups
     assert "<h3>By sex</h3>" in groups and "<td>female</td>" in groups and "&lt;b&gt;x&lt;/b&gt;" in groups
     assert "<b>x</b>" not in html  # data is escaped
     worst = html[html.index('<section id="worst">') : html.index('<section id="importance">')]

@@ -98,14 +98,14 @@ def add_story(content: Content, features: Any, labels: Any, predictions: Any) ->
             content.note("performance", "The calibration curve is drawn for two classes only.")
     else:
         unit = unit_of(inputs.target)
-        log = needs_log_scale(labels)
-        content.extra["target"] = ("Target", _target(inputs, labels, unit, log))
+        log_scale = needs_log_scale(labels)
+        content.extra["target"] = ("Target", _target(inputs, labels, unit, log_scale))
         content.plots.append(
             Plot(
                 "target_distribution.png",
                 "target",
-                "How the target's values are spread over the held-out rows" + (" (log scale)." if log else "."),
-                target_histogram(labels, inputs.target, unit, log),
+                "How the target's values are spread over the held-out rows" + (" (log scale)." if log_scale else "."),
+                target_histogram(labels, inputs.target, unit, log_scale),
             )
         )
     if inputs.groups:
@@ -197,7 +197,7 @@ def _groups(inputs: ReportInputs, labels: Any, predictions: Any) -> str:
         counts = values.value_counts(sort=False).sort_index().sort_values(ascending=False, kind="stable")
         shown = list(counts.index[:MAX_GROUPS])
         keys = values.where(values.isin(shown), "(other)")
-        rows = []
+        rows = [["<i>all rows</i>", str(len(truth)), *_group_metrics(inputs, truth, predicted)]]
         for key in [*shown, *(["(other)"] if len(counts) > MAX_GROUPS else [])]:
             mask = (keys == key).to_numpy()
             rows.append([escape(str(key)), str(int(mask.sum())), *_group_metrics(inputs, truth[mask], predicted[mask])])
