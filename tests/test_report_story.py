@@ -30,7 +30,7 @@ from airflow_bridge.exceptions import DataError
 from airflow_bridge.governance.enforcement import binding_for
 from airflow_bridge.governance.policy import Policy
 from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
-from airflow_bridge.report import ModelReport, ReportInputs, build_report
+from airflow_bridge.report import ModelReport, ReportInputs, build_report, summary_markdown
 from airflow_bridge.report.drift import changes_since, column_drift, column_profiles
 from airflow_bridge.report.fate import candidate_fate, current_page, model_fates
 from airflow_bridge.report.storage import stored_report
@@ -348,7 +348,7 @@ def test_train_validate_register_and_the_next_version_shows_groups_changes_and_f
     raw = pd.read_csv(EXAMPLES / "data/penguins_raw.csv")
     heavier = raw.assign(**{"Body Mass (g)": raw["Body Mass (g)"] * 1.5})
     rules = ValidationRules(thresholds={"accuracy": {"min": 0.8}}, champion_alias="staging")
-    reports = []
+    reports, summaries = [], []
     for number, frame in ((1, raw), (2, heavier)):
         path = tmp_path / f"penguins{number}.csv"
         frame.to_csv(path, index=False)
@@ -368,6 +368,7 @@ def test_train_validate_register_and_the_next_version_shows_groups_changes_and_f
         result = validate(training, rules, registry, store)
         assert result.passed and result.report is not None
         reports.append(read_verified(stored_report({"report": result.report}, "p").html).decode())
+        summaries.append(summary_markdown(result.report["summary"]))
         register(training, result, registry=registry, actor="alice", run=RunRef("d", f"r{number}", "register"))
         if number == 1:
             registry.move_alias("penguins", "staging", 1, actor="alice")
@@ -381,4 +382,6 @@ def test_train_validate_register_and_the_next_version_shows_groups_changes_and_f
         changes,
     )
     assert "<td>v1</td><td><!--fate:1-->live as staging<!--/fate--></td>" in second
+    assert "Since live" not in summaries[0]  # the approval summary says what changed
+    assert re.search(r"- Since live v1 \(staging\): `Body Mass \(g\)` major shift \(PSI [\d.]+\)\.", summaries[1])
     assert "The calibration curve is drawn for two classes only." in second

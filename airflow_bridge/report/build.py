@@ -15,7 +15,7 @@ from airflow_bridge.report.evaluation import (
 )
 from airflow_bridge.report.html import Content, Plot, render
 from airflow_bridge.report.inputs import ModelReport, ReportInputs
-from airflow_bridge.report.story import add_story
+from airflow_bridge.report.story import add_story, changes_figures
 from airflow_bridge.report.units import needs_log_scale
 
 HEADLINE = {"classification": ("accuracy", "roc_auc", "f1"), "regression": ("r2", "rmse", "mae")}
@@ -164,4 +164,5 @@ def key_figures(inputs: ReportInputs, importance: Importance, passed: bool, top:
         "metrics": {k: v for k, v in inputs.metrics.items() if k in HEADLINE[inputs.task_kind]},
         "importance_scoring": importance.scoring,
         "top_features": importance.features[:top],
+        "changes": changes_figures(inputs.changes),
     }

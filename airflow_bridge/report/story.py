@@ -152,6 +152,39 @@ def story_inputs(registry: ModelRegistry | None, training: TrainingResult, alias
     return out
 
 
+def changes_figures(changes: Changes | None) -> dict[str, Any] | None:
+    """The changes since the live version in the report's key figures (JSON): what the approval summary says."""
+    if changes is None or changes.live_version is None:
+        return None
+    return {
+        "live_version": changes.live_version,
+        "alias": changes.alias,
+        "added": changes.added,
+        "removed": changes.removed,
+        "roles": [list(r) for r in changes.roles],
+        "drifted": [
+            {"column": d.column, "psi": d.psi, "level": d.level} for d in changes.drift if d.psi >= PSI_MODERATE
+        ],
+    }
+
+
+def changes_line(figures: Mapping[str, Any]) -> str:
+    """One Markdown line: columns added/removed, roles changed, drifted columns since the live version."""
+    parts = [
+        f"{what} {', '.join(_code(c) for c in figures.get(key) or [])}"
+        for key, what in (("added", "columns added"), ("removed", "columns removed"))
+        if figures.get(key)
+    ]
+    parts += [f"{_code(c)} {old} → {new}" for c, old, new in figures.get("roles") or []]
+    parts += [f"{_code(d['column'])} {d['level']} (PSI {d['psi']:.2f})" for d in figures.get("drifted") or []]
+    live = f"v{figures.get('live_version')} ({figures.get('alias')})"
+    return f"Since live {live}: " + ("; ".join(parts) if parts else "same columns and roles, no drift") + "."
+
+
+def _code(text: Any) -> str:
+    return "`" + str(text).replace("`", "'") + "`"
+
+
 # -- sections -----------------------------------------------------------------------------------------------
 
 

@@ -12,7 +12,8 @@ TOP_FEATURES = 3
 
 
 def summary_markdown(figures: ModelReport | Mapping[str, Any]) -> str:
-    """3 to 5 Markdown lines: the verdict, the metrics against their gates, the champion delta, the top 3 features.
+    """3 to 6 Markdown lines: the verdict, the metrics against their gates, the champion delta, what changed
+    since the live version, the top 3 features.
 
     Takes a report or its ``key_figures`` (JSON, e.g. as stored with the version), so an approval task can
     render it without rebuilding the report.
@@ -43,6 +44,10 @@ def summary_markdown(figures: ModelReport | Mapping[str, Any]) -> str:
         lines.append("- Data checks: " + "; ".join(f"{_code(g['name'])} {_result(g)}" for g in data_gates))
     if champion:
         lines.append("- " + _champion(champion))
+    if key.get("changes"):
+        from airflow_bridge.report.story import changes_line
+
+        lines.append("- " + changes_line(key["changes"]))
     top = list(key.get("top_features") or [])[:TOP_FEATURES]
     if top:
         lines.append(
