@@ -38,6 +38,8 @@ class TrainingRequest:
     """The spec's ``data.columns``: role overrides by column name."""
     delimiter: str | None = None
     encoding: str | None = None
+    cross_validation_folds: int | None = None
+    """``validation.cross_validation.folds``: refit the pipeline on k folds of the training rows (opt-in)."""
 
     @property
     def allowed(self) -> dict[str, str]:
@@ -123,6 +125,7 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
         raise
     except (ValueError, TypeError) as exc:
         raise EstimatorError(f"{request.estimator} failed to fit on {table.uri}: {exc}") from None
+    context = _context(request, pipeline, train_rows, test_rows, features, task_kind)
     artifact = artifacts.put(dump_model(pipeline), f"models/{request.model}", ".joblib")
     holdout = artifacts.put(dump_frame(test_rows), f"holdout/{request.model}", ".parquet")
     log.info("Stored model artifact %s (%d bytes, sha256 %s)", artifact.uri, artifact.size, artifact.sha256[:12])
@@ -154,7 +157,25 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
             environment=training_environment(request.estimator),
         ),
         checks=checks,
+        **context,
     )
+
+
+def _context(
+    request: TrainingRequest, pipeline: Any, train_rows: Any, test_rows: Any, features: list[str], task_kind: str
+) -> dict[str, Any]:
+    """The dummy baseline on the held-out rows and, when the spec asks, k-fold cross-validation: both need
+    the training rows, which only this action has."""
+    from airflow_bridge.ml.uncertainty import baseline, cross_validate
+
+    found: dict[str, Any] = {"baseline": baseline(task_kind, train_rows, test_rows, features, request.target)}
+    folds = request.cross_validation_folds
+    if folds:
+        log.info("Cross-validating %s on %d folds of the training rows", request.estimator, folds)
+        found["cross_validation"] = cross_validate(
+            pipeline, train_rows, features, request.target, task_kind, folds=folds, seed=request.seed
+        )
+    return found
 
 
 def _jsonable(value: Any) -> Any:

@@ -30,6 +30,7 @@ def summary_markdown(figures: ModelReport | Mapping[str, Any]) -> str:
     else:
         verdict = f"passes all {len(gates)} gates" if gates else "passes (no gates set)"
     lines = [f"**{label}** ({key.get('task_kind')}): {verdict}."]
+    lines += warning_lines(key.get("warnings") or [])
     metric_gates = [g for g in gates if g.get("kind", "metric") == "metric"]
     if metric_gates:
         lines.append(
@@ -75,3 +76,11 @@ def _value(value: Any) -> str:
 
 def _code(text: Any) -> str:
     return "`" + str(text).replace("`", "'") + "`"
+
+
+def warning_lines(warnings: list[Mapping[str, Any]]) -> list[str]:
+    """One Markdown line per leakage or sanity warning, flagged, for the approval request."""
+    return [
+        f"- **{'FAIL' if w.get('failing') else 'Warning'}** {_code(w.get('code'))}: {w.get('message')}"
+        for w in warnings
+    ]
