@@ -125,7 +125,9 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
         raise
     except (ValueError, TypeError) as exc:
         raise EstimatorError(f"{request.estimator} failed to fit on {table.uri}: {exc}") from None
-    context = _context(request, pipeline, train_rows, test_rows, features, task_kind)
+    context = _context(
+        request, pipeline, train_rows=train_rows, test_rows=test_rows, features=features, task_kind=task_kind
+    )
     artifact = artifacts.put(dump_model(pipeline), f"models/{request.model}", ".joblib")
     holdout = artifacts.put(dump_frame(test_rows), f"holdout/{request.model}", ".parquet")
     log.info("Stored model artifact %s (%d bytes, sha256 %s)", artifact.uri, artifact.size, artifact.sha256[:12])
@@ -162,7 +164,7 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
 
 
 def _context(
-    request: TrainingRequest, pipeline: Any, train_rows: Any, test_rows: Any, features: list[str], task_kind: str
+    request: TrainingRequest, pipeline: Any, *, train_rows: Any, test_rows: Any, features: list[str], task_kind: str
 ) -> dict[str, Any]:
     """The dummy baseline on the held-out rows and, when the spec asks, k-fold cross-validation: both need
     the training rows, which only this action has."""

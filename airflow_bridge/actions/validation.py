@@ -35,7 +35,7 @@ class ValidationRules:
     """... by at least this much."""
     gate_on: str = "holdout"
     """``validation.cross_validation.gate_on``: ``holdout`` (thresholds apply to the held-out metric) or
-    ``lower_bound`` (to the cross-validation mean − std; mean + std for errors)."""
+    ``lower_bound`` (to the cross-validation mean - std; mean + std for errors)."""
 
 
 def validate(
@@ -70,7 +70,9 @@ def validate(
 
         gates.append(baseline_gate(rules.baseline_metric, rules.baseline_min_improvement, metrics, training.baseline))
     importance = _importance(training, model, features, labels)
-    warnings = _warnings(training, rules, registry, metrics, importance, len(holdout))
+    warnings = _warnings(
+        training, rules, registry=registry, metrics=metrics, importance=importance, held_out_rows=len(holdout)
+    )
     gates += _warning_gates(warnings)
     champion: dict[str, Any] | None = None
     if rules.champion_metric:
@@ -205,6 +207,7 @@ def _importance(training: TrainingResult, model: Any, features: Any, labels: Any
 def _warnings(
     training: TrainingResult,
     rules: ValidationRules,
+    *,
     registry: ModelRegistry | None,
     metrics: Mapping[str, float],
     importance: Any,

@@ -89,6 +89,7 @@ def build_dag(
             champion_metric=champion.metric if champion else None,
             min_improvement=champion.min_improvement if champion else 0.0,
             champion_alias=spec.deployment.alias if spec.deployment else "production",
+            **validation_extras(spec, policy),
             registry_conn_id=registry_conn,
             retries=0,
             doc_md="Computes metrics on the held-out split and applies every gate; failures are final.",
@@ -167,7 +168,19 @@ def training_request(spec: Experiment, policy: Policy) -> TrainingRequest:
         column_roles=dict(spec.data.columns),
         delimiter=data.delimiter,
         encoding=data.encoding,
+        cross_validation_folds=cv.folds if (cv := spec.validation.cross_validation) else None,
     )
+
+
+def validation_extras(spec: Experiment, policy: Policy) -> dict[str, Any]:
+    """The validate task's baseline gate, cross-validation gating and the team's failing warnings."""
+    baseline = spec.validation.baseline
+    cv = spec.validation.cross_validation
+    return {
+        "baseline": baseline.model_dump() if baseline else None,
+        "gate_on": cv.gate_on if cv else "holdout",
+        "fail_on_warnings": list(policy.warnings_failing_for(spec.team)),
+    }
 
 
 def _kubernetes_train(

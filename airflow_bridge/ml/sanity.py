@@ -177,6 +177,4 @@ def warning_gates(warnings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
 
 def format_warnings(warnings: Sequence[Mapping[str, Any]]) -> str:
     """One line per warning, for logs and the run output."""
-    return "\n".join(
-        f"  {'FAIL' if w.get('failing') else 'WARN'}  {w['code']}: {w['message']}" for w in warnings
-    )
+    return "\n".join(f"  {'FAIL' if w.get('failing') else 'WARN'}  {w['code']}: {w['message']}" for w in warnings)

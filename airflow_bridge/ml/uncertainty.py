@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -63,7 +64,7 @@ def baseline_gate(
         "max": None,
         "metric": metric,
         "baseline": reference,
-        "passed": gained is not None and gained == gained and gained >= min_improvement,
+        "passed": gained is not None and not math.isnan(gained) and gained >= min_improvement,
     }
 
 
@@ -84,7 +85,8 @@ def bootstrap(
     draws = rng(seed, "bootstrap").integers(0, len(truth), size=(resamples, len(truth)))
     values: dict[str, list[float]] = {}
     for rows in draws:
-        sample = fast_metrics(task_kind, truth[rows], predicted[rows], None if scores is None else scores[rows], classes)
+        resampled = None if scores is None else scores[rows]
+        sample = fast_metrics(task_kind, truth[rows], predicted[rows], resampled, classes)
         for name, value in sample.items():
             values.setdefault(name, []).append(value)
     tail = (1 - LEVEL) / 2 * 100
@@ -175,7 +177,7 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Mean and standard deviation of each metric over ``folds`` seeded folds of the training rows.
 
-    ``bound`` is the pessimistic end a gate may use (``gate_on: lower_bound``): mean − std for scores,
+    ``bound`` is the pessimistic end a gate may use (``gate_on: lower_bound``): mean - std for scores,
     mean + std for errors (lower is better).
     """
     import numpy as np

@@ -57,6 +57,7 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         column_roles: Mapping[str, str] | None = None,
         delimiter: str | None = None,
         encoding: str | None = None,
+        cross_validation_folds: int | None = None,
         artifact_root: str | None = None,
         artifact_conn_id: str | None = None,
         lineage_context: Mapping[str, Any] | None = None,
@@ -80,6 +81,7 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         self.column_roles = dict(column_roles or {})
         self.delimiter = delimiter
         self.encoding = encoding
+        self.cross_validation_folds = cross_validation_folds
         self.artifact_root = artifact_root
         self.artifact_conn_id = artifact_conn_id
         self.lineage_context = dict(lineage_context or {})
@@ -105,6 +107,7 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
             column_roles=request.column_roles,
             delimiter=request.delimiter,
             encoding=request.encoding,
+            cross_validation_folds=request.cross_validation_folds,
             **kwargs,
         )
 
@@ -129,6 +132,7 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
             column_roles=self.column_roles,
             delimiter=self.delimiter,
             encoding=self.encoding,
+            cross_validation_folds=self.cross_validation_folds,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:

@@ -217,7 +217,7 @@ def _interval(found: Any, cv: bool) -> str:
         return "-"
     if cv:
         return f"{found['mean']:.4f} &plusmn; {found['std']:.4f}"
-    return f"{found['low']:.4f} – {found['high']:.4f}"
+    return f"{found['low']:.4f} &ndash; {found['high']:.4f}"
 
 
 def _uncertainty_label(uncertainty: Mapping[str, Any] | None) -> str:
@@ -244,7 +244,8 @@ def _uncertainty_note(uncertainty: Mapping[str, Any] | None) -> str:
             f"Interval: {uncertainty.get('resamples')} bootstrap resamples of the held-out predictions (no refit); "
             "a wide interval means too few held-out rows to tell close models apart."
         )
-    return f'<p class="note">{escape(text)} Baseline: a dummy model fitted on the training rows, scored on the same held-out rows.</p>'
+    text += " Baseline: a dummy model fitted on the training rows, scored on the same held-out rows."
+    return f'<p class="note">{escape(text)}</p>'
 
 
 def _per_class(rows: Sequence[dict[str, Any]]) -> str:
