@@ -205,10 +205,9 @@ def test_cross_validation_reports_mean_and_spread_and_gates_may_use_the_lower_bo
     on_bound = _threshold_gates(training, ValidationRules(thresholds=threshold, gate_on="lower_bound"), {})
     assert not on_bound[0]["passed"] and on_bound[0]["value"] == accuracy["bound"]
     assert on_bound[0]["basis"] == "cross-validation lower bound (4 folds)"
-    with pytest.raises(Exception, match=r"folds is 4 but the training rows hold only 3 row\(s\) of the rarest"):
-        cross_validate(
-            pipeline, frame.iloc[:40].assign(y=[1] * 3 + [0] * 37), ["a"], "y", "classification", folds=4, seed=1
-        )
+    rare = frame.iloc[:40].assign(y=[1] * 3 + [0] * 37)
+    with pytest.raises(DataError, match=r"folds is 4 but the training rows hold only 3 row\(s\) of the rarest"):
+        cross_validate(pipeline, rare, ["a"], "y", "classification", folds=4, seed=1)
 
 
 SPEC = (EXAMPLES / "breast_cancer_classifier.yaml").read_text()
