@@ -28,8 +28,15 @@ TERMINATION_MESSAGE_LIMIT = 4096
 
 
 def request_to_json(request: TrainingRequest) -> str:
-    """The request in the form the pod reads back with :func:`request_from_json`."""
-    return json.dumps(dataclasses.asdict(request), sort_keys=True, separators=(",", ":"))
+    """The request in the form the pod reads back with :func:`request_from_json`.
+
+    ``cross_validation_folds`` is left out when unset, so a pod image from before it existed still reads
+    requests that do not ask for cross-validation.
+    """
+    data = dataclasses.asdict(request)
+    if data.get("cross_validation_folds") is None:
+        data.pop("cross_validation_folds", None)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def request_from_json(text: str) -> TrainingRequest:
