@@ -19,6 +19,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from airflow_bridge.actions import deployment
+from airflow_bridge.actions.registration import register
 from airflow_bridge.actions.results import DataSummary, TrainingResult
 from airflow_bridge.actions.training import TrainingRequest, train
 from airflow_bridge.actions.validation import ValidationRules, _threshold_gates, validate
@@ -29,6 +31,7 @@ from airflow_bridge.ml.columns import feature_columns, infer_roles
 from airflow_bridge.ml.metrics import compute_metrics
 from airflow_bridge.ml.sanity import run_warnings, warning_gates
 from airflow_bridge.ml.uncertainty import baseline, baseline_gate, bootstrap, cross_validate, fast_metrics
+from airflow_bridge.registry import ModelRegistry
 from airflow_bridge.registry.records import ArtifactRef
 from airflow_bridge.report import summary_markdown
 from airflow_bridge.spec.loader import load_spec_text
@@ -264,6 +267,14 @@ def test_a_row_number_of_a_sorted_file_is_ignored_or_flagged_at_the_top_of_the_r
     assert safe.data.roles["Position #"]["reason"].startswith("a row number: unique per row and increasing")
     assert safe.baseline is not None and safe.baseline["metrics"]["accuracy"] == pytest.approx(0.6294, abs=1e-3)
 
+    registry = ModelRegistry("sqlite://")
+    checked = validate(safe, ValidationRules(), registry)  # no artifact store: no report, quick
+    assert checked.passed and checked.warnings == []
+    live = register(safe, checked, registry=registry, actor="alice")
+    stored = registry.resolve("leaky", live.version).validation  # recorded with the version
+    assert stored["baseline"]["strategy"] == "most_frequent" and stored["uncertainty"]["method"] == "bootstrap"
+    deployment.deploy(registry, model="leaky", version=live.version, alias="staging", actor="bob")
+
     forced = train(_request(leaky, column_roles={"Position #": "numeric"}), store)
     assert "Position #" in forced.data.features
     rules = ValidationRules(
@@ -271,10 +282,13 @@ def test_a_row_number_of_a_sorted_file_is_ignored_or_flagged_at_the_top_of_the_r
         baseline_metric="roc_auc",
         baseline_min_improvement=0.05,
         fail_on_warnings=("id_like_column",),
+        champion_alias="staging",
     )
-    report = validate(forced, rules, None, store)
+    report = validate(forced, rules, registry, store)
     codes = [w["code"] for w in report.warnings]
-    assert "id_like_column" in codes and "near_perfect_score" in codes, report.warnings
+    assert {"id_like_column", "near_perfect_score", "new_dominant_column"} <= set(codes), report.warnings
+    new = next(w for w in report.warnings if w["code"] == "new_dominant_column")
+    assert new["column"] == "Position #" and f"new since the live v{live.version}" in new["message"]
     assert not report.passed  # the team policy fails the row number
     failed = {g["name"]: g["kind"] for g in report.failed_gates}
     assert failed == {"id_like_column": "warning"}
