@@ -307,3 +307,22 @@ def test_a_row_number_of_a_sorted_file_is_ignored_or_flagged_at_the_top_of_the_r
     approval = summary_markdown(report.report["summary"])
     assert "- **FAIL** `id_like_column`: column 'Position #' looks like a row number" in approval
     assert "- **Warning** `near_perfect_score`" in approval
+
+
+def test_the_run_output_prints_the_warnings_after_the_gates(tmp_path: Path) -> None:
+    from airflow_bridge.actions.names import REPORT_XCOM_KEY, TaskId
+    from airflow_bridge.actions.results import ValidationReport
+    from airflow_bridge.cli.common import console
+    from airflow_bridge.cli.run_cmd import _print_summary
+    from airflow_bridge.cli.run_progress import Progress
+
+    warnings = run_warnings(metrics={"roc_auc": 1.0}, held_out_rows=143, fail_on=["near_perfect_score"])
+    report = ValidationReport("leaky", {"roc_auc": 1.0}, warning_gates(warnings), warnings=warnings)
+    progress = Progress(console, 0.0)
+    progress.result = {"state": "failed", "xcoms": {TaskId.VALIDATE: {REPORT_XCOM_KEY: report.to_xcom()}}}
+    summary = progress.summary(tmp_path, 1)
+    assert summary["warnings"] == warnings
+    with console.capture() as captured:
+        _print_summary(summary)
+    text = captured.get()
+    assert text.index("near_perfect_score") < text.index("FAIL near_perfect_score: roc_auc 1.0000 on 143 held-out")
