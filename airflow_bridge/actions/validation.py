@@ -63,7 +63,8 @@ def validate(
     holdout = load_frame(read_verified(training.holdout))
     data = training.data
     features, labels = holdout[data.features], holdout[data.target]
-    metrics = compute_metrics(training.task_kind, model, features, labels)
+    scored = _Scored(model, features)  # metrics and bootstrap share one prediction of the held-out rows
+    metrics = compute_metrics(training.task_kind, scored, features, labels)
     gates = [*evaluate_data_checks(data.to_xcom(), rules.checks), *_threshold_gates(training, rules, metrics)]
     if rules.baseline_metric:
         from airflow_bridge.ml.uncertainty import baseline_gate
@@ -94,7 +95,7 @@ def validate(
         passed=passed,
         warnings=warnings,
         baseline=training.baseline,
-        uncertainty=training.cross_validation or _bootstrap(training, model, features, labels),
+        uncertainty=training.cross_validation or _bootstrap(training, scored, features, labels),
     )
     if warnings:
         from airflow_bridge.ml.sanity import format_warnings
@@ -254,3 +255,28 @@ def _bootstrap(training: TrainingResult, model: Any, features: Any, labels: Any)
     except Exception:  # intervals are context: they never fail validation
         log.warning("bootstrap intervals of %s could not be computed", training.model, exc_info=True)
         return None
+
+
+class _Scored:
+    """``model`` whose predictions of the held-out rows are made once: ``predict``, ``predict_proba`` and
+    ``decision_function`` of exactly ``features`` (the same object) are kept; anything else is the model's."""
+
+    _KEPT = ("predict", "predict_proba", "decision_function")
+
+    def __init__(self, model: Any, features: Any) -> None:
+        self._model, self._features = model, features
+        self._kept: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._model, name)
+        if name not in self._KEPT or not callable(found):
+            return found
+
+        def kept(rows: Any) -> Any:
+            if rows is not self._features:
+                return found(rows)
+            if name not in self._kept:
+                self._kept[name] = found(rows)
+            return self._kept[name]
+
+        return kept
