@@ -307,6 +307,7 @@ def test_a_row_number_of_a_sorted_file_is_ignored_or_flagged_at_the_top_of_the_r
     approval = summary_markdown(report.report["summary"])
     assert "- **FAIL** `id_like_column`: column 'Position #' looks like a row number" in approval
     assert "- **Warning** `near_perfect_score`" in approval
+    assert "- Baseline (always the most frequent class) on the same rows: `accuracy` 0.6" in approval
 
 
 def test_the_run_output_prints_the_warnings_after_the_gates(tmp_path: Path) -> None:
