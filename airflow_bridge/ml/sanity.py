@@ -93,9 +93,9 @@ def run_warnings(
             found.append(
                 _warning(
                     "near_perfect_score",
-                    f"{name} {value:.4f} on {held_out_rows} held-out rows is near perfect (>= {limit}): real data "
-                    "rarely allows it; check that no column is recorded after the outcome, derived from it, or "
-                    "carries the file's order",
+                    f"{name} {value:.4f} on {held_out_rows} held-out rows is near perfect (>= {limit}): possible on an "
+                    "easy problem, but also the mark of a leak; check that no column is recorded after the outcome, "
+                    "derived from it, or carries the file's order",
                     None,
                     fail_on,
                 )
