@@ -327,3 +327,28 @@ def test_the_run_output_prints_the_warnings_after_the_gates(tmp_path: Path) -> N
         _print_summary(summary)
     text = captured.get()
     assert text.index("near_perfect_score") < text.index("FAIL near_perfect_score: roc_auc 1.0000 on 143 held-out")
+
+
+def test_the_dag_factory_passes_baseline_cross_validation_and_failing_warnings_on() -> None:
+    from airflow_bridge.factory.build import dag_doc, training_request, validation_extras
+
+    text = SPEC.replace(
+        "  champion: {metric: roc_auc, min_improvement: 0.0}\n",
+        "  baseline: {metric: roc_auc, min_improvement: 0.05}\n  cross_validation: {folds: 5, gate_on: lower_bound}\n",
+    )
+    spec = load_spec_text(text, str(EXAMPLES / "x.yaml")).spec
+    assert spec is not None
+    policy = Policy.model_validate(
+        {
+            "apiVersion": "airflow-bridge/v1",
+            "kind": "Policy",
+            "teams": {"oncology": {"fail_on_warnings": ["id_like_column"]}},
+        }
+    )
+    assert training_request(spec, policy).cross_validation_folds == 5
+    assert validation_extras(spec, policy) == {
+        "baseline": {"metric": "roc_auc", "min_improvement": 0.05},
+        "gate_on": "lower_bound",
+        "fail_on_warnings": ["id_like_column"],
+    }
+    assert "roc_auc ≥ dummy baseline + 0.05, no id_like_column warning" in dag_doc(spec, None, policy)

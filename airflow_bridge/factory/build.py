@@ -261,7 +261,11 @@ def _first_line(text: str) -> str:
 
 def dag_doc(spec: Experiment, source: str | None, policy: Policy) -> str:
     """The DAG's Markdown docs: the spec's description, then what the pipeline does."""
-    gates = ", ".join(f"{m} {_bounds(t.min, t.max)}" for m, t in spec.validation.thresholds.items()) or "none"
+    named = [f"{m} {_bounds(t.min, t.max)}" for m, t in spec.validation.thresholds.items()]
+    if spec.validation.baseline:
+        named.append(f"{spec.validation.baseline.metric} ≥ dummy baseline + {spec.validation.baseline.min_improvement}")
+    named += [f"no {code} warning" for code in policy.warnings_failing_for(spec.team)]
+    gates = ", ".join(named) or "none"
     deployment = "none"
     if spec.deployment:
         deployment = f"{spec.deployment.target} alias `{spec.deployment.alias}`"
