@@ -352,3 +352,24 @@ def test_the_dag_factory_passes_baseline_cross_validation_and_failing_warnings_o
         "fail_on_warnings": ["id_like_column"],
     }
     assert "roc_auc ≥ dummy baseline + 0.05, no id_like_column warning" in dag_doc(spec, None, policy)
+
+
+def test_train_cross_validates_when_asked_and_validate_reports_and_gates_on_it(tmp_path: Path) -> None:
+    path = tmp_path / "lab.csv"
+    _frame("binary").to_csv(path, index=False)
+    request = TrainingRequest(
+        model="lab",
+        data_uri=str(path),
+        target="y",
+        estimator="sklearn.linear_model.LogisticRegression",
+        cross_validation_folds=3,
+    )
+    trained = train(request, ArtifactStore(f"file://{tmp_path}"))
+    assert TrainingResult.from_xcom(trained.to_xcom()) == trained  # baseline and cross-validation travel by XCom
+    assert trained.cross_validation is not None and trained.cross_validation["folds"] == 3
+    rules = ValidationRules(thresholds={"accuracy": {"min": 0.5}}, gate_on="lower_bound")
+    report = validate(trained, rules, None)
+    assert report.uncertainty == trained.cross_validation
+    (gate,) = report.gates
+    assert gate["value"] == trained.cross_validation["metrics"]["accuracy"]["bound"]
+    assert gate["basis"] == "cross-validation lower bound (3 folds)"
