@@ -187,7 +187,7 @@ def _threshold_gates(
     cv = summary.get("metrics") or {}
     if rules.gate_on != "lower_bound" or not cv:
         return evaluate_thresholds(metrics, rules.thresholds)
-    bounds = {name: float(summary["bound"]) for name, summary in cv.items()}
+    bounds = {name: float(found["bound"]) for name, found in cv.items()}
     gates = evaluate_thresholds({**{k: float("nan") for k in metrics}, **bounds}, rules.thresholds)
     for gate in gates:
         gate["basis"] = f"cross-validation lower bound ({summary.get('folds')} folds)"
