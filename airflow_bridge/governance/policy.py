@@ -133,6 +133,7 @@ class TeamPolicy(_Section):
         default_factory=list,
         description="Leakage and sanity warnings that fail validation for this team's models instead of only "
         "being shown: " + ", ".join(WARNING_CODES) + " (docs/governance.md).",
+        json_schema_extra={"items": {"type": "string", "enum": list(WARNING_CODES)}},
     )
 
     @field_validator("fail_on_warnings")
