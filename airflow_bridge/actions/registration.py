@@ -87,6 +87,9 @@ def _validation_record(report: ValidationReport | None) -> dict[str, Any]:
     if report is None:
         return {}
     record: dict[str, Any] = {"gates": report.gates, "champion": report.champion}
+    for extra in ("warnings", "baseline", "uncertainty"):  # left out when empty: older records stay as they were
+        if getattr(report, extra, None):
+            record[extra] = getattr(report, extra)
     if report.report:
         record["report"] = report.report
     return record

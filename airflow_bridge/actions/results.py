@@ -106,6 +106,12 @@ class TrainingResult(_XComForm):
     """The held-out split validate scores on (None when an engineer's own step trained the model)."""
     checks: list[dict[str, Any]] = field(default_factory=list)
     """The data checks, all passed (a failed check stops training)."""
+    baseline: dict[str, Any] | None = None
+    """The dummy baseline (most frequent class / mean, fitted on the training rows) scored on the held-out
+    rows: ``{strategy, fitted_on, metrics}`` (``airflow_bridge.ml.uncertainty.baseline``)."""
+    cross_validation: dict[str, Any] | None = None
+    """k-fold cross-validation on the training rows when the spec asks: ``{method, folds, metrics: {name:
+    {mean, std, bound}}}``."""
 
     @classmethod
     def _parse(cls, value: dict[str, Any]) -> TrainingResult:
@@ -119,6 +125,8 @@ class TrainingResult(_XComForm):
             effective_params=dict(value.get("effective_params") or {}),
             holdout=artifact_from(value["holdout"]) if value.get("holdout") else None,
             checks=list(value.get("checks") or []),
+            baseline=dict(value["baseline"]) if value.get("baseline") else None,
+            cross_validation=dict(value["cross_validation"]) if value.get("cross_validation") else None,
         )
 
 
@@ -133,6 +141,12 @@ class ValidationReport(_XComForm):
     passed: bool = False
     report: dict[str, Any] | None = None
     """The model report's artifacts and key figures (``airflow_bridge.report.store_report``), if one was made."""
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    """Leakage and sanity warnings (``airflow_bridge.ml.sanity``): ``{code, message, column, failing}``."""
+    baseline: dict[str, Any] | None = None
+    """The dummy baseline's metrics on the same held-out rows (from the training result)."""
+    uncertainty: dict[str, Any] | None = None
+    """Bootstrap intervals of the held-out metrics, or the cross-validation summary when the spec asks for it."""
 
     @property
     def failed_gates(self) -> list[dict[str, Any]]:

@@ -40,6 +40,8 @@ class TrainingRequest:
     encoding: str | None = None
     groups: list[str] = field(default_factory=list)
     """The spec's ``data.groups``: columns kept in the held-out split so the report shows per-group metrics."""
+    cross_validation_folds: int | None = None
+    """``validation.cross_validation.folds``: refit the pipeline on k folds of the training rows (opt-in)."""
 
     @property
     def allowed(self) -> dict[str, str]:
@@ -128,6 +130,9 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
         raise
     except (ValueError, TypeError) as exc:
         raise EstimatorError(f"{request.estimator} failed to fit on {table.uri}: {exc}") from None
+    context = _context(
+        request, pipeline, train_rows=train_rows, test_rows=test_rows, features=features, task_kind=task_kind
+    )
     artifact = artifacts.put(dump_model(pipeline), f"models/{request.model}", ".joblib")
     holdout = artifacts.put(dump_frame(test_rows), f"holdout/{request.model}", ".parquet")
     log.info("Stored model artifact %s (%d bytes, sha256 %s)", artifact.uri, artifact.size, artifact.sha256[:12])
@@ -161,6 +166,7 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
             profiles=column_profiles(frame, [*features, request.target], profile["roles"]),
         ),
         checks=checks,
+        **context,
     )
 
 
@@ -176,6 +182,23 @@ def _check_groups(frame: Any, uri: str, groups: list[str]) -> None:
                 f"groups column '{column}' (data.groups) is not in {uri} ({hint}); name an existing column "
                 "or remove it from data.groups"
             )
+
+
+def _context(
+    request: TrainingRequest, pipeline: Any, *, train_rows: Any, test_rows: Any, features: list[str], task_kind: str
+) -> dict[str, Any]:
+    """The dummy baseline on the held-out rows and, when the spec asks, k-fold cross-validation: both need
+    the training rows, which only this action has."""
+    from airflow_bridge.ml.uncertainty import baseline, cross_validate
+
+    found: dict[str, Any] = {"baseline": baseline(task_kind, train_rows, test_rows, features, request.target)}
+    folds = request.cross_validation_folds
+    if folds:
+        log.info("Cross-validating %s on %d folds of the training rows", request.estimator, folds)
+        found["cross_validation"] = cross_validate(
+            pipeline, train_rows, features, request.target, task_kind, folds=folds, seed=request.seed
+        )
+    return found
 
 
 def _jsonable(value: Any) -> Any:

@@ -27,6 +27,15 @@ class ValidationRules:
     champion_metric: str | None = None
     min_improvement: float = 0.0
     champion_alias: str = "production"
+    fail_on_warnings: tuple[str, ...] = ()
+    """Warning codes the team policy turns into failing gates (``fail_on_warnings``)."""
+    baseline_metric: str | None = None
+    """``validation.baseline.metric``: the model must beat the dummy baseline on it ..."""
+    baseline_min_improvement: float = 0.0
+    """... by at least this much."""
+    gate_on: str = "holdout"
+    """``validation.cross_validation.gate_on``: ``holdout`` (thresholds apply to the held-out metric) or
+    ``lower_bound`` (to the cross-validation mean - std; mean + std for errors)."""
 
 
 def validate(
@@ -42,7 +51,7 @@ def validate(
     whether the model passed; raising on failure is the caller's choice.
     """
     from airflow_bridge.artifacts import load_frame, load_model, read_verified
-    from airflow_bridge.ml.gates import compare_champion, evaluate_data_checks, evaluate_thresholds
+    from airflow_bridge.ml.gates import compare_champion, evaluate_data_checks
     from airflow_bridge.ml.metrics import compute_metrics
 
     if training.holdout is None:
@@ -54,8 +63,18 @@ def validate(
     holdout = load_frame(read_verified(training.holdout))
     data = training.data
     features, labels = holdout[data.features], holdout[data.target]
-    metrics = compute_metrics(training.task_kind, model, features, labels)
-    gates = [*evaluate_data_checks(data.to_xcom(), rules.checks), *evaluate_thresholds(metrics, rules.thresholds)]
+    scored = _Scored(model, features)  # metrics and bootstrap share one prediction of the held-out rows
+    metrics = compute_metrics(training.task_kind, scored, features, labels)
+    gates = [*evaluate_data_checks(data.to_xcom(), rules.checks), *_threshold_gates(training, rules, metrics)]
+    if rules.baseline_metric:
+        from airflow_bridge.ml.uncertainty import baseline_gate
+
+        gates.append(baseline_gate(rules.baseline_metric, rules.baseline_min_improvement, metrics, training.baseline))
+    importance = _importance(training, model, features, labels)
+    warnings = _warnings(
+        training, rules, registry=registry, metrics=metrics, importance=importance, held_out_rows=len(holdout)
+    )
+    gates += _warning_gates(warnings)
     champion: dict[str, Any] | None = None
     if rules.champion_metric:
         value, version = _champion_score(training, rules, registry, features, labels)
@@ -68,7 +87,20 @@ def validate(
         )
         champion["alias"] = rules.champion_alias
     passed = all(g["passed"] for g in gates) and bool((champion or {}).get("passed", True))
-    result = ValidationReport(model=training.model, metrics=metrics, gates=gates, champion=champion, passed=passed)
+    result = ValidationReport(
+        model=training.model,
+        metrics=metrics,
+        gates=gates,
+        champion=champion,
+        passed=passed,
+        warnings=warnings,
+        baseline=training.baseline,
+        uncertainty=training.cross_validation or _bootstrap(training, scored, features, labels),
+    )
+    if warnings:
+        from airflow_bridge.ml.sanity import format_warnings
+
+        log.warning("Warnings about %s:\n%s", training.model, format_warnings(warnings))
     if artifacts is None:
         return result
     report = _model_report(
@@ -79,6 +111,7 @@ def validate(
         registry=registry,
         artifacts=artifacts,
         alias=rules.champion_alias,
+        importance=importance,
     )
     return dataclasses.replace(result, report=report)
 
@@ -92,6 +125,7 @@ def _model_report(
     registry: ModelRegistry | None,
     artifacts: ArtifactStore,
     alias: str = "production",
+    importance: Any = None,
 ) -> dict[str, Any] | None:
     """Build and store the model report; a report that cannot be drawn never fails validation."""
     from airflow_bridge.exceptions import NotFoundError
@@ -123,6 +157,10 @@ def _model_report(
         estimator=training.estimator,
         seed=data.seed or 0,
         **story_inputs(registry, training, alias),
+        importance=importance,
+        warnings=result.warnings,
+        baseline=result.baseline,
+        uncertainty=result.uncertainty,
     )
     try:
         report = build_report(inputs)
@@ -147,3 +185,108 @@ def _champion_score(
     champion = load_model(read_verified(live.artifact))
     scores = compute_metrics(training.task_kind, champion, features, labels)
     return scores.get(str(rules.champion_metric)), live.version
+
+
+def _threshold_gates(
+    training: TrainingResult, rules: ValidationRules, metrics: Mapping[str, float]
+) -> list[dict[str, Any]]:
+    """The threshold gates, on the held-out metrics or on the cross-validation's pessimistic bound."""
+    from airflow_bridge.ml.gates import evaluate_thresholds
+
+    summary = training.cross_validation or {}
+    cv = summary.get("metrics") or {}
+    if rules.gate_on != "lower_bound" or not cv:
+        return evaluate_thresholds(metrics, rules.thresholds)
+    bounds = {name: float(found["bound"]) for name, found in cv.items()}
+    gates = evaluate_thresholds({**{k: float("nan") for k in metrics}, **bounds}, rules.thresholds)
+    for gate in gates:
+        gate["basis"] = f"cross-validation lower bound ({summary.get('folds')} folds)"
+    return gates
+
+
+def _importance(training: TrainingResult, model: Any, features: Any, labels: Any) -> Any:
+    """Permutation importance on the held-out rows, computed once for the warnings and the report."""
+    from airflow_bridge.report.evaluation import permutation
+
+    try:
+        return permutation(model, features, labels, training.task_kind, seed=training.data.seed or 0)
+    except Exception:  # an importance that cannot be computed never fails validation
+        log.warning("permutation importance of %s could not be computed", training.model, exc_info=True)
+        return None
+
+
+def _warnings(
+    training: TrainingResult,
+    rules: ValidationRules,
+    *,
+    registry: ModelRegistry | None,
+    metrics: Mapping[str, float],
+    importance: Any,
+    held_out_rows: int,
+) -> list[dict[str, Any]]:
+    """The run's leakage and sanity warnings (``airflow_bridge.ml.sanity``)."""
+    from airflow_bridge.exceptions import NotFoundError
+    from airflow_bridge.ml.sanity import run_warnings
+
+    live_features, live_version = None, None
+    if registry is not None:
+        try:
+            live = registry.alias_version(training.model, rules.champion_alias)
+        except NotFoundError:
+            live = None
+        if live is not None:
+            live_features = list((live.data or {}).get("features") or []) or None
+            live_version = live.version
+    return run_warnings(
+        metrics=metrics,
+        importance=importance.features if importance is not None else (),
+        scoring=importance.scoring if importance is not None else "score",
+        roles=training.data.roles,
+        duplicates_across_split=int(getattr(training.data, "duplicates_across_split", 0) or 0),
+        live_features=live_features,
+        live_version=live_version,
+        held_out_rows=held_out_rows,
+        fail_on=rules.fail_on_warnings,
+    )
+
+
+def _warning_gates(warnings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from airflow_bridge.ml.sanity import warning_gates
+
+    return warning_gates(warnings)
+
+
+def _bootstrap(training: TrainingResult, model: Any, features: Any, labels: Any) -> dict[str, Any] | None:
+    """Bootstrap intervals of the held-out metrics (no refit); None when they cannot be computed."""
+    from airflow_bridge.ml.uncertainty import bootstrap
+
+    try:
+        return bootstrap(training.task_kind, model, features, labels, seed=training.data.seed or 0)
+    except Exception:  # intervals are context: they never fail validation
+        log.warning("bootstrap intervals of %s could not be computed", training.model, exc_info=True)
+        return None
+
+
+class _Scored:
+    """``model`` whose predictions of the held-out rows are made once: ``predict``, ``predict_proba`` and
+    ``decision_function`` of exactly ``features`` (the same object) are kept; anything else is the model's."""
+
+    _KEPT = ("predict", "predict_proba", "decision_function")
+
+    def __init__(self, model: Any, features: Any) -> None:
+        self._model, self._features = model, features
+        self._kept: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._model, name)
+        if name not in self._KEPT or not callable(found):
+            return found
+
+        def kept(rows: Any) -> Any:
+            if rows is not self._features:
+                return found(rows)
+            if name not in self._kept:
+                self._kept[name] = found(rows)
+            return self._kept[name]
+
+        return kept

@@ -24,7 +24,7 @@ from rich.markup import escape
 
 from airflow_bridge.actions.names import TaskId
 from airflow_bridge.cli.common import Format, command_started_at, console, err_console, print_json, resolve_home
-from airflow_bridge.cli.run_progress import Progress, print_timings, resumed_timings
+from airflow_bridge.cli.run_progress import Progress, print_timings, print_warnings, resumed_timings
 
 EXIT_AWAITING_APPROVAL = 3
 
@@ -265,6 +265,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
             result = "[green]pass[/]" if gate["passed"] else "[red]FAIL[/]"
             table.add_row(gate["name"], gate_value(gate), gate_bounds(gate), result)
         console.print(table)
+    print_warnings(summary.get("warnings") or [])
     champion = summary.get("champion")
     if champion:
         if champion.get("champion") is None:

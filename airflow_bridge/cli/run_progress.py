@@ -151,6 +151,9 @@ class Progress:
             "metrics": report.metrics if report else {},
             "gates": report.gates if report else [],
             "champion": report.champion if report else None,
+            "warnings": report.warnings if report else [],
+            "baseline": report.baseline if report else None,
+            "uncertainty": report.uncertainty if report else None,
             "report": (report.report or {}).get("html") if report else None,
             "deployment": deployed.to_xcom() if deployed else None,
             "approval": approval,
@@ -192,3 +195,10 @@ def print_timings(timings: dict[str, Any]) -> None:
     if "tear_down" in timings:
         shown.append(f"tear-down {timings['tear_down']:.1f}s")
     console.print(f"[dim]time: {timings['total']:.1f}s = {' + '.join(shown)}[/]")
+
+
+def print_warnings(warnings: list[dict[str, Any]]) -> None:
+    """The run's leakage and sanity warnings, after the gates: yellow, or red when the team policy fails them."""
+    for warning in warnings:
+        style, label = ("red", "FAIL") if warning.get("failing") else ("yellow", "warning")
+        console.print(f"[{style}]{label}[/] {escape(str(warning['code']))}: {escape(str(warning['message']))}")

@@ -89,6 +89,7 @@ def build_dag(
             champion_metric=champion.metric if champion else None,
             min_improvement=champion.min_improvement if champion else 0.0,
             champion_alias=spec.deployment.alias if spec.deployment else "production",
+            **validation_extras(spec, policy),
             registry_conn_id=registry_conn,
             retries=0,
             doc_md="Computes metrics on the held-out split and applies every gate; failures are final.",
@@ -168,7 +169,19 @@ def training_request(spec: Experiment, policy: Policy) -> TrainingRequest:
         delimiter=data.delimiter,
         encoding=data.encoding,
         groups=list(spec.data.groups),
+        cross_validation_folds=cv.folds if (cv := spec.validation.cross_validation) else None,
     )
+
+
+def validation_extras(spec: Experiment, policy: Policy) -> dict[str, Any]:
+    """The validate task's baseline gate, cross-validation gating and the team's failing warnings."""
+    baseline = spec.validation.baseline
+    cv = spec.validation.cross_validation
+    return {
+        "baseline": baseline.model_dump() if baseline else None,
+        "gate_on": cv.gate_on if cv else "holdout",
+        "fail_on_warnings": list(policy.warnings_failing_for(spec.team)),
+    }
 
 
 def _kubernetes_train(
@@ -249,7 +262,11 @@ def _first_line(text: str) -> str:
 
 def dag_doc(spec: Experiment, source: str | None, policy: Policy) -> str:
     """The DAG's Markdown docs: the spec's description, then what the pipeline does."""
-    gates = ", ".join(f"{m} {_bounds(t.min, t.max)}" for m, t in spec.validation.thresholds.items()) or "none"
+    named = [f"{m} {_bounds(t.min, t.max)}" for m, t in spec.validation.thresholds.items()]
+    if spec.validation.baseline:
+        named.append(f"{spec.validation.baseline.metric} ≥ dummy baseline + {spec.validation.baseline.min_improvement}")
+    named += [f"no {code} warning" for code in policy.warnings_failing_for(spec.team)]
+    gates = ", ".join(named) or "none"
     deployment = "none"
     if spec.deployment:
         deployment = f"{spec.deployment.target} alias `{spec.deployment.alias}`"

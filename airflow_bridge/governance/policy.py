@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_bridge.governance.compute import ComputeQuota, ComputeTier
+from airflow_bridge.ml.sanity import WARNING_CODES
 from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS, TaskKind
 from airflow_bridge.spec.models import NAME_PATTERN, bridge_error
 
@@ -128,6 +129,23 @@ class TeamPolicy(_Section):
         default_factory=dict,
         description=_CAPS_HELP + "Each overrides the policy's defaults.param_caps for this team.",
     )
+    fail_on_warnings: list[str] = Field(
+        default_factory=list,
+        description="Leakage and sanity warnings that fail validation for this team's models instead of only "
+        "being shown: " + ", ".join(WARNING_CODES) + " (docs/governance.md).",
+        json_schema_extra={"items": {"type": "string", "enum": list(WARNING_CODES)}},
+    )
+
+    @field_validator("fail_on_warnings")
+    @classmethod
+    def _known_warnings(cls, value: list[str]) -> list[str]:
+        from airflow_bridge.spec.issues import did_you_mean
+
+        for code in value:
+            if code not in WARNING_CODES:
+                hint = did_you_mean(code, WARNING_CODES) or f"known warnings: {', '.join(WARNING_CODES)}"
+                raise bridge_error(f"'{code}' is not a warning airflow-bridge raises", hint)
+        return value
 
 
 PROTECTED_BY_DEFAULT = ("production",)
@@ -236,6 +254,11 @@ class Policy(BaseModel):
             return rules.allow_enforcement_opt_out
         return self.defaults.allow_enforcement_opt_out
 
+    def warnings_failing_for(self, team: str) -> tuple[str, ...]:
+        """The warning codes that fail validation for ``team`` (none without a team policy)."""
+        rules = self.teams.get(team)
+        return tuple(rules.fail_on_warnings) if rules is not None else ()
+
     def param_caps_for(self, team: str) -> dict[str, tuple[float, str]]:
         """Each capped parameter of ``team``: its cap, and where it is set ('team', 'defaults' or 'built-in')."""
         caps = {name: (cap, "built-in") for name, cap in BUILTIN_PARAM_CAPS.items()}
@@ -248,13 +271,14 @@ class Policy(BaseModel):
     def document(self) -> dict[str, Any]:
         """The policy as a JSON document (what the registry binds to a model).
 
-        Empty ``param_caps`` are left out, so a policy that sets none keeps the document (and sha256)
-        it had before caps existed.
+        Empty ``param_caps`` and ``fail_on_warnings`` are left out, so a policy that sets none keeps the
+        document (and sha256) it had before they existed.
         """
         document = self.model_dump(mode="json", by_alias=True)
         for section in (document["defaults"], *document["teams"].values()):
-            if not section.get("param_caps"):
-                section.pop("param_caps", None)
+            for optional in ("param_caps", "fail_on_warnings"):
+                if not section.get(optional):
+                    section.pop(optional, None)
         return document
 
     def canonical_sha256(self) -> str:

@@ -30,8 +30,9 @@ TERMINATION_MESSAGE_LIMIT = 4096
 def request_to_json(request: TrainingRequest) -> str:
     """The request in the form the pod reads back with :func:`request_from_json`.
 
-    Fields left at an empty default (e.g. ``groups: []``) are left out, so an image with an older
-    airflow-bridge still reads a request that uses none of the newer fields."""
+    Fields left at an empty default (``groups: []``, ``cross_validation_folds: None``) are left out,
+    so an image with an older airflow-bridge still reads a request that uses none of the newer fields.
+    """
     data = dataclasses.asdict(request)
     for name in OPTIONAL_FIELDS:
         if not data.get(name):
@@ -39,7 +40,7 @@ def request_to_json(request: TrainingRequest) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
-OPTIONAL_FIELDS = ("groups",)
+OPTIONAL_FIELDS = ("groups", "cross_validation_folds")
 """Newer request fields sent only when set."""
 
 

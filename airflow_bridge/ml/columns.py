@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from airflow_bridge.exceptions import DataError
+from airflow_bridge.ml.sanity import row_number_reason
 
 EXCLUDED = "ignore"
 MISSING_TEXT = frozenset(
@@ -54,14 +55,18 @@ class ColumnRole:
     dtype: str
     missing: float
     distinct: int
+    warning: str | None = None
+    """Why a column kept by the spec looks like a row number (``ml.sanity.row_number_reason``), if it does."""
 
     def to_dict(self) -> dict[str, Any]:
+        found = {"warning": self.warning} if self.warning else {}
         return {
             "role": self.role,
             "reason": self.reason,
             "dtype": self.dtype,
             "missing": self.missing,
             "distinct": self.distinct,
+            **found,
         }
 
 
@@ -92,7 +97,8 @@ def infer_roles(
             continue
         if column in overrides:
             _check_override(column, series, overrides[column], distinct)
-            roles[column] = _role(overrides[column], "set in the spec (data.columns)", series)
+            warning = row_number_reason(series)
+            roles[column] = _role(overrides[column], "set in the spec (data.columns)", series, warning)
         else:
             _check_dates(column, series)
         kept.append(column)
@@ -110,9 +116,9 @@ def infer_roles(
     return {str(c): roles[str(c)] for c in frame.columns if str(c) in roles}
 
 
-def _role(role: str, reason: str, series: pd.Series) -> ColumnRole:
+def _role(role: str, reason: str, series: pd.Series, warning: str | None = None) -> ColumnRole:
     missing = round(float(series.isna().mean()), 6) if len(series) else 0.0
-    return ColumnRole(role, reason, str(series.dtype), missing, int(series.nunique(dropna=True)))
+    return ColumnRole(role, reason, str(series.dtype), missing, int(series.nunique(dropna=True)), warning)
 
 
 def feature_columns(roles: Mapping[str, ColumnRole]) -> list[str]:
@@ -144,6 +150,9 @@ def _exclusion(
         and _identifier_like(column, series)
     ):
         return "unique in every row: an identifier, not a feature"
+    row_number = row_number_reason(series) if role is None else None
+    if row_number is not None:  # a file sorted by outcome makes it the outcome (AUC 1.00)
+        return f"{row_number}: an identifier, not a feature; set its role in data.columns to keep it"
     return None
 
 

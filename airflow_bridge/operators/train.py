@@ -58,6 +58,7 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         delimiter: str | None = None,
         encoding: str | None = None,
         groups: Sequence[str] | None = None,
+        cross_validation_folds: int | None = None,
         artifact_root: str | None = None,
         artifact_conn_id: str | None = None,
         lineage_context: Mapping[str, Any] | None = None,
@@ -82,6 +83,7 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         self.delimiter = delimiter
         self.encoding = encoding
         self.groups = list(groups or [])
+        self.cross_validation_folds = cross_validation_folds
         self.artifact_root = artifact_root
         self.artifact_conn_id = artifact_conn_id
         self.lineage_context = dict(lineage_context or {})
@@ -108,6 +110,7 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
             delimiter=request.delimiter,
             encoding=request.encoding,
             groups=request.groups,
+            cross_validation_folds=request.cross_validation_folds,
             **kwargs,
         )
 
@@ -133,6 +136,7 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
             delimiter=self.delimiter,
             encoding=self.encoding,
             groups=self.groups,
+            cross_validation_folds=self.cross_validation_folds,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:

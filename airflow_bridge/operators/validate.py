@@ -39,6 +39,9 @@ class ValidateModelOperator(OpenLineageMixin, BaseOperator):
         champion_metric: str | None = None,
         min_improvement: float = 0.0,
         champion_alias: str = "production",
+        baseline: Mapping[str, Any] | None = None,
+        gate_on: str = "holdout",
+        fail_on_warnings: Sequence[str] = (),
         registry_conn_id: str | None = None,
         lineage_context: Mapping[str, Any] | None = None,
         **kwargs: Any,
@@ -50,6 +53,9 @@ class ValidateModelOperator(OpenLineageMixin, BaseOperator):
         self.champion_metric = champion_metric
         self.min_improvement = min_improvement
         self.champion_alias = champion_alias
+        self.baseline = dict(baseline) if baseline else None
+        self.gate_on = gate_on
+        self.fail_on_warnings = list(fail_on_warnings)
         self.registry_conn_id = registry_conn_id
         self.lineage_context = dict(lineage_context or {})
 
@@ -68,6 +74,10 @@ class ValidateModelOperator(OpenLineageMixin, BaseOperator):
             champion_metric=self.champion_metric,
             min_improvement=self.min_improvement,
             champion_alias=self.champion_alias,
+            fail_on_warnings=tuple(self.fail_on_warnings),
+            baseline_metric=(self.baseline or {}).get("metric"),
+            baseline_min_improvement=float((self.baseline or {}).get("min_improvement") or 0.0),
+            gate_on=self.gate_on,
         )
         with final_on_user_error():
             training = TrainingResult.from_xcom(self.training, "training")

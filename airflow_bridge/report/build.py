@@ -38,7 +38,7 @@ def build_report(inputs: ReportInputs, *, top_features: int = 10) -> ModelReport
         _classification(content, features, labels, predictions)
     else:
         _regression(content, labels, predictions)
-    importance = permutation(inputs.model, features, labels, inputs.task_kind, seed=inputs.seed)
+    importance = inputs.importance or permutation(inputs.model, features, labels, inputs.task_kind, seed=inputs.seed)
     content.importance = importance
     shown = min(top_features, len(importance.features))
     content.plots.append(
@@ -165,4 +165,7 @@ def key_figures(inputs: ReportInputs, importance: Importance, passed: bool, top:
         "importance_scoring": importance.scoring,
         "top_features": importance.features[:top],
         "changes": changes_figures(inputs.changes),
+        "warnings": [dict(w) for w in inputs.warnings],
+        "baseline": dict(inputs.baseline) if inputs.baseline else None,
+        "uncertainty": dict(inputs.uncertainty) if inputs.uncertainty else None,
     }

@@ -33,6 +33,8 @@ th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:12px 0;display:inline-block;vertical-align:top;max-width:100%}
 figure img{max-width:100%;height:auto;border:1px solid #eaeef2}
 figcaption{color:#57606a;font-size:.9em;max-width:520px}
+.warnings{border:2px solid #bf8700;background:#fff8c5;border-radius:6px;padding:8px 14px;margin:12px 0}
+.warnings h2{border:0;margin:4px 0;font-size:1.1em}.warnings li.failing{color:#cf222e}
 """
 
 
@@ -107,7 +109,7 @@ def render(content: Content, passed: bool) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Model report: {escape(title)}</title><style>{CSS}</style></head>\n<body><main>\n"
         f"<h1>Model report: {title_html}</h1>\n"
-        f'<p class="meta">{meta}</p>\n{verdict}\n<nav>{nav}</nav>\n'
+        f'<p class="meta">{meta}</p>\n{verdict}\n{warnings_box(inputs.warnings)}<nav>{nav}</nav>\n'
         f'{body}\n<p class="note">Built by airflow-bridge from the held-out split the model was validated on.</p>'
         "\n</main></body></html>\n"
     )
@@ -179,11 +181,74 @@ def _metrics(inputs: ReportInputs) -> str:
     if not inputs.metrics:
         return '<p class="note">No metrics were recorded.</p>'
     gated = {g["name"]: g for g in inputs.gates if g.get("kind", "metric") == "metric"}
+    base = dict((inputs.baseline or {}).get("metrics") or {})
+    spread = dict((inputs.uncertainty or {}).get("metrics") or {})
+    cv = (inputs.uncertainty or {}).get("method") == "cross_validation"
     rows = [
-        [escape(name), _num(value), escape(gate_bounds(gated[name])) if name in gated else "-"]
+        [
+            escape(name),
+            _num(value),
+            _interval(spread.get(name), cv),
+            _num(base.get(name)),
+            escape(gate_bounds(gated[name])) if name in gated else "-",
+        ]
         for name, value in sorted(inputs.metrics.items())
     ]
-    return _table(["metric", "value", "gate"], rows, numeric=(1,))
+    header = ["metric", "value", _uncertainty_label(inputs.uncertainty), _baseline_label(inputs.baseline), "gate"]
+    return _table(header, rows, numeric=(1, 2, 3)) + _uncertainty_note(inputs.uncertainty)
+
+
+def warnings_box(warnings: Sequence[Mapping[str, Any]]) -> str:
+    """The flagged box at the top of the page: every leakage and sanity warning (failing ones first)."""
+    if not warnings:
+        return ""
+    ordered = sorted(warnings, key=lambda w: not w.get("failing"))
+    items = "".join(
+        f'<li class="{"failing" if w.get("failing") else "warning"}"><b>{escape(str(w["code"]))}</b>'
+        f"{' (fails: team policy)' if w.get('failing') else ''}: {escape(str(w['message']))}</li>"
+        for w in ordered
+    )
+    count = f"{len(warnings)} warning" + ("s" if len(warnings) != 1 else "")
+    return (
+        f'<section class="warnings" id="warnings"><h2>&#9888; {count}: check before trusting these numbers</h2>'
+        f"<ul>{items}</ul></section>\n"
+    )
+
+
+def _interval(found: Any, cv: bool) -> str:
+    if not isinstance(found, Mapping):
+        return "-"
+    if cv:
+        return f"{found['mean']:.4f} &plusmn; {found['std']:.4f}"
+    return f"{found['low']:.4f} &ndash; {found['high']:.4f}"
+
+
+def _uncertainty_label(uncertainty: Mapping[str, Any] | None) -> str:
+    if (uncertainty or {}).get("method") == "cross_validation":
+        return f"{(uncertainty or {}).get('folds')}-fold CV mean ± std"
+    return f"{(uncertainty or {}).get('level', 0.95):.0%} interval"
+
+
+def _baseline_label(baseline: Mapping[str, Any] | None) -> str:
+    strategy = (baseline or {}).get("strategy")
+    return {"most_frequent": "baseline (most frequent class)", "mean": "baseline (mean)"}.get(str(strategy), "baseline")
+
+
+def _uncertainty_note(uncertainty: Mapping[str, Any] | None) -> str:
+    if not uncertainty:
+        return ""
+    if uncertainty.get("method") == "cross_validation":
+        text = (
+            f"Cross-validation: the same pipeline refitted on {uncertainty.get('folds')} folds of the training rows; "
+            "a wide spread means the held-out value depends on which rows were held out."
+        )
+    else:
+        text = (
+            f"Interval: {uncertainty.get('resamples')} bootstrap resamples of the held-out predictions (no refit); "
+            "a wide interval means too few held-out rows to tell close models apart."
+        )
+    text += " Baseline: a dummy model fitted on the training rows, scored on the same held-out rows."
+    return f'<p class="note">{escape(text)}</p>'
 
 
 def _per_class(rows: Sequence[dict[str, Any]]) -> str:

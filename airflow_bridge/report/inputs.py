@@ -56,6 +56,16 @@ class ReportInputs:
     """The earlier versions' fates when the report was built (readers rewrite them, see ``report.fate``)."""
     fate: str = ""
     """This version's fate when ``version`` is set (a candidate's comes from its gates)."""
+    importance: Any = None
+    """Permutation importance already computed by validation (``report.evaluation.Importance``); computed
+    here when None. Validation computes it once for its warnings and the report."""
+    warnings: Sequence[Mapping[str, Any]] = ()
+    """Leakage and sanity warnings (``airflow_bridge.ml.sanity``), shown in a box at the top."""
+    baseline: Mapping[str, Any] | None = None
+    """The dummy baseline ``{strategy, metrics}``, shown beside every metric."""
+    uncertainty: Mapping[str, Any] | None = None
+    """Bootstrap intervals (``{method: bootstrap, metrics: {name: {low, high}}}``) or cross-validation
+    (``{method: cross_validation, folds, metrics: {name: {mean, std, bound}}}``), shown beside every metric."""
 
     @property
     def label(self) -> str:

@@ -31,6 +31,7 @@ def summary_markdown(figures: ModelReport | Mapping[str, Any]) -> str:
     else:
         verdict = f"passes all {len(gates)} gates" if gates else "passes (no gates set)"
     lines = [f"**{label}** ({key.get('task_kind')}): {verdict}."]
+    lines += warning_lines(key.get("warnings") or [])
     metric_gates = [g for g in gates if g.get("kind", "metric") == "metric"]
     if metric_gates:
         lines.append(
@@ -39,6 +40,7 @@ def summary_markdown(figures: ModelReport | Mapping[str, Any]) -> str:
         )
     elif key.get("metrics"):
         lines.append("- Metrics: " + "; ".join(f"{_code(k)} {_value(v)}" for k, v in key["metrics"].items()))
+    lines += context_lines(key)
     data_gates = [g for g in gates if g.get("kind") == "data"]
     if data_gates:
         lines.append("- Data checks: " + "; ".join(f"{_code(g['name'])} {_result(g)}" for g in data_gates))
@@ -80,3 +82,35 @@ def _value(value: Any) -> str:
 
 def _code(text: Any) -> str:
     return "`" + str(text).replace("`", "'") + "`"
+
+
+def warning_lines(warnings: list[Mapping[str, Any]]) -> list[str]:
+    """One Markdown line per leakage or sanity warning, flagged, for the approval request."""
+    return [
+        f"- **{'FAIL' if w.get('failing') else 'Warning'}** {_code(w.get('code'))}: {w.get('message')}"
+        for w in warnings
+    ]
+
+
+def context_lines(key: Mapping[str, Any]) -> list[str]:
+    """The dummy baseline and the uncertainty of the headline metrics (when recorded), one line each."""
+    names = list(key.get("metrics") or {})
+    lines = []
+    base = (key.get("baseline") or {}).get("metrics") or {}
+    shown = [f"{_code(n)} {_value(base[n])}" for n in names if n in base]
+    if shown:
+        strategy = {"most_frequent": "always the most frequent class", "mean": "always the mean"}.get(
+            str((key.get("baseline") or {}).get("strategy")), "a dummy model"
+        )
+        lines.append(f"- Baseline ({strategy}) on the same rows: " + ", ".join(shown))
+    spread = key.get("uncertainty") or {}
+    found = spread.get("metrics") or {}
+    if spread.get("method") == "cross_validation":
+        shown = [f"{_code(n)} {found[n]['mean']:.4f} ± {found[n]['std']:.4f}" for n in names if n in found]
+        label = f"{spread.get('folds')}-fold cross-validation"
+    else:
+        shown = [f"{_code(n)} {found[n]['low']:.4f}-{found[n]['high']:.4f}" for n in names if n in found]
+        label = f"{float(spread.get('level') or 0.95):.0%} bootstrap interval"
+    if shown:
+        lines.append(f"- {label}: " + ", ".join(shown))
+    return lines

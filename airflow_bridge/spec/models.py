@@ -194,9 +194,53 @@ class Champion(_Section):
     )
 
 
+class BaselineGate(_Section):
+    """The model must beat a dummy model (most frequent class / mean) on the same held-out rows."""
+
+    metric: str = Field(description="The metric compared, e.g. roc_auc or mae (one the task computes).")
+    min_improvement: float = Field(
+        default=0.0,
+        allow_inf_nan=False,
+        description="How much better than the baseline the model must be (for errors such as mae: how much lower).",
+    )
+
+
+class CrossValidation(_Section):
+    """k-fold cross-validation of the same pipeline on the training rows (seeded): mean ± std per metric."""
+
+    folds: int = Field(description="Number of folds, 2 to 20; each one refits the model, so training takes longer.")
+    gate_on: Literal["holdout", "lower_bound"] = Field(
+        default="holdout",
+        description="What the thresholds apply to: 'holdout' (the held-out metric) or 'lower_bound' (the "
+        "cross-validation mean - std; mean + std for errors such as mae).",
+    )
+
+    @field_validator("folds")
+    @classmethod
+    def _folds(cls, value: int) -> int:
+        if value < 2:
+            raise bridge_error(
+                f"folds: {value} is not cross-validation (it needs at least 2 folds)",
+                "use folds: 5 (a common choice), or remove cross_validation to get bootstrap intervals instead",
+            )
+        if value > 20:
+            raise bridge_error(
+                f"folds: {value} refits the model {value} times", "use at most 20 folds (5 or 10 is usual)"
+            )
+        return value
+
+
 class Validation(_Section):
     thresholds: dict[str, Threshold] = Field(default_factory=dict)
     champion: Champion | None = None
+    baseline: BaselineGate | None = Field(
+        default=None, description="Optional gate: beat the dummy baseline by min_improvement on metric."
+    )
+    cross_validation: CrossValidation | None = Field(
+        default=None,
+        description="Optional k-fold cross-validation on the training rows; without it the report shows bootstrap "
+        "95 % intervals of the held-out metrics.",
+    )
 
 
 class RegistrySection(_Section):

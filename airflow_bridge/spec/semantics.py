@@ -130,6 +130,13 @@ def check_experiment(
                 f"'{champion.metric}' is not a {kind} metric",
                 did_you_mean(champion.metric, metrics) or f"choose from {', '.join(metrics)}",
             )
+        baseline = spec.validation.baseline
+        if baseline and baseline.metric not in metrics:
+            yield (
+                ("validation", "baseline", "metric"),
+                f"'{baseline.metric}' is not a {kind} metric, so the baseline gate could never be computed",
+                did_you_mean(baseline.metric, metrics) or f"choose from {', '.join(metrics)}",
+            )
     for index, tag in enumerate(spec.tags):
         if len(tag) > TAG_MAX_LEN:
             yield (
@@ -275,8 +282,11 @@ def _probability_gates(spec: Experiment) -> Iterator[Finding]:
     champion = spec.validation.champion
     if champion is not None and champion.metric in PROBABILITY_METRICS:
         gated.append(("validation", "champion", "metric"))
+    baseline = spec.validation.baseline
+    if baseline is not None and baseline.metric in PROBABILITY_METRICS:
+        gated.append(("validation", "baseline", "metric"))
     for where in gated:
-        metric = where[2] if where[1] == "thresholds" else champion.metric  # type: ignore[union-attr]
+        metric = where[2] if where[1] == "thresholds" else getattr(spec.validation, str(where[1])).metric
         message = f"{name} gives no probabilities here, so {metric} is never computed and this gate never passes"
         yield where, message, hint
 
