@@ -80,6 +80,8 @@ class DataSummary(_XComForm):
     environment: dict[str, Any] = field(default_factory=dict)
     """Where the model was fitted: python, platform, package versions, thread pools
     (``airflow_bridge.ml.environment``); what can still make a rerun of the same spec and data differ."""
+    duplicates_across_split: int = 0
+    """Held-out rows identical (features and target) to some training row: scored on seen answers."""
 
     def for_registry(self) -> dict[str, Any]:
         """What the registry keeps about the data (null fractions stay in the report)."""

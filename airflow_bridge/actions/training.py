@@ -38,6 +38,10 @@ class TrainingRequest:
     """The spec's ``data.columns``: role overrides by column name."""
     delimiter: str | None = None
     encoding: str | None = None
+    decimal: str = "."
+    """The CSV decimal mark (``data.training.decimal``)."""
+    missing_values: list[str] = field(default_factory=list)
+    """CSV text read as missing (``data.training.missing_values``)."""
 
     @property
     def allowed(self) -> dict[str, str]:
@@ -75,6 +79,8 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
         request.data_conn_id,
         delimiter=request.delimiter,
         encoding=request.encoding,
+        decimal=request.decimal,
+        missing_values=request.missing_values,
     )
     data_io.select_columns(table.frame, table.uri, request.target, request.features)
     frame, missing_target = data_io.drop_missing_target(table.frame, request.target)
@@ -152,6 +158,7 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
             test_size=request.test_size,
             seed=request.seed,
             environment=training_environment(request.estimator),
+            duplicates_across_split=data_io.duplicates_across(train_rows, test_rows, [*features, request.target]),
         ),
         checks=checks,
     )

@@ -167,6 +167,8 @@ def training_request(spec: Experiment, policy: Policy) -> TrainingRequest:
         column_roles=dict(spec.data.columns),
         delimiter=data.delimiter,
         encoding=data.encoding,
+        decimal=data.decimal,
+        missing_values=list(data.missing_values),
     )
 
 

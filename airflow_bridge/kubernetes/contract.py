@@ -29,7 +29,15 @@ TERMINATION_MESSAGE_LIMIT = 4096
 
 def request_to_json(request: TrainingRequest) -> str:
     """The request in the form the pod reads back with :func:`request_from_json`."""
-    return json.dumps(dataclasses.asdict(request), sort_keys=True, separators=(",", ":"))
+    data = dataclasses.asdict(request)
+    for name, default in _OPTIONAL_DEFAULTS.items():  # left out at their default: older images still read it
+        if data.get(name) == default:
+            del data[name]
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+_OPTIONAL_DEFAULTS: dict[str, Any] = {"decimal": ".", "missing_values": []}
+"""Request fields newer than some pod images, omitted from the JSON when they have their default."""
 
 
 def request_from_json(text: str) -> TrainingRequest:

@@ -23,7 +23,9 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
     The artifact is one scikit-learn ``Pipeline`` (column roles → skrub's preprocessing for this
     estimator → the estimator) fitted on the rows as they are in the file; ``column_roles`` overrides
     inferred roles (``{"site": "categorical", "row_id": "ignore"}``), ``delimiter`` and ``encoding``
-    read CSVs that are not comma-separated UTF-8. Rows without a target are dropped and counted.
+    read CSVs that are not comma-separated UTF-8, ``decimal=","`` reads numbers written ``1,5`` and
+    ``missing_values`` lists the file's own words for "missing" (``["unknown", "?"]``). Rows without
+    a target are dropped and counted.
 
     Returns a ``TrainingResult`` XCom (artifact and held-out split with sha256 and the connection they
     were written with, parameters, data fingerprint and profile); ``ValidateModelOperator`` and
@@ -57,6 +59,8 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         column_roles: Mapping[str, str] | None = None,
         delimiter: str | None = None,
         encoding: str | None = None,
+        decimal: str = ".",
+        missing_values: Sequence[str] | None = None,
         artifact_root: str | None = None,
         artifact_conn_id: str | None = None,
         lineage_context: Mapping[str, Any] | None = None,
@@ -80,6 +84,8 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         self.column_roles = dict(column_roles or {})
         self.delimiter = delimiter
         self.encoding = encoding
+        self.decimal = decimal
+        self.missing_values = list(missing_values or [])
         self.artifact_root = artifact_root
         self.artifact_conn_id = artifact_conn_id
         self.lineage_context = dict(lineage_context or {})
@@ -105,6 +111,8 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
             column_roles=request.column_roles,
             delimiter=request.delimiter,
             encoding=request.encoding,
+            decimal=request.decimal,
+            missing_values=request.missing_values,
             **kwargs,
         )
 
@@ -129,6 +137,8 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
             column_roles=self.column_roles,
             delimiter=self.delimiter,
             encoding=self.encoding,
+            decimal=self.decimal,
+            missing_values=self.missing_values,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
