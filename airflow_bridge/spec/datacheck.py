@@ -48,6 +48,8 @@ class _Table:
     frame: Any
     empty: frozenset[str]
     targets: dict[str, TargetShape] = field(default_factory=dict)
+    cache: dict[Any, Any] = field(default_factory=dict)
+    """What the checks of :mod:`airflow_bridge.spec.datamistakes` compute once per file."""
 
     def target(self, name: str) -> TargetShape:
         if name not in self.targets:
@@ -76,10 +78,20 @@ def check_data(spec: Experiment, path: str, kind: TaskKind | None, warnings: lis
     if isinstance(table, _Unreadable):
         yield (_URI, table.message, table.hint)
         return
-    yield from _missing_columns(spec, table, shown)
+    missing = list(_missing_columns(spec, table, shown))
+    yield from missing
     yield from _empty_columns(spec, table, shown, warnings)
     if training.target in table.columns:
         yield from _target_problems(spec, table, shown, kind)
+    if missing:  # the checks below take the columns the spec names as present
+        return
+    from airflow_bridge.spec import datamistakes
+
+    values = list(datamistakes.value_findings(spec, table, shown, warnings))
+    yield from values
+    yield from datamistakes.row_findings(spec, table, shown, kind, warnings)
+    if not values:  # a split of misread columns would count the wrong thing
+        datamistakes.split_findings(spec, table, shown, kind, warnings)
 
 
 def check_imported_params(estimator: str, params: dict[str, Any]) -> Iterator[Finding]:
@@ -133,6 +145,8 @@ def _read(path: str, training: TrainingData, warnings: list[Finding]) -> _Table 
         training.format or ("parquet" if suffix in (".parquet", ".pq") else "csv"),
         training.delimiter,
         training.encoding,
+        training.decimal,
+        tuple(training.missing_values),
     )
     loaded = _load(path, (stat.st_mtime_ns, stat.st_size), options)
     if isinstance(loaded, _Unreadable):  # the reader names the absolute path: show it as the spec writes it
@@ -152,17 +166,26 @@ def _not_found(path: str, shown: str) -> _Unreadable:
 
 
 @functools.lru_cache(maxsize=16)
-def _load(path: str, version: tuple[int, int], options: tuple[str, str | None, str | None]) -> _Table | _Unreadable:
-    """Read once per file version (mtime, size) and options (format, delimiter, encoding): the same
-    file serves every spec that uses it."""
+def _load(
+    path: str, version: tuple[int, int], options: tuple[str, str | None, str | None, str, tuple[str, ...]]
+) -> _Table | _Unreadable:
+    """Read once per file version (mtime, size) and options (format, delimiter, encoding, decimal mark,
+    missing values): the same file serves every spec that uses it."""
     from airflow_bridge.exceptions import DataError
     from airflow_bridge.ml.data import read_table
 
-    fmt, delimiter, encoding = options
+    fmt, delimiter, encoding, decimal, missing_values = options
     complete = version[1] <= WHOLE_FILE_BYTES
     try:
         frame = read_table(
-            path, fmt, None, delimiter=delimiter, encoding=encoding, nrows=None if complete else SAMPLE_ROWS
+            path,
+            fmt,
+            None,
+            delimiter=delimiter,
+            encoding=encoding,
+            nrows=None if complete else SAMPLE_ROWS,
+            decimal=decimal,
+            missing_values=missing_values,
         ).frame
     except DataError as exc:
         return _Unreadable(str(exc))
