@@ -78,15 +78,15 @@ def check_data(spec: Experiment, path: str, kind: TaskKind | None, warnings: lis
     if isinstance(table, _Unreadable):
         yield (_URI, table.message, table.hint)
         return
+    from airflow_bridge.spec import datamistakes
+
     missing = list(_missing_columns(spec, table, shown))
     yield from missing
     yield from _empty_columns(spec, table, shown, warnings)
-    if training.target in table.columns:
+    if training.target in table.columns and not datamistakes.misread_target(spec, table):
         yield from _target_problems(spec, table, shown, kind)
     if missing:  # the checks below take the columns the spec names as present
         return
-    from airflow_bridge.spec import datamistakes
-
     values = list(datamistakes.value_findings(spec, table, shown, warnings))
     yield from values
     yield from datamistakes.row_findings(spec, table, shown, kind, warnings)

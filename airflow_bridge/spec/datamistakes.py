@@ -35,6 +35,7 @@ class _Odd:
     count: int
     total: int
     examples: tuple[str, ...]
+    distinct: int = 0
 
 
 def value_findings(spec: Experiment, table: _Table, shown: str, warnings: list[Finding]) -> Iterator[Finding]:
@@ -45,7 +46,12 @@ def value_findings(spec: Experiment, table: _Table, shown: str, warnings: list[F
     odd = _odd_columns(table)
     decimal = []
     for column in table.columns:
-        if column == training.target or column in table.empty or (used is not None and column not in used):
+        found = odd.get(column)
+        if column == training.target:
+            if found is not None and found.kind == "decimal" and training.decimal == ".":
+                decimal.append((column, found))
+            continue
+        if column in table.empty or (used is not None and column not in used):
             continue
         role = overrides.get(column)
         if role == "ignore":
@@ -56,7 +62,6 @@ def value_findings(spec: Experiment, table: _Table, shown: str, warnings: list[F
             if problem:
                 yield (where, *problem)
             continue
-        found = odd.get(column)
         if found is not None and found.kind == "decimal" and training.decimal == ".":
             decimal.append((column, found))
             continue
@@ -76,6 +81,12 @@ def value_findings(spec: Experiment, table: _Table, shown: str, warnings: list[F
             f"numbers written with a decimal comma (e.g. '{example}'): training would read them as text",
             'add decimal: "," under data.training (the file\'s numbers are then read as numbers)',
         )
+
+
+def misread_target(spec: Experiment, table: _Table) -> bool:
+    """Whether the target holds numbers with a decimal comma the spec does not declare (read as text)."""
+    found = _odd_columns(table).get(spec.data.training.target)
+    return found is not None and found.kind == "decimal" and spec.data.training.decimal == "."
 
 
 def row_findings(
@@ -180,7 +191,8 @@ def _odd(series: Any) -> _Odd | None:
     if numbers(sample).mean() > 0.5:  # mostly numbers: count the text among them in the whole column
         text = values(series)
         bad = text[~numbers(text)]
-        return _Odd("text", len(bad), len(text), tuple(bad.drop_duplicates().head(3))) if len(bad) else None
+        distinct = bad.drop_duplicates()
+        return _Odd("text", len(bad), len(text), tuple(distinct.head(3)), len(distinct)) if len(bad) else None
     commas = sample.str.contains(",", regex=False)
     european = sample.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
     if commas.any() and numbers(european).mean() > 0.5:
@@ -275,12 +287,12 @@ def _text_among_numbers(column: str, odd: _Odd, shown: str, complete: bool) -> t
     rows = "" if complete else " (in the rows validate read)"
     message = (
         f"column '{column}' of {shown} holds numbers but {odd.count:,} of its {odd.total:,} values{rows} are text "
-        f"({examples}{', …' if odd.count > len(odd.examples) else ''}): training would read the whole column as text"
+        f"({examples}{', …' if odd.distinct > len(odd.examples) else ''}): training would read the whole column as text"
     )
     listed = ", ".join(_yaml_text(v) for v in odd.examples)
     hint = (
         f"if they mean 'missing', list them under data.training.missing_values: [{listed}]; otherwise fix them in "
-        f"the file, or set data.columns.{_yaml_text(column)}: text to use the column as text"
+        f"the file, or use the column as text (under data.columns: {_yaml_text(column)}: text)"
     )
     return message, hint
 

@@ -1,0 +1,302 @@
+"""The data mistakes ``airflow-bridge validate`` catches in the values of a file, and newcomers' messages.
+
+Each table is a copy of a shipped one (dag_specs/data) made messy the way lab exports are: text in
+a numeric column, a European export with decimal commas, mixed date formats, blank targets, too few
+rows, duplicated rows. Each test asserts what the user reads, at its position in the spec.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner, Result
+
+from airflow_bridge.cli.main import app
+from airflow_bridge.ml.data import duplicates_across, read_table
+from tests.helpers import EXAMPLES
+
+HEADER = """\
+apiVersion: airflow-bridge/v1
+kind: Experiment
+owner: alice
+team: growth
+"""
+PENGUINS = pd.read_csv(EXAMPLES / "data" / "penguins_raw.csv")
+DIABETES = pd.read_csv(EXAMPLES / "data" / "diabetes.csv")
+BREAST = pd.read_csv(EXAMPLES / "data" / "breast_cancer.csv")
+
+
+def invoke(*args: str | Path) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def write_spec(folder: Path, name: str, body: str, **parts: str) -> Path:
+    """``HEADER`` (lines 1-4), then ``name: NAME`` (line 5), then ``body`` (dedented, then ``parts``
+    filled in) from line 6."""
+    path = folder / f"{name}.yaml"
+    path.write_text(HEADER + f"name: {name}\n" + textwrap.dedent(body).format(**parts), encoding="utf-8")
+    return path
+
+
+def report(spec: Path) -> tuple[int, list[str], list[str]]:
+    """Exit code, issues and warnings as ``line:col: field: message (hint)``."""
+    result = invoke("validate", "--format", "json", spec)
+    [file] = json.loads(result.stdout)["files"]
+
+    def lines(issues: list[dict]) -> list[str]:
+        return [
+            f"{i['line']}:{i['col']}: {i['field']}: {i['message']}" + (f" ({i['hint']})" if i["hint"] else "")
+            for i in issues
+        ]
+
+    return result.exit_code, lines(file["issues"]), lines(file.get("warnings") or [])
+
+
+def penguin_spec(folder: Path, extra: str = "", training: str = "") -> Path:
+    return write_spec(
+        folder,
+        "penguins",
+        """\
+        data:
+          training:
+            uri: penguins.csv
+            target: Species{training}
+          columns:
+            Sample Number: ignore
+            Individual ID: ignore
+            Comments: ignore{extra}
+        model:
+          estimator: sklearn.ensemble.HistGradientBoostingClassifier
+        """,
+        training=training,
+        extra=extra,
+    )
+
+
+# -- text among numbers -------------------------------------------------------------------------------------------
+
+
+def test_text_in_a_numeric_column_is_named_counted_and_shown(tmp_path: Path) -> None:
+    messy = PENGUINS.astype({"Culmen Length (mm)": object})
+    messy.loc[[5, 10, 20, 30], "Culmen Length (mm)"] = ["unknown", "?", "ca. 30", "unknown"]
+    messy.to_csv(tmp_path / "penguins.csv", index=False)
+    spec = penguin_spec(tmp_path)
+
+    code, issues, _ = report(spec)
+
+    assert code == 1
+    assert issues == [
+        "8:10: data.training.uri: column 'Culmen Length (mm)' of penguins.csv holds numbers but 4 of its 342 values "
+        "are text ('unknown', '?', 'ca. 30'): training would read the whole column as text (if they mean "
+        "'missing', list them under data.training.missing_values: [unknown, '?', 'ca. 30']; otherwise fix them in "
+        "the file, or use the column as text (under data.columns: 'Culmen Length (mm)': text))"
+    ]
+
+
+def test_missing_values_are_read_as_missing_by_validate_and_training(tmp_path: Path) -> None:
+    messy = PENGUINS.astype({"Culmen Length (mm)": object})
+    messy.loc[[5, 10, 20], "Culmen Length (mm)"] = ["unknown", "?", "ca. 30"]
+    messy.to_csv(tmp_path / "penguins.csv", index=False)
+    spec = penguin_spec(tmp_path, training="\n    missing_values: [unknown, '?']")
+
+    code, issues, _ = report(spec)
+
+    assert code == 1
+    assert "1 of its 340 values are text ('ca. 30')" in issues[0]
+    frame = read_table(str(tmp_path / "penguins.csv"), missing_values=["unknown", "?", "ca. 30"]).frame
+    assert frame["Culmen Length (mm)"].dtype == float and frame["Culmen Length (mm)"].isna().sum() == 2 + 3
+
+
+def test_a_column_declared_numeric_names_the_text_it_holds(tmp_path: Path) -> None:
+    messy = PENGUINS.astype({"Body Mass (g)": object})
+    messy.loc[5, "Body Mass (g)"] = "n.d."
+    messy.to_csv(tmp_path / "penguins.csv", index=False)
+    spec = penguin_spec(tmp_path, extra="\n    Body Mass (g): numeric")
+
+    code, issues, _ = report(spec)
+
+    assert code == 1
+    assert issues == [
+        "14:20: data.columns.Body Mass (g): column 'Body Mass (g)' is declared numeric but holds 'n.d.' "
+        "(fix the value or set another role)"
+    ]
+
+
+# -- decimal commas -----------------------------------------------------------------------------------------------
+
+
+def _european(path: Path) -> None:
+    DIABETES.to_csv(path, sep=";", decimal=",", index=False)
+
+
+def diabetes_spec(folder: Path, training: str = "", checks: str = "") -> Path:
+    return write_spec(
+        folder,
+        "diabetes",
+        """\
+        data:
+          training:
+            uri: diabetes.csv
+            target: progression{training}
+        {checks}
+        model:
+          estimator: sklearn.linear_model.Ridge
+        """,
+        training=training,
+        checks=checks,
+    )
+
+
+def test_decimal_commas_suggest_the_decimal_field(tmp_path: Path) -> None:
+    _european(tmp_path / "diabetes.csv")
+    spec = diabetes_spec(tmp_path, training='\n    delimiter: ";"')
+
+    code, issues, _ = report(spec)
+
+    assert code == 1
+    assert issues == [
+        "8:10: data.training.uri: columns 'age', 'sex', 'bmi', 'bp', 's1', 's2', 's3', 's4', 's5', 's6', "
+        "'progression' of diabetes.csv hold numbers written with a decimal comma (e.g. '59,0'): training would "
+        'read them as text (add decimal: "," under data.training (the file\'s numbers are then read as numbers))'
+    ]
+
+
+def test_decimal_comma_trains_with_numeric_columns(tmp_path: Path) -> None:
+    from airflow_bridge.actions.training import train
+    from airflow_bridge.artifacts import ArtifactStore
+    from airflow_bridge.factory.build import training_request
+    from airflow_bridge.governance.policy import OPEN_POLICY
+    from airflow_bridge.spec.loader import load_spec
+
+    _european(tmp_path / "diabetes.csv")
+    spec = diabetes_spec(tmp_path, training='\n    delimiter: ";"\n    decimal: ","')
+    assert report(spec)[:2] == (0, [])
+
+    loaded = load_spec(spec)
+    assert loaded.spec is not None
+    result = train(training_request(loaded.spec, OPEN_POLICY), ArtifactStore(f"file://{tmp_path / 'art'}"))
+
+    assert {c: r["role"] for c, r in result.data.roles.items() if c in ("bmi", "s5")} == {
+        "bmi": "numeric",
+        "s5": "numeric",
+    }
+    assert result.data.columns["bmi"] == "float64"
+
+
+# -- dates --------------------------------------------------------------------------------------------------------
+
+
+def test_mixed_date_formats_are_reported_before_training(tmp_path: Path) -> None:
+    messy = PENGUINS.copy()
+    messy.loc[:40, "Date Egg"] = pd.to_datetime(messy.loc[:40, "Date Egg"]).dt.strftime("%d/%m/%Y")
+    messy.to_csv(tmp_path / "penguins.csv", index=False)
+    spec = penguin_spec(tmp_path)
+
+    code, issues, _ = report(spec)
+
+    assert code == 1
+    assert issues == [
+        "8:10: data.training.uri: column 'Date Egg' mixes date formats (YYYY-MM-DD, DD/MM/YYYY or MM/DD/YYYY: "
+        "'2007-11-16', '11/11/2007') (write every date one way (ISO YYYY-MM-DD is unambiguous) or set "
+        "data.columns.Date Egg: categorical)"
+    ]
+
+
+def test_a_date_column_declared_numeric_suggests_datetime(tmp_path: Path) -> None:
+    PENGUINS.to_csv(tmp_path / "penguins.csv", index=False)
+    spec = penguin_spec(tmp_path, extra="\n    Date Egg: numeric")
+
+    code, issues, _ = report(spec)
+
+    assert code == 1
+    assert issues == [
+        "14:15: data.columns.Date Egg: column 'Date Egg' is declared numeric but holds dates (e.g. '2007-11-11') "
+        "(set data.columns.Date Egg: datetime, which encodes them as year, month, day and weekday)"
+    ]
+
+
+# -- rows: missing targets, min_rows -------------------------------------------------------------------------------
+
+
+def test_missing_target_fraction_and_min_rows_fail_at_validate(tmp_path: Path) -> None:
+    messy = DIABETES.astype({"progression": object})
+    messy.loc[messy.index % 10 < 3, "progression"] = ""
+    messy.to_csv(tmp_path / "diabetes.csv", index=False)
+    spec = diabetes_spec(tmp_path, checks="  checks: {min_rows: 100000, max_missing_target_fraction: 0.1}")
+
+    code, issues, _ = report(spec)
+
+    assert code == 1
+    assert issues == [
+        "10:22: data.checks.min_rows: diabetes.csv has 308 rows with a target, fewer than min_rows: 100,000: "
+        "training would stop at its data checks (use a larger export, or lower min_rows)",
+        "10:59: data.checks.max_missing_target_fraction: 134 of 442 rows (30.3%) of diabetes.csv have no value in "
+        "target 'progression', over max_missing_target_fraction: 0.1: training would stop at its data checks "
+        "(fill in the labels, or raise the bound if dropping those rows is intended)",
+    ]
+
+
+def test_only_a_warning_when_validate_read_the_first_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_bridge.spec import datacheck
+
+    monkeypatch.setattr(datacheck, "WHOLE_FILE_BYTES", 1000)
+    monkeypatch.setattr(datacheck, "SAMPLE_ROWS", 200)
+    DIABETES.to_csv(tmp_path / "diabetes.csv", index=False)
+    spec = diabetes_spec(tmp_path, checks="  checks: {min_rows: 400}")
+
+    code, issues, warnings = report(spec)
+
+    assert (code, issues) == (0, [])
+    assert warnings == [
+        "10:22: data.checks.min_rows: validate read only the first 200 rows of diabetes.csv (200 rows), fewer than "
+        "min_rows: 400; training counts the whole file"
+    ]
+
+
+# -- duplicates across the split ----------------------------------------------------------------------------------
+
+
+def test_duplicates_across_counts_held_out_rows_seen_in_training() -> None:
+    train = pd.DataFrame({"a": [1.0, 2.0, None], "b": ["x", "y", "z"], "y": [0, 1, 0]})
+    test = pd.DataFrame({"a": [1.0, 2.0, None, 1.0], "b": ["x", "y", "z", "x"], "y": [0, 0, 0, 1]})
+
+    assert duplicates_across(train, test, ["a", "b", "y"]) == 2  # (1, x, 0) and (NaN, z, 0)
+    assert duplicates_across(train, test, ["a", "b"]) == 4
+    assert duplicates_across(train, test.iloc[:0], ["a"]) == 0
+
+
+def test_rows_shared_by_training_and_held_out_split_are_a_warning(tmp_path: Path) -> None:
+    from airflow_bridge.ml.data import split
+
+    doubled = pd.concat([BREAST, BREAST.head(100)], ignore_index=True)
+    doubled.to_csv(tmp_path / "cells.csv", index=False)
+    train, test = split(
+        doubled, "malignant", [c for c in doubled.columns if c != "malignant"], test_size=0.2, seed=3, stratify=True
+    )
+    expected = duplicates_across(train, test, list(doubled.columns))
+    spec = write_spec(
+        tmp_path,
+        "cells",
+        """\
+        data:
+          training: {{uri: cells.csv, target: malignant}}
+          split: {{seed: 3}}
+        model:
+          estimator: sklearn.linear_model.LogisticRegression
+        """,
+    )
+
+    code, issues, warnings = report(spec)
+
+    assert (code, issues) == (0, [])
+    assert 0 < expected < 100
+    assert warnings == [
+        f"8:10: data.split: {expected} held-out rows of cells.csv also occur among the training rows (the same "
+        "values in every column the model uses, seed 3, test_size 0.2): the held-out metrics score answers the "
+        "model has seen (remove duplicate rows from the export, or check that the rows are really distinct "
+        "measurements)"
+    ]
