@@ -125,7 +125,7 @@ def _read(path: str, training: TrainingData, warnings: list[Finding]) -> _Table 
     try:
         stat = os.stat(path)
     except FileNotFoundError:
-        return _not_found(path, shown)
+        return not_found(path, shown)
     except OSError as exc:
         return _Unreadable(f"cannot read {shown}: {exc.strerror}")
     if os.path.isdir(path):
@@ -154,7 +154,8 @@ def _read(path: str, training: TrainingData, warnings: list[Finding]) -> _Table 
     return loaded
 
 
-def _not_found(path: str, shown: str) -> _Unreadable:
+def not_found(path: str, shown: str) -> _Unreadable:
+    """The data file is missing: say so, with the closest name in its folder."""
     folder = os.path.dirname(path)
     written_folder = shown.rsplit("/", 1)[0] + "/" if "/" in shown else ""
     try:

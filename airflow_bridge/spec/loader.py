@@ -7,6 +7,7 @@ Airflow.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import types
@@ -29,7 +30,14 @@ from airflow_bridge.spec.semantics import (
     resolve_data_uri,
     scan_for_secrets,
 )
-from airflow_bridge.spec.yamlsafe import LocatedDocument, Path, YamlProblem, load_located, read_bounded
+from airflow_bridge.spec.yamlsafe import (
+    LocatedDocument,
+    Path,
+    YamlProblem,
+    comment_in_key,
+    load_located,
+    read_bounded,
+)
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -102,12 +110,23 @@ def load_spec_text(
     step = _Step()
     try:
         _load_into(result, raw, context, step)
+        if result.issues and b" #" in raw:
+            _hint_comment_keys(result, raw.decode("utf-8", errors="replace"))
     except Exception as exc:  # whatever goes wrong, it costs this spec only
         result.spec = None
         result.error = exc
         result.issues.append(failure_issue(result.path, f"could not finish {step.doing}", exc))
         result.issues.sort()
     return result
+
+
+def _hint_comment_keys(result: LoadedSpec, text: str) -> None:
+    """Issues caused by a key holding ' #' (read as a comment) get the hint to quote the key."""
+    for index, issue in enumerate(result.issues):
+        if issue.hint is None:
+            hint = comment_in_key(text, issue.line)
+            if hint:
+                result.issues[index] = dataclasses.replace(issue, hint=hint)
 
 
 class _Step:
@@ -330,8 +349,17 @@ def _pydantic_issues(
                 hint = did_you_mean(str(error.get("input")), choices)
             elif kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
                 hint = "use lower-case letters, digits and '_', starting with a letter (it becomes a DAG id)"
+            elif kind == "less_than" and loc[-1] == "test_size":
+                hint = _percent_hint(error.get("input"))
         issues.append(SpecIssue(path, position.line, position.col, _dotted(where), message, hint))
     return issues
+
+
+def _percent_hint(value: Any) -> str | None:
+    """``test_size: 20`` was meant as a percentage: suggest the fraction."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 1 < value < 100:
+        return f"a fraction of the rows: did you mean {value / 100:g} ({value:g} %)?"
+    return None
 
 
 def _known_prefix(loc: Sequence[str | int], doc: LocatedDocument) -> Path:
