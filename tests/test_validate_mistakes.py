@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner, Result
 
 from airflow_bridge.cli.main import app
+from airflow_bridge.exceptions import DataError
 from airflow_bridge.ml.data import duplicates_across, read_table
 from tests.helpers import EXAMPLES
 
@@ -269,17 +271,11 @@ def test_duplicates_across_counts_held_out_rows_seen_in_training() -> None:
     assert duplicates_across(train, test.iloc[:0], ["a"]) == 0
 
 
-def test_rows_shared_by_training_and_held_out_split_are_a_warning(tmp_path: Path) -> None:
-    from airflow_bridge.ml.data import split
-
-    doubled = pd.concat([BREAST, BREAST.head(100)], ignore_index=True)
-    doubled.to_csv(tmp_path / "cells.csv", index=False)
-    train, test = split(
-        doubled, "malignant", [c for c in doubled.columns if c != "malignant"], test_size=0.2, seed=3, stratify=True
-    )
-    expected = duplicates_across(train, test, list(doubled.columns))
-    spec = write_spec(
-        tmp_path,
+def cells_spec(folder: Path, gate: str = "") -> Path:
+    """Breast-cancer cells with their first 100 rows exported twice."""
+    pd.concat([BREAST, BREAST.head(100)], ignore_index=True).to_csv(folder / "cells.csv", index=False)
+    return write_spec(
+        folder,
         "cells",
         """\
         data:
@@ -287,8 +283,39 @@ def test_rows_shared_by_training_and_held_out_split_are_a_warning(tmp_path: Path
           split: {{seed: 3}}
         model:
           estimator: sklearn.linear_model.LogisticRegression
-        """,
+        {gate}""",
+        gate=gate,
     )
+
+
+@pytest.fixture(scope="module")
+def cells_trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, Any]:
+    """The cells spec (its gate cannot pass), trained and validated as a run does: (folder, training, validation)."""
+    from airflow_bridge.actions.training import train
+    from airflow_bridge.actions.validation import ValidationRules, validate
+    from airflow_bridge.artifacts import ArtifactStore
+    from airflow_bridge.factory.build import training_request
+    from airflow_bridge.governance.policy import OPEN_POLICY
+    from airflow_bridge.spec.loader import load_spec
+
+    folder = tmp_path_factory.mktemp("cells")
+    loaded = load_spec(cells_spec(folder, "validation: {thresholds: {accuracy: {min: 0.999}}}\n"))
+    assert loaded.spec is not None, loaded.issues
+    store = ArtifactStore(f"file://{folder / 'artifacts'}")
+    training = train(training_request(loaded.spec, OPEN_POLICY), store)
+    rules = ValidationRules(thresholds={"accuracy": {"min": 0.999, "max": None}})
+    return folder, training, validate(training, rules, None, store)
+
+
+def test_rows_shared_by_training_and_held_out_split_are_a_warning(tmp_path: Path) -> None:
+    from airflow_bridge.ml.data import split
+
+    spec = cells_spec(tmp_path)
+    doubled = pd.read_csv(tmp_path / "cells.csv")
+    train, test = split(
+        doubled, "malignant", [c for c in doubled.columns if c != "malignant"], test_size=0.2, seed=3, stratify=True
+    )
+    expected = duplicates_across(train, test, list(doubled.columns))
 
     code, issues, warnings = report(spec)
 
@@ -300,3 +327,98 @@ def test_rows_shared_by_training_and_held_out_split_are_a_warning(tmp_path: Path
         "model has seen (remove duplicate rows from the export, or check that the rows are really distinct "
         "measurements)"
     ]
+
+
+def test_training_records_the_rows_validate_warns_about(cells_trained: tuple[Path, Any, Any]) -> None:
+    folder, training, _ = cells_trained
+
+    _, _, warnings = report(folder / "cells.yaml")
+
+    assert f"data.split: {training.data.duplicates_across_split} held-out rows" in warnings[0]
+    assert training.data.duplicates_across_split > 0
+
+
+# -- messages for newcomers ---------------------------------------------------------------------------------------
+
+
+def test_a_mistyped_extension_is_a_missing_file_not_a_format_question(tmp_path: Path) -> None:
+    DIABETES.to_csv(tmp_path / "diabetes.csv", index=False)
+    spec = write_spec(
+        tmp_path,
+        "typo",
+        """\
+        data:
+          training: {{uri: diabetes.cvs, target: progression}}
+        model:
+          estimator: sklearn.linear_model.Ridge
+        """,
+    )
+
+    for args in ([spec], ["--no-data", spec]):
+        result = invoke("validate", "--format", "json", *args)
+        [file] = json.loads(result.stdout)["files"]
+        assert [(i["message"], i["hint"]) for i in file["issues"]] == [
+            (
+                f"data file 'diabetes.cvs' not found at {tmp_path / 'diabetes.cvs'}",
+                "did you mean 'diabetes.csv'?",
+            )
+        ]
+    with pytest.raises(DataError, match=r"^data not found: .*diabetes\.cvs \(did you mean '.*diabetes\.csv'\?\)$"):
+        read_table(str(tmp_path / "diabetes.cvs"))  # at run time: the reader of the train task
+
+
+@pytest.mark.parametrize(
+    ("columns", "issue"),
+    [
+        ("    Position #: ignore\n", "9:5: data.columns: input should be a valid dictionary, got str 'Position'"),
+        ("    bmi: numeric\n    Position #: ignore\n", "11:1: : invalid YAML: while scanning a simple key"),
+    ],
+    ids=["only-key", "after-other-keys"],
+)
+def test_a_key_holding_a_comment_mark_gets_the_hint_to_quote_it(tmp_path: Path, columns: str, issue: str) -> None:
+    spec = tmp_path / "hash.yaml"
+    spec.write_text(
+        HEADER
+        + "name: hash\ndata:\n  training: {uri: d.csv, target: y}\n  columns:\n"
+        + columns
+        + "model:\n  estimator: sklearn.linear_model.Ridge\n",
+        encoding="utf-8",
+    )
+    key_line = 8 + columns.count("\n")
+
+    code, issues, _ = report(spec)
+
+    assert code == 1
+    [found] = issues
+    assert found.startswith(issue)
+    assert found.endswith(
+        f"(line {key_line}: YAML reads ' #' as the start of a comment, so the key 'Position #' was cut short; "
+        'quote the key: "Position #": ignore)'
+    )
+
+
+def test_test_size_as_a_percentage_suggests_the_fraction(tmp_path: Path) -> None:
+    spec = diabetes_spec(tmp_path, checks="  split: {test_size: 20}")
+
+    _, issues, _ = report(spec)
+
+    assert issues == [
+        "10:22: data.split.test_size: input should be less than 1 (a fraction of the rows: did you mean 0.2 (20 %)?)"
+    ]
+
+
+def test_a_failed_gate_points_at_the_candidates_report(cells_trained: tuple[Path, Any, Any]) -> None:
+    from airflow_bridge.cli.run_cmd import report_line
+
+    _, _, validation = cells_trained
+    html = validation.report["html"]
+
+    line = report_line({"model": "cells", "version": None, "report": html})
+
+    assert not validation.passed
+    path = Path(html["uri"].removeprefix("file://"))
+    assert line == f"report: {path}  (the candidate was not registered: open this file in a browser)"
+    assert path.read_bytes().startswith(b"<!doctype html>") and b"cells" in path.read_bytes()
+    assert report_line({"model": "cells", "version": None, "report": {**html, "uri": "s3://b/r.html"}}) == (
+        "report: s3://b/r.html  (the candidate was not registered: download this file to read it)"
+    )
