@@ -236,9 +236,9 @@ def _split_duplicates(spec: Experiment, table: _Table, kind: TaskKind | None) ->
 
 
 def _count_split_duplicates(spec: Experiment, table: _Table, kind: TaskKind | None) -> int:
+    """Training's own split (scikit-learn, imported only when the file has duplicate rows at all)."""
     from airflow_bridge.exceptions import DataError
     from airflow_bridge.ml import data as data_io
-    from airflow_bridge.ml.columns import _exclusion
 
     training = spec.data.training
     try:
@@ -247,6 +247,10 @@ def _count_split_duplicates(spec: Experiment, table: _Table, kind: TaskKind | No
         return 0
     candidates = list(training.features) if training.features else [c for c in frame.columns if c != training.target]
     rows = len(frame)
+    if not _may_repeat(frame, [c for c in candidates if spec.data.columns.get(c) != "ignore"], training.target):
+        return 0
+    from airflow_bridge.ml.columns import _exclusion
+
     features = []
     for column in candidates:
         series = frame[column]
@@ -268,6 +272,17 @@ def _count_split_duplicates(spec: Experiment, table: _Table, kind: TaskKind | No
     except DataError:  # training reports why it cannot split
         return 0
     return data_io.duplicates_across(train, test, [*features, training.target])
+
+
+def _may_repeat(frame: Any, candidates: list[str], target: str) -> bool:
+    """Whether two rows can be equal in the columns training uses: a cheap test that needs no split.
+
+    Compares fewer columns than training may use (every column unique per row left out, as training
+    leaves out identifiers), so "no repeated row" here means none for training either.
+    """
+    rows = len(frame)
+    kept = [c for c in candidates if not (rows >= 2 and frame[c].nunique(dropna=True) == rows)]
+    return bool(frame[[*kept, target]].duplicated().any())
 
 
 # -- messages ------------------------------------------------------------------------------------------------------
