@@ -241,15 +241,17 @@ def _count_split_duplicates(spec: Experiment, table: _Table, kind: TaskKind | No
     from airflow_bridge.ml import data as data_io
 
     training = spec.data.training
-    try:
-        frame, _ = data_io.drop_missing_target(table.frame, training.target)
-    except DataError:
+    target = training.target
+    frame = _cached(table, ("labelled", target), lambda: _labelled(table, target))
+    if frame is None:
         return 0
-    candidates = list(training.features) if training.features else [c for c in frame.columns if c != training.target]
-    rows = len(frame)
-    if not _may_repeat(frame, [c for c in candidates if spec.data.columns.get(c) != "ignore"], training.target):
+    candidates = list(training.features) if training.features else [c for c in frame.columns if c != target]
+    used = tuple(c for c in candidates if spec.data.columns.get(c) != "ignore")
+    if not _cached(table, ("repeats", target, used), lambda: _may_repeat(frame, list(used), target)):
         return 0
     from airflow_bridge.ml.columns import _exclusion
+
+    rows = len(frame)
 
     features = []
     for column in candidates:
@@ -272,6 +274,17 @@ def _count_split_duplicates(spec: Experiment, table: _Table, kind: TaskKind | No
     except DataError:  # training reports why it cannot split
         return 0
     return data_io.duplicates_across(train, test, [*features, training.target])
+
+
+def _labelled(table: _Table, target: str) -> Any:
+    """The rows training keeps (those with a target), or None when no row has one."""
+    from airflow_bridge.exceptions import DataError
+    from airflow_bridge.ml.data import drop_missing_target
+
+    try:
+        return drop_missing_target(table.frame, target)[0]
+    except DataError:
+        return None
 
 
 def _may_repeat(frame: Any, candidates: list[str], target: str) -> bool:
