@@ -422,3 +422,20 @@ def test_a_failed_gate_points_at_the_candidates_report(cells_trained: tuple[Path
     assert report_line({"model": "cells", "version": None, "report": {**html, "uri": "s3://b/r.html"}}) == (
         "report: s3://b/r.html  (the candidate was not registered: download this file to read it)"
     )
+
+
+def test_values_that_are_not_dates_in_a_date_column_are_counted(tmp_path: Path) -> None:
+    messy = PENGUINS.copy()
+    messy.loc[[4, 8], "Date Egg"] = ["2007-13-45", "2007-02-30"]
+    messy.to_csv(tmp_path / "penguins.csv", index=False)
+    spec = penguin_spec(tmp_path)
+
+    code, issues, _ = report(spec)
+
+    assert code == 1
+    assert issues == [
+        "8:10: data.training.uri: column 'Date Egg' of penguins.csv holds dates but 2 of its 344 values are not "
+        "dates of that form ('2007-13-45', '2007-02-30'): training would read the whole column as categories or "
+        "text, not dates (fix them in the file, or list words that mean 'missing' under "
+        "data.training.missing_values)"
+    ]

@@ -81,3 +81,32 @@ def non_numeric(series: pd.Series) -> str | None:
     converted = pd.to_numeric(text, errors="coerce")
     bad = text[converted.isna() & (text != "")]
     return str(bad.iloc[0]) if len(bad) else None
+
+
+_PARSE_FORMATS = {
+    "YYYY-MM-DD": ("ISO8601",),
+    "DD/MM/YYYY or MM/DD/YYYY": ("%d/%m/%Y", "%m/%d/%Y"),
+    "DD.MM.YYYY": ("%d.%m.%Y",),
+    "YYYY/MM/DD": ("%Y/%m/%d",),
+}
+
+
+def invalid_dates(series: pd.Series) -> tuple[int, int, list[str]] | None:
+    """In a text column of dates written one way: how many values are not dates of that form
+    (``2007-13-45``, ``unknown``), of how many, and the first few. None when the column is not dates
+    or mixes formats (:func:`check_dates` refuses that). One vectorised parse per format."""
+    if not is_text(series):
+        return None
+    text = series.dropna().astype(str).str.strip()
+    text = text[text != ""]
+    sample = text.head(DATE_SAMPLE)
+    if not looks_like_dates(sample):
+        return None
+    formats = [name for name, count in date_formats(sample).items() if count]
+    if len(formats) != 1:
+        return None
+    valid = pd.Series(False, index=text.index)
+    for form in _PARSE_FORMATS[formats[0]]:
+        valid |= pd.to_datetime(text, format=form, errors="coerce").notna()
+    bad = text[~valid]
+    return (len(bad), len(text), list(bad.drop_duplicates().head(3))) if len(bad) else None

@@ -61,7 +61,8 @@ def value_findings(spec: Experiment, table: _Table, shown: str, warnings: list[F
             problem = _cached(table, ("declared", column, role), lambda c=column, r=role: _declared(table, c, r))
             if problem:
                 yield (where, *problem)
-            continue
+            if problem or role == "numeric":
+                continue
         if found is not None and found.kind == "decimal" and training.decimal == ".":
             decimal.append((column, found))
             continue
@@ -72,6 +73,10 @@ def value_findings(spec: Experiment, table: _Table, shown: str, warnings: list[F
             problem = _cached(table, ("dates", column), lambda c=column: _declared(table, c, None))
             if problem:
                 yield (where, *problem)
+        if role in (None, "datetime"):
+            bad = _cached(table, ("bad_dates", column), lambda c=column: _invalid_dates(table, c))
+            if bad:
+                yield (where, *_not_dates(column, bad, shown, role))
     if decimal:
         names = ", ".join(f"'{c}'" for c, _ in decimal)
         example = decimal[0][1].examples[0]
@@ -216,6 +221,12 @@ def _declared(table: _Table, column: str, role: str | None) -> tuple[str, str] |
     return None
 
 
+def _invalid_dates(table: _Table, column: str) -> tuple[int, int, list[str]] | None:
+    from airflow_bridge.ml.values import invalid_dates
+
+    return invalid_dates(table.frame[column])
+
+
 def _missing_target(table: _Table, target: str) -> int:
     from airflow_bridge.exceptions import DataError
     from airflow_bridge.ml.data import drop_missing_target
@@ -323,6 +334,17 @@ def _text_among_numbers(column: str, odd: _Odd, shown: str, complete: bool) -> t
         f"the file, or use the column as text (under data.columns: {_yaml_text(column)}: text)"
     )
     return message, hint
+
+
+def _not_dates(column: str, bad: tuple[int, int, list[str]], shown: str, role: str | None) -> tuple[str, str]:
+    count, total, examples = bad
+    listed = ", ".join(f"'{v}'" for v in examples)
+    becomes = "them as missing" if role == "datetime" else "the whole column as categories or text, not dates"
+    return (
+        f"column '{column}' of {shown} holds dates but {count:,} of its {total:,} values are not dates of that "
+        f"form ({listed}{', …' if count > len(examples) else ''}): training would read {becomes}",
+        "fix them in the file, or list words that mean 'missing' under data.training.missing_values",
+    )
 
 
 def _yaml_text(value: str) -> str:
