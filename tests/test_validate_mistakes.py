@@ -439,3 +439,16 @@ def test_values_that_are_not_dates_in_a_date_column_are_counted(tmp_path: Path) 
         "text, not dates (fix them in the file, or list words that mean 'missing' under "
         "data.training.missing_values)"
     ]
+
+
+def test_served_rows_read_the_specs_missing_values_as_missing() -> None:
+    from airflow_bridge.ml.columns import infer_roles, roles_pipeline_step
+
+    frame = pd.DataFrame({"age": [31.0, 45.0, None] * 10, "y": [0, 1, 0] * 10})
+    step = roles_pipeline_step(infer_roles(frame, "y"), ["unknown", "?"]).fit(frame[["age"]])
+
+    served = step.transform(pd.DataFrame({"age": ["unknown", "?", "52"]}))
+
+    assert served["age"].isna().tolist() == [True, True, False] and served["age"].iloc[2] == 52
+    with pytest.raises(DataError, match=r"column 'age' takes numbers; got 'ca\. 30'"):
+        step.transform(pd.DataFrame({"age": ["ca. 30"]}))

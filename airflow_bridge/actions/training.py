@@ -112,7 +112,7 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
     estimator = build_estimator(request.estimator, request.params, seed=request.seed, allowed=request.allowed)
     if "random_state" in request.params and request.params["random_state"] is None:
         log.warning("model.params.random_state is null: the estimator is not seeded, so reruns differ")
-    pipeline = build_model_pipeline(estimator, roles, seed=request.seed)
+    pipeline = build_model_pipeline(estimator, roles, seed=request.seed, missing_values=request.missing_values)
     train_rows, test_rows = data_io.split(
         frame,
         request.target,

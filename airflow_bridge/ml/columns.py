@@ -195,12 +195,15 @@ class ColumnRoles(TransformerMixin, BaseEstimator):
         categorical: Sequence[str] = (),
         datetime: Sequence[str] = (),
         text: Sequence[str] = (),
+        *,
+        missing_text: Sequence[str] = (),
     ) -> None:
         self.columns = columns
         self.numeric = numeric
         self.categorical = categorical
         self.datetime = datetime
         self.text = text
+        self.missing_text = missing_text
 
     def fit(self, frame: pd.DataFrame, y: Any = None) -> ColumnRoles:
         cast = {*self.categorical, *self.text, *self.datetime}
@@ -227,7 +230,7 @@ class ColumnRoles(TransformerMixin, BaseEstimator):
             if column not in frame.columns:
                 continue
             values = frame[column].dropna().astype(str).str.strip()
-            new = sorted(set(values) - set(known) - MISSING_TEXT)
+            new = sorted(set(values) - set(known) - self._missing())
             if new:
                 shown = ", ".join(repr(v) for v in new[:5])
                 notes.append(
@@ -250,7 +253,7 @@ class ColumnRoles(TransformerMixin, BaseEstimator):
         for column in out.columns:
             if pd.api.types.is_object_dtype(out[column]) or pd.api.types.is_string_dtype(out[column]):
                 text = out[column].astype("string").str.strip()
-                out[column] = out[column].where(~text.isin(MISSING_TEXT).fillna(False), None)
+                out[column] = out[column].where(~text.isin(self._missing()).fillna(False), None)
         for column in getattr(self, "boolean_in_", ()):  # (absent from artifacts trained before it existed)
             out[column] = _as_booleans(out[column], column)
         for column in getattr(self, "numeric_in_", self.numeric):
@@ -264,6 +267,11 @@ class ColumnRoles(TransformerMixin, BaseEstimator):
         for column in self.datetime:
             out[column] = pd.to_datetime(out[column], errors="coerce", format="mixed")
         return out
+
+    def _missing(self) -> frozenset[str]:
+        """Text read as missing: pandas' words and the spec's ``data.training.missing_values``."""
+        extra = getattr(self, "missing_text", ())  # (absent from artifacts trained before it existed)
+        return MISSING_TEXT | frozenset(extra) if extra else MISSING_TEXT
 
     def get_feature_names_out(self, input_features: Any = None) -> Any:
         import numpy as np
@@ -308,8 +316,9 @@ def _as_booleans(values: pd.Series, column: str) -> pd.Series:
     return converted
 
 
-def roles_pipeline_step(roles: Mapping[str, ColumnRole]) -> ColumnRoles:
-    """The ``ColumnRoles`` step for these roles: overrides become casts, the rest is skrub's."""
+def roles_pipeline_step(roles: Mapping[str, ColumnRole], missing_text: Sequence[str] = ()) -> ColumnRoles:
+    """The ``ColumnRoles`` step for these roles: overrides become casts, the rest is skrub's;
+    ``missing_text`` (the spec's ``missing_values``) is read as missing in served rows too."""
     used = feature_columns(roles)
 
     def having(role: str) -> list[str]:
@@ -321,4 +330,5 @@ def roles_pipeline_step(roles: Mapping[str, ColumnRole]) -> ColumnRoles:
         categorical=having("categorical"),
         datetime=having("datetime"),
         text=having("text"),
+        missing_text=tuple(missing_text),
     )
