@@ -5,9 +5,12 @@ relative to the spec, or file://); remote URIs (s3://, gs://...) need credential
 The file is read with the same reader as training (:func:`airflow_bridge.ml.data.read_table`): whole
 when it is small, its first rows otherwise. Each file is read once per process however many specs
 use it. Reports, with their position in the spec: an unreadable file, columns the spec names that
-the file lacks, a target that does not suit the task, and empty columns. Imports pandas (through the
-reader) only when called, and never Airflow or scikit-learn (except to check the parameters of an
-estimator a team policy adds, which the committed table does not cover).
+the file lacks, a target that does not suit the task, and empty columns; the mistakes in the values
+(text among numbers, decimal commas, dates, missing targets, ``min_rows``, rows repeated across the
+split) come from :mod:`airflow_bridge.spec.datamistakes`. Imports pandas (through the reader) only
+when called, and never Airflow or scikit-learn (except to check the parameters of an estimator a
+team policy adds, which the committed table does not cover, and to reproduce training's split for a
+file that has repeated rows).
 """
 
 from __future__ import annotations
