@@ -7,7 +7,6 @@ Airflow.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import types
@@ -18,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from airflow_bridge.spec.issues import SpecIssue, did_you_mean, failure_issue
+from airflow_bridge.spec.issues import SpecIssue, did_you_mean, failure_issue, hint_comment_keys, percent_hint
 from airflow_bridge.spec.models import NAME_PATTERN, Experiment
 from airflow_bridge.spec.numbers import number_findings
 from airflow_bridge.spec.params import builtin_table, names_value
@@ -30,14 +29,7 @@ from airflow_bridge.spec.semantics import (
     resolve_data_uri,
     scan_for_secrets,
 )
-from airflow_bridge.spec.yamlsafe import (
-    LocatedDocument,
-    Path,
-    YamlProblem,
-    comment_in_key,
-    load_located,
-    read_bounded,
-)
+from airflow_bridge.spec.yamlsafe import LocatedDocument, Path, YamlProblem, load_located, read_bounded
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -111,22 +103,13 @@ def load_spec_text(
     try:
         _load_into(result, raw, context, step)
         if result.issues and b" #" in raw:
-            _hint_comment_keys(result, raw.decode("utf-8", errors="replace"))
+            result.issues = hint_comment_keys(result.issues, raw.decode("utf-8", errors="replace"))
     except Exception as exc:  # whatever goes wrong, it costs this spec only
         result.spec = None
         result.error = exc
         result.issues.append(failure_issue(result.path, f"could not finish {step.doing}", exc))
         result.issues.sort()
     return result
-
-
-def _hint_comment_keys(result: LoadedSpec, text: str) -> None:
-    """Issues caused by a key holding ' #' (read as a comment) get the hint to quote the key."""
-    for index, issue in enumerate(result.issues):
-        if issue.hint is None:
-            hint = comment_in_key(text, issue.line)
-            if hint:
-                result.issues[index] = dataclasses.replace(issue, hint=hint)
 
 
 class _Step:
@@ -350,16 +333,9 @@ def _pydantic_issues(
             elif kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
                 hint = "use lower-case letters, digits and '_', starting with a letter (it becomes a DAG id)"
             elif kind == "less_than" and loc[-1] == "test_size":
-                hint = _percent_hint(error.get("input"))
+                hint = percent_hint(error.get("input"))
         issues.append(SpecIssue(path, position.line, position.col, _dotted(where), message, hint))
     return issues
-
-
-def _percent_hint(value: Any) -> str | None:
-    """``test_size: 20`` was meant as a percentage: suggest the fraction."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and 1 < value < 100:
-        return f"a fraction of the rows: did you mean {value / 100:g} ({value:g} %)?"
-    return None
 
 
 def _known_prefix(loc: Sequence[str | int], doc: LocatedDocument) -> Path:
