@@ -417,10 +417,10 @@ def test_a_failed_gate_points_at_the_candidates_report(cells_trained: tuple[Path
 
     assert not validation.passed
     path = Path(html["uri"].removeprefix("file://"))
-    assert line == f"report: {path}  (the candidate was not registered: open this file in a browser)"
+    assert line == f"report: {path}  (the candidate's report; it was not registered, open this file in a browser)"
     assert path.read_bytes().startswith(b"<!doctype html>") and b"cells" in path.read_bytes()
     assert report_line({"model": "cells", "version": None, "report": {**html, "uri": "s3://b/r.html"}}) == (
-        "report: s3://b/r.html  (the candidate was not registered: download this file to read it)"
+        "report: s3://b/r.html  (the candidate's report; it was not registered, download this file to read it)"
     )
 
 

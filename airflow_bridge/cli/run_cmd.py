@@ -260,9 +260,10 @@ def report_line(summary: dict[str, Any]) -> str:
     if summary["version"] is not None:
         where = f"airflow-bridge models report {summary['model']} --version {summary['version']}"
         return f"report: {uri}  (open it with: {where} --open)"
+    unregistered = "the candidate's report; it was not registered"
     if uri.startswith("file://"):
-        return f"report: {uri.removeprefix('file://')}  (the candidate was not registered: open this file in a browser)"
-    return f"report: {uri}  (the candidate was not registered: download this file to read it)"
+        return f"report: {uri.removeprefix('file://')}  ({unregistered}, open this file in a browser)"
+    return f"report: {uri}  ({unregistered}, download this file to read it)"
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
