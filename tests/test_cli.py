@@ -589,6 +589,9 @@ def test_run_with_a_failing_gate_names_the_task_and_the_gate(specs: Path, tmp_pa
     )
     assert "run failed (state failed)" in done.stderr
     assert "registered:" not in done.stdout
+    [report] = [line for line in done.stdout.splitlines() if line.startswith("report: ")]
+    assert report.endswith("(the candidate's report; it was not registered, open this file in a browser)")
+    assert Path(report.split()[1]).is_file()  # the candidate's, not an older registered version's
     listed = invoke("models", "list", "--home", home)
     assert listed.exit_code == 0 and "no models registered yet" in listed.stdout
 

@@ -85,6 +85,8 @@ class DataSummary(_XComForm):
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     """A small profile of each used column (quantiles or top values, ``airflow_bridge.report.drift``): what a
     later version's report compares its data with to show drift, without the old data."""
+    duplicates_across_split: int = 0
+    """Held-out rows identical (features and target) to some training row: scored on seen answers."""
 
     def for_registry(self) -> dict[str, Any]:
         """What the registry keeps about the data (null fractions stay in the report)."""

@@ -42,6 +42,10 @@ class TrainingRequest:
     """The spec's ``data.groups``: columns kept in the held-out split so the report shows per-group metrics."""
     cross_validation_folds: int | None = None
     """``validation.cross_validation.folds``: refit the pipeline on k folds of the training rows (opt-in)."""
+    decimal: str = "."
+    """The CSV decimal mark (``data.training.decimal``)."""
+    missing_values: list[str] = field(default_factory=list)
+    """CSV text read as missing (``data.training.missing_values``)."""
 
     @property
     def allowed(self) -> dict[str, str]:
@@ -80,6 +84,8 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
         request.data_conn_id,
         delimiter=request.delimiter,
         encoding=request.encoding,
+        decimal=request.decimal,
+        missing_values=request.missing_values,
     )
     data_io.select_columns(table.frame, table.uri, request.target, request.features)
     _check_groups(table.frame, table.uri, request.groups)
@@ -112,7 +118,7 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
     estimator = build_estimator(request.estimator, request.params, seed=request.seed, allowed=request.allowed)
     if "random_state" in request.params and request.params["random_state"] is None:
         log.warning("model.params.random_state is null: the estimator is not seeded, so reruns differ")
-    pipeline = build_model_pipeline(estimator, roles, seed=request.seed)
+    pipeline = build_model_pipeline(estimator, roles, seed=request.seed, missing_values=request.missing_values)
     train_rows, test_rows = data_io.split(
         frame,
         request.target,
@@ -164,6 +170,7 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
             environment=training_environment(request.estimator),
             groups=list(request.groups),
             profiles=column_profiles(frame, [*features, request.target], profile["roles"]),
+            duplicates_across_split=data_io.duplicates_across(train_rows, test_rows, [*features, request.target]),
         ),
         checks=checks,
         **context,

@@ -253,6 +253,19 @@ def _print_lineage(lineage: dict[str, Any]) -> None:
         console.print("lineage: no OpenLineage events were written to the run folder")
 
 
+def report_line(summary: dict[str, Any]) -> str:
+    """Where the run's report is: a registered version's through ``models report``; an unregistered
+    candidate's (a failed gate) as the file it was stored to, which ``models report`` cannot find."""
+    uri = str(summary["report"]["uri"])
+    if summary["version"] is not None:
+        where = f"airflow-bridge models report {summary['model']} --version {summary['version']}"
+        return f"report: {uri}  (open it with: {where} --open)"
+    unregistered = "the candidate's report; it was not registered"
+    if uri.startswith("file://"):
+        return f"report: {uri.removeprefix('file://')}  ({unregistered}, open this file in a browser)"
+    return f"report: {uri}  ({unregistered}, download this file to read it)"
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -279,9 +292,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     if summary["version"] is not None:
         console.print(f"registered: [bold]{summary['model']} v{summary['version']}[/]")
     if summary.get("report"):
-        where = f"airflow-bridge models report {summary['model']}"
-        where += f" --version {summary['version']}" if summary["version"] is not None else ""
-        console.print(f"report: {summary['report']['uri']}  (open it with: {where} --open)", markup=False)
+        console.print(report_line(summary), markup=False)
     _print_approval(summary.get("approval"))
     if summary["deployment"]:
         d = summary["deployment"]

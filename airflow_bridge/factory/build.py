@@ -170,6 +170,8 @@ def training_request(spec: Experiment, policy: Policy) -> TrainingRequest:
         encoding=data.encoding,
         groups=list(spec.data.groups),
         cross_validation_folds=cv.folds if (cv := spec.validation.cross_validation) else None,
+        decimal=data.decimal,
+        missing_values=list(data.missing_values),
     )
 
 

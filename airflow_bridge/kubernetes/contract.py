@@ -30,18 +30,24 @@ TERMINATION_MESSAGE_LIMIT = 4096
 def request_to_json(request: TrainingRequest) -> str:
     """The request in the form the pod reads back with :func:`request_from_json`.
 
-    Fields left at an empty default (``groups: []``, ``cross_validation_folds: None``) are left out,
-    so an image with an older airflow-bridge still reads a request that uses none of the newer fields.
+    Fields newer than some pod images are left out at their default (``groups: []``,
+    ``cross_validation_folds: None``, ``decimal: "."``, ``missing_values: []``), so an image with an older
+    airflow-bridge still reads a request that uses none of them.
     """
     data = dataclasses.asdict(request)
-    for name in OPTIONAL_FIELDS:
-        if not data.get(name):
-            data.pop(name, None)
+    for name, default in _OPTIONAL_DEFAULTS.items():
+        if data.get(name) == default:
+            del data[name]
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
-OPTIONAL_FIELDS = ("groups", "cross_validation_folds")
-"""Newer request fields sent only when set."""
+_OPTIONAL_DEFAULTS: dict[str, Any] = {
+    "groups": [],
+    "cross_validation_folds": None,
+    "decimal": ".",
+    "missing_values": [],
+}
+"""Request fields newer than some pod images, omitted from the JSON when they have their default."""
 
 
 def request_from_json(text: str) -> TrainingRequest:

@@ -21,6 +21,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from airflow_bridge.exceptions import DataError
 from airflow_bridge.ml.sanity import row_number_reason
+from airflow_bridge.ml.values import check_dates as _check_dates
+from airflow_bridge.ml.values import check_numeric
+from airflow_bridge.ml.values import looks_like_dates as _looks_like_dates
+from airflow_bridge.ml.values import non_numeric as _non_numeric
 
 EXCLUDED = "ignore"
 MISSING_TEXT = frozenset(
@@ -37,12 +41,6 @@ _SKRUB_ROLES = {
     "datetime": ("datetime", "dates: encoded as year, month, day, weekday"),
     "low_cardinality": ("categorical", "{n} distinct values: a category (values unseen in training are tolerated)"),
     "high_cardinality": ("text", "{n} distinct values: too many for one-hot, encoded from the text"),
-}
-_DATE_PATTERNS = {
-    "YYYY-MM-DD": re.compile(r"^\d{4}-\d{1,2}-\d{1,2}([ T].*)?$"),
-    "DD/MM/YYYY or MM/DD/YYYY": re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$"),
-    "DD.MM.YYYY": re.compile(r"^\d{1,2}\.\d{1,2}\.\d{4}$"),
-    "YYYY/MM/DD": re.compile(r"^\d{4}/\d{1,2}/\d{1,2}$"),
 }
 
 
@@ -173,54 +171,10 @@ def _check_override(column: str, series: pd.Series, role: str, distinct: int) ->
             f"column '{column}' has {distinct} distinct values, too many for the role 'categorical' "
             f"(at most {MAX_CATEGORIES}); set data.columns.{column}: text, which encodes it from the text"
         )
-    if role == "numeric" and not pd.api.types.is_numeric_dtype(series):
-        bad = _non_numeric(series)
-        if bad is not None:
-            raise DataError(
-                f"column '{column}' is declared numeric but holds {bad!r}; fix the value or set another role"
-            )
+    if role == "numeric":
+        check_numeric(column, series)
     if role == "datetime":
         _check_dates(column, series, required=True)
-
-
-def _check_dates(column: str, series: pd.Series, *, required: bool = False) -> None:
-    """Text dates written in several formats are ambiguous (is 03/04 March or April?): refuse them."""
-    if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
-        return
-    values = series.dropna().astype(str).str.strip()
-    if values.empty:
-        return
-    sample = values.head(2000)
-    seen = _date_formats(sample)
-    if sum(seen.values()) < 0.8 * len(sample):
-        if required:
-            raise DataError(
-                f"column '{column}' is declared datetime but most values are not dates "
-                f"(e.g. {sample.iloc[0]!r}); write dates as YYYY-MM-DD or set another role"
-            )
-        return
-    formats = [name for name, count in seen.items() if count]
-    if len(formats) > 1:
-        examples = ", ".join(repr(sample[sample.str.match(_DATE_PATTERNS[f])].iloc[0]) for f in formats)
-        raise DataError(
-            f"column '{column}' mixes date formats ({', '.join(formats)}: {examples}); write every date one way "
-            f"(ISO YYYY-MM-DD is unambiguous) or set data.columns.{column}: categorical"
-        )
-
-
-def _date_formats(sample: pd.Series) -> dict[str, int]:
-    return {name: int(sample.str.match(pattern).sum()) for name, pattern in _DATE_PATTERNS.items()}
-
-
-def _looks_like_dates(sample: pd.Series) -> bool:
-    return len(sample) > 0 and sum(_date_formats(sample).values()) >= 0.8 * len(sample)
-
-
-def _non_numeric(series: pd.Series) -> str | None:
-    text = series.dropna().astype(str).str.strip()
-    converted = pd.to_numeric(text, errors="coerce")
-    bad = text[converted.isna() & (text != "")]
-    return str(bad.iloc[0]) if len(bad) else None
 
 
 def _skrub_kinds(frame: pd.DataFrame) -> dict[str, str]:
@@ -250,12 +204,15 @@ class ColumnRoles(TransformerMixin, BaseEstimator):
         categorical: Sequence[str] = (),
         datetime: Sequence[str] = (),
         text: Sequence[str] = (),
+        *,
+        missing_text: Sequence[str] = (),
     ) -> None:
         self.columns = columns
         self.numeric = numeric
         self.categorical = categorical
         self.datetime = datetime
         self.text = text
+        self.missing_text = missing_text
 
     def fit(self, frame: pd.DataFrame, y: Any = None) -> ColumnRoles:
         cast = {*self.categorical, *self.text, *self.datetime}
@@ -282,7 +239,7 @@ class ColumnRoles(TransformerMixin, BaseEstimator):
             if column not in frame.columns:
                 continue
             values = frame[column].dropna().astype(str).str.strip()
-            new = sorted(set(values) - set(known) - MISSING_TEXT)
+            new = sorted(set(values) - set(known) - self._missing())
             if new:
                 shown = ", ".join(repr(v) for v in new[:5])
                 notes.append(
@@ -305,7 +262,7 @@ class ColumnRoles(TransformerMixin, BaseEstimator):
         for column in out.columns:
             if pd.api.types.is_object_dtype(out[column]) or pd.api.types.is_string_dtype(out[column]):
                 text = out[column].astype("string").str.strip()
-                out[column] = out[column].where(~text.isin(MISSING_TEXT).fillna(False), None)
+                out[column] = out[column].where(~text.isin(self._missing()).fillna(False), None)
         for column in getattr(self, "boolean_in_", ()):  # (absent from artifacts trained before it existed)
             out[column] = _as_booleans(out[column], column)
         for column in getattr(self, "numeric_in_", self.numeric):
@@ -319,6 +276,11 @@ class ColumnRoles(TransformerMixin, BaseEstimator):
         for column in self.datetime:
             out[column] = pd.to_datetime(out[column], errors="coerce", format="mixed")
         return out
+
+    def _missing(self) -> frozenset[str]:
+        """Text read as missing: pandas' words and the spec's ``data.training.missing_values``."""
+        extra = getattr(self, "missing_text", ())  # (absent from artifacts trained before it existed)
+        return MISSING_TEXT | frozenset(extra) if extra else MISSING_TEXT
 
     def get_feature_names_out(self, input_features: Any = None) -> Any:
         import numpy as np
@@ -363,8 +325,9 @@ def _as_booleans(values: pd.Series, column: str) -> pd.Series:
     return converted
 
 
-def roles_pipeline_step(roles: Mapping[str, ColumnRole]) -> ColumnRoles:
-    """The ``ColumnRoles`` step for these roles: overrides become casts, the rest is skrub's."""
+def roles_pipeline_step(roles: Mapping[str, ColumnRole], missing_text: Sequence[str] = ()) -> ColumnRoles:
+    """The ``ColumnRoles`` step for these roles: overrides become casts, the rest is skrub's;
+    ``missing_text`` (the spec's ``missing_values``) is read as missing in served rows too."""
     used = feature_columns(roles)
 
     def having(role: str) -> list[str]:
@@ -376,4 +339,5 @@ def roles_pipeline_step(roles: Mapping[str, ColumnRole]) -> ColumnRoles:
         categorical=having("categorical"),
         datetime=having("datetime"),
         text=having("text"),
+        missing_text=tuple(missing_text),
     )

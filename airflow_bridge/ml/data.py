@@ -48,6 +48,7 @@ def read_bytes(uri: str, conn_id: str | None = None) -> bytes:
             with open(parts.path if parts.scheme else uri, "rb") as handle:
                 return handle.read()
         except FileNotFoundError:
+            missing_local_file(uri)
             raise DataError(f"data not found: {uri}") from None
         except PermissionError:
             raise DataError(f"no permission to read {uri}") from None
@@ -87,16 +88,27 @@ def read_table(
     delimiter: str | None = None,
     encoding: str | None = None,
     nrows: int | None = None,
+    decimal: str = ".",
+    missing_values: Sequence[str] = (),
 ) -> Table:
     """Read a CSV or Parquet table; the sha256 of its bytes is the data fingerprint.
 
     Mistakes users make with real files get a message that names the fix: another delimiter, another
     encoding, a header without rows, nested Parquet columns. ``nrows`` reads only the first rows
-    (``validate``); the fingerprint is still of the whole file.
+    (``validate``); the fingerprint is still of the whole file. ``decimal`` and ``missing_values`` (CSV
+    only) read ``1,5`` as a number and the file's own words for "missing" (``unknown``) as NA.
     """
-    kind = infer_format(uri, fmt)
+    try:
+        kind = infer_format(uri, fmt)
+    except DataError:
+        missing_local_file(uri)  # a mistyped name (.cvs) is "not found", before any question of format
+        raise
     raw = read_bytes(uri, conn_id)
-    frame = _read_csv(raw, uri, delimiter, encoding, nrows) if kind == "csv" else _read_parquet(raw, uri, nrows)
+    frame = (
+        _read_csv(raw, uri, delimiter, encoding, nrows, decimal=decimal, missing_values=missing_values)
+        if kind == "csv"
+        else _read_parquet(raw, uri, nrows)
+    )
     if frame.empty:
         what = "only a header" if len(frame.columns) else "nothing"
         raise DataError(f"{uri} holds {what}: no rows to train on; check that the file was exported completely")
@@ -106,10 +118,42 @@ def read_table(
 _OTHER_DELIMITERS = (";", "\t", "|")
 
 
-def _read_csv(raw: bytes, uri: str, delimiter: str | None, encoding: str | None, nrows: int | None) -> pd.DataFrame:
+def missing_local_file(uri: str) -> None:
+    """Raise "not found" (with the closest name in its folder) when ``uri`` is a local path with no file."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("", "file"):
+        return
+    path = parts.path if parts.scheme else uri
+    if os.path.exists(path):
+        return
+    folder = os.path.dirname(path) or "."
+    try:
+        siblings = [os.path.join(os.path.dirname(uri), name) for name in os.listdir(folder)]
+    except OSError:
+        siblings = []
+    hint = did_you_mean(uri, siblings)
+    raise DataError(f"data not found: {uri}" + (f" ({hint})" if hint else ""))
+
+
+def _read_csv(
+    raw: bytes,
+    uri: str,
+    delimiter: str | None,
+    encoding: str | None,
+    nrows: int | None,
+    *,
+    decimal: str = ".",
+    missing_values: Sequence[str] = (),
+) -> pd.DataFrame:
     try:
         frame = pd.read_csv(
-            io.BytesIO(raw), sep=delimiter or ",", encoding=encoding or "utf-8", nrows=nrows, skipinitialspace=True
+            io.BytesIO(raw),
+            sep=delimiter or ",",
+            encoding=encoding or "utf-8",
+            nrows=nrows,
+            skipinitialspace=True,
+            decimal=decimal,
+            na_values=list(missing_values) or None,
         )
     except UnicodeDecodeError as exc:
         raise DataError(
@@ -249,3 +293,17 @@ def split(
     except ValueError as exc:
         raise DataError(f"cannot split the data: {exc}") from None
     return train, test
+
+
+def duplicates_across(train: pd.DataFrame, test: pd.DataFrame, columns: Sequence[str]) -> int:
+    """Held-out rows whose ``columns`` (features and target) equal those of some training row.
+
+    Such rows are scored on answers the model has seen, which flatters the held-out metrics. One
+    vectorised hash per row (missing values compare equal); used by training and by ``validate``.
+    """
+    if train.empty or test.empty:
+        return 0
+    names = list(columns)
+    seen = pd.util.hash_pandas_object(train[names], index=False)
+    held = pd.util.hash_pandas_object(test[names], index=False)
+    return int(held.isin(seen).sum())

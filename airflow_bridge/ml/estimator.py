@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_bridge.exceptions import EstimatorError
@@ -49,7 +49,9 @@ def build_estimator(
     return estimator
 
 
-def build_model_pipeline(estimator: Any, roles: Mapping[str, Any], *, seed: int | None = None) -> Any:
+def build_model_pipeline(
+    estimator: Any, roles: Mapping[str, Any], *, seed: int | None = None, missing_values: Sequence[str] = ()
+) -> Any:
     """The artifact: one scikit-learn ``Pipeline`` that takes rows as they appear in the file.
 
     ``ColumnRoles`` (the spec's overrides, refusal of malformed rows) → skrub's ``tabular_pipeline``
@@ -68,7 +70,7 @@ def build_model_pipeline(estimator: Any, roles: Mapping[str, Any], *, seed: int 
     from airflow_bridge.ml.seeding import RANDOM_STATE, seed_random_states
 
     tail = skrub.tabular_pipeline(estimator)
-    pipeline = Pipeline([("columns", roles_pipeline_step(roles)), *tail.steps])
+    pipeline = Pipeline([("columns", roles_pipeline_step(roles, missing_values)), *tail.steps])
     if seed is not None:
         seed_random_states(pipeline, seed, keep={f"{tail.steps[-1][0]}__{RANDOM_STATE}"})
     return pipeline

@@ -23,7 +23,9 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
     The artifact is one scikit-learn ``Pipeline`` (column roles → skrub's preprocessing for this
     estimator → the estimator) fitted on the rows as they are in the file; ``column_roles`` overrides
     inferred roles (``{"site": "categorical", "row_id": "ignore"}``), ``delimiter`` and ``encoding``
-    read CSVs that are not comma-separated UTF-8. Rows without a target are dropped and counted.
+    read CSVs that are not comma-separated UTF-8, ``decimal=","`` reads numbers written ``1,5`` and
+    ``missing_values`` lists the file's own words for "missing" (``["unknown", "?"]``). Rows without
+    a target are dropped and counted.
 
     Returns a ``TrainingResult`` XCom (artifact and held-out split with sha256 and the connection they
     were written with, parameters, data fingerprint and profile); ``ValidateModelOperator`` and
@@ -59,6 +61,8 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         encoding: str | None = None,
         groups: Sequence[str] | None = None,
         cross_validation_folds: int | None = None,
+        decimal: str = ".",
+        missing_values: Sequence[str] | None = None,
         artifact_root: str | None = None,
         artifact_conn_id: str | None = None,
         lineage_context: Mapping[str, Any] | None = None,
@@ -84,6 +88,8 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         self.encoding = encoding
         self.groups = list(groups or [])
         self.cross_validation_folds = cross_validation_folds
+        self.decimal = decimal
+        self.missing_values = list(missing_values or [])
         self.artifact_root = artifact_root
         self.artifact_conn_id = artifact_conn_id
         self.lineage_context = dict(lineage_context or {})
@@ -111,6 +117,8 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
             encoding=request.encoding,
             groups=request.groups,
             cross_validation_folds=request.cross_validation_folds,
+            decimal=request.decimal,
+            missing_values=request.missing_values,
             **kwargs,
         )
 
@@ -137,6 +145,8 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
             encoding=self.encoding,
             groups=self.groups,
             cross_validation_folds=self.cross_validation_folds,
+            decimal=self.decimal,
+            missing_values=self.missing_values,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:

@@ -5,9 +5,12 @@ relative to the spec, or file://); remote URIs (s3://, gs://...) need credential
 The file is read with the same reader as training (:func:`airflow_bridge.ml.data.read_table`): whole
 when it is small, its first rows otherwise. Each file is read once per process however many specs
 use it. Reports, with their position in the spec: an unreadable file, columns the spec names that
-the file lacks, a target that does not suit the task, and empty columns. Imports pandas (through the
-reader) only when called, and never Airflow or scikit-learn (except to check the parameters of an
-estimator a team policy adds, which the committed table does not cover).
+the file lacks, a target that does not suit the task, and empty columns; the mistakes in the values
+(text among numbers, decimal commas, dates, missing targets, ``min_rows``, rows repeated across the
+split) come from :mod:`airflow_bridge.spec.datamistakes`. Imports pandas (through the reader) only
+when called, and never Airflow or scikit-learn (except to check the parameters of an estimator a
+team policy adds, which the committed table does not cover, and to reproduce training's split for a
+file that has repeated rows).
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ class _Table:
     frame: Any
     empty: frozenset[str]
     targets: dict[str, TargetShape] = field(default_factory=dict)
+    cache: dict[Any, Any] = field(default_factory=dict)
+    """What the checks of :mod:`airflow_bridge.spec.datamistakes` compute once per file."""
 
     def target(self, name: str) -> TargetShape:
         if name not in self.targets:
@@ -76,10 +81,20 @@ def check_data(spec: Experiment, path: str, kind: TaskKind | None, warnings: lis
     if isinstance(table, _Unreadable):
         yield (_URI, table.message, table.hint)
         return
-    yield from _missing_columns(spec, table, shown)
+    from airflow_bridge.spec import datamistakes
+
+    missing = list(_missing_columns(spec, table, shown))
+    yield from missing
     yield from _empty_columns(spec, table, shown, warnings)
-    if training.target in table.columns:
+    if training.target in table.columns and not datamistakes.misread_target(spec, table):
         yield from _target_problems(spec, table, shown, kind)
+    if missing:  # the checks below take the columns the spec names as present
+        return
+    values = list(datamistakes.value_findings(spec, table, shown, warnings))
+    yield from values
+    yield from datamistakes.row_findings(spec, table, shown, kind, warnings)
+    if not values:  # a split of misread columns would count the wrong thing
+        datamistakes.split_findings(spec, table, shown, kind, warnings)
 
 
 def check_imported_params(estimator: str, params: dict[str, Any]) -> Iterator[Finding]:
@@ -113,7 +128,7 @@ def _read(path: str, training: TrainingData, warnings: list[Finding]) -> _Table 
     try:
         stat = os.stat(path)
     except FileNotFoundError:
-        return _not_found(path, shown)
+        return not_found(path, shown)
     except OSError as exc:
         return _Unreadable(f"cannot read {shown}: {exc.strerror}")
     if os.path.isdir(path):
@@ -133,6 +148,8 @@ def _read(path: str, training: TrainingData, warnings: list[Finding]) -> _Table 
         training.format or ("parquet" if suffix in (".parquet", ".pq") else "csv"),
         training.delimiter,
         training.encoding,
+        training.decimal,
+        tuple(training.missing_values),
     )
     loaded = _load(path, (stat.st_mtime_ns, stat.st_size), options)
     if isinstance(loaded, _Unreadable):  # the reader names the absolute path: show it as the spec writes it
@@ -140,7 +157,8 @@ def _read(path: str, training: TrainingData, warnings: list[Finding]) -> _Table 
     return loaded
 
 
-def _not_found(path: str, shown: str) -> _Unreadable:
+def not_found(path: str, shown: str) -> _Unreadable:
+    """The data file is missing: say so, with the closest name in its folder."""
     folder = os.path.dirname(path)
     written_folder = shown.rsplit("/", 1)[0] + "/" if "/" in shown else ""
     try:
@@ -152,17 +170,26 @@ def _not_found(path: str, shown: str) -> _Unreadable:
 
 
 @functools.lru_cache(maxsize=16)
-def _load(path: str, version: tuple[int, int], options: tuple[str, str | None, str | None]) -> _Table | _Unreadable:
-    """Read once per file version (mtime, size) and options (format, delimiter, encoding): the same
-    file serves every spec that uses it."""
+def _load(
+    path: str, version: tuple[int, int], options: tuple[str, str | None, str | None, str, tuple[str, ...]]
+) -> _Table | _Unreadable:
+    """Read once per file version (mtime, size) and options (format, delimiter, encoding, decimal mark,
+    missing values): the same file serves every spec that uses it."""
     from airflow_bridge.exceptions import DataError
     from airflow_bridge.ml.data import read_table
 
-    fmt, delimiter, encoding = options
+    fmt, delimiter, encoding, decimal, missing_values = options
     complete = version[1] <= WHOLE_FILE_BYTES
     try:
         frame = read_table(
-            path, fmt, None, delimiter=delimiter, encoding=encoding, nrows=None if complete else SAMPLE_ROWS
+            path,
+            fmt,
+            None,
+            delimiter=delimiter,
+            encoding=encoding,
+            nrows=None if complete else SAMPLE_ROWS,
+            decimal=decimal,
+            missing_values=missing_values,
         ).frame
     except DataError as exc:
         return _Unreadable(str(exc))

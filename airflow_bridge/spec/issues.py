@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 
@@ -57,3 +57,21 @@ def failure_issue(path: str, what: str, exc: BaseException) -> SpecIssue:
         "the other specs are not affected; if this spec looks right, it is likely a bug in airflow-bridge: "
         "please report it",
     )
+
+
+def hint_comment_keys(issues: list[SpecIssue], text: str) -> list[SpecIssue]:
+    """Issues caused by a key holding ' #' (YAML reads a comment there) get the hint to quote the key."""
+    from airflow_bridge.spec.yamlsafe import comment_in_key
+
+    hinted = []
+    for issue in issues:
+        hint = None if issue.hint else comment_in_key(text, issue.line)
+        hinted.append(replace(issue, hint=hint) if hint else issue)
+    return hinted
+
+
+def percent_hint(value: Any) -> str | None:
+    """``test_size: 20`` was meant as a percentage: suggest the fraction."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 1 < value < 100:
+        return f"a fraction of the rows: did you mean {value / 100:g} ({value:g} %)?"
+    return None

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from airflow_bridge.spec.issues import SpecIssue, did_you_mean, failure_issue
+from airflow_bridge.spec.issues import SpecIssue, did_you_mean, failure_issue, hint_comment_keys, percent_hint
 from airflow_bridge.spec.models import NAME_PATTERN, Experiment
 from airflow_bridge.spec.numbers import number_findings
 from airflow_bridge.spec.params import builtin_table, names_value
@@ -102,6 +102,8 @@ def load_spec_text(
     step = _Step()
     try:
         _load_into(result, raw, context, step)
+        if result.issues and b" #" in raw:
+            result.issues = hint_comment_keys(result.issues, raw.decode("utf-8", errors="replace"))
     except Exception as exc:  # whatever goes wrong, it costs this spec only
         result.spec = None
         result.error = exc
@@ -330,6 +332,8 @@ def _pydantic_issues(
                 hint = did_you_mean(str(error.get("input")), choices)
             elif kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
                 hint = "use lower-case letters, digits and '_', starting with a letter (it becomes a DAG id)"
+            elif kind == "less_than" and loc[-1] == "test_size":
+                hint = percent_hint(error.get("input"))
         issues.append(SpecIssue(path, position.line, position.col, _dotted(where), message, hint))
     return issues
 

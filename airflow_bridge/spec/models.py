@@ -68,6 +68,14 @@ class TrainingData(_Section):
         default=None, min_length=1, max_length=1, description="CSV field separator; ',' when omitted."
     )
     encoding: str | None = Field(default=None, description="CSV text encoding; utf-8 when omitted (e.g. latin-1).")
+    decimal: Literal[".", ","] = Field(
+        default=".",
+        description="CSV decimal mark: ',' for European exports that write 1,5 (usually with delimiter ';').",
+    )
+    missing_values: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="CSV text that means 'missing' in this file (e.g. unknown, ?), read as blank like NA and N/A.",
+    )
     target: str = Field(min_length=1, description="Name of the label column.")
     features: list[str] | None = Field(
         default=None, description="Feature columns; all columns but the target when omitted."

@@ -351,6 +351,14 @@ def _check_data_uri(
                 "remove conn_id",
             )
     if fmt is None and PurePosixPath(parts.path or uri).suffix.lower() not in FORMATS:
+        remote = parts.scheme and parts.scheme != "file" and len(parts.scheme) > 1
+        local = None if remote else resolve_data_uri(uri, spec_dir)[len("file://") :]
+        if local is not None and not os.path.exists(local):  # a mistyped name (.cvs): "not found" is the news
+            from airflow_bridge.spec.datacheck import not_found
+
+            missing = not_found(local, uri)
+            yield (path, missing.message, missing.hint)
+            return
         yield (
             path,
             "cannot infer the file format from the extension",

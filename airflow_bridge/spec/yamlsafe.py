@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from typing import Any
@@ -274,3 +275,27 @@ def load_located(text: str | bytes) -> LocatedDocument:
         return doc
     doc.data = _Builder(doc).build(node, (), 0)
     return doc
+
+
+_COMMENT_IN_KEY = re.compile(r"^\s*(?:-\s+)?([^\s#'\"{}\[\]][^#'\":]*?\s#[^'\":]*):(?:\s+(.*))?$")
+
+
+def comment_in_key(text: str, line: int) -> str | None:
+    """A hint when a key near ``line`` (1-based) holds ' #': YAML cut the key there, reading a comment.
+
+    ``Position #: ignore`` reads as the text ``Position``, so the error names something else ("not a
+    dictionary", "could not find expected ':'"); the raw line still shows what was meant.
+    """
+    if " #" not in text:
+        return None
+    lines = text.splitlines()
+    for number in (line, line - 1, line - 2):
+        if 1 <= number <= len(lines):
+            found = _COMMENT_IN_KEY.match(lines[number - 1])
+            if found:
+                key, value = found.group(1).strip(), (found.group(2) or "").strip()
+                return (
+                    f"line {number}: YAML reads ' #' as the start of a comment, so the key '{key}' was cut short; "
+                    f'quote the key: "{key}": {value}'.rstrip()
+                )
+    return None
