@@ -116,27 +116,21 @@ def check_experiment(
         )
     else:
         metrics = METRICS[kind]
-        for metric in spec.validation.thresholds:
+        named: list[tuple[tuple[str, ...], str, str]] = [
+            (("validation", "thresholds", m), m, "") for m in spec.validation.thresholds
+        ]
+        if spec.validation.champion:
+            named.append((("validation", "champion", "metric"), spec.validation.champion.metric, ""))
+        if spec.validation.baseline:
+            why = ", so the baseline gate could never be computed"
+            named.append((("validation", "baseline", "metric"), spec.validation.baseline.metric, why))
+        for where, metric, why in named:
             if metric not in metrics:
                 yield (
-                    ("validation", "thresholds", metric),
-                    f"'{metric}' is not a {kind} metric",
+                    where,
+                    f"'{metric}' is not a {kind} metric{why}",
                     did_you_mean(metric, metrics) or f"choose from {', '.join(metrics)}",
                 )
-        champion = spec.validation.champion
-        if champion and champion.metric not in metrics:
-            yield (
-                ("validation", "champion", "metric"),
-                f"'{champion.metric}' is not a {kind} metric",
-                did_you_mean(champion.metric, metrics) or f"choose from {', '.join(metrics)}",
-            )
-        baseline = spec.validation.baseline
-        if baseline and baseline.metric not in metrics:
-            yield (
-                ("validation", "baseline", "metric"),
-                f"'{baseline.metric}' is not a {kind} metric, so the baseline gate could never be computed",
-                did_you_mean(baseline.metric, metrics) or f"choose from {', '.join(metrics)}",
-            )
     for index, tag in enumerate(spec.tags):
         if len(tag) > TAG_MAX_LEN:
             yield (
