@@ -58,6 +58,26 @@ def ol_registry() -> Any:
     return schema_registry(standard("openlineage-spec"))
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty registry database: SQLite in the test's folder, then a fresh PostgreSQL database
+    (``-m "not postgres"`` skips those). Test modules that need another registry define their own."""
+    from tests.registry_workers import registry_database
+
+    with registry_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def registry(registry_url: str) -> Iterator[Any]:
+    """A ``ModelRegistry`` on ``registry_url``, disposed after the test."""
+    from airflow_bridge.registry import ModelRegistry
+
+    opened = ModelRegistry(registry_url)
+    yield opened
+    opened.dispose()
+
+
 @pytest.fixture
 def registry_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A fresh embedded registry and artifact store for one test, wired in through a real connection."""

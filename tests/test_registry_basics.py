@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +22,10 @@ from tests.registry_workers import (
     fake_artifact,
     open_fresh_registry,
     process_context,
-    registry_database,
 )
 
 MODEL = "churn"
 RUN = RunRef("train_churn", "scheduled__2026-01-01T00:00:00+00:00", "register")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with registry_database(request.param, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def registry(registry_url: str) -> Iterator[ModelRegistry]:
-    registry = ModelRegistry(registry_url)
-    yield registry
-    registry.dispose()
 
 
 def _register(registry: ModelRegistry, count: int, model: str = MODEL) -> list[int]:

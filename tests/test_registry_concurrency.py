@@ -34,12 +34,6 @@ MODEL = "churn"
 WORKERS = 8
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with registry_database(request.param, tmp_path) as url:
-        yield url
-
-
 @pytest.fixture
 def start(registry_url: str) -> Iterator[Any]:
     """Start worker processes; any still running when the test ends (it failed) are killed first."""

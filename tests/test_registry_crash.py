@@ -13,12 +13,10 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
 from sqlalchemy import event
 
 from airflow_bridge.artifacts import ArtifactStore
@@ -30,7 +28,6 @@ from tests.registry_workers import (
     PHASE_WRITING,
     crash_worker,
     process_context,
-    registry_database,
     version_rows,
 )
 
@@ -38,12 +35,6 @@ CTX = process_context()
 MODEL = "crashy"
 ROUNDS = 50
 ARTIFACT_BYTES = 3 * 1024 * 1024  # a few MB widens the window of a kill inside the write
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with registry_database(request.param, tmp_path) as url:
-        yield url
 
 
 def _wait_for(condition: Any, timeout: float, what: str, process: Any) -> None:

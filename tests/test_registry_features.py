@@ -5,8 +5,6 @@ in-memory registry for unit tests.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +14,7 @@ from airflow_bridge.exceptions import NotFoundError
 from airflow_bridge.registry import ArtifactRef, ModelRegistry, PolicyBinding, RunRef
 from airflow_bridge.registry.engine import MIGRATIONS
 from airflow_bridge.registry.tables import SCHEMA_REVISION, metadata
-from tests.registry_workers import fake_artifact, registry_database
+from tests.registry_workers import fake_artifact
 
 MODEL = "churn"
 RUN = RunRef("train_churn", "scheduled__2026-01-01T00:00:00+00:00", "register")
@@ -31,19 +29,6 @@ def _binding(document: dict[str, Any], source: str) -> PolicyBinding:
 
 TEAM_POLICY = _binding({"teams": {"growth": {"approvers": ["dana"]}}}, "specs/_policy.yaml")
 NEW_POLICY = _binding({"teams": {"growth": {"approvers": ["dana", "eve"]}}}, "specs/_policy.yaml")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with registry_database(request.param, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def registry(registry_url: str) -> Iterator[ModelRegistry]:
-    registry = ModelRegistry(registry_url)
-    yield registry
-    registry.dispose()
 
 
 def _register(registry: ModelRegistry, count: int) -> None:
