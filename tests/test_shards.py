@@ -170,3 +170,16 @@ def test_dagbag_of_a_sharded_folder_has_every_dag_once_and_no_import_error(tmp_p
     expected = assign([str(tmp_path / "specs" / f"{n}.yaml") for n in names], str(tmp_path / "specs"), 3)
     assert sorted(map(sorted, per_file.values())) == sorted(sorted(Path(p).stem for p in s) for s in expected)
     assert all(len(ids) >= 1 for ids in per_file.values()) and len(per_file) == 3
+    assert len([f for f in bag.file_last_changed if "_spec_errors_shard_" in f]) == 3  # parsed, silent
+
+
+def test_each_shard_lists_only_its_own_invalid_specs(tmp_path: Path) -> None:
+    from airflow_bridge.factory import InvalidSpecsError, report_invalid_specs
+
+    make_specs(tmp_path, 6)
+    (tmp_path / "broken.yaml").write_text(BASE.replace("estimator: sklearn", "estimator: os.system #"))
+    home = shard_of("broken.yaml", 3)
+    with pytest.raises(InvalidSpecsError, match=rf"1 invalid .* \(shard {home} of 3\): .*\n- \S*broken.yaml:"):
+        report_invalid_specs(folder=str(tmp_path), shard=(home, 3))
+    for other in {0, 1, 2} - {home}:
+        report_invalid_specs(folder=str(tmp_path), shard=(other, 3))  # silent
