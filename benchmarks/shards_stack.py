@@ -143,6 +143,8 @@ def main() -> int:
             "all_in_metadata_db_s": all_in,
             "samples": samples,
             "slowest_file_runtimes": runtimes[:5],
+            "slowest_spec_errors_runtimes": [r for r in runtimes if "spec_errors" in r[0]][:3],
+            "bulk_writes": log.count("Bulk-writing dags to db"),
             "log_problems": bad[:50],
             "checks": checks,
             "source": lib.source_note(start_state),
@@ -151,11 +153,12 @@ def main() -> int:
     return 0 if all(checks.values()) else 1
 
 
-_STATS_ROW = re.compile(r"(airflow_bridge_\w+_shard_\d+_of_\d+\.py)\s.*?(\d+\.\d+)s")
+# Bundle, File Path, [PID, Current Duration,] # DAGs, # Errors, Last Duration, Last Run At
+_STATS_ROW = re.compile(r"(airflow_bridge_\w+_shard_\d+_of_\d+\.py)\s+(?:\d+\s+[\d.]+s\s+)?\d+\s+\d+\s+([\d.]+)s")
 
 
 def _runtimes(log: str) -> list[tuple[str, float]]:
-    """The largest 'Last Runtime' per shard file from the dag-processor's stats tables."""
+    """The largest 'Last Duration' per shard file in the dag-processor's stats tables."""
     best: dict[str, float] = {}
     for line in log.splitlines():
         match = _STATS_ROW.search(line)
