@@ -105,6 +105,9 @@ def test_relayout_removes_only_the_shard_files_it_wrote(tmp_path: Path) -> None:
     mine.write_text("# my own file\n")
     assert invoke("loaders", tmp_path, "--shards", "3").exit_code == 0
     assert invoke("loaders", tmp_path, "--shards", "2").exit_code == 0
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.py")}
+    assert invoke("loaders", tmp_path, "--shards", "2").exit_code == 0
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.py")} == stamps  # unchanged files not rewritten
     written = sorted(p.name for p in tmp_path.glob("*.py") if MARKER in p.read_text())
     assert written == [
         "airflow_bridge_dags_shard_00_of_02.py",

@@ -69,6 +69,8 @@ def loaders(
     stale = [p for p in shards.written_shard_files(folder) if p not in wanted]
     try:
         for path, text in wanted.items():
+            if path.is_file() and path.read_text(encoding="utf-8", errors="replace") == text:
+                continue  # unchanged: no needless re-parse by the dag-processor
             tmp = path.with_name(f".{path.name}.tmp")
             tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, path)  # a dag-processor never reads a half-written file
