@@ -225,6 +225,7 @@ def run_without_airflow(*args: str | Path, cwd: Path) -> dict[str, Any]:
         pytest.param(["validate", "specs"], 0, id="validate-valid"),
         pytest.param(["validate", "--format", "json", "specs"], 1, id="validate-invalid"),
         pytest.param(["schema"], 0, id="schema"),
+        pytest.param(["loaders", "specs", "--shards", "1"], 0, id="loaders"),
         pytest.param(["init", "new_model", "--dir", "new"], 0, id="init"),
         pytest.param(["run", "specs/broken.yaml", "--home", "home"], 1, id="run-invalid-spec"),
     ],

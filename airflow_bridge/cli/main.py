@@ -11,7 +11,16 @@ from typing import Annotated
 
 import typer
 
-from airflow_bridge.cli import airflow_client, lineage_cmd, models_change, pod_cmd, registry_cmds, report_cmd, spec_cmds
+from airflow_bridge.cli import (
+    airflow_client,
+    lineage_cmd,
+    loaders_cmd,
+    models_change,
+    pod_cmd,
+    registry_cmds,
+    report_cmd,
+    spec_cmds,
+)
 from airflow_bridge.cli.common import Format, console, home_option, registry_option
 
 app = typer.Typer(
@@ -25,6 +34,7 @@ app.command("validate")(spec_cmds.validate)
 app.command("render")(spec_cmds.render)
 app.command("schema")(spec_cmds.schema)
 app.command("init")(spec_cmds.init)
+app.command("loaders")(loaders_cmd.loaders)
 app.add_typer(registry_cmds.models_app, name="models")
 app.add_typer(registry_cmds.audit_app, name="audit")
 app.command("lineage")(lineage_cmd.lineage)

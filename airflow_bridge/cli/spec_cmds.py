@@ -146,6 +146,10 @@ def validate(
     results = [LoadedSpec(p.path or "", issues=p.issues) for p in policies.values() if p.issues] + results
     invalid = [r for r in results if not r.ok]
     warning_count = sum(len(r.warnings) for r in results)
+    from airflow_bridge.cli.loaders_cmd import parse_time_warnings
+
+    for note in parse_time_warnings([p for p in paths if p.is_dir()]):  # stderr: --format json stays parseable
+        err_console.print(f"warning: {note}", markup=False)
     if output == "json":
         print_json(
             {

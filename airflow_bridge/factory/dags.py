@@ -3,7 +3,8 @@
 Each spec is its own unit of failure: a spec that does not validate, or whose loading, checking or
 building raises anything at all, becomes a placeholder DAG showing its errors, and every other
 spec's DAG is built as usual. When a worker parses the loader to run one task, only that task's DAG
-is built (``get_parsing_context``).
+is built (``get_parsing_context``). With ``shard=(index, count)`` a loader builds only its shard of
+the folder's specs (``airflow_bridge.spec.shards``; written by ``airflow-bridge loaders``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from airflow_bridge.factory.build import build_dag
 from airflow_bridge.factory.placeholder import build_placeholder_dag, placeholder_dag_id
 from airflow_bridge.governance.loader import LoadedPolicy, context_for_folder
 from airflow_bridge.spec.issues import SpecIssue, failure_issue
-from airflow_bridge.spec.loader import LoadedSpec, discover_specs, load_spec, load_specs
+from airflow_bridge.spec.loader import LoadedSpec, discover_specs, load_spec, mark_duplicate_names
 from airflow_bridge.spec.semantics import SpecContext
+from airflow_bridge.spec.shards import Shard, names_elsewhere
 from airflow_bridge.spec.yamlsafe import read_bounded
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ def load_dag_specs(
     *,
     paths: Sequence[str] | None = None,
     policy: str | None = None,
+    shard: Shard | tuple[int, int] | None = None,
 ) -> dict[str, DAG]:
     """Build a DAG per spec under ``folder`` (default: the calling file's folder) into ``namespace``.
 
@@ -45,8 +48,12 @@ def load_dag_specs(
 
         from airflow_bridge.factory import load_dag_specs
         load_dag_specs(globals())
+
+    ``shard=(index, count)`` builds only the specs of shard ``index`` (0-based) of ``count``; a
+    worker asking for one DAG gets it from any shard's file, so a run queued before its spec moved
+    to another shard still runs.
     """
-    setup = _Setup.for_folder(_folder(namespace, folder, "load_dag_specs"), paths, policy)
+    setup = _Setup.for_folder(_folder(namespace, folder, "load_dag_specs"), paths, policy, shard)
     wanted = get_parsing_context().dag_id
     dags = (_build_one(setup, wanted) if wanted and setup.policy.ok else None) or _build_all(setup)
     if namespace is not None:
@@ -61,11 +68,19 @@ class _Setup:
     paths: Sequence[str] | None
     context: SpecContext
     policy: LoadedPolicy
+    shard: Shard | None = None
 
     @classmethod
-    def for_folder(cls, folder: str, paths: Sequence[str] | None, policy_path: str | None) -> _Setup:
+    def for_folder(
+        cls,
+        folder: str,
+        paths: Sequence[str] | None,
+        policy_path: str | None,
+        shard: Shard | tuple[int, int] | None = None,
+    ) -> _Setup:
+        chosen = Shard.of(shard) if shard is not None else None  # a bad shard fails before any work
         context, loaded = context_for_folder(folder, policy_path)
-        return cls(folder, paths, context, loaded)
+        return cls(folder, paths, context, loaded, chosen)
 
     @property
     def display_root(self) -> str:
@@ -96,8 +111,9 @@ def report_invalid_specs(
     *,
     paths: Sequence[str] | None = None,
     policy: str | None = None,
+    shard: Shard | tuple[int, int] | None = None,
 ) -> None:
-    """Raise ``InvalidSpecsError`` listing every invalid spec under ``folder``, one error a line.
+    """Raise ``InvalidSpecsError`` listing every invalid spec under ``folder`` (or its ``shard``), one a line.
 
     Call it from a second file next to the loader, which builds no DAG (raising there loses nothing),
     so invalid specs appear under Import Errors on Airflow's Home page and DAG list::
@@ -107,13 +123,14 @@ def report_invalid_specs(
     """
     if get_parsing_context().dag_id:
         return  # a worker running a task never parses this file for its DAG
-    setup = _Setup.for_folder(_folder(namespace, folder, "report_invalid_specs"), paths, policy)
-    invalid = [result for result in _load_results(setup) if not result.ok]
+    setup = _Setup.for_folder(_folder(namespace, folder, "report_invalid_specs"), paths, policy, shard)
+    invalid = [result for result in _load_results(setup)[0] if not result.ok]
     if not invalid:
         return
     lines = [f"- {issue.format()}" for result in invalid for issue in result.issues]
+    where = setup.folder + (f" (shard {setup.shard.index} of {setup.shard.count})" if setup.shard else "")
     raise InvalidSpecsError(
-        f"{len(invalid)} invalid airflow-bridge spec(s) in {setup.folder}: each is a paused placeholder DAG "
+        f"{len(invalid)} invalid airflow-bridge spec(s) in {where}: each is a paused placeholder DAG "
         f"tagged 'invalid-spec' until fixed (check with 'airflow-bridge validate').\n" + "\n".join(lines)
     )
 
@@ -126,18 +143,34 @@ def _folder(namespace: MutableMapping[str, Any] | None, folder: str | None, call
     return os.path.abspath(folder)
 
 
-def _load_results(setup: _Setup) -> list[LoadedSpec]:
+def _load_results(setup: _Setup) -> tuple[list[LoadedSpec], set[str]]:
+    """This loader's specs (its shard's, or all) and the names they share with other shards' specs."""
     files = list(setup.paths) if setup.paths is not None else discover_specs(setup.folder)
-    results = load_specs(files, setup.context, relative_to=setup.display_root)
+    mine, others = files, []
+    if setup.shard is not None:
+        shard = setup.shard
+        inside = [shard.holds(f, setup.folder) for f in files]
+        mine = [f for f, ok in zip(files, inside, strict=True) if ok]
+        others = [f for f, ok in zip(files, inside, strict=True) if not ok]
+    root = setup.display_root
+    results = [load_spec(path, setup.context, display=os.path.relpath(path, root)) for path in mine]
+    # A name another shard's spec also claims belongs to neither (cheap text scan of the others).
+    clashes = names_elsewhere(others, {r.raw_name for r in results if r.raw_name})
+    stubs = [
+        LoadedSpec(os.path.relpath(path, root), raw_name=name, source=path)
+        for name, paths in clashes.items()
+        for path in paths
+    ]
+    results = mark_duplicate_names(results + stubs)[: len(results)]
     if not setup.policy.ok:
         for result in results:
             result.issues = [_policy_issue(setup.policy), *setup.policy.issues]
             result.spec = None
-    return results
+    return results, set(clashes)
 
 
 def _build_all(setup: _Setup) -> dict[str, DAG]:
-    results = _load_results(setup)
+    results, contested = _load_results(setup)
     from airflow_bridge.governance.ownership import check_owners
 
     try:
@@ -147,7 +180,7 @@ def _build_all(setup: _Setup) -> dict[str, DAG]:
     # Valid specs keep their names; a name two specs share belongs to neither placeholder.
     names = Counter(r.raw_name for r in results if r.raw_name)
     taken = {r.spec.name for r in results if r.ok and r.spec is not None}
-    taken |= {name for name, count in names.items() if count > 1}
+    taken |= {name for name, count in names.items() if count > 1} | contested
     dags: dict[str, DAG] = {}
     for result in results:
         dag = _dag_for(setup, result, taken)
