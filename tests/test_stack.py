@@ -34,6 +34,32 @@ ENV = {
     "AB_STACK_DAGS_FOLDER": str(DAGS),
 }
 EXAMPLES = {"breast_cancer_classifier", "diabetes_progression", "penguin_species"}
+COPIES = [f"diabetes_copy_{number:02d}" for number in range(24)]
+"""Paused copies of an example that fill the sharded dags folder (never run)."""
+SHARDS = 3
+
+
+def _sharded_dags_folder() -> None:
+    """A copy of dag_specs/ plus ``COPIES``, laid out in ``SHARDS`` loader files by ``airflow-bridge loaders``
+    instead of the one loader: the dag-processor and the Celery worker parse shard files, as a large
+    deployment does."""
+    from tests.helpers import CLI, cli_env
+
+    shutil.rmtree(DAGS, ignore_errors=True)
+    shutil.copytree(REPO / "dag_specs", DAGS, ignore=shutil.ignore_patterns("__pycache__"))
+    for single in ("airflow_bridge_dags.py", "airflow_bridge_spec_errors.py"):
+        (DAGS / single).unlink()
+    text = (DAGS / "diabetes_progression.yaml").read_text()
+    for name in COPIES:
+        (DAGS / f"{name}.yaml").write_text(text.replace("name: diabetes_progression", f"name: {name}"))
+    done = subprocess.run(
+        [str(CLI), "loaders", str(DAGS), "--shards", str(SHARDS)],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def stack(*args: str) -> subprocess.CompletedProcess[str]:
@@ -47,8 +73,7 @@ def airflow() -> Iterator[Callable[..., Any]]:
 
     reused = stack("status").returncode == 0
     if not reused:
-        shutil.rmtree(DAGS, ignore_errors=True)
-        shutil.copytree(REPO / "dag_specs", DAGS, ignore=shutil.ignore_patterns("__pycache__"))
+        _sharded_dags_folder()
     started = time.monotonic()
     result = stack("start") if reused else stack("start", "--fresh")
     if result.returncode != 0 and not reused:
@@ -220,6 +245,14 @@ def test_example_dags_show_docs_owner_and_tags(airflow: Callable[..., Any]) -> N
     assert airflow("GET", "/importErrors").json()["total_entries"] == 0
 
 
+def test_a_sharded_dags_folder_gives_every_dag_once_from_its_shard_file(airflow: Callable[..., Any]) -> None:
+    wanted = EXAMPLES | set(COPIES)
+    shown = wait_for("every sharded DAG", lambda: (d := dags(airflow)) and set(d) >= wanted and d, timeout=180)
+    files = {dag_id: Path(shown[dag_id]["fileloc"]).name for dag_id in wanted}
+    assert set(files.values()) == {f"airflow_bridge_dags_shard_{i:02d}_of_{SHARDS:02d}.py" for i in range(SHARDS)}
+    assert airflow("GET", "/importErrors").json()["total_entries"] == 0
+
+
 def test_a_broken_spec_is_a_placeholder_and_the_others_are_unaffected(airflow: Callable[..., Any]) -> None:
     broken = DAGS / "broken_experiment.yaml"
     text = (DAGS / "diabetes_progression.yaml").read_text()
@@ -236,7 +269,7 @@ def test_a_broken_spec_is_a_placeholder_and_the_others_are_unaffected(airflow: C
         for dag_id in EXAMPLES:
             assert "invalid-spec" not in {tag["name"] for tag in shown[dag_id]["tags"]}
         errors = airflow("GET", "/importErrors").json()["import_errors"]  # by design: one, naming the spec
-        assert [Path(e["filename"]).name for e in errors] == ["airflow_bridge_spec_errors.py"]
+        assert len(errors) == 1 and Path(errors[0]["filename"]).name.startswith("airflow_bridge_spec_errors_shard_")
         assert "broken_experiment.yaml" in errors[0]["stack_trace"]
     finally:
         broken.unlink()
