@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             "problems": sorted(set(problems)),
         },
     )
-    print(f"\nresults: {path.relative_to(lib.REPO_ROOT)}")
+    print(f"\nresults: {lib.display(path)}")
     return 0 if passed else 1
 
 

@@ -40,7 +40,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _benchlib import REPO_ROOT, machine_info, print_table, source_note, source_state, write_results
+from _benchlib import REPO_ROOT, display, machine_info, print_table, source_note, source_state, write_results
 
 MODEL = "bench_serve"
 SCENARIOS = {  # name: (rows per request, clients, requests per client)
@@ -244,7 +244,7 @@ def main() -> None:
         source=source_note(started),
     )
     path = write_results("serve_load", result)
-    print(f"\nwrote {path.relative_to(REPO_ROOT)}")
+    print(f"\nwrote {display(path)}")
 
 
 def _run(repetitions: int, url: str, folder: Path, model: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:

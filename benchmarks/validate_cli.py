@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             out = lib.RESULTS_DIR / f"{NAME}.prof"
             lib.run_child(["validate-inproc", str(big), "--profile", str(out)], env)
             profile = {
-                "file": str(out.relative_to(lib.REPO_ROOT)),
+                "file": lib.display(out),
                 "top_cumulative": [r.as_dict() for r in lib.profile_rows(out, sort="cumtime")],
                 "top_self": [r.as_dict() for r in lib.profile_rows(out, sort="tottime")],
                 "top_cumulative_below_cli": [
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             "profile": profile,
         },
     )
-    print(f"\nresults: {path.relative_to(lib.REPO_ROOT)}")
+    print(f"\nresults: {lib.display(path)}")
     return 0 if passed else 1
 
 

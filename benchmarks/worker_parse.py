@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 env = {**envs[case], "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "0"}  # profiler overhead
                 lib.run_child(child_args(case, "--profile", str(out)), env)
                 profiles[case] = {
-                    "file": str(out.relative_to(lib.REPO_ROOT)),
+                    "file": lib.display(out),
                     "top_cumulative": [r.as_dict() for r in lib.profile_rows(out, sort="cumtime")],
                     "top_self": [r.as_dict() for r in lib.profile_rows(out, sort="tottime")],
                     "top_cumulative_below_import": [
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             "profiles": profiles,
         },
     )
-    print(f"\nresults: {path.relative_to(lib.REPO_ROOT)}")
+    print(f"\nresults: {lib.display(path)}")
     return 0 if passed else 1
 
 
