@@ -388,6 +388,8 @@ QUIET_LOAD = float(os.environ.get("BENCH_QUIET_LOAD", "0.25"))
 QUIET_WAIT_S = float(os.environ.get("BENCH_QUIET_WAIT", "60"))
 """Before each timed run, wait up to this long for the machine to be quiet (0: never wait)."""
 SMOKE_ENV = "BENCH_SMOKE_DIR"
+SMOKE = False
+"""Set by ``smoke_mode``: no warm-up runs either."""
 
 
 def smoke_mode() -> Path:
@@ -395,9 +397,10 @@ def smoke_mode() -> Path:
 
     Results and generated folders go to ``$BENCH_SMOKE_DIR`` (a new temporary folder when unset), never
     to ``benchmarks/results``; no waiting for a quiet machine. Targets are not judged: only errors and
-    correctness problems fail a smoke run.
+    correctness problems fail a smoke run. Scripts set their own tiny sizes.
     """
-    global RESULTS_DIR, GENERATED_DIR, QUIET_WAIT_S
+    global RESULTS_DIR, GENERATED_DIR, QUIET_WAIT_S, SMOKE
+    SMOKE = True
     root = Path(os.environ.get(SMOKE_ENV) or tempfile.mkdtemp(prefix="airflow-bridge-bench-smoke-"))
     os.environ[SMOKE_ENV] = str(root)  # scripts started by this one (run_all.py) write there too
     RESULTS_DIR, GENERATED_DIR, QUIET_WAIT_S = root / "results", root / "generated", 0.0
@@ -427,7 +430,7 @@ def interleaved(
     run the machine gets up to ``QUIET_WAIT_S`` to become quiet (other people's jobs).
     """
     names = list(cases)
-    for _ in range(warmup):
+    for _ in range(0 if SMOKE else warmup):
         for name in names:
             cases[name]()
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
