@@ -290,9 +290,10 @@ def _summarize(
     rows: list[dict[str, Any]],
     bodies: dict[int, bytes],
 ) -> dict[str, Any]:
+    counts = (2, 2) if _benchlib.SMOKE else (200, 30)
     floor = {
-        1: _in_process(model, rows[:1], 200),
-        1000: _in_process(model, [rows[i % len(rows)] for i in range(1000)], 30),
+        1: _in_process(model, rows[:1], counts[0]),
+        1000: _in_process(model, [rows[i % len(rows)] for i in range(1000)], counts[1]),
     }
     table, scenarios = [], {}
     for name, (n_rows, _, _) in SCENARIOS.items():
