@@ -173,7 +173,7 @@ def audit_key(*, in_airflow: bool = False) -> bytes | None:
     metadata DB inside Airflow), else None (events are hash-chained but not signed)."""
     value = os.environ.get(AUDIT_KEY_ENV)
     if not value:
-        fields = _env_connection(AUDIT_KEY_CONN)
+        fields = env_connection(AUDIT_KEY_CONN)
         if fields is None and in_airflow:
             fields = _airflow_connection(AUDIT_KEY_CONN)
         value = (fields or {}).get("password")
@@ -191,7 +191,7 @@ def _connection_url(conn_id: str, *, in_airflow: bool) -> str | None:
     """The registry URL of an Airflow connection, or None when it is not defined."""
     from airflow_bridge.hooks.connection_url import connection_to_url
 
-    fields = _env_connection(conn_id)
+    fields = env_connection(conn_id)
     if fields is None and in_airflow:
         fields = _airflow_connection(conn_id)
     if fields is None:
@@ -199,7 +199,7 @@ def _connection_url(conn_id: str, *, in_airflow: bool) -> str | None:
     return connection_to_url(conn_id=conn_id, **fields)
 
 
-def _env_connection(conn_id: str) -> dict[str, Any] | None:
+def env_connection(conn_id: str) -> dict[str, Any] | None:
     """A connection defined as ``AIRFLOW_CONN_<ID>`` (JSON or URI), parsed without importing Airflow."""
     raw = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
     if not raw:

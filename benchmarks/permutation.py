@@ -30,9 +30,9 @@ def _prepare(path: str, target: str, estimator: str) -> tuple[Any, Any, Any, str
     import pandas as pd
 
     from airflow_bridge.ml import data as data_io
+    from airflow_bridge.ml.catalogue import DEFAULT_ESTIMATORS
     from airflow_bridge.ml.columns import feature_columns, infer_roles
     from airflow_bridge.ml.estimator import build_estimator, build_model_pipeline
-    from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS
 
     frame = pd.read_csv(REPO / path)
     frame = frame[frame[target].notna()]

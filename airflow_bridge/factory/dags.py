@@ -22,7 +22,7 @@ from airflow.sdk import DAG, get_parsing_context
 from airflow_bridge.factory.build import build_dag
 from airflow_bridge.factory.placeholder import build_placeholder_dag, placeholder_dag_id
 from airflow_bridge.governance.loader import LoadedPolicy, context_for_folder
-from airflow_bridge.spec.issues import SpecIssue, failure_issue
+from airflow_bridge.issues import SpecIssue, failure_issue
 from airflow_bridge.spec.loader import LoadedSpec, discover_specs, load_spec, load_specs
 from airflow_bridge.spec.semantics import SpecContext
 from airflow_bridge.spec.yamlsafe import read_bounded

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from airflow_bridge.governance.compute import compute_findings
 from airflow_bridge.governance.policy import OPEN_POLICY, POLICY_FILE, Policy
-from airflow_bridge.spec.issues import SpecIssue, did_you_mean, failure_issue
+from airflow_bridge.issues import SpecIssue, did_you_mean, failure_issue
 from airflow_bridge.spec.loader import (
     LoadedSpec,
     _dotted,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from airflow_bridge.spec.issues import SpecIssue
+from airflow_bridge.issues import SpecIssue
 from airflow_bridge.spec.loader import LoadedSpec
 
 _CACHE: dict[str, tuple[float, dict[str, str] | None]] = {}

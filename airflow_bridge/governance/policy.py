@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_bridge.governance.compute import ComputeQuota, ComputeTier
+from airflow_bridge.ml.catalogue import DEFAULT_ESTIMATORS, TaskKind
 from airflow_bridge.ml.sanity import WARNING_CODES
-from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS, TaskKind
 from airflow_bridge.spec.models import NAME_PATTERN, bridge_error
 
 POLICY_FILE = "_policy.yaml"
@@ -139,7 +139,7 @@ class TeamPolicy(_Section):
     @field_validator("fail_on_warnings")
     @classmethod
     def _known_warnings(cls, value: list[str]) -> list[str]:
-        from airflow_bridge.spec.issues import did_you_mean
+        from airflow_bridge.issues import did_you_mean
 
         for code in value:
             if code not in WARNING_CODES:

@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from airflow_bridge.spec.issues import SpecIssue, did_you_mean, failure_issue, hint_comment_keys, percent_hint
+from airflow_bridge.issues import SpecIssue, did_you_mean, failure_issue, percent_hint
+from airflow_bridge.spec.issues import hint_comment_keys
 from airflow_bridge.spec.models import NAME_PATTERN, Experiment
 from airflow_bridge.spec.numbers import number_findings
 from airflow_bridge.spec.params import builtin_table, names_value

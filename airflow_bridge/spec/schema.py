@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_bridge.exceptions import BridgeError
-from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS, METRICS
+from airflow_bridge.ml.catalogue import DEFAULT_ESTIMATORS, METRICS
 from airflow_bridge.spec.models import CONN_ID_PATTERN, NAME_PATTERN, SCHEDULE_PRESETS, Experiment
 from airflow_bridge.spec.semantics import TAG_MAX_LEN
 
