@@ -69,9 +69,9 @@ def _setup(folder: Path) -> tuple[str, Any, list[dict[str, Any]]]:
     from sklearn.linear_model import LogisticRegression
 
     from airflow_bridge.artifacts import ArtifactStore, dump_model
-    from airflow_bridge.governance.enforcement import binding_for
     from airflow_bridge.governance.policy import Policy
     from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
+    from airflow_bridge.registry.records import binding_for
 
     table = pd.read_csv(REPO_ROOT / "dag_specs" / "data" / "breast_cancer.csv")
     features = table.drop(columns="malignant")

@@ -138,7 +138,7 @@ def _load_results(setup: _Setup) -> list[LoadedSpec]:
 
 def _build_all(setup: _Setup) -> dict[str, DAG]:
     results = _load_results(setup)
-    from airflow_bridge.governance.ownership import check_owners
+    from airflow_bridge.actions.model_owners import check_owners
 
     try:
         check_owners(results, cache=True, default_home=False)  # another team's model: a placeholder

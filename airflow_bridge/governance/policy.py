@@ -19,8 +19,8 @@ from airflow_bridge.ml.sanity import WARNING_CODES
 from airflow_bridge.spec.models import NAME_PATTERN, bridge_error
 
 POLICY_FILE = "_policy.yaml"
-_DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
-_FORBIDDEN_MODULES = (
+DOTTED_NAME = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+FORBIDDEN_MODULES = (
     "os",
     "sys",
     "subprocess",
@@ -185,9 +185,9 @@ class Policy(BaseModel):
     @classmethod
     def _safe_estimators(cls, value: dict[str, TaskKind]) -> dict[str, TaskKind]:
         for name in value:
-            if not _DOTTED.match(name):
+            if not DOTTED_NAME.match(name):
                 raise bridge_error(f"'{name}' is not a dotted class name", "for example xgboost.XGBClassifier")
-            if name.split(".", 1)[0] in _FORBIDDEN_MODULES:
+            if name.split(".", 1)[0] in FORBIDDEN_MODULES:
                 raise bridge_error(f"'{name}' is not an estimator", "only estimator classes may be allow-listed")
         return value
 

@@ -223,7 +223,7 @@ def check_serving(spec: Experiment, context: SpecContext) -> Iterator[Finding]:
 
 def configured_artifact_root() -> str | None:
     """The artifact root configured for this installation (None: not configured, the local default)."""
-    from airflow_bridge.resolution import ARTIFACT_ROOT_ENV, bridge_config
+    from airflow_bridge.config import ARTIFACT_ROOT_ENV, bridge_config
 
     return bridge_config("artifact_root") or os.environ.get(ARTIFACT_ROOT_ENV) or None
 

@@ -35,8 +35,9 @@ def reachable_registry(
     SQLite file when it already exists (reading never creates it). ``default_home=False`` (the factory, in
     Airflow's processes): only a home named by ``--home`` or ``$AIRFLOW_BRIDGE_HOME``, never ``./.airflow-bridge``.
     """
+    from airflow_bridge.config import HOME_ENV
     from airflow_bridge.exceptions import RegistryError
-    from airflow_bridge.resolution import HOME_ENV, resolve_registry
+    from airflow_bridge.resolution import resolve_registry
 
     try:
         resolved = resolve_registry(conn_id, url=url, home=home)
