@@ -10,15 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_bridge.actions.names import KSERVE_TARGET, LOCAL_TARGET, local_endpoint
 from airflow_bridge.actions.results import _XComForm
 from airflow_bridge.exceptions import PolicyViolationError
 from airflow_bridge.targets import Move, Outcome, Refuser, Target
-
-if TYPE_CHECKING:
-    pass
 
 TARGETS = (LOCAL_TARGET, KSERVE_TARGET)
 
