@@ -12,11 +12,22 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from airflow_bridge.exceptions import ChecksumMismatchError, DataError, StorageError
-from airflow_bridge.registry.records import ArtifactRef
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """An immutable artifact: where it is, its sha256, its size in bytes, and the Airflow connection it was
+    written with (None for local files), so readers can fetch it with the same credentials."""
+
+    uri: str
+    sha256: str
+    size: int
+    conn_id: str | None = None
 
 
 class ArtifactStore:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow_bridge.spec.issues import SpecIssue
+    from airflow_bridge.issues import SpecIssue
 
 
 class BridgeError(Exception):

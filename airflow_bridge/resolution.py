@@ -10,7 +10,6 @@ stays fast; Airflow connections stored in the metadata DB are looked up inside A
 
 from __future__ import annotations
 
-import configparser
 import json
 import os
 from dataclasses import dataclass
@@ -19,23 +18,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from airflow_bridge.config import (
+    ARTIFACT_CONN_ENV,
+    ARTIFACT_ROOT_ENV,
+    AUDIT_KEY_CONN,
+    AUDIT_KEY_ENV,
+    DEFAULT_HOME,
+    DEFAULT_REGISTRY_CONN,
+    HOME_ENV,
+    REGISTRY_URL_ENV,
+    airflow_home,
+    bridge_config,
+    connection_to_url,
+)
 from airflow_bridge.exceptions import RegistryError
 
 if TYPE_CHECKING:
     from airflow_bridge.artifacts import ArtifactStore
     from airflow_bridge.registry.store import ModelRegistry
-
-HOME_ENV = "AIRFLOW_BRIDGE_HOME"
-REGISTRY_URL_ENV = "AIRFLOW_BRIDGE_REGISTRY_URL"
-ARTIFACT_ROOT_ENV = "AIRFLOW_BRIDGE_ARTIFACT_ROOT"
-ARTIFACT_CONN_ENV = "AIRFLOW_BRIDGE_ARTIFACT_CONN_ID"
-POLICY_ENV = "AIRFLOW_BRIDGE_POLICY"
-AUDIT_KEY_ENV = "AIRFLOW_BRIDGE_AUDIT_KEY"
-AUDIT_KEY_CONN = "airflow_bridge_audit"
-"""The Airflow connection whose password is the audit key (HMAC signing of audit events)."""
-DEFAULT_HOME = ".airflow-bridge"
-DEFAULT_REGISTRY_CONN = "model_registry_default"
-SECTION = "airflow_bridge"
 
 
 @dataclass(frozen=True)
@@ -45,50 +45,6 @@ class Resolved:
     value: str
     source: str
     conn_id: str | None = None
-
-
-def bridge_config(key: str) -> str | None:
-    """``[airflow_bridge] <key>``: ``AIRFLOW__AIRFLOW_BRIDGE__<KEY>``, else ``airflow.cfg`` (no Airflow import)."""
-    value = os.environ.get(f"AIRFLOW__{SECTION.upper()}__{key.upper()}")
-    if value:
-        return value
-    return airflow_cfg_value(SECTION, key)
-
-
-def airflow_cfg_value(section: str, key: str) -> str | None:
-    """``[section] key`` of ``airflow.cfg`` (``$AIRFLOW_CONFIG`` or ``$AIRFLOW_HOME/airflow.cfg``), or None."""
-    parser = _airflow_cfg()
-    if parser is not None and parser.has_option(section, key):
-        return parser.get(section, key, raw=True).strip() or None
-    return None
-
-
-def _airflow_cfg() -> configparser.ConfigParser | None:
-    path = os.environ.get("AIRFLOW_CONFIG") or os.path.join(airflow_home(), "airflow.cfg")
-    return _read_cfg(path, _mtime(path))
-
-
-def _mtime(path: str) -> float | None:
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return None
-
-
-@cache
-def _read_cfg(path: str, mtime: float | None) -> configparser.ConfigParser | None:
-    if mtime is None:
-        return None
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        parser.read(path)
-    except configparser.Error:
-        return None
-    return parser
-
-
-def airflow_home() -> str:
-    return os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
 
 
 def os_user() -> str:
@@ -173,7 +129,7 @@ def audit_key(*, in_airflow: bool = False) -> bytes | None:
     metadata DB inside Airflow), else None (events are hash-chained but not signed)."""
     value = os.environ.get(AUDIT_KEY_ENV)
     if not value:
-        fields = _env_connection(AUDIT_KEY_CONN)
+        fields = env_connection(AUDIT_KEY_CONN)
         if fields is None and in_airflow:
             fields = _airflow_connection(AUDIT_KEY_CONN)
         value = (fields or {}).get("password")
@@ -189,9 +145,8 @@ def audit_key(*, in_airflow: bool = False) -> bytes | None:
 
 def _connection_url(conn_id: str, *, in_airflow: bool) -> str | None:
     """The registry URL of an Airflow connection, or None when it is not defined."""
-    from airflow_bridge.hooks.connection_url import connection_to_url
 
-    fields = _env_connection(conn_id)
+    fields = env_connection(conn_id)
     if fields is None and in_airflow:
         fields = _airflow_connection(conn_id)
     if fields is None:
@@ -199,7 +154,7 @@ def _connection_url(conn_id: str, *, in_airflow: bool) -> str | None:
     return connection_to_url(conn_id=conn_id, **fields)
 
 
-def _env_connection(conn_id: str) -> dict[str, Any] | None:
+def env_connection(conn_id: str) -> dict[str, Any] | None:
     """A connection defined as ``AIRFLOW_CONN_<ID>`` (JSON or URI), parsed without importing Airflow."""
     raw = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
     if not raw:

@@ -118,23 +118,38 @@ def write_spec_folder(
     return names
 
 
-def _to_source(value: Any, refs: dict[int, str]) -> str:
-    """Python source of a constructor argument; ``refs`` maps id(operator) to its variable name."""
+def _to_source(value: Any, refs: dict[int, str], imports: set[tuple[str, str]] | None = None) -> str:
+    """Python source of a constructor argument; ``refs`` maps id(operator) to its variable name, and the
+    classes of dataclass values (e.g. a ``PolicyBinding``) are added to ``imports``."""
+    import dataclasses
     import datetime as dt
 
-    if value is None or isinstance(value, bool | int | float | str):
+    def src(item: Any) -> str:
+        return _to_source(item, refs, imports)
+
+    if isinstance(value, str):
+        return repr(str(value))  # a StrEnum member (e.g. TaskId.TRAIN) is written as its plain value
+    if value is None or isinstance(value, bool | int | float):
         return repr(value)
     if isinstance(value, list | tuple | set | frozenset):
         items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
-        inner = ", ".join(_to_source(v, refs) for v in items)
+        inner = ", ".join(src(v) for v in items)
         return f"({inner},)" if isinstance(value, tuple) else f"[{inner}]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_to_source(k, refs)}: {_to_source(v, refs)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{src(k)}: {src(v)}" for k, v in value.items()) + "}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and imports is not None:
+        cls = type(value)
+        imports.add((cls.__module__, cls.__name__))
+        fields = ", ".join(f"{f.name}={src(getattr(value, f.name))}" for f in dataclasses.fields(value) if f.init)
+        return f"{cls.__name__}({fields})"
     if isinstance(value, dt.datetime | dt.date | dt.time | dt.timedelta):
         text = repr(value)
         if value.__class__.__module__ != "datetime" or ("tzinfo=" in text and "datetime.timezone" not in text):
             raise TypeError(f"cannot write {value!r} as plain Python")
         return text
+    if type(value).__name__ == "Asset" and type(value).__module__.startswith("airflow.sdk") and imports is not None:
+        imports.add(("airflow.sdk", "Asset"))
+        return f"Asset(name={value.name!r}, uri={value.uri!r}, group={value.group!r}, extra={src(value.extra)})"
     operator = getattr(value, "operator", None)
     if id(operator) in refs and getattr(value, "key", None) == "return_value":
         return f"{refs[id(operator)]}.output"  # an XComArg: ``upstream.output``
@@ -147,6 +162,17 @@ class _Recorded:
     operators: list[tuple[type, dict[str, Any], Any]] = field(default_factory=list)
 
 
+def _operator_modules(build_module: Any) -> list[Any]:
+    """The modules whose operator classes the factory may instantiate (build.py imports some lazily)."""
+    import importlib
+    import pkgutil
+
+    import airflow_bridge.operators as package
+
+    names = [f"{package.__name__}.{info.name}" for info in pkgutil.iter_modules(package.__path__)]
+    return [build_module, *(importlib.import_module(name) for name in names)]
+
+
 def _record_factory_calls(spec_folder: Path) -> tuple[dict[str, Any], dict[str, _Recorded]]:
     """Build every DAG of ``spec_folder`` with ``load_dag_specs`` while recording the arguments that
     ``airflow_bridge.factory.build`` passes to ``DAG`` and to each operator class."""
@@ -157,7 +183,6 @@ def _record_factory_calls(spec_folder: Path) -> tuple[dict[str, Any], dict[str, 
 
     recorded: dict[str, _Recorded] = {}
     current: list[_Recorded] = []
-    originals: dict[str, Any] = {}
 
     def dag_recorder(*args: Any, **kwargs: Any) -> Any:
         if args:
@@ -167,25 +192,49 @@ def _record_factory_calls(spec_folder: Path) -> tuple[dict[str, Any], dict[str, 
         return DAG(**kwargs)
 
     def operator_recorder(cls: type) -> Any:
-        def make(*args: Any, **kwargs: Any) -> Any:
+        # The class's own ``__init__`` is wrapped (not the name in build.py), so a task made through a
+        # classmethod such as ``TrainModelOperator.from_request`` is recorded too. Only the outermost
+        # call counts: a subclass's ``super().__init__`` is not a second operator.
+        original = cls.__dict__["__init__"]
+
+        def init(self: Any, *args: Any, **kwargs: Any) -> None:
             if args:
-                raise TypeError(f"build_dag passed positional arguments to {cls.__name__}")
-            task = cls(**kwargs)
-            current[0].operators.append((cls, dict(kwargs), task))
-            return task
+                raise TypeError(f"build_dag passed positional arguments to {type(self).__name__}")
+            depth[0] += 1
+            try:
+                original(self, **kwargs)
+            finally:
+                depth[0] -= 1
+            if depth[0] == 0 and current:
+                current[0].operators.append((type(self), dict(kwargs), self))
 
-        return make
+        # Airflow's apply_defaults compares the function it wraps with ``self.__init__.__wrapped__``.
+        init.__wrapped__ = original.__wrapped__  # type: ignore[attr-defined]
+        return init
 
-    for name, value in vars(build_module).items():
-        if value is DAG or (isinstance(value, type) and issubclass(value, BaseOperator)):
-            originals[name] = value
+    depth = [0]
+    dag_names = [name for name, value in vars(build_module).items() if value is DAG]
+    classes = {
+        value
+        for module in _operator_modules(build_module)
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, BaseOperator)
+        and value.__module__.startswith("airflow_bridge")
+        and "__init__" in value.__dict__
+    }
+    originals = {cls: cls.__dict__["__init__"] for cls in classes}
     try:
-        for name, value in originals.items():
-            setattr(build_module, name, dag_recorder if value is DAG else operator_recorder(value))
+        for name in dag_names:
+            setattr(build_module, name, dag_recorder)
+        for cls in classes:
+            cls.__init__ = operator_recorder(cls)  # type: ignore[misc]
         dags = load_dag_specs(None, folder=str(spec_folder))
     finally:
-        for name, value in originals.items():
-            setattr(build_module, name, value)
+        for name in dag_names:
+            setattr(build_module, name, DAG)
+        for cls, init in originals.items():
+            cls.__init__ = init  # type: ignore[misc]
     return dags, recorded
 
 
@@ -209,7 +258,32 @@ def write_hand_written_folder(spec_folder: Path, folder: Path) -> list[str]:
         if calls is None or not calls.operators:
             raise RuntimeError(f"{dag_id}: no DAG/operator calls recorded (invalid spec, or build_dag changed shape)")
         refs = {id(task): task.task_id for _cls, _kwargs, task in calls.operators}
-        imports = sorted({(cls.__module__, cls.__name__) for cls, _kwargs, _task in calls.operators})
+        values: set[tuple[str, str]] = set()  # classes of dataclass arguments
+
+        def src(value: Any, refs: dict[int, str] = refs, values: set[tuple[str, str]] = values) -> str:
+            return _to_source(value, refs, values)
+
+        # A container the factory passes to several calls (one object) becomes one module variable.
+        arguments = [*calls.dag_kwargs.items(), *(i for _c, kw, _t in calls.operators for i in kw.items())]
+        uses = Counter(id(v) for _k, v in arguments if isinstance(v, dict | list) or hasattr(v, "__dataclass_fields__"))
+        shared: dict[int, str] = {}
+        body = [""]
+        for key, value in arguments:
+            if uses[id(value)] > 1 and id(value) not in shared:
+                shared[id(value)] = name = f"{key.upper()}_{len(shared)}"
+                body.append(f"{name} = {src(value)}")
+
+        body += ["", "with DAG("]
+        body += [f"    {k}={shared.get(id(v)) or src(v)}," for k, v in calls.dag_kwargs.items()]
+        body += [") as dag:"]
+        for cls, kwargs, task in calls.operators:
+            body.append(f"    {task.task_id} = {cls.__name__}(")
+            body += [f"        {k}={shared.get(id(v)) or src(v)}," for k, v in kwargs.items()]
+            body.append("    )")
+        for _cls, _kwargs, task in calls.operators:
+            body += [f"    {task.task_id} >> {down}" for down in sorted(task.downstream_task_ids)]
+
+        imports = sorted({(cls.__module__, cls.__name__) for cls, _kwargs, _task in calls.operators} | values)
         public = sorted(n for m, n in imports if n in exported)
         lines = [
             f'"""Hand-written DAG {dag_id}: the benchmark baseline (what the factory builds, as plain Python)."""',
@@ -222,25 +296,7 @@ def write_hand_written_folder(spec_folder: Path, folder: Path) -> list[str]:
         if public:
             lines += ["from airflow_bridge.operators import (", *(f"    {n}," for n in public), ")"]
         lines += [f"from {m} import {n}" for m, n in imports if n not in exported]
-        # A container the factory passes to several calls (one object) becomes one module variable.
-        arguments = [*calls.dag_kwargs.items(), *(i for _c, kw, _t in calls.operators for i in kw.items())]
-        uses = Counter(id(v) for _k, v in arguments if isinstance(v, dict | list))
-        shared: dict[int, str] = {}
-        lines.append("")
-        for key, value in arguments:
-            if uses[id(value)] > 1 and id(value) not in shared:
-                shared[id(value)] = name = f"{key.upper()}_{len(shared)}"
-                lines.append(f"{name} = {_to_source(value, refs)}")
-
-        lines += ["", "with DAG("]
-        lines += [f"    {k}={shared.get(id(v)) or _to_source(v, refs)}," for k, v in calls.dag_kwargs.items()]
-        lines += [") as dag:"]
-        for cls, kwargs, task in calls.operators:
-            lines.append(f"    {task.task_id} = {cls.__name__}(")
-            lines += [f"        {k}={shared.get(id(v)) or _to_source(v, refs)}," for k, v in kwargs.items()]
-            lines.append("    )")
-        for _cls, _kwargs, task in calls.operators:
-            lines += [f"    {task.task_id} >> {down}" for down in sorted(task.downstream_task_ids)]
+        lines += body
         (folder / f"{dag_id}.py").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return sorted(dags)
 
@@ -331,6 +387,25 @@ QUIET_LOAD = float(os.environ.get("BENCH_QUIET_LOAD", "0.25"))
 """A run counts as quiet when other processes used less than this fraction of the CPUs."""
 QUIET_WAIT_S = float(os.environ.get("BENCH_QUIET_WAIT", "60"))
 """Before each timed run, wait up to this long for the machine to be quiet (0: never wait)."""
+SMOKE_ENV = "BENCH_SMOKE_DIR"
+SMOKE = False
+"""Set by ``smoke_mode``: no warm-up runs either."""
+
+
+def smoke_mode() -> Path:
+    """``--smoke``: a tiny run that proves a benchmark still works (tests/test_benchmarks_smoke.py).
+
+    Results and generated folders go to ``$BENCH_SMOKE_DIR`` (a new temporary folder when unset), never
+    to ``benchmarks/results``; no waiting for a quiet machine. Targets are not judged: only errors and
+    correctness problems fail a smoke run. Scripts set their own tiny sizes.
+    """
+    global RESULTS_DIR, GENERATED_DIR, QUIET_WAIT_S, SMOKE
+    SMOKE = True
+    root = Path(os.environ.get(SMOKE_ENV) or tempfile.mkdtemp(prefix="airflow-bridge-bench-smoke-"))
+    os.environ[SMOKE_ENV] = str(root)  # scripts started by this one (run_all.py) write there too
+    RESULTS_DIR, GENERATED_DIR, QUIET_WAIT_S = root / "results", root / "generated", 0.0
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 def wait_for_quiet(max_wait: float = QUIET_WAIT_S, threshold: float = QUIET_LOAD) -> float:
@@ -355,7 +430,7 @@ def interleaved(
     run the machine gets up to ``QUIET_WAIT_S`` to become quiet (other people's jobs).
     """
     names = list(cases)
-    for _ in range(warmup):
+    for _ in range(0 if SMOKE else warmup):
         for name in names:
             cases[name]()
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
@@ -488,8 +563,13 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def display(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (a smoke run's is not)."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def write_results(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS_DIR.mkdir(exist_ok=True)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     payload = {"benchmark": name, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **payload}
     path.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")

@@ -6,7 +6,7 @@ Airflow task process does), alternating repetitions; medians; ratio = candidate 
 faster or smaller). Reading is ``joblib.load`` on each side's bytes (what ``load_model`` and KServe's
 sklearn server do). The last column says whether the artifact refers to dill (it must not).
 
-    .venv/bin/python benchmarks/artifact_dump.py [--repetitions 21]
+    .venv/bin/python benchmarks/artifact_dump.py [--repetitions 21] [--smoke]
 """
 
 from __future__ import annotations
@@ -39,10 +39,14 @@ def _timed(action: Any, *args: Any) -> tuple[float, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repetitions", type=int, default=21)
+    parser.add_argument("--smoke", action="store_true", help="tiny run (one table, 1 repetition)")
     args = parser.parse_args()
+    cases = {"diabetes": CASES["diabetes"]} if args.smoke else CASES
+    if args.smoke:
+        args.repetitions = 1
     print("| case | write joblib.dump | write dump_model | ratio | read ratio | size joblib / ours | refers to dill |")
     print("|---|---|---|---|---|---|---|")
-    for name, (path, target, estimator) in CASES.items():
+    for name, (path, target, estimator) in cases.items():
         model = _prepare(path, target, estimator)[0]
         writes: dict[str, list[float]] = {"base": [], "ours": []}
         reads: dict[str, list[float]] = {"base": [], "ours": []}

@@ -12,7 +12,7 @@ reading the data) and ``models list``, against a bare ``python -c pass``.
 
 Target: run / baseline <= 1.2 for every example; validate and models list well under a second (< 1 s).
 
-    .venv/bin/python benchmarks/local_run.py [--specs breast_cancer_classifier ...] [--repetitions 5]
+    .venv/bin/python benchmarks/local_run.py [--specs breast_cancer_classifier ...] [--repetitions 5] [--smoke]
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def _cli_cases(home: Path, spec: Path, env: dict[str, str], problems: list[str])
     }
     samples = lib.interleaved(
         {name: functools.partial(_run_case, command, env, problems, name) for name, command in cases.items()},
-        9,
+        1 if lib.SMOKE else 9,
         label="cli ",
     )
     return {name: lib.metric(values, "wall_s").as_dict() for name, values in samples.items()}
@@ -157,8 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--specs", nargs="+", choices=sorted(SPECS), default=sorted(SPECS), help="examples to run")
     parser.add_argument("--repetitions", type=int, default=5, help="timed runs per case (>= 3, default 5)")
     parser.add_argument("--no-cli", action="store_true", help="skip the validate / models list timings")
+    parser.add_argument("--smoke", action="store_true", help="tiny run (one example, 1 repetition) into a temp folder")
     args = parser.parse_args(argv)
-    if args.repetitions < 3:
+    if args.smoke:
+        lib.smoke_mode()
+        args.specs, args.repetitions = ["diabetes_progression"], 1
+    elif args.repetitions < 3:
         parser.error("--repetitions must be at least 3")
     sources = lib.source_state()
     env = _env()
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.repetitions,
                 label=f"{name} ",
             )
-            reported = reported[1:]  # the first run (warm-up) migrated the metadata DB
+            reported = reported[0 if lib.SMOKE else 1 :]  # the first run (warm-up) migrated the metadata DB
             unaccounted = [s["wall_s"] - s["reported_total_s"] for s in samples["run"]]
             ratio = lib.paired_ratio(samples["run"], samples["baseline"], "wall_s")
             results[name] = {
@@ -255,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             "problems": sorted(set(problems)),
         },
     )
-    print(f"\nresults: {path.relative_to(lib.REPO_ROOT)}")
-    return 0 if passed else 1
+    print(f"\nresults: {lib.display(path)}")
+    return 0 if passed or (args.smoke and not problems) else 1
 
 
 if __name__ == "__main__":

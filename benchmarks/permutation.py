@@ -7,7 +7,7 @@ copies stacked and predicted in a few calls). Alternating repetitions in one pro
 ratio is candidate / baseline (lower is faster). Also checks that both give the same importances (the
 row orders are drawn as scikit-learn draws them).
 
-    .venv/bin/python benchmarks/permutation.py [--repetitions 7]
+    .venv/bin/python benchmarks/permutation.py [--repetitions 7] [--smoke]
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ def _prepare(path: str, target: str, estimator: str) -> tuple[Any, Any, Any, str
     import pandas as pd
 
     from airflow_bridge.ml import data as data_io
+    from airflow_bridge.ml.catalogue import DEFAULT_ESTIMATORS
     from airflow_bridge.ml.columns import feature_columns, infer_roles
     from airflow_bridge.ml.estimator import build_estimator, build_model_pipeline
-    from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS
 
     frame = pd.read_csv(REPO / path)
     frame = frame[frame[target].notna()]
@@ -50,14 +50,18 @@ def _prepare(path: str, target: str, estimator: str) -> tuple[Any, Any, Any, str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repetitions", type=int, default=7)
+    parser.add_argument("--smoke", action="store_true", help="tiny run (one table, 1 repetition)")
     args = parser.parse_args()
+    cases = {"diabetes": CASES["diabetes"]} if args.smoke else CASES
+    if args.smoke:
+        args.repetitions = 1
     from sklearn.inspection import permutation_importance
 
     from airflow_bridge.report.evaluation import permutation
 
     print("| case | held-out rows x columns | repeats | scikit-learn loop | stacked | ratio | same importances |")
     print("|---|---|---|---|---|---|---|")
-    for name, (path, target, estimator) in CASES.items():
+    for name, (path, target, estimator) in cases.items():
         model, features, labels, kind = _prepare(path, target, estimator)
         ours = permutation(model, features, labels, kind)
         scoring = "accuracy" if kind == "classification" else "r2"

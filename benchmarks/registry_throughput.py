@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _benchlib
 import psycopg2
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -969,7 +970,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strace-ops", type=int, default=100)
     parser.add_argument("--solo-ops", type=int, default=300, help="--profile: registrations of the 1-writer run")
     parser.add_argument("--out", default=str(RESULTS_DIR / "registry_throughput.json"))
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny run (1 round, 2 writers x 5, no idle wait) into a temp folder; MLflow only if its venv exists",
+    )
     args = parser.parse_args(argv)
+    results_dir = RESULTS_DIR
+    if args.smoke:
+        results_dir = _benchlib.smoke_mode() / "results"
+        args.rounds, args.writers, args.models, args.per_writer, args.configs = 1, 2, 1, 5, ""
+        args.idle_max_wait, args.db_prefix, args.out = (
+            0.0,
+            "ab_regbench_smoke",
+            str(results_dir / "registry_throughput.json"),
+        )
+        args.systems = "bridge,mlflow" if Path(args.mlflow_python).exists() else "bridge"
     if not 1 <= args.models <= args.writers:
         parser.error("--models must be between 1 and --writers")
     try:
@@ -1000,7 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
             f"no MLflow venv at {args.mlflow_python}: python3 -m venv benchmarks/.venv-mlflow && "
             "benchmarks/.venv-mlflow/bin/pip install -r benchmarks/requirements-mlflow.txt"
         )
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
     packages = {
         ("bridge" if s.worker == BRIDGE_WORKER else "mlflow"): run_json(s.python, s.worker, "versions") for s in chosen
     }
@@ -1084,7 +1100,7 @@ def main(argv: list[str] | None = None) -> int:
             "systems": profile_systems(args, chosen),
             "pgbench_tps_ceiling": pgbench_ceiling(args),
         }
-        path = RESULTS_DIR / "registry_throughput_profile.json"
+        path = results_dir / "registry_throughput_profile.json"
         path.write_text(json.dumps(profile, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
         print(f"wrote {path.relative_to(BENCH_DIR.parent)}")
     return 0

@@ -18,7 +18,7 @@ is polled every 100 ms: its latency shows whether the event loop stays free. A b
 ``model.predict`` on the same rows is the floor. RSS (``VmRSS``, ``VmHWM``) from ``/proc/<pid>/status``
 after start-up and after the load.
 
-    .venv/bin/python benchmarks/serve_load.py [--repetitions 3] [--baseline-rev 8844a26]
+    .venv/bin/python benchmarks/serve_load.py [--repetitions 3] [--baseline-rev 8844a26] [--smoke]
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _benchlib import REPO_ROOT, machine_info, print_table, source_note, source_state, write_results
+import _benchlib
+from _benchlib import REPO_ROOT, display, machine_info, print_table, source_note, source_state, write_results
 
 MODEL = "bench_serve"
 SCENARIOS = {  # name: (rows per request, clients, requests per client)
@@ -49,6 +50,8 @@ SCENARIOS = {  # name: (rows per request, clients, requests per client)
     "1 row, 200 clients": (1, 200, 5),
     "1000 rows, 200 clients": (1000, 200, 1),
 }
+SMOKE_SCENARIOS = {name: (rows, min(clients, 4), 2) for name, (rows, clients, _) in SCENARIOS.items()}
+LIMITED_LOAD = (200, 5)  # clients, requests per client: the extra run at the default --max-in-flight
 BASELINE_LAUNCHER = """
 import importlib.util, sys, uvicorn
 from airflow_bridge.registry.store import ModelRegistry
@@ -66,9 +69,9 @@ def _setup(folder: Path) -> tuple[str, Any, list[dict[str, Any]]]:
     from sklearn.linear_model import LogisticRegression
 
     from airflow_bridge.artifacts import ArtifactStore, dump_model
-    from airflow_bridge.governance.enforcement import binding_for
     from airflow_bridge.governance.policy import Policy
     from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
+    from airflow_bridge.registry.records import binding_for
 
     table = pd.read_csv(REPO_ROOT / "dag_specs" / "data" / "breast_cancer.csv")
     features = table.drop(columns="malignant")
@@ -221,7 +224,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--baseline-rev", default="8844a26", help="Commit whose serving/app.py is the baseline.")
+    parser.add_argument("--smoke", action="store_true", help="tiny run (few requests, 1 repetition) into a temp folder")
     args = parser.parse_args()
+    if args.smoke:
+        global SCENARIOS, LIMITED_LOAD
+        _benchlib.smoke_mode()
+        SCENARIOS, LIMITED_LOAD, args.repetitions = SMOKE_SCENARIOS, (4, 1), 1
     started = source_state()
     folder = Path(tempfile.mkdtemp(prefix="airflow-bridge-bench-serve-"))
     try:
@@ -244,7 +252,7 @@ def main() -> None:
         source=source_note(started),
     )
     path = write_results("serve_load", result)
-    print(f"\nwrote {path.relative_to(REPO_ROOT)}")
+    print(f"\nwrote {display(path)}")
 
 
 def _run(repetitions: int, url: str, folder: Path, model: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -269,7 +277,7 @@ def _run(repetitions: int, url: str, folder: Path, model: Any, rows: list[dict[s
             memory[side].append({"before": before, "after": _memory(server.pid)})
             _stop(server)
     defaults, port = _start("candidate", url, folder, [])
-    limited = asyncio.run(_load(port, _request("/predict", bodies[1]), 200, 5))
+    limited = asyncio.run(_load(port, _request("/predict", bodies[1]), *LIMITED_LOAD))
     _stop(defaults)
     return _summarize(samples, memory, limited, model, rows, bodies)
 
@@ -282,9 +290,10 @@ def _summarize(
     rows: list[dict[str, Any]],
     bodies: dict[int, bytes],
 ) -> dict[str, Any]:
+    counts = (2, 2) if _benchlib.SMOKE else (200, 30)
     floor = {
-        1: _in_process(model, rows[:1], 200),
-        1000: _in_process(model, [rows[i % len(rows)] for i in range(1000)], 30),
+        1: _in_process(model, rows[:1], counts[0]),
+        1000: _in_process(model, [rows[i % len(rows)] for i in range(1000)], counts[1]),
     }
     table, scenarios = [], {}
     for name, (n_rows, _, _) in SCENARIOS.items():
@@ -345,7 +354,8 @@ def _summarize(
     )
     busy = limited["statuses"]
     print(
-        f"\ncandidate at default --max-in-flight 64, 200 clients x 5 one-row requests: statuses {busy}, "
+        f"\ncandidate at default --max-in-flight 64, {LIMITED_LOAD[0]} clients x {LIMITED_LOAD[1]} one-row requests: "
+        f"statuses {busy}, "
         f"p50 {_pct(limited['latencies'], 0.5) * 1000:.1f} ms, /health max {max(limited['health']) * 1000:.1f} ms"
     )
     return {

@@ -7,7 +7,7 @@ present exactly once over all files, no import error, and the slowest file's par
 ``DagBag`` collection, what ``dagbag_import_timeout`` bounds) under a third of the 30 s default.
 With ``--single`` it also loads the one unsharded loader of the same folder, for comparison.
 
-    .venv/bin/python benchmarks/shards.py [--n 10000] [--shards auto] [--single]
+    .venv/bin/python benchmarks/shards.py [--n 10000] [--shards auto] [--single] [--smoke]
 """
 
 from __future__ import annotations
@@ -60,7 +60,11 @@ def main() -> int:
     parser.add_argument("--shards", default="auto")
     parser.add_argument("--single", action="store_true", help="also load the unsharded loader (slow at 10,000)")
     parser.add_argument("--keep", action="store_true", help="keep the generated folder")
+    parser.add_argument("--smoke", action="store_true", help="tiny run (N=8, 2 shards) into a temp folder")
     args = parser.parse_args()
+    if args.smoke:
+        lib.smoke_mode()
+        args.n, args.shards, args.single = 8, "2", False
     start_state = lib.source_state()
     folder = lib.GENERATED_DIR / f"shards_{args.n}"
     t0 = time.perf_counter()
@@ -144,7 +148,8 @@ def main() -> int:
             "source": lib.source_note(start_state),
         },
     )
-    return 0 if all(checks.values()) else 1
+    judged = {k: v for k, v in checks.items() if not (args.smoke and k.startswith("slowest"))}
+    return 0 if all(judged.values()) else 1
 
 
 if __name__ == "__main__":

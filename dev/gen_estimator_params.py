@@ -57,7 +57,7 @@ def render() -> str:
     import sklearn
 
     sys.path.insert(0, str(REPO))
-    from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS
+    from airflow_bridge.ml.catalogue import DEFAULT_ESTIMATORS
     from airflow_bridge.spec.params import constraints_of
 
     used: set[str] = set()

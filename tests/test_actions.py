@@ -15,9 +15,10 @@ from airflow_bridge.actions.registration import UNGOVERNED_SOURCE, register
 from airflow_bridge.actions.results import DataSummary, Registration, TrainingResult, ValidationReport
 from airflow_bridge.artifacts import ArtifactStore
 from airflow_bridge.exceptions import BridgeError, ConflictError, NotFoundError, PolicyViolationError
-from airflow_bridge.governance.enforcement import approval_refusal, binding_for, governing_policy, is_protected
+from airflow_bridge.governance.enforcement import approval_refusal, is_protected
 from airflow_bridge.governance.policy import OPEN_POLICY, Policy
 from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
+from airflow_bridge.registry.records import binding_for
 
 POLICY = Policy.model_validate(
     {
@@ -226,7 +227,7 @@ def test_a_governed_model_is_not_rebound_to_the_open_policy(registry: ModelRegis
             card=ModelCard(owner="alice", team="onc"),
             policy=binding_for(OPEN_POLICY, UNGOVERNED_SOURCE),
         )
-    assert governing_policy(registry, "m").policy == POLICY
+    assert registry.governing_policy("m").policy == POLICY
 
 
 def test_team_only_moves_are_refused_for_outsiders_at_the_gate(registry: ModelRegistry, store: ArtifactStore) -> None:

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from airflow_bridge.artifacts import ArtifactStore
 from airflow_bridge.cli.main import app
 from airflow_bridge.exceptions import PolicyViolationError
-from airflow_bridge.governance.enforcement import binding_for
 from airflow_bridge.governance.policy import Policy
 from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
+from airflow_bridge.registry.records import binding_for
 
 POLICY = {
     "apiVersion": "airflow-bridge/v1",

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 
 from airflow_bridge.actions import approval, deployment
 from airflow_bridge.artifacts import ArtifactStore
-from airflow_bridge.governance.enforcement import binding_for
 from airflow_bridge.governance.loader import load_policy
 from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
+from airflow_bridge.registry.records import binding_for
 from tests.helpers import EXAMPLES, POSTGRES_URL, cli, write_loader
 from tests.registry_workers import registry_database
 

@@ -25,11 +25,11 @@ import yaml
 from airflow_bridge.actions import approval, deployment
 from airflow_bridge.artifacts import ArtifactStore
 from airflow_bridge.exceptions import DeploymentError, PolicyViolationError
-from airflow_bridge.governance.enforcement import binding_for
 from airflow_bridge.governance.policy import Policy
 from airflow_bridge.kserve.service import build_inference_service, readiness, service_name
 from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
 from airflow_bridge.registry.events import AuditAction
+from airflow_bridge.registry.records import binding_for
 from tests.helpers import standard
 from tests.s3server import S3Server, s3_server
 

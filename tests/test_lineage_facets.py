@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from airflow_bridge.governance.enforcement import binding_for
 from airflow_bridge.governance.policy import Policy
 from airflow_bridge.lineage import SCHEMA_DIR
 from airflow_bridge.lineage.naming import DatasetId, registry_namespace, storage_dataset
+from airflow_bridge.registry.records import binding_for
 from tests.helpers import EXAMPLES, REPO
 
 OL_BASE = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/"
@@ -153,13 +153,13 @@ def test_every_operator_emits_valid_lineage_at_start_complete_and_failure(ol_reg
         TrainingResult,
         ValidationReport,
     )
+    from airflow_bridge.artifacts import ArtifactRef
     from airflow_bridge.operators.approve import ModelApprovalOperator
     from airflow_bridge.operators.deploy import DeployModelOperator
     from airflow_bridge.operators.register import RegisterModelOperator
     from airflow_bridge.operators.rollback import RollbackModelOperator
     from airflow_bridge.operators.train import TrainModelOperator
     from airflow_bridge.operators.validate import ValidateModelOperator
-    from airflow_bridge.registry.records import ArtifactRef
 
     registration = {"model": "churn", "version": 4, "artifact": TRAINING["artifact"], "metrics": {"r2": 0.41}}
     train = TrainModelOperator(

@@ -27,11 +27,10 @@ import pytest
 
 from airflow_bridge.actions.training import TrainingRequest, train
 from airflow_bridge.actions.validation import ValidationRules, validate
-from airflow_bridge.artifacts import ArtifactStore, load_model, read_verified
+from airflow_bridge.artifacts import ArtifactRef, ArtifactStore, load_model, read_verified
 from airflow_bridge.exceptions import BridgeError, ChecksumMismatchError, DataError, StorageError
 from airflow_bridge.ml.data import read_bytes
 from airflow_bridge.registry import ModelRegistry
-from airflow_bridge.registry.records import ArtifactRef
 from tests.helpers import EXAMPLES, REPO
 from tests.s3server import S3Server, s3_server
 

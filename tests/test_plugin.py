@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 
 from airflow_bridge.actions import approval
 from airflow_bridge.artifacts import ArtifactStore
-from airflow_bridge.governance.enforcement import binding_for
 from airflow_bridge.governance.policy import Policy
 from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
+from airflow_bridge.registry.records import binding_for
 
 POLICY = Policy.model_validate(
     {

@@ -197,9 +197,9 @@ def _approval(
 
 
 def test_pending_approvals_are_the_requests_nobody_closed(registry: ModelRegistry) -> None:
-    from airflow_bridge.governance.enforcement import binding_for
     from airflow_bridge.governance.policy import Policy
     from airflow_bridge.registry import ModelCard
+    from airflow_bridge.registry.records import binding_for
 
     policy = Policy.model_validate(
         {"apiVersion": "airflow-bridge/v1", "kind": "Policy", "teams": {"growth": {"approvers": ["dana"]}}}

@@ -27,9 +27,9 @@ from airflow_bridge.actions.validation import ValidationRules, validate
 from airflow_bridge.artifacts import ArtifactStore, load_frame, read_verified
 from airflow_bridge.cli.main import app
 from airflow_bridge.exceptions import DataError
-from airflow_bridge.governance.enforcement import binding_for
 from airflow_bridge.governance.policy import Policy
 from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
+from airflow_bridge.registry.records import binding_for
 from airflow_bridge.report import ModelReport, ReportInputs, build_report, summary_markdown
 from airflow_bridge.report.drift import changes_since, column_drift, column_profiles
 from airflow_bridge.report.fate import candidate_fate, current_page, model_fates

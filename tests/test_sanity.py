@@ -24,7 +24,7 @@ from airflow_bridge.actions.registration import register
 from airflow_bridge.actions.results import DataSummary, TrainingResult
 from airflow_bridge.actions.training import TrainingRequest, train
 from airflow_bridge.actions.validation import ValidationRules, _threshold_gates, validate
-from airflow_bridge.artifacts import ArtifactStore, read_verified
+from airflow_bridge.artifacts import ArtifactRef, ArtifactStore, read_verified
 from airflow_bridge.exceptions import DataError
 from airflow_bridge.governance.policy import Policy
 from airflow_bridge.ml.columns import feature_columns, infer_roles
@@ -32,7 +32,6 @@ from airflow_bridge.ml.metrics import compute_metrics
 from airflow_bridge.ml.sanity import run_warnings, warning_gates
 from airflow_bridge.ml.uncertainty import baseline, baseline_gate, bootstrap, cross_validate, fast_metrics
 from airflow_bridge.registry import ModelRegistry
-from airflow_bridge.registry.records import ArtifactRef
 from airflow_bridge.report import summary_markdown
 from airflow_bridge.spec.loader import load_spec_text
 from tests.helpers import EXAMPLES

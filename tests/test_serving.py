@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from airflow_bridge.artifacts import ArtifactStore, dump_model
-from airflow_bridge.governance.enforcement import binding_for
 from airflow_bridge.governance.policy import Policy
 from airflow_bridge.registry import ModelCard, ModelRegistry
+from airflow_bridge.registry.records import binding_for
 
 FEATURES = ["x1", "x2"]
 

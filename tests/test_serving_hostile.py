@@ -25,9 +25,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from airflow_bridge.artifacts import ArtifactStore
+from airflow_bridge.artifacts import ArtifactRef, ArtifactStore
 from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
-from airflow_bridge.registry.records import ArtifactRef
 from tests.pgproxy import CuttableProxy
 from tests.test_serving import LAB_POLICY, _free_port, _register
 

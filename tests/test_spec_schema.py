@@ -18,9 +18,9 @@ from pydantic import ValidationError
 from typer.testing import CliRunner, Result
 
 from airflow_bridge.cli.main import app
+from airflow_bridge.cli.schema import SCHEMA_KINDS, schema_filename, schema_for, schema_id, schema_text
 from airflow_bridge.governance.policy import Policy
 from airflow_bridge.spec import SpecContext, discover_specs, load_spec, load_spec_text
-from airflow_bridge.spec.schema import SCHEMA_KINDS, schema_filename, schema_for, schema_id, schema_text
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = REPO / "schemas" / "experiment-v1.json"
@@ -211,7 +211,7 @@ def test_init_inside_a_checkout_points_at_its_schemas_folder(subfolder: str, tmp
 
 
 def test_init_in_this_repository_points_at_the_committed_schema() -> None:
-    from airflow_bridge.spec.schema import schema_reference
+    from airflow_bridge.cli.schema import schema_reference
 
     reference = schema_reference(EXAMPLES, "experiment")  # what 'init NAME' writes here, without writing a spec
 

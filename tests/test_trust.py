@@ -24,10 +24,10 @@ from airflow_bridge.exceptions import (
     PolicyViolationError,
     RequestError,
 )
-from airflow_bridge.governance.enforcement import binding_for
 from airflow_bridge.governance.policy import Policy
 from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
 from airflow_bridge.registry import audit as audit_module
+from airflow_bridge.registry.records import binding_for
 from tests.registry_workers import registry_database
 
 ONCOLOGY = Policy.model_validate(
@@ -306,7 +306,7 @@ def test_rollback_moves_only_the_version_it_checked(registry: ModelRegistry, sto
     pending = deployment.begin_rollback(registry, model="breast_cancer", alias="production", actor="erin")
     assert pending.version == 2
     registry.delete_version("breast_cancer", 2, actor="root", reason="deleted during the KServe wait")
-    from airflow_bridge.actions.targets import Outcome
+    from airflow_bridge.targets import Outcome
 
     with pytest.raises(ConflictError, match="checked for v2, but it would now go back to v1"):
         deployment.settle(registry, pending, Outcome(True, "local://x"))

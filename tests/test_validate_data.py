@@ -21,9 +21,9 @@ from typer.testing import CliRunner, Result
 
 from airflow_bridge.cli.main import app
 from airflow_bridge.exceptions import DataError
+from airflow_bridge.ml.catalogue import DEFAULT_ESTIMATORS
 from airflow_bridge.ml.data import split
-from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS
-from airflow_bridge.spec.targets import COUNTERPARTS
+from airflow_bridge.ml.targets import COUNTERPARTS
 from tests.helpers import EXAMPLES, REPO
 
 HEADER = """\

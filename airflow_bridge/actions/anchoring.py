@@ -28,7 +28,7 @@ URI_KEY, CONN_KEY = "audit_anchor_uri", "audit_anchor_conn_id"
 
 def configured_anchors() -> tuple[str | None, str | None]:
     """(URI, connection id) of ``[airflow_bridge] audit_anchor_uri`` / ``audit_anchor_conn_id``."""
-    from airflow_bridge.resolution import bridge_config
+    from airflow_bridge.config import bridge_config
 
     return bridge_config(URI_KEY), bridge_config(CONN_KEY)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec
 from airflow_bridge.actions.gate import Gate, move_name
 from airflow_bridge.actions.names import LOCAL_TARGET, local_endpoint
 from airflow_bridge.actions.results import ApprovalDecision, DeploymentResult
-from airflow_bridge.actions.targets import TARGETS, Outcome, PendingMove, target_for
+from airflow_bridge.actions.targets import TARGETS, PendingMove, target_for
 from airflow_bridge.exceptions import (
     AuditMismatchError,
     ConflictError,
@@ -30,6 +30,7 @@ from airflow_bridge.exceptions import (
     PolicyViolationError,
 )
 from airflow_bridge.registry.events import AuditAction
+from airflow_bridge.targets import Outcome
 
 if TYPE_CHECKING:
     from airflow_bridge.registry.records import RunRef

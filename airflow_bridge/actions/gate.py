@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, NoReturn
 
 from airflow_bridge.actions.names import KSERVE_TARGET
 from airflow_bridge.actions.results import ApprovalDecision
-from airflow_bridge.actions.targets import Move, PendingMove, target_for
+from airflow_bridge.actions.targets import PendingMove, target_for
 from airflow_bridge.exceptions import ChecksumMismatchError, PolicyViolationError
 from airflow_bridge.registry.events import AuditAction
+from airflow_bridge.targets import Move
 
 if TYPE_CHECKING:
     from airflow_bridge.governance.enforcement import GoverningPolicy
@@ -119,10 +120,8 @@ class Gate:
 
     def governing(self, version: ModelVersion) -> GoverningPolicy:
         """The policy that governs the model (an unreadable one refuses the move, audited)."""
-        from airflow_bridge.governance.enforcement import governing_policy
-
         try:
-            return governing_policy(self.registry, self.record.name)
+            return self.registry.governing_policy(self.record.name)
         except PolicyViolationError as exc:
             self.refuse(version, str(exc))
 

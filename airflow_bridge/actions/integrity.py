@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from airflow_bridge.registry.records import ArtifactRef, ModelVersion
+    from airflow_bridge.artifacts import ArtifactRef
+    from airflow_bridge.registry.records import ModelVersion
     from airflow_bridge.registry.store import ModelRegistry
 
 
@@ -31,7 +32,7 @@ class ArtifactProblem:
 
 def _refs(version: ModelVersion) -> Iterator[ArtifactRef]:
     """The version's model artifact and its report's files."""
-    from airflow_bridge.registry.records import ArtifactRef
+    from airflow_bridge.artifacts import ArtifactRef
 
     yield version.artifact
     report = (version.validation or {}).get("report") or {}

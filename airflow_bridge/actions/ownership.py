@@ -43,8 +43,9 @@ def transfer(
 ) -> Transfer:
     """Give ``model`` to ``team`` under the policy at ``policy_file`` (inside ``root`` when given: the
     API server takes only policies of its own dags folder)."""
-    from airflow_bridge.governance.enforcement import binding_for, load_policy_or_refuse
+    from airflow_bridge.governance.enforcement import load_policy_or_refuse
     from airflow_bridge.governance.identity import policy_identity
+    from airflow_bridge.registry.records import binding_for
 
     path = Path(policy_file) if root is None else (root / policy_file)
     if root is not None and not path.resolve().is_relative_to(root.resolve()):

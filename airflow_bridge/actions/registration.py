@@ -72,9 +72,10 @@ def default_binding() -> PolicyBinding:
     """What a registration without a team policy binds: the configured policy (``[airflow_bridge]
     policy_file``, ``$AIRFLOW_BRIDGE_POLICY``), else the open policy as 'no team policy' (its protected
     aliases then fail closed)."""
-    from airflow_bridge.governance.enforcement import binding_for, configured_policy_path, load_policy_or_refuse
+    from airflow_bridge.governance.enforcement import configured_policy_path, load_policy_or_refuse
     from airflow_bridge.governance.identity import policy_identity
     from airflow_bridge.governance.policy import OPEN_POLICY
+    from airflow_bridge.registry.records import binding_for
 
     configured = configured_policy_path()
     if configured is None:

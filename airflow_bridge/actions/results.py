@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from airflow_bridge.artifacts import ArtifactRef
 from airflow_bridge.exceptions import BridgeError
-from airflow_bridge.registry.records import ArtifactRef
 
 _T = TypeVar("_T", bound="_XComForm")
 

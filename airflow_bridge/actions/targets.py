@@ -10,62 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from airflow_bridge.actions.names import KSERVE_TARGET, LOCAL_TARGET, local_endpoint
 from airflow_bridge.actions.results import _XComForm
 from airflow_bridge.exceptions import PolicyViolationError
-
-if TYPE_CHECKING:
-    from airflow_bridge.actions.gate import Gate
-    from airflow_bridge.governance.enforcement import GoverningPolicy
-    from airflow_bridge.registry.records import ModelRecord, ModelVersion
+from airflow_bridge.targets import Move, Outcome, Refuser, Target
 
 TARGETS = (LOCAL_TARGET, KSERVE_TARGET)
-
-
-@dataclass(frozen=True)
-class Move:
-    """A move the gate allowed, as a target sees it."""
-
-    registry: str
-    """The registry's URL (password hidden), recorded on the served object."""
-    record: ModelRecord
-    version: ModelVersion
-    live: ModelVersion | None
-    alias: str
-    governing: GoverningPolicy
-    serving: str | None = None
-    canary_traffic_percent: int | None = None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """Whether the target serves the version now; its endpoint, or why not."""
-
-    ok: bool
-    endpoint: str = ""
-    reason: str = ""
-
-
-class Target(Protocol):
-    def apply(self, gate: Gate, move: Move) -> dict[str, Any]:
-        """Serve ``move.version``; returns the rollout (JSON) the other methods take. Refuses through ``gate``."""
-
-    def wait(self, rollout: Mapping[str, Any]) -> Outcome:
-        """Block until the rollout is ready, failed or timed out."""
-
-    def trigger(self, rollout: Mapping[str, Any]) -> Any | None:
-        """A deferrable trigger that waits instead of ``wait`` (None: nothing to wait for)."""
-
-    def restore(self, rollout: Mapping[str, Any]) -> None:
-        """Undo ``apply``: serve again what was served before."""
 
 
 class LocalTarget:
     """``local``: the registry alias is the deployment (``airflow-bridge serve`` reads it)."""
 
-    def apply(self, gate: Gate, move: Move) -> dict[str, Any]:
+    def apply(self, gate: Refuser, move: Move) -> dict[str, Any]:
         if move.serving is not None or move.canary_traffic_percent is not None:
             gate.refuse(move.version, "serving tiers and canary traffic need target 'kserve', not 'local'")
         return {"endpoint": local_endpoint(move.record.name, move.alias)}

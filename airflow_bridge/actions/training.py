@@ -49,7 +49,7 @@ class TrainingRequest:
 
     @property
     def allowed(self) -> dict[str, str]:
-        from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS
+        from airflow_bridge.ml.catalogue import DEFAULT_ESTIMATORS
 
         return {**DEFAULT_ESTIMATORS, **(self.allowed_estimators or {})}
 
@@ -179,7 +179,7 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
 
 def _check_groups(frame: Any, uri: str, groups: list[str]) -> None:
     """Every ``data.groups`` column must be in the table: refused before anything is fitted."""
-    from airflow_bridge.spec.issues import did_you_mean
+    from airflow_bridge.issues import did_you_mean
 
     columns = [str(c) for c in frame.columns]
     for column in groups:

@@ -58,7 +58,7 @@ def _saved() -> dict[str, Any]:
 
 def configured_url(explicit: str | None = None, *, saved: bool = True) -> str | None:
     """The Airflow URL to act through: ``--airflow-url`` → environment → config → (``saved``) the login's."""
-    from airflow_bridge.resolution import bridge_config
+    from airflow_bridge.config import bridge_config
 
     found = explicit or os.environ.get(URL_ENV) or bridge_config("airflow_url")
     if not found and saved:

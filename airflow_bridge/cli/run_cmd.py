@@ -61,7 +61,7 @@ def run_spec(
         return 2
     [loaded], policies = load_specs_governed([str(spec_path)])
     if loaded.ok:
-        from airflow_bridge.governance.ownership import check_owners
+        from airflow_bridge.actions.model_owners import check_owners
 
         check_owners([loaded], home=resolve_home(home))  # another team's model: refused before training
     if not loaded.ok or loaded.spec is None:

@@ -127,7 +127,7 @@ def validate(
     except Exception as exc:
         raise fail(f"could not check the specs ({type(exc).__name__}: {exc}); please report this bug") from None
     if not no_registry:
-        from airflow_bridge.governance.ownership import check_owners
+        from airflow_bridge.actions.model_owners import check_owners
 
         try:
             unread = check_owners(results, home=home, url=registry)
@@ -228,7 +228,7 @@ def schema(
     ] = None,
 ) -> None:
     """Print the JSON Schema of experiment specs or of the team policy (for editors and CI)."""
-    from airflow_bridge.spec.schema import SCHEMA_KINDS, schema_filename, schema_text
+    from airflow_bridge.cli.schema import SCHEMA_KINDS, schema_filename, schema_text
 
     if out and out_dirs:
         raise fail("pass either --out or --out-dir, not both", code=2)
@@ -274,11 +274,11 @@ def init(
     the starter policy names the team and its approvers (--approver); without approvers the starter spec
     deploys to 'staging', which needs no approval.
     """
+    from airflow_bridge.cli.schema import schema_reference
     from airflow_bridge.exceptions import BridgeError
     from airflow_bridge.governance.loader import find_policy
     from airflow_bridge.resolution import os_user
     from airflow_bridge.spec.models import NAME_PATTERN
-    from airflow_bridge.spec.schema import schema_reference
 
     if not re.fullmatch(NAME_PATTERN, name):
         raise fail(

@@ -208,7 +208,7 @@ def _kubernetes_train(
 def _binding(policy: Policy | None, source: str | None) -> PolicyBinding:
     """The policy the register task binds to the model (the open policy when the folder has none)."""
     from airflow_bridge.actions.registration import UNGOVERNED_SOURCE
-    from airflow_bridge.governance.enforcement import binding_for
+    from airflow_bridge.registry.records import binding_for
 
     if policy is None or policy is OPEN_POLICY or source is None:
         policy, source = OPEN_POLICY, UNGOVERNED_SOURCE

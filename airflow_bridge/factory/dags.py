@@ -23,7 +23,7 @@ from airflow.sdk import DAG, get_parsing_context
 from airflow_bridge.factory.build import build_dag
 from airflow_bridge.factory.placeholder import build_placeholder_dag, placeholder_dag_id
 from airflow_bridge.governance.loader import LoadedPolicy, context_for_folder
-from airflow_bridge.spec.issues import SpecIssue, failure_issue
+from airflow_bridge.issues import SpecIssue, failure_issue
 from airflow_bridge.spec.loader import LoadedSpec, discover_specs, load_spec, mark_duplicate_names
 from airflow_bridge.spec.semantics import SpecContext
 from airflow_bridge.spec.shards import Shard, names_elsewhere
@@ -171,7 +171,7 @@ def _load_results(setup: _Setup) -> tuple[list[LoadedSpec], set[str]]:
 
 def _build_all(setup: _Setup) -> dict[str, DAG]:
     results, contested = _load_results(setup)
-    from airflow_bridge.governance.ownership import check_owners
+    from airflow_bridge.actions.model_owners import check_owners
 
     try:
         check_owners(results, cache=True, default_home=False)  # another team's model: a placeholder

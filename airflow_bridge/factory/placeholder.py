@@ -18,7 +18,7 @@ from airflow_bridge.factory.build import BRIDGE_TAG
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_bridge.spec.issues import SpecIssue
+    from airflow_bridge.issues import SpecIssue
 
 INVALID_TAG = "invalid-spec"
 _SLUG = re.compile(r"[^a-z0-9_]+")

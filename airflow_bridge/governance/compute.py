@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from airflow_bridge.kubernetes.quantity import parse_quantity
+from airflow_bridge.governance.quantity import parse_quantity
 from airflow_bridge.spec.models import bridge_error, check_conn_id
 
 if TYPE_CHECKING:

@@ -10,14 +10,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from airflow_bridge.exceptions import PolicyViolationError
 from airflow_bridge.governance.policy import PROTECTED_BY_DEFAULT, Policy
-
-if TYPE_CHECKING:
-    from airflow_bridge.registry.records import ModelRecord, ModelVersion, PolicyBinding
-    from airflow_bridge.registry.store import ModelRegistry
 
 SYSTEM_ACTORS = frozenset({"", "airflow"})
 """Actors that are not people: they never count as authors."""
@@ -35,16 +30,9 @@ class GoverningPolicy:
         return is_protected(self.policy, team, alias)
 
 
-def binding_for(policy: Policy, source: str) -> PolicyBinding:
-    """What the registry stores to bind ``policy`` to a model at registration."""
-    from airflow_bridge.registry.records import PolicyBinding
-
-    return PolicyBinding(sha256=policy.canonical_sha256(), document=policy.document(), source=source)
-
-
 def configured_policy_path() -> tuple[str, str] | None:
     """(path, where it was configured): ``[airflow_bridge] policy_file`` → ``$AIRFLOW_BRIDGE_POLICY``."""
-    from airflow_bridge.resolution import POLICY_ENV, bridge_config
+    from airflow_bridge.config import POLICY_ENV, bridge_config
 
     configured = bridge_config("policy_file")
     if configured:
@@ -65,41 +53,6 @@ def load_policy_or_refuse(path: str, where: str) -> Policy:
             f"the team policy {path} ({where}) is unreadable or invalid, so nothing may move: {problems}"
         )
     return loaded.policy
-
-
-def governing_from(binding: PolicyBinding | None, model: str) -> GoverningPolicy:
-    """The policy that governs ``model`` given its binding: the bound team policy, else the configured one
-    (``[airflow_bridge] policy_file``, ``$AIRFLOW_BRIDGE_POLICY``), else none.
-
-    A binding to no team policy (a spec folder without ``_policy.yaml``) governs like no binding: the
-    configured policy or none, so protected aliases fail closed; its stored document is never used.
-    """
-    from airflow_bridge.registry.records import UNGOVERNED_SOURCE
-
-    if binding is not None and binding.source != UNGOVERNED_SOURCE:
-        policy = _bound(binding, model)
-        return GoverningPolicy(policy, f"bound to '{model}' at registration ({binding.source})", binding.sha256)
-    configured = configured_policy_path()
-    if configured is not None:
-        policy = load_policy_or_refuse(*configured)
-        return GoverningPolicy(policy, f"{configured[1]} {configured[0]}", policy.canonical_sha256())
-    return GoverningPolicy(None, "none")
-
-
-def governing_policy(registry: ModelRegistry, model: str) -> GoverningPolicy:
-    """The policy that governs ``model`` (see ``governing_from``), read from the registry."""
-    return registry.governing_policy(model)
-
-
-def _bound(binding: PolicyBinding, model: str) -> Policy:
-    from pydantic import ValidationError
-
-    try:
-        return Policy.model_validate(binding.document)
-    except ValidationError as exc:
-        raise PolicyViolationError(
-            f"the policy bound to '{model}' ({binding.source}) no longer validates: {exc.errors()[0]['msg']}"
-        ) from None
 
 
 def team_move_refusal(governing: GoverningPolicy, model: str, team: str, user: str) -> str | None:
@@ -130,11 +83,6 @@ def authors(*people: str | None) -> set[str]:
     """The people behind a version (the model's owner, who triggered the run that produced it): none of
     them may approve it."""
     return {person for person in people if person} - SYSTEM_ACTORS
-
-
-def authors_of(model: ModelRecord, version: ModelVersion | None = None) -> set[str]:
-    """The model's owner and whoever produced the version: none of them may approve it."""
-    return authors(model.card.owner, version.created_by if version is not None else None)
 
 
 def approval_refusal(policy: Policy | None, team: str, authors: set[str], user: str) -> str | None:

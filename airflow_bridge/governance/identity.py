@@ -16,7 +16,7 @@ from pathlib import Path
 
 def dags_folder() -> Path | None:
     """Airflow's ``[core] dags_folder`` (environment, then ``airflow.cfg``), read without importing Airflow."""
-    from airflow_bridge.resolution import airflow_cfg_value, airflow_home
+    from airflow_bridge.config import airflow_cfg_value, airflow_home
 
     configured = os.environ.get("AIRFLOW__CORE__DAGS_FOLDER") or airflow_cfg_value("core", "dags_folder")
     if configured:

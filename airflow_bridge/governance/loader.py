@@ -13,13 +13,13 @@ from pydantic import ValidationError
 
 from airflow_bridge.governance.compute import compute_findings
 from airflow_bridge.governance.policy import OPEN_POLICY, POLICY_FILE, Policy
-from airflow_bridge.spec.issues import SpecIssue, did_you_mean, failure_issue
+from airflow_bridge.issues import SpecIssue, did_you_mean, failure_issue
 from airflow_bridge.spec.loader import (
     LoadedSpec,
-    _dotted,
-    _pydantic_issues,
+    dotted_path,
     load_spec,
     mark_duplicate_names,
+    pydantic_issues,
 )
 from airflow_bridge.spec.models import Experiment
 from airflow_bridge.spec.numbers import number_findings
@@ -93,7 +93,7 @@ def _read_policy(loaded: LoadedPolicy, raw: bytes) -> None:
     for problem in doc.problems:
         position = problem.position
         loaded.issues.append(
-            SpecIssue(shown, position.line, position.col, _dotted(problem.path), problem.message, problem.hint)
+            SpecIssue(shown, position.line, position.col, dotted_path(problem.path), problem.message, problem.hint)
         )
     if loaded.issues:
         return
@@ -102,12 +102,12 @@ def _read_policy(loaded: LoadedPolicy, raw: bytes) -> None:
         return
     for where, message, hint in number_findings(doc):
         position = doc.position_of(where)
-        loaded.issues.append(SpecIssue(shown, position.line, position.col, _dotted(where), message, hint))
+        loaded.issues.append(SpecIssue(shown, position.line, position.col, dotted_path(where), message, hint))
     try:
         policy = Policy.model_validate(doc.data)
     except ValidationError as exc:
         numbers = {issue.field for issue in loaded.issues}
-        loaded.issues.extend(i for i in _pydantic_issues(exc, doc, shown, Policy) if i.field not in numbers)
+        loaded.issues.extend(i for i in pydantic_issues(exc, doc, shown, Policy) if i.field not in numbers)
     else:
         loaded.policy = None if loaded.issues else policy
 

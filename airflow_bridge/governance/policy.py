@@ -14,13 +14,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_bridge.governance.compute import ComputeQuota, ComputeTier
+from airflow_bridge.ml.catalogue import DEFAULT_ESTIMATORS, TaskKind
 from airflow_bridge.ml.sanity import WARNING_CODES
-from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS, TaskKind
 from airflow_bridge.spec.models import NAME_PATTERN, bridge_error
 
 POLICY_FILE = "_policy.yaml"
-_DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
-_FORBIDDEN_MODULES = (
+DOTTED_NAME = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+FORBIDDEN_MODULES = (
     "os",
     "sys",
     "subprocess",
@@ -139,7 +139,7 @@ class TeamPolicy(_Section):
     @field_validator("fail_on_warnings")
     @classmethod
     def _known_warnings(cls, value: list[str]) -> list[str]:
-        from airflow_bridge.spec.issues import did_you_mean
+        from airflow_bridge.issues import did_you_mean
 
         for code in value:
             if code not in WARNING_CODES:
@@ -185,9 +185,9 @@ class Policy(BaseModel):
     @classmethod
     def _safe_estimators(cls, value: dict[str, TaskKind]) -> dict[str, TaskKind]:
         for name in value:
-            if not _DOTTED.match(name):
+            if not DOTTED_NAME.match(name):
                 raise bridge_error(f"'{name}' is not a dotted class name", "for example xgboost.XGBClassifier")
-            if name.split(".", 1)[0] in _FORBIDDEN_MODULES:
+            if name.split(".", 1)[0] in FORBIDDEN_MODULES:
                 raise bridge_error(f"'{name}' is not an estimator", "only estimator classes may be allow-listed")
         return value
 

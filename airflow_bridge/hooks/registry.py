@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_bridge.hooks.connection_url import connection_to_url
+from airflow_bridge.config import connection_to_url
 
 if TYPE_CHECKING:
     from airflow_bridge.registry.store import ModelRegistry
@@ -69,7 +69,8 @@ class ModelRegistryHook(BaseHook):
         The connection when it is defined; for ``model_registry_default`` the rest of the resolution
         order applies when it is not (see ``airflow_bridge.resolution``).
         """
-        from airflow_bridge.resolution import DEFAULT_REGISTRY_CONN, resolve_registry
+        from airflow_bridge.config import DEFAULT_REGISTRY_CONN
+        from airflow_bridge.resolution import resolve_registry
 
         explicit = None if self.registry_conn_id == DEFAULT_REGISTRY_CONN else self.registry_conn_id
         return resolve_registry(explicit, in_airflow=True).value

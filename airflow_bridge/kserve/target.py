@@ -12,12 +12,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_bridge.actions.targets import Move, Outcome
 from airflow_bridge.exceptions import DeploymentError
 from airflow_bridge.kserve.service import PREFIX
+from airflow_bridge.targets import Move, Outcome, Refuser
 
 if TYPE_CHECKING:
-    from airflow_bridge.actions.gate import Gate
     from airflow_bridge.governance.policy import ServingTier
     from airflow_bridge.kserve.client import KServeClient
     from airflow_bridge.kserve.trigger import InferenceServiceReadyTrigger
@@ -33,7 +32,7 @@ class KServeTarget:
 
     poll_interval: float = 10.0
 
-    def apply(self, gate: Gate, move: Move) -> dict[str, Any]:
+    def apply(self, gate: Refuser, move: Move) -> dict[str, Any]:
         from airflow_bridge.kserve.service import build_inference_service, snapshot
 
         tier_name, tier = self._tier(gate, move)
@@ -139,7 +138,7 @@ class KServeTarget:
             client.delete(rollout["name"], rollout["namespace"])
 
     @staticmethod
-    def _tier(gate: Gate, move: Move) -> tuple[str, ServingTier]:
+    def _tier(gate: Refuser, move: Move) -> tuple[str, ServingTier]:
         model, serving = move.record.name, move.serving
         policy = move.governing.policy
         team = move.record.card.team

@@ -30,7 +30,7 @@ from airflow_bridge.lineage.provenance import git_commit
 
 if TYPE_CHECKING:
     from airflow_bridge.actions.results import Registration, TrainingResult
-    from airflow_bridge.registry.records import ArtifactRef
+    from airflow_bridge.artifacts import ArtifactRef
 
 PRODUCER = bf.PRODUCER
 

@@ -89,7 +89,7 @@ def infer_roles(
         if column == target:
             roles[column] = _role("target", "the column to predict", series)
             continue
-        excluded = _exclusion(column, series, rows=rows, distinct=distinct, candidates=candidates, overrides=overrides)
+        excluded = exclusion(column, series, rows=rows, distinct=distinct, candidates=candidates, overrides=overrides)
         if excluded is not None:
             roles[column] = _role(EXCLUDED, excluded, series)
             continue
@@ -106,7 +106,7 @@ def infer_roles(
         roles[column] = _role(role, why.format(n=int(series.nunique(dropna=True))), series)
     unused = [c for c in overrides if c not in roles]
     if unused:
-        from airflow_bridge.spec.issues import did_you_mean
+        from airflow_bridge.issues import did_you_mean
 
         hints = [did_you_mean(c, [str(x) for x in frame.columns]) for c in unused]
         detail = "; ".join(f"'{c}'" + (f" ({h})" if h else "") for c, h in zip(unused, hints, strict=True))
@@ -124,7 +124,7 @@ def feature_columns(roles: Mapping[str, ColumnRole]) -> list[str]:
     return [c for c, r in roles.items() if r.role not in (EXCLUDED, "target")]
 
 
-def _exclusion(
+def exclusion(
     column: str, series: pd.Series, *, rows: int, distinct: int, candidates: Sequence[str], overrides: Mapping[str, str]
 ) -> str | None:
     if column not in candidates:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from airflow_bridge.exceptions import DataError
-from airflow_bridge.spec.issues import did_you_mean
+from airflow_bridge.issues import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -268,7 +268,7 @@ def split(
     """
     from sklearn.model_selection import train_test_split
 
-    from airflow_bridge.spec.targets import counterpart, target_shape
+    from airflow_bridge.ml.targets import counterpart, target_shape
 
     data = frame[list(dict.fromkeys([*features, *keep, target]))]  # keep: data.groups columns, for the report
     labels = data[target] if stratify else None

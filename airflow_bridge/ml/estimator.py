@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_bridge.exceptions import EstimatorError
-from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS
-from airflow_bridge.spec.issues import did_you_mean
+from airflow_bridge.issues import did_you_mean
+from airflow_bridge.ml.catalogue import DEFAULT_ESTIMATORS
 
 
 def build_estimator(

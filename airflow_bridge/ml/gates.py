@@ -9,7 +9,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_bridge.spec.estimators import LOWER_IS_BETTER
+from airflow_bridge.ml.catalogue import LOWER_IS_BETTER
 
 
 def evaluate_thresholds(

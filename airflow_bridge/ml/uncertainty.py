@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_bridge.exceptions import DataError
-from airflow_bridge.spec.estimators import LOWER_IS_BETTER
+from airflow_bridge.ml.catalogue import LOWER_IS_BETTER
 
 BOOTSTRAP_RESAMPLES = 200
 LEVEL = 0.95

@@ -27,14 +27,14 @@ SERVING_URL_KEY = "serving_url"
 
 def model_asset(model: str, registry: str | None = None) -> Asset:
     """The asset of a model: one event per registered version."""
-    from airflow_bridge.resolution import DEFAULT_REGISTRY_CONN
+    from airflow_bridge.config import DEFAULT_REGISTRY_CONN
 
     return Asset(f"{ASSET_SCHEME}://{registry or DEFAULT_REGISTRY_CONN}/model/{model}")
 
 
 def alias_asset(model: str, alias: str, registry: str | None = None) -> Asset:
     """The asset of a model's alias: one event per move; schedule on it to follow e.g. production."""
-    from airflow_bridge.resolution import DEFAULT_REGISTRY_CONN
+    from airflow_bridge.config import DEFAULT_REGISTRY_CONN
 
     return Asset(f"{ASSET_SCHEME}://{registry or DEFAULT_REGISTRY_CONN}/model/{model}@{alias}")
 
@@ -66,7 +66,7 @@ def models_url(model: str, version: int | None = None, page: str = "") -> str:
 
 def serving_url(model: str, alias: str) -> str:
     """The serving endpoint of ``model@alias``: ``[airflow_bridge] serving_url``, else the alias on the Models page."""
-    from airflow_bridge.resolution import bridge_config
+    from airflow_bridge.config import bridge_config
 
     configured = bridge_config(SERVING_URL_KEY) or os.environ.get("AIRFLOW_BRIDGE_SERVING_URL")
     if configured:

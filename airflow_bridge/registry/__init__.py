@@ -10,11 +10,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_bridge.artifacts import ArtifactRef
     from airflow_bridge.registry.aliases import UNSET
     from airflow_bridge.registry.engine import describe_url
     from airflow_bridge.registry.records import (
         AliasMove,
-        ArtifactRef,
         AuditEvent,
         Deployment,
         ModelCard,

@@ -84,7 +84,7 @@ the server's keepalives notice a client host that vanished, the client's notice 
 
 def postgres_session_settings(connect_timeout: int) -> dict[str, Any]:
     """libpq connection arguments: timeouts and keepalives on both sides (see ``SESSION_DEFAULTS``)."""
-    from airflow_bridge.resolution import bridge_config
+    from airflow_bridge.config import bridge_config
 
     settings = {name: bridge_config(f"registry_{name}") or default for name, default in SESSION_DEFAULTS.items()}
     options = " ".join(f"-c {name}={value}" for name, value in settings.items())
@@ -173,7 +173,7 @@ def _timed_out(exc: DBAPIError) -> str | None:
 
 
 def _setting(name: str) -> str:
-    from airflow_bridge.resolution import bridge_config
+    from airflow_bridge.config import bridge_config
 
     return bridge_config(f"registry_{name}") or SESSION_DEFAULTS[name]
 

@@ -21,6 +21,7 @@ from airflow_bridge.registry.tables import aliases, model_versions, models
 
 if TYPE_CHECKING:
     from airflow_bridge.governance.enforcement import GoverningPolicy
+    from airflow_bridge.governance.policy import Policy
     from airflow_bridge.registry.records import PolicyBinding, RunRef
 
 
@@ -40,8 +41,6 @@ class Clearance:
 def governing(conn: Connection, model: str) -> GoverningPolicy:
     """The policy that governs ``model``: its bound team policy (document checked against its sha256),
     else the configured one, else none (protected aliases then fail closed)."""
-    from airflow_bridge.governance.enforcement import governing_from
-
     return governing_from(policies.bound(conn, model), model)
 
 
@@ -178,7 +177,6 @@ def transfer(
 ) -> None:
     """Give ``model`` to ``team`` under ``binding``: ``actor`` must approve for the current team under the
     governing policy and for ``team`` under the new one. One audited ``ownership_transferred`` event."""
-    from airflow_bridge.governance.enforcement import governing_from
     from airflow_bridge.registry.locks import dialect_insert, utcnow
     from airflow_bridge.registry.tables import policies as policy_table
 
@@ -218,3 +216,36 @@ def transfer(
         before={"team": row.team, "owner": row.owner, "sha256": row.policy_sha256, "source": row.policy_source},
         after={"team": team, "owner": row.owner, "sha256": binding.sha256, "source": binding.source},
     )
+
+
+def governing_from(binding: PolicyBinding | None, model: str) -> GoverningPolicy:
+    """The policy that governs ``model`` given its binding: the bound team policy, else the configured one
+    (``[airflow_bridge] policy_file``, ``$AIRFLOW_BRIDGE_POLICY``), else none.
+
+    A binding to no team policy (a spec folder without ``_policy.yaml``) governs like no binding: the
+    configured policy or none, so protected aliases fail closed; its stored document is never used.
+    """
+    from airflow_bridge.governance.enforcement import GoverningPolicy, configured_policy_path, load_policy_or_refuse
+    from airflow_bridge.registry.records import UNGOVERNED_SOURCE
+
+    if binding is not None and binding.source != UNGOVERNED_SOURCE:
+        policy = _bound(binding, model)
+        return GoverningPolicy(policy, f"bound to '{model}' at registration ({binding.source})", binding.sha256)
+    configured = configured_policy_path()
+    if configured is not None:
+        policy = load_policy_or_refuse(*configured)
+        return GoverningPolicy(policy, f"{configured[1]} {configured[0]}", policy.canonical_sha256())
+    return GoverningPolicy(None, "none")
+
+
+def _bound(binding: PolicyBinding, model: str) -> Policy:
+    from pydantic import ValidationError
+
+    from airflow_bridge.governance.policy import Policy
+
+    try:
+        return Policy.model_validate(binding.document)
+    except ValidationError as exc:
+        raise PolicyViolationError(
+            f"the policy bound to '{model}' ({binding.source}) no longer validates: {exc.errors()[0]['msg']}"
+        ) from None

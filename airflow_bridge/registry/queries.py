@@ -11,17 +11,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from airflow_bridge.artifacts import ArtifactRef
 from airflow_bridge.exceptions import NotFoundError
 from airflow_bridge.registry import audit
 from airflow_bridge.registry.events import ALIAS_MOVES, APPROVAL_DECISIONS
-from airflow_bridge.registry.records import (
-    ArtifactRef,
-    Deployment,
-    ModelCard,
-    ModelRecord,
-    ModelVersion,
-    RunRef,
-)
+from airflow_bridge.registry.records import Deployment, ModelCard, ModelRecord, ModelVersion, RunRef
 from airflow_bridge.registry.tables import (
     alias_history,
     aliases,

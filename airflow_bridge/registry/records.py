@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from airflow_bridge.artifacts import ArtifactRef
+
+if TYPE_CHECKING:
+    from airflow_bridge.governance.policy import Policy
 
 
 @dataclass(frozen=True)
@@ -18,17 +23,6 @@ class RunRef:
     @property
     def is_set(self) -> bool:
         return bool(self.dag_id and self.run_id and self.task_id)
-
-
-@dataclass(frozen=True)
-class ArtifactRef:
-    """An immutable artifact: where it is, its sha256, its size in bytes, and the Airflow connection it was
-    written with (None for local files), so readers can fetch it with the same credentials."""
-
-    uri: str
-    sha256: str
-    size: int
-    conn_id: str | None = None
 
 
 UNGOVERNED_SOURCE = "no team policy"
@@ -151,3 +145,8 @@ class AuditEvent:
         if self.principal and self.principal.split(":", 1)[-1] != self.actor:
             return f"{self.actor} ({self.principal})"
         return self.actor
+
+
+def binding_for(policy: Policy, source: str) -> PolicyBinding:
+    """What the registry stores to bind ``policy`` to a model at registration."""
+    return PolicyBinding(sha256=policy.canonical_sha256(), document=policy.document(), source=source)

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Row
 
+from airflow_bridge.artifacts import ArtifactRef
 from airflow_bridge.exceptions import (
     ConflictError,
     NotFoundError,
@@ -31,7 +32,7 @@ from airflow_bridge.exceptions import (
 from airflow_bridge.registry import audit, fastpath, policies, trust
 from airflow_bridge.registry.events import AuditAction
 from airflow_bridge.registry.locks import dialect_insert, live_version_id, lock_model, utcnow
-from airflow_bridge.registry.records import ArtifactRef, ModelCard, ModelVersion, PolicyBinding, RunRef
+from airflow_bridge.registry.records import ModelCard, ModelVersion, PolicyBinding, RunRef
 from airflow_bridge.registry.tables import (
     GOVERNING_PREDICATE,
     aliases,

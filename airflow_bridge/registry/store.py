@@ -39,9 +39,9 @@ from airflow_bridge.registry.locks import lock_model, utcnow
 
 if TYPE_CHECKING:
     from airflow_bridge.governance.enforcement import GoverningPolicy
+from airflow_bridge.artifacts import ArtifactRef
 from airflow_bridge.registry.records import (
     AliasMove,
-    ArtifactRef,
     AuditEvent,
     Deployment,
     ModelCard,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_bridge.registry.records import ArtifactRef
+from airflow_bridge.artifacts import ArtifactRef
 from airflow_bridge.report.inputs import ModelReport, ReportError
 
 if TYPE_CHECKING:

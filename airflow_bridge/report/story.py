@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_bridge.report import fate as fates
 from airflow_bridge.report.drift import PSI_MAJOR, PSI_MODERATE, Changes
@@ -21,10 +21,23 @@ from airflow_bridge.report.units import needs_log_scale, unit_of, with_unit
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from airflow_bridge.actions.results import TrainingResult
     from airflow_bridge.registry.store import ModelRegistry
     from airflow_bridge.report.html import Content
     from airflow_bridge.report.inputs import ReportInputs
+
+
+class Trained(Protocol):
+    """What the story reads of a training result (``actions.results.TrainingResult``, a layer above)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+    @property
+    def effective_params(self) -> Mapping[str, Any]: ...
+    @property
+    def data(self) -> Any: ...
+
 
 WORST_ROWS = 10
 WORST_COLUMNS = 8
@@ -127,7 +140,7 @@ def _probabilities(model: Any, features: Any) -> Any | None:
         return None
 
 
-def story_inputs(registry: ModelRegistry | None, training: TrainingResult, alias: str) -> dict[str, Any]:
+def story_inputs(registry: ModelRegistry | None, training: Trained, alias: str) -> dict[str, Any]:
     """The story fields of :class:`ReportInputs` at validate time: hyperparameters, groups, the earlier
     versions' fates and the changes since the version behind ``alias`` (the live one)."""
     from airflow_bridge.exceptions import NotFoundError

@@ -17,10 +17,10 @@ MIN_TOKEN_LENGTH = 16
 def serve_token(conn_id: str | None = None) -> str | None:
     """The token requests must present, or None (no authentication): ``conn_id``'s password when given,
     else ``$AIRFLOW_BRIDGE_SERVE_TOKEN``. Too short a token is refused rather than used."""
-    from airflow_bridge.resolution import _env_connection
+    from airflow_bridge.resolution import env_connection
 
     if conn_id:
-        fields = _env_connection(conn_id)
+        fields = env_connection(conn_id)
         if fields is None:
             raise BridgeError(
                 f"connection '{conn_id}' (--token-conn-id) is not defined: set AIRFLOW_CONN_{conn_id.upper()} "

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from airflow_bridge.spec.issues import did_you_mean
+from airflow_bridge.issues import did_you_mean
+from airflow_bridge.ml.targets import TargetShape, counterpart, target_shape
 from airflow_bridge.spec.params import ParamTable, check_params
-from airflow_bridge.spec.targets import TargetShape, counterpart, target_shape
 
 if TYPE_CHECKING:
-    from airflow_bridge.spec.estimators import TaskKind
+    from airflow_bridge.ml.catalogue import TaskKind
     from airflow_bridge.spec.models import Experiment, TrainingData
     from airflow_bridge.spec.semantics import Finding
 

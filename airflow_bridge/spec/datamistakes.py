@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_bridge.ml.catalogue import TaskKind
     from airflow_bridge.spec.datacheck import _Table
-    from airflow_bridge.spec.estimators import TaskKind
     from airflow_bridge.spec.models import Experiment
     from airflow_bridge.spec.semantics import Finding
 
@@ -260,7 +260,7 @@ def _count_split_duplicates(spec: Experiment, table: _Table, kind: TaskKind | No
     used = tuple(c for c in candidates if spec.data.columns.get(c) != "ignore")
     if not _cached(table, ("repeats", target, used), lambda: _may_repeat(frame, list(used), target)):
         return 0
-    from airflow_bridge.ml.columns import _exclusion
+    from airflow_bridge.ml.columns import exclusion
 
     rows = len(frame)
 
@@ -269,7 +269,7 @@ def _count_split_duplicates(spec: Experiment, table: _Table, kind: TaskKind | No
         series = frame[column]
         distinct = int(series.nunique(dropna=True))
         overrides = dict(spec.data.columns)
-        if _exclusion(column, series, rows=rows, distinct=distinct, candidates=candidates, overrides=overrides) is None:
+        if exclusion(column, series, rows=rows, distinct=distinct, candidates=candidates, overrides=overrides) is None:
             features.append(column)
     if not features:
         return 0

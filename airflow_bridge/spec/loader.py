@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from airflow_bridge.spec.issues import SpecIssue, did_you_mean, failure_issue, hint_comment_keys, percent_hint
+from airflow_bridge.issues import SpecIssue, did_you_mean, failure_issue, percent_hint
+from airflow_bridge.spec.issues import hint_comment_keys
 from airflow_bridge.spec.models import NAME_PATTERN, Experiment
 from airflow_bridge.spec.numbers import number_findings
 from airflow_bridge.spec.params import builtin_table, names_value
@@ -125,7 +126,7 @@ def _load_into(result: LoadedSpec, raw: bytes, context: SpecContext, step: _Step
     for problem in doc.problems:
         position = problem.position
         result.issues.append(
-            SpecIssue(path, position.line, position.col, _dotted(problem.path), problem.message, problem.hint)
+            SpecIssue(path, position.line, position.col, dotted_path(problem.path), problem.message, problem.hint)
         )
     if isinstance(doc.data, dict) and isinstance(doc.data.get("name"), str):
         result.raw_name = doc.data["name"]  # readable despite YAML problems elsewhere: keeps the DAG id
@@ -150,7 +151,7 @@ def _load_into(result: LoadedSpec, raw: bytes, context: SpecContext, step: _Step
     step.doing = "checking the spec's numbers"
     for finding_path, message, hint in number_findings(doc, _params_taking(doc.data)):
         position = doc.position_of(finding_path)
-        result.issues.append(SpecIssue(path, position.line, position.col, _dotted(finding_path), message, hint))
+        result.issues.append(SpecIssue(path, position.line, position.col, dotted_path(finding_path), message, hint))
     step.doing = "looking for secrets in the spec"
     text = raw.decode("utf-8", errors="replace")
     findings = list(scan_for_secrets(doc.data)) if may_hold_secrets(text) else []
@@ -159,13 +160,13 @@ def _load_into(result: LoadedSpec, raw: bytes, context: SpecContext, step: _Step
         spec = Experiment.model_validate(doc.data, context=context.validation_context())
     except ValidationError as exc:
         numbers = {issue.field for issue in result.issues}  # reported more clearly than pydantic does
-        result.issues.extend(i for i in _pydantic_issues(exc, doc, path) if i.field not in numbers)
+        result.issues.extend(i for i in pydantic_issues(exc, doc, path) if i.field not in numbers)
     else:
         if not result.issues:  # out-of-range numbers: like validation errors, no further checks
             _check_valid(result, spec, doc, context, findings=findings, step=step)
     flagged = {issue.field for issue in result.issues}
     for finding_path, message, hint in findings:
-        dotted = _dotted(finding_path)
+        dotted = dotted_path(finding_path)
         if dotted in flagged:
             continue  # already reported more precisely by validation
         position = doc.position_of(finding_path)
@@ -194,7 +195,7 @@ def _check_valid(
         noted.extend(note_check(spec))
     for finding_path, message, hint in noted:
         position = doc.position_of(finding_path)
-        result.warnings.append(SpecIssue(path, position.line, position.col, _dotted(finding_path), message, hint))
+        result.warnings.append(SpecIssue(path, position.line, position.col, dotted_path(finding_path), message, hint))
     step.doing = "checking the spec against the team policy"
     for extra_check in context.checks:
         findings.extend(extra_check(spec))
@@ -295,14 +296,14 @@ def _normalise(spec: Experiment, spec_dir: str, context: SpecContext) -> Experim
     return spec.model_copy(update={"data": data, "model": model})
 
 
-def _dotted(path: Sequence[str | int]) -> str:
+def dotted_path(path: Sequence[str | int]) -> str:
     text = ""
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
 
 
-def _pydantic_issues(
+def pydantic_issues(
     exc: ValidationError, doc: LocatedDocument, path: str, root: type[BaseModel] = Experiment
 ) -> list[SpecIssue]:
     issues = []
@@ -334,7 +335,7 @@ def _pydantic_issues(
                 hint = "use lower-case letters, digits and '_', starting with a letter (it becomes a DAG id)"
             elif kind == "less_than" and loc[-1] == "test_size":
                 hint = percent_hint(error.get("input"))
-        issues.append(SpecIssue(path, position.line, position.col, _dotted(where), message, hint))
+        issues.append(SpecIssue(path, position.line, position.col, dotted_path(where), message, hint))
     return issues
 
 

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS, TaskKind
-from airflow_bridge.spec.issues import did_you_mean
+from airflow_bridge.issues import did_you_mean
+from airflow_bridge.ml.catalogue import DEFAULT_ESTIMATORS, TaskKind
 
 API_VERSION = "airflow-bridge/v1"
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"

@@ -19,7 +19,7 @@ import numbers
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_bridge.spec.issues import did_you_mean
+from airflow_bridge.issues import did_you_mean
 
 if TYPE_CHECKING:
     from airflow_bridge.spec.semantics import Finding

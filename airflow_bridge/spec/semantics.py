@@ -13,7 +13,8 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_bridge.spec.estimators import (
+from airflow_bridge.issues import did_you_mean
+from airflow_bridge.ml.catalogue import (
     DEFAULT_ESTIMATORS,
     LOWER_IS_BETTER,
     METRICS,
@@ -21,7 +22,6 @@ from airflow_bridge.spec.estimators import (
     TaskKind,
     lacks_probabilities,
 )
-from airflow_bridge.spec.issues import did_you_mean
 from airflow_bridge.spec.models import Experiment
 from airflow_bridge.spec.params import builtin_table, check_params
 
@@ -223,7 +223,7 @@ def check_serving(spec: Experiment, context: SpecContext) -> Iterator[Finding]:
 
 def configured_artifact_root() -> str | None:
     """The artifact root configured for this installation (None: not configured, the local default)."""
-    from airflow_bridge.resolution import ARTIFACT_ROOT_ENV, bridge_config
+    from airflow_bridge.config import ARTIFACT_ROOT_ENV, bridge_config
 
     return bridge_config("artifact_root") or os.environ.get(ARTIFACT_ROOT_ENV) or None
 

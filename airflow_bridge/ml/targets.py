@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS
+from airflow_bridge.ml.catalogue import DEFAULT_ESTIMATORS
 
 _TO_REGRESSOR = {
     "sklearn.linear_model.LogisticRegression": "sklearn.linear_model.Ridge",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_bridge.exceptions import BridgeError
-from airflow_bridge.spec.estimators import DEFAULT_ESTIMATORS, METRICS
+from airflow_bridge.ml.catalogue import DEFAULT_ESTIMATORS, METRICS
 from airflow_bridge.spec.models import CONN_ID_PATTERN, NAME_PATTERN, SCHEDULE_PRESETS, Experiment
 from airflow_bridge.spec.semantics import TAG_MAX_LEN
 
@@ -120,15 +120,15 @@ def _metrics_of_task_kind(kind: str, metrics: tuple[str, ...]) -> dict[str, Any]
 
 def policy_schema() -> dict[str, Any]:
     """The JSON Schema editors use to complete and check the team policy (``_policy.yaml``)."""
-    from airflow_bridge.governance.policy import _DOTTED, _FORBIDDEN_MODULES, Policy
+    from airflow_bridge.governance.policy import DOTTED_NAME, FORBIDDEN_MODULES, Policy
 
     schema = Policy.model_json_schema(by_alias=True, mode="validation")
     defs = schema["$defs"]
     schema["properties"]["estimators"]["propertyNames"] = {
         "allOf": [
-            {"pattern": _DOTTED.pattern, "patternErrorMessage": "a dotted class name, e.g. xgboost.XGBClassifier"},
+            {"pattern": DOTTED_NAME.pattern, "patternErrorMessage": "a dotted class name, e.g. xgboost.XGBClassifier"},
             {
-                "pattern": rf"^(?!({'|'.join(_FORBIDDEN_MODULES)})\.)",
+                "pattern": rf"^(?!({'|'.join(FORBIDDEN_MODULES)})\.)",
                 "patternErrorMessage": "not an estimator: only estimator classes may be allow-listed",
             },
         ]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from airflow_bridge.spec.issues import SpecIssue
+from airflow_bridge.issues import SpecIssue
 from airflow_bridge.spec.loader import LoadedSpec
 
 _CACHE: dict[str, tuple[float, dict[str, str] | None]] = {}
@@ -35,8 +35,9 @@ def reachable_registry(
     SQLite file when it already exists (reading never creates it). ``default_home=False`` (the factory, in
     Airflow's processes): only a home named by ``--home`` or ``$AIRFLOW_BRIDGE_HOME``, never ``./.airflow-bridge``.
     """
+    from airflow_bridge.config import HOME_ENV
     from airflow_bridge.exceptions import RegistryError
-    from airflow_bridge.resolution import HOME_ENV, resolve_registry
+    from airflow_bridge.resolution import resolve_registry
 
     try:
         resolved = resolve_registry(conn_id, url=url, home=home)
