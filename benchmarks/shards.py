@@ -60,11 +60,11 @@ def main() -> int:
     parser.add_argument("--shards", default="auto")
     parser.add_argument("--single", action="store_true", help="also load the unsharded loader (slow at 10,000)")
     parser.add_argument("--keep", action="store_true", help="keep the generated folder")
-    parser.add_argument("--smoke", action="store_true", help="tiny run (N=8, 2 shards) into a temp folder")
+    parser.add_argument("--smoke", action="store_true", help="tiny run (N=4, 1 shard) into a temp folder")
     args = parser.parse_args()
     if args.smoke:
         lib.smoke_mode()
-        args.n, args.shards, args.single = 8, "2", False
+        args.n, args.shards, args.single = 4, "1", False
     start_state = lib.source_state()
     folder = lib.GENERATED_DIR / f"shards_{args.n}"
     t0 = time.perf_counter()
