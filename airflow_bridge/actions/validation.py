@@ -13,6 +13,7 @@ from airflow_bridge.exceptions import DataError
 
 if TYPE_CHECKING:
     from airflow_bridge.artifacts import ArtifactStore
+    from airflow_bridge.registry.records import ModelVersion
     from airflow_bridge.registry.store import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -71,13 +72,12 @@ def validate(
 
         gates.append(baseline_gate(rules.baseline_metric, rules.baseline_min_improvement, metrics, training.baseline))
     importance = _importance(training, model, features, labels)
-    warnings = _warnings(
-        training, rules, registry=registry, metrics=metrics, importance=importance, held_out_rows=len(holdout)
-    )
+    live = registry.alias_version(training.model, rules.champion_alias) if registry is not None else None
+    warnings = _warnings(training, rules, live=live, metrics=metrics, importance=importance, held_out_rows=len(holdout))
     gates += _warning_gates(warnings)
     champion: dict[str, Any] | None = None
     if rules.champion_metric:
-        value, version = _champion_score(training, rules, registry, features, labels)
+        value, version = _champion_score(training, rules, live, features, labels)
         champion = compare_champion(
             rules.champion_metric,
             metrics.get(rules.champion_metric, float("nan")),
@@ -111,6 +111,7 @@ def validate(
         registry=registry,
         artifacts=artifacts,
         alias=rules.champion_alias,
+        live=live,
         importance=importance,
     )
     return dataclasses.replace(result, report=report)
@@ -125,6 +126,7 @@ def _model_report(
     registry: ModelRegistry | None,
     artifacts: ArtifactStore,
     alias: str = "production",
+    live: ModelVersion | None = None,
     importance: Any = None,
 ) -> dict[str, Any] | None:
     """Build and store the model report; a report that cannot be drawn never fails validation."""
@@ -156,7 +158,7 @@ def _model_report(
         history=history,
         estimator=training.estimator,
         seed=data.seed or 0,
-        **story_inputs(registry, training, alias),
+        **story_inputs(registry, training, alias, live),
         importance=importance,
         warnings=result.warnings,
         baseline=result.baseline,
@@ -171,15 +173,12 @@ def _model_report(
 
 
 def _champion_score(
-    training: TrainingResult, rules: ValidationRules, registry: ModelRegistry | None, features: Any, labels: Any
+    training: TrainingResult, rules: ValidationRules, live: ModelVersion | None, features: Any, labels: Any
 ) -> tuple[float | None, int | None]:
     """The live version's metric on the same held-out rows, or (None, None) when nothing is live."""
     from airflow_bridge.artifacts import load_model, read_verified
     from airflow_bridge.ml.metrics import compute_metrics
 
-    if registry is None:
-        return None, None
-    live = registry.alias_version(training.model, rules.champion_alias)
     if live is None:
         return None, None
     champion = load_model(read_verified(live.artifact))
@@ -219,32 +218,25 @@ def _warnings(
     training: TrainingResult,
     rules: ValidationRules,
     *,
-    registry: ModelRegistry | None,
+    live: ModelVersion | None,
     metrics: Mapping[str, float],
     importance: Any,
     held_out_rows: int,
 ) -> list[dict[str, Any]]:
     """The run's leakage and sanity warnings (``airflow_bridge.ml.sanity``)."""
-    from airflow_bridge.exceptions import NotFoundError
     from airflow_bridge.ml.sanity import run_warnings
 
-    live_features, live_version = None, None
-    if registry is not None:
-        try:
-            live = registry.alias_version(training.model, rules.champion_alias)
-        except NotFoundError:
-            live = None
-        if live is not None:
-            live_features = list((live.data or {}).get("features") or []) or None
-            live_version = live.version
+    live_features = None
+    if live is not None:
+        live_features = list((live.data or {}).get("features") or []) or None
     return run_warnings(
         metrics=metrics,
         importance=importance.features if importance is not None else (),
         scoring=importance.scoring if importance is not None else "score",
         roles=training.data.roles,
-        duplicates_across_split=int(getattr(training.data, "duplicates_across_split", 0) or 0),
+        duplicates_across_split=training.data.duplicates_across_split,
         live_features=live_features,
-        live_version=live_version,
+        live_version=live.version if live is not None else None,
         held_out_rows=held_out_rows,
         fail_on=rules.fail_on_warnings,
     )

@@ -21,6 +21,7 @@ from airflow_bridge.report.units import needs_log_scale, unit_of, with_unit
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from airflow_bridge.registry.records import ModelVersion
     from airflow_bridge.registry.store import ModelRegistry
     from airflow_bridge.report.html import Content
     from airflow_bridge.report.inputs import ReportInputs
@@ -140,9 +141,11 @@ def _probabilities(model: Any, features: Any) -> Any | None:
         return None
 
 
-def story_inputs(registry: ModelRegistry | None, training: Trained, alias: str) -> dict[str, Any]:
+def story_inputs(
+    registry: ModelRegistry | None, training: Trained, alias: str, live: ModelVersion | None
+) -> dict[str, Any]:
     """The story fields of :class:`ReportInputs` at validate time: hyperparameters, groups, the earlier
-    versions' fates and the changes since the version behind ``alias`` (the live one)."""
+    versions' fates and the changes since ``live``, the version behind ``alias`` (read once by validate)."""
     from airflow_bridge.exceptions import NotFoundError
     from airflow_bridge.report.drift import changes_since
 
@@ -154,11 +157,10 @@ def story_inputs(registry: ModelRegistry | None, training: Trained, alias: str) 
         return out
     try:
         out["fates"] = {n: f.text for n, f in fates.model_fates(registry, training.model).items()}
-        live = registry.alias_version(training.model, alias)
     except NotFoundError:  # the model's first version
-        live = None
+        pass
     except Exception:  # the story must never fail validation: the report says "not compared"
-        log.warning("could not read the fates and live version of %s for its report", training.model, exc_info=True)
+        log.warning("could not read the fates of %s for its report", training.model, exc_info=True)
         return out
     summary = training.data.for_registry()
     out["changes"] = changes_since(live.data if live else None, live.version if live else None, alias, summary)
