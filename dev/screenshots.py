@@ -352,7 +352,7 @@ def scenario() -> None:
         )
         b.as_user(alice)
         b.shoot("models", "/plugin/airflow-bridge-models", [MODEL, "production"])
-        b.shoot("model", f"/airflow-bridge/models/{MODEL}", [MODEL, "production", "Fate", "rejected for production"])
+        b.shoot("model", f"/airflow-bridge/models/{MODEL}", [MODEL, "production", "Fate", "rejected by erin"])
         b.shoot("model-report", f"/airflow-bridge/models/{MODEL}/versions/1/report", [MODEL])
 
 
