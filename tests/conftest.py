@@ -119,6 +119,28 @@ def run_spec_dag(airflow_db: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
+def run_answered(run_spec_dag: Any) -> Iterator[Any]:
+    """Run a spec's DAG with ``dag.test()`` while a responder answers its approval requests as approvers do
+    (``answers`` in order; ``on_waiting`` acts on each open request instead); returns (dag, dag_run, responder).
+    The DAG id is the spec file's name unless ``dag_id`` says otherwise."""
+    from airflow_bridge.governance.respond import Responder
+
+    def run(
+        spec_path: Path, answers: Any = (), *, on_waiting: Any = None, dag_id: str | None = None
+    ) -> tuple[Any, Any, Any]:
+        responder = Responder(dag_id or spec_path.stem, list(answers), on_waiting=on_waiting, poll_seconds=0.2)
+        responder.start()
+        try:
+            dag, dag_run = run_spec_dag(spec_path)
+        finally:
+            responder.stop()
+            responder.join(timeout=10)
+        return dag, dag_run, responder
+
+    yield run
+
+
+@pytest.fixture
 def run_python_dag(airflow_db: Path) -> Iterator[Any]:
     """Write an engineer's Python DAG file into the dags folder and run it with ``dag.test()``."""
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,20 +20,9 @@ SPEC = "breast_cancer_classifier.yaml"  # owner alice, team oncology: approvers 
 MODEL = "breast_cancer"
 
 
-def _run_with_answers(run_spec_dag, spec_dir: Path, answers: list[Answer]) -> tuple[dict[str, str], Responder]:
-    dag_run, responder = _answered_run(run_spec_dag, spec_dir, answers)
+def _run_with_answers(run_answered, spec_dir: Path, answers: list[Answer]) -> tuple[dict[str, str], Responder]:
+    _, dag_run, responder = run_answered(spec_dir / SPEC, answers)
     return task_states(dag_run), responder
-
-
-def _answered_run(run_spec_dag, spec_dir: Path, answers: list[Answer]) -> tuple[Any, Responder]:
-    responder = Responder("breast_cancer_classifier", answers, poll_seconds=0.2)
-    responder.start()
-    try:
-        _, dag_run = run_spec_dag(spec_dir / SPEC)
-    finally:
-        responder.stop()
-        responder.join(timeout=10)
-    return dag_run, responder
 
 
 def _approval_body(run_id: str) -> str:
@@ -57,8 +45,8 @@ def _actions(registry: ModelRegistry) -> list[tuple[str, str]]:
     return [(e.action, e.actor) for e in registry.audit_events(model=MODEL) if e.action.startswith("approval")]
 
 
-def test_approved_deployment_goes_live(spec_dir: Path, registry_env: dict, run_spec_dag) -> None:
-    states, responder = _run_with_answers(run_spec_dag, spec_dir, [Answer("dana")])
+def test_approved_deployment_goes_live(spec_dir: Path, registry_env: dict, run_answered) -> None:
+    states, responder = _run_with_answers(run_answered, spec_dir, [Answer("dana")])
 
     assert responder.outcome.accepted == Answer("dana")
     assert states == dict.fromkeys(["train", "validate", "register", "approve", "deploy"], "success")
@@ -68,8 +56,8 @@ def test_approved_deployment_goes_live(spec_dir: Path, registry_env: dict, run_s
     assert registry.verify_audit().ok
 
 
-def test_rejected_deployment_fails_the_run_and_is_recorded(spec_dir: Path, registry_env: dict, run_spec_dag) -> None:
-    states, _ = _run_with_answers(run_spec_dag, spec_dir, [Answer("erin", approve=False)])
+def test_rejected_deployment_fails_the_run_and_is_recorded(spec_dir: Path, registry_env: dict, run_answered) -> None:
+    states, _ = _run_with_answers(run_answered, spec_dir, [Answer("erin", approve=False)])
 
     assert states["approve"] == "failed"  # red in the grid: not deployed
     assert states["deploy"] == "upstream_failed"
@@ -82,9 +70,9 @@ def test_rejected_deployment_fails_the_run_and_is_recorded(spec_dir: Path, regis
 
 @pytest.mark.parametrize("intruder", ["alice", "mallory"], ids=["author", "non-approver"])
 def test_author_and_non_approvers_are_refused_by_airflow(
-    intruder: str, spec_dir: Path, registry_env: dict, run_spec_dag
+    intruder: str, spec_dir: Path, registry_env: dict, run_answered
 ) -> None:
-    states, responder = _run_with_answers(run_spec_dag, spec_dir, [Answer(intruder), Answer("dana", approve=False)])
+    states, responder = _run_with_answers(run_answered, spec_dir, [Answer(intruder), Answer("dana", approve=False)])
 
     (attempt, accepted, detail), closing = responder.outcome.responses
     assert attempt.user == intruder and not accepted
@@ -95,12 +83,12 @@ def test_author_and_non_approvers_are_refused_by_airflow(
 
 
 def test_author_approval_is_refused_by_the_operator_even_if_airflow_lets_it_through(
-    spec_dir: Path, registry_env: dict, run_spec_dag, monkeypatch: pytest.MonkeyPatch
+    spec_dir: Path, registry_env: dict, run_answered, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # With simple_auth_manager_all_admins, Airflow lets anyone answer: the operator is the last line.
     monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
 
-    states, responder = _run_with_answers(run_spec_dag, spec_dir, [Answer("alice")])
+    states, responder = _run_with_answers(run_answered, spec_dir, [Answer("alice")])
 
     assert responder.outcome.accepted == Answer("alice")
     assert states["approve"] == "failed"
@@ -112,9 +100,9 @@ def test_author_approval_is_refused_by_the_operator_even_if_airflow_lets_it_thro
     assert refused[0].actor == "alice" and "separation of duties" in refused[0].reason
 
 
-def test_approvers_see_the_model_card_gates_and_the_champion(spec_dir: Path, registry_env: dict, run_spec_dag) -> None:
-    first_run, _ = _answered_run(run_spec_dag, spec_dir, [Answer("dana")])
-    second_run, _ = _answered_run(run_spec_dag, spec_dir, [Answer("erin")])
+def test_approvers_see_the_model_card_gates_and_the_champion(spec_dir: Path, registry_env: dict, run_answered) -> None:
+    _, first_run, _ = run_answered(spec_dir / SPEC, [Answer("dana")])
+    _, second_run, _ = run_answered(spec_dir / SPEC, [Answer("erin")])
 
     assert task_states(second_run)["deploy"] == "success"
     first, second = _approval_body(first_run.run_id), _approval_body(second_run.run_id)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from airflow_bridge.governance.respond import Answer, Responder
+from airflow_bridge.governance.respond import Answer
 from airflow_bridge.registry import ModelRegistry
 from tests.helpers import EXAMPLES, task_states
 
@@ -56,15 +56,9 @@ def _links(dag_run: Any, task_id: str) -> dict[str, str]:
 
 
 def test_register_and_deploy_emit_asset_events_and_links_and_the_scoring_dag_follows_production(
-    spec_dir: Path, registry_env: dict, run_spec_dag, run_python_dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spec_dir: Path, registry_env: dict, run_answered, run_python_dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    responder = Responder("breast_cancer_classifier", [Answer("dana")], poll_seconds=0.2)
-    responder.start()
-    try:
-        dag, dag_run = run_spec_dag(spec_dir / "breast_cancer_classifier.yaml")
-    finally:
-        responder.stop()
-        responder.join(timeout=10)
+    dag, dag_run, _ = run_answered(spec_dir / "breast_cancer_classifier.yaml", [Answer("dana")])
     assert task_states(dag_run)["deploy"] == "success", task_states(dag_run)
     assert [a.uri for a in dag.get_task("register").outlets] == [MODEL_ASSET]
     assert [a.uri for a in dag.get_task("deploy").outlets] == [PRODUCTION_ASSET]

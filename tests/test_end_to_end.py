@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from airflow_bridge.governance.respond import Answer, Responder
+from airflow_bridge.governance.respond import Answer
 from airflow_bridge.registry import ModelRegistry
 from tests.helpers import task_states
 
@@ -24,13 +24,10 @@ pytestmark = pytest.mark.slow
     ],
 )
 def test_example_spec_trains_registers_and_deploys(
-    spec_file: str, model: str, metric: str, spec_dir: Path, registry_env: dict, run_spec_dag
+    spec_file: str, model: str, metric: str, spec_dir: Path, registry_env: dict, run_answered
 ) -> None:
     # The example policy asks an approver (dana) before oncology models go to production.
-    responder = Responder(spec_file.removesuffix(".yaml"), [Answer("dana")], poll_seconds=0.2)
-    responder.start()
-    dag, dag_run = run_spec_dag(spec_dir / spec_file)
-    responder.stop()
+    dag, dag_run, _ = run_answered(spec_dir / spec_file, [Answer("dana")])
 
     expected_tasks = ["train", "validate", "register", "deploy"]
     if model == "breast_cancer":

@@ -13,7 +13,7 @@ from typing import Any
 import pluggy
 import pytest
 
-from airflow_bridge.governance.respond import Answer, Outcome, Responder, answer
+from airflow_bridge.governance.respond import Answer, Outcome, answer
 from airflow_bridge.registry import ModelRegistry
 from tests.helpers import task_states, write_loader
 
@@ -44,15 +44,9 @@ def failures() -> Iterator[_Failures]:
     manager.pm.unregister(recorder)
 
 
-def _run(run_spec_dag: Any, spec_dir: Path, when_waiting: Callable[[Outcome], None]) -> Any:
+def _run(run_answered: Any, spec_dir: Path, when_waiting: Callable[[Outcome], None]) -> Any:
     """Run the spec's DAG; ``when_waiting`` acts once its approval request is open."""
-    responder = Responder(DAG_ID, [], on_waiting=when_waiting, poll_seconds=0.2)
-    responder.start()
-    try:
-        _, dag_run = run_spec_dag(spec_dir / SPEC)
-    finally:
-        responder.stop()
-        responder.join(timeout=10)
+    _, dag_run, _ = run_answered(spec_dir / SPEC, on_waiting=when_waiting, dag_id=DAG_ID)
     return dag_run
 
 
@@ -66,13 +60,13 @@ def _approvals(registry: ModelRegistry) -> list[str]:
 
 @pytest.mark.slow
 def test_rejection_fails_the_run_at_approve_saying_who_rejected(
-    spec_dir: Path, registry_env: dict, run_spec_dag: Any, failures: _Failures
+    spec_dir: Path, registry_env: dict, run_answered: Any, failures: _Failures
 ) -> None:
     def reject(outcome: Outcome) -> None:
         assert outcome.run_id and outcome.task_id
         assert answer(DAG_ID, outcome.run_id, outcome.task_id, Answer("erin", approve=False))[0]
 
-    dag_run = _run(run_spec_dag, spec_dir, reject)
+    dag_run = _run(run_answered, spec_dir, reject)
 
     assert _state(dag_run) == "failed"
     states = task_states(dag_run)
@@ -85,11 +79,11 @@ def test_rejection_fails_the_run_at_approve_saying_who_rejected(
 
 @pytest.mark.slow
 def test_timeout_fails_the_run_at_approve_saying_how_long_it_waited(
-    spec_dir: Path, registry_env: dict, run_spec_dag: Any, failures: _Failures
+    spec_dir: Path, registry_env: dict, run_answered: Any, failures: _Failures
 ) -> None:
     policy = spec_dir / "_policy.yaml"  # nobody answers within 0.0005 h (1.8 s): the wait's own deadline
     policy.write_text(policy.read_text().replace("approval_timeout_hours: 72 ", "approval_timeout_hours: 0.0005 "))
-    dag_run = _run(run_spec_dag, spec_dir, lambda outcome: None)
+    dag_run = _run(run_answered, spec_dir, lambda outcome: None)
 
     assert _state(dag_run) == "failed"
     assert task_states(dag_run)["approve"] == "failed"
@@ -101,7 +95,7 @@ def test_timeout_fails_the_run_at_approve_saying_how_long_it_waited(
 
 @pytest.mark.slow
 def test_a_superseded_request_ends_its_run_even_when_approved_later(
-    spec_dir: Path, registry_env: dict, run_spec_dag: Any, failures: _Failures
+    spec_dir: Path, registry_env: dict, run_answered: Any, failures: _Failures
 ) -> None:
     from airflow_bridge.actions.approval import close_superseded
 
@@ -112,7 +106,7 @@ def test_a_superseded_request_ends_its_run_even_when_approved_later(
         assert outcome.run_id and outcome.task_id
         assert answer(DAG_ID, outcome.run_id, outcome.task_id, Answer("dana"))[0]
 
-    dag_run = _run(run_spec_dag, spec_dir, newer_run_then_approve)
+    dag_run = _run(run_answered, spec_dir, newer_run_then_approve)
 
     assert _state(dag_run) == "failed"
     assert task_states(dag_run)["deploy"] == "upstream_failed"
