@@ -7,6 +7,17 @@ from typing import Any
 import numpy as np
 
 
+def probabilities(model: Any, features: Any) -> Any | None:
+    """``model.predict_proba(features)``, or None when the model gives no probabilities: it lacks the method,
+    or exposes one it cannot use (e.g. ``SVC(probability=False)``)."""
+    if not hasattr(model, "predict_proba"):
+        return None
+    try:
+        return model.predict_proba(features)
+    except AttributeError:
+        return None
+
+
 def compute_metrics(task_kind: str, estimator: Any, features: Any, labels: Any) -> dict[str, float]:
     """Classification: accuracy, balanced accuracy, precision/recall/f1 (binary for two classes,
     macro-averaged otherwise), roc_auc and log_loss when probabilities exist. Regression: r2, mae,
@@ -35,10 +46,7 @@ def compute_metrics(task_kind: str, estimator: Any, features: Any, labels: Any) 
         "f1": float(m.f1_score(labels, predictions, average=average, zero_division=0, **extra)),
     }
     if hasattr(estimator, "predict_proba"):
-        try:
-            proba = estimator.predict_proba(features)
-        except AttributeError:  # e.g. SVC(probability=False) exposes the method but cannot use it
-            proba = None
+        proba = probabilities(estimator, features)
         if proba is not None:
             if binary:
                 result["roc_auc"] = float(m.roc_auc_score(labels, proba[:, 1]))

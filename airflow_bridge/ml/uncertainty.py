@@ -74,6 +74,7 @@ def bootstrap(
     """95 % percentile intervals of the held-out metrics, from resampled predictions (no refit)."""
     import numpy as np
 
+    from airflow_bridge.ml.metrics import probabilities
     from airflow_bridge.ml.seeding import rng
 
     truth = np.asarray(labels)
@@ -81,7 +82,7 @@ def bootstrap(
     scores, classes = None, None
     if task_kind != "regression":
         classes = list(getattr(model, "classes_", np.unique(truth)))
-        scores = _probabilities(model, features)
+        scores = probabilities(model, features)
     draws = rng(seed, "bootstrap").integers(0, len(truth), size=(resamples, len(truth)))
     values: dict[str, list[float]] = {}
     for rows in draws:
@@ -97,15 +98,6 @@ def bootstrap(
             low, high = np.percentile(finite, [tail, 100 - tail])
             intervals[name] = {"low": float(low), "high": float(high)}
     return {"method": "bootstrap", "resamples": resamples, "level": LEVEL, "metrics": intervals}
-
-
-def _probabilities(model: Any, features: Any) -> Any:
-    if hasattr(model, "predict_proba"):
-        try:
-            return model.predict_proba(features)
-        except AttributeError:
-            return None
-    return None
 
 
 def fast_metrics(

@@ -34,8 +34,12 @@ def build_report(inputs: ReportInputs, *, top_features: int = 10) -> ModelReport
     labels = inputs.holdout[inputs.target]
     content = Content(inputs, held_out_rows=len(features))
     predictions = inputs.model.predict(features)
+    probabilities = None
     if inputs.task_kind == "classification":
-        _classification(content, features, labels, predictions)
+        from airflow_bridge.ml.metrics import probabilities as predict_probabilities
+
+        probabilities = predict_probabilities(inputs.model, features)  # once, for every figure that needs them
+        _classification(content, features, labels, predictions, probabilities)
     else:
         _regression(content, labels, predictions)
     importance = inputs.importance or permutation(inputs.model, features, labels, inputs.task_kind, seed=inputs.seed)
@@ -50,7 +54,7 @@ def build_report(inputs: ReportInputs, *, top_features: int = 10) -> ModelReport
             figures.importance_bars(importance, top_features),
         )
     )
-    add_story(content, features, labels, predictions)
+    add_story(content, features, labels, predictions, probabilities)
     _history(content)
     passed = all(bool(g.get("passed")) for g in inputs.gates) and bool((inputs.champion or {}).get("passed", True))
     return ModelReport(
@@ -60,7 +64,7 @@ def build_report(inputs: ReportInputs, *, top_features: int = 10) -> ModelReport
     )
 
 
-def _classification(content: Content, features: Any, labels: Any, predictions: Any) -> None:
+def _classification(content: Content, features: Any, labels: Any, predictions: Any, probabilities: Any) -> None:
     model, name = content.inputs.model, content.inputs.model_name
     classes = class_labels(model, labels)
     content.per_class = per_class(labels, predictions, classes)
@@ -84,7 +88,7 @@ def _classification(content: Content, features: Any, labels: Any, predictions: A
             "performance", f"ROC and precision-recall curves are drawn for two classes only ({len(classes)} here)."
         )
         return
-    scores = positive_scores(model, features, classes)
+    scores = positive_scores(model, features, classes, probabilities)
     if scores is None:
         content.note("performance", "The model gives no scores or probabilities: no ROC or precision-recall curve.")
         return

@@ -36,16 +36,15 @@ def class_labels(model: Any, labels: Any) -> list[Any]:
     return list(classes) if classes is not None else list(np.unique(labels))
 
 
-def positive_scores(model: Any, features: Any, classes: Sequence[Any]) -> Any | None:
+def positive_scores(model: Any, features: Any, classes: Sequence[Any], probabilities: Any | None) -> Any | None:
     """Scores of the positive class (the last one, as in the metrics) for ROC and precision-recall curves.
 
-    Probabilities when the model has them, else ``decision_function``; None when it has neither.
+    ``probabilities`` (the model's ``predict_proba`` of ``features``, see
+    :func:`airflow_bridge.ml.metrics.probabilities`) when the model has them, else ``decision_function``;
+    None when it has neither.
     """
-    if hasattr(model, "predict_proba"):
-        try:
-            return model.predict_proba(features)[:, len(classes) - 1]
-        except AttributeError:  # e.g. SVC(probability=False) exposes the method but cannot use it
-            pass
+    if probabilities is not None:
+        return probabilities[:, len(classes) - 1]
     if hasattr(model, "decision_function"):
         return model.decision_function(features)
     return None

@@ -85,13 +85,15 @@ def arrange(sections: list[tuple[str, str, str]], extra: Mapping[str, tuple[str,
     return out
 
 
-def add_story(content: Content, features: Any, labels: Any, predictions: Any) -> None:
-    """Compute the story sections and figures into ``content`` (after the performance figures)."""
+def add_story(content: Content, features: Any, labels: Any, predictions: Any, probabilities: Any | None) -> None:
+    """Compute the story sections and figures into ``content`` (after the performance figures).
+
+    ``probabilities``: the model's ``predict_proba`` of the held-out rows (classification; None without them).
+    """
     from airflow_bridge.report.html import Plot
     from airflow_bridge.report.story_figures import calibration, target_histogram
 
     inputs = content.inputs
-    probabilities = _probabilities(inputs.model, features) if inputs.task_kind == "classification" else None
     if inputs.task_kind == "classification":
         classes = [*getattr(inputs.model, "classes_", [])]
         if probabilities is not None and len(classes) == 2 and labels.nunique() == 2:
@@ -130,15 +132,6 @@ def add_story(content: Content, features: Any, labels: Any, predictions: Any) ->
     )
     content.extra["changes"] = ("Changes since the live version", _changes(inputs.changes))
     content.extra["model"] = ("Hyperparameters and data", _model(inputs))
-
-
-def _probabilities(model: Any, features: Any) -> Any | None:
-    if not hasattr(model, "predict_proba"):
-        return None
-    try:
-        return model.predict_proba(features)
-    except AttributeError:  # e.g. SVC(probability=False)
-        return None
 
 
 def story_inputs(
