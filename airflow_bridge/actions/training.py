@@ -87,8 +87,7 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
         decimal=request.decimal,
         missing_values=request.missing_values,
     )
-    data_io.select_columns(table.frame, table.uri, request.target, request.features)
-    _check_groups(table.frame, table.uri, request.groups)
+    data_io.select_columns(table.frame, table.uri, request.target, request.features, request.groups)
     frame, missing_target = data_io.drop_missing_target(table.frame, request.target)
     roles = infer_roles(frame, request.target, request.features, request.column_roles)
     features = feature_columns(roles)
@@ -175,20 +174,6 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
         checks=checks,
         **context,
     )
-
-
-def _check_groups(frame: Any, uri: str, groups: list[str]) -> None:
-    """Every ``data.groups`` column must be in the table: refused before anything is fitted."""
-    from airflow_bridge.issues import did_you_mean
-
-    columns = [str(c) for c in frame.columns]
-    for column in groups:
-        if column not in columns:
-            hint = did_you_mean(column, columns) or f"its columns are: {', '.join(columns[:20])}"
-            raise DataError(
-                f"groups column '{column}' (data.groups) is not in {uri} ({hint}); name an existing column "
-                "or remove it from data.groups"
-            )
 
 
 def _context(

@@ -201,14 +201,21 @@ def pa_nested(arrow_type: Any) -> bool:
     return bool(pat.is_nested(arrow_type))
 
 
-def select_columns(frame: pd.DataFrame, uri: str, target: str, features: list[str] | None) -> list[str]:
-    """The feature columns, after checking the target and features exist."""
+def select_columns(
+    frame: pd.DataFrame, uri: str, target: str, features: list[str] | None, groups: Sequence[str] = ()
+) -> list[str]:
+    """The feature columns, after checking the target, features and ``data.groups`` columns exist."""
     columns = [str(c) for c in frame.columns]
-    for name, what in [(target, "target"), *((f, "feature") for f in features or [])]:
+    named = [
+        (target, "target column '{}'"),
+        *((f, "feature column '{}'") for f in features or []),
+        *((g, "groups column '{}' (data.groups)") for g in groups),
+    ]
+    for name, what in named:
         if name not in columns:
             hint = did_you_mean(name, columns)
             raise DataError(
-                f"{what} column '{name}' is not in {uri}"
+                f"{what.format(name)} is not in {uri}"
                 + (f" ({hint})" if hint else "")
                 + f"; columns are: {', '.join(columns[:20])}"
             )
