@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from airflow_bridge.actions import approval, deployment
+from airflow_bridge.actions.moves import MoveRequest
 from airflow_bridge.actions.registration import UNGOVERNED_SOURCE, register
 from airflow_bridge.actions.results import DataSummary, Registration, TrainingResult, ValidationReport
 from airflow_bridge.artifacts import ArtifactStore
@@ -59,9 +60,7 @@ def _versions(
 
 
 def _move(registry: ModelRegistry, version: int, **kwargs: Any) -> Any:
-    return deployment.deploy(
-        registry, model="m", version=version, alias=kwargs.pop("alias", "production"), actor="bob", **kwargs
-    )
+    return deployment.move(registry, MoveRequest("m", version=version, **kwargs), actor="bob")
 
 
 def _alias(registry: ModelRegistry, alias: str = "production") -> int | None:
@@ -176,13 +175,13 @@ def test_rollback_goes_back_only_to_a_version_approved_for_the_alias(
     for number in (1, 2):
         approval.decide(registry, model="m", version=number, alias="production", responder="dana", approve=True)
         _move(registry, number)
-    result = deployment.rollback(registry, model="m", alias="production", actor="erin")
+    result = deployment.move(registry, MoveRequest(model="m", alias="production", action="rolled_back"), actor="erin")
     assert (result.version, result.previous_version, result.action) == (1, 2, "rolled_back")
     recorded = registry.deployments("m")[-1]
     assert (recorded.version, recorded.action, recorded.endpoint) == (1, "rolled_back", result.endpoint)
     assert recorded.endpoint  # the rollback's row says where the version is served, like a deploy's
     with pytest.raises(NotFoundError, match="no earlier version"):
-        deployment.rollback(registry, model="m", alias="production", actor="erin")
+        deployment.move(registry, MoveRequest(model="m", alias="production", action="rolled_back"), actor="erin")
 
     with pytest.raises(PolicyViolationError, match="v3 has no recorded approval"):  # the raw writer checks too
         registry.deploy("m", 3, alias="production", target="local", actor="root")
@@ -199,8 +198,8 @@ def test_enforcement_opt_out_is_audited_where_allowed_and_refused_elsewhere(
 
     other = ModelRegistry("sqlite://")
     _versions(other, store, 1, team="lab")
-    result = deployment.deploy(
-        other, model="m", version=1, alias="staging", actor="bob", enforce_policy=False, reason="hotfix #7"
+    result = deployment.move(
+        other, MoveRequest(model="m", version=1, alias="staging", reason="hotfix #7", enforce_policy=False), actor="bob"
     )
     assert result.policy_override
     override = [e for e in other.audit_events(model="m") if e.action == "policy_override"]
@@ -235,11 +234,22 @@ def test_team_only_moves_are_refused_for_outsiders_at_the_gate(registry: ModelRe
     _versions(registry, store, 2)
     for number in (1, 2):
         approval.decide(registry, model="m", version=number, alias="production", responder="dana", approve=True)
-    deployment.promote(registry, model="m", version=1, alias="production", actor="erin", team_only=True)
-    deployment.promote(registry, model="m", version=2, alias="production", actor="erin", team_only=True)
+    deployment.move(
+        registry, MoveRequest(model="m", version=1, alias="production", action="promoted", team_only=True), actor="erin"
+    )
+    deployment.move(
+        registry, MoveRequest(model="m", version=2, alias="production", action="promoted", team_only=True), actor="erin"
+    )
     with pytest.raises(PolicyViolationError, match=r"rollback of m v1 .* 'mallory' is not a member or approver"):
-        deployment.rollback(registry, model="m", alias="production", actor="mallory", team_only=True)
+        deployment.move(
+            registry, MoveRequest(model="m", alias="production", action="rolled_back", team_only=True), actor="mallory"
+        )
     assert _alias(registry) == 2
     refused = registry.audit_events(model="m")[-1]
     assert (refused.action, refused.actor, refused.version) == ("move_refused", "mallory", 1)
-    assert deployment.rollback(registry, model="m", alias="production", actor="mallory").version == 1  # no team rule
+    assert (
+        deployment.move(
+            registry, MoveRequest(model="m", alias="production", action="rolled_back"), actor="mallory"
+        ).version
+        == 1
+    )  # no team rule

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_bridge.actions import approval, deployment
+from airflow_bridge.actions.moves import MoveRequest
 from airflow_bridge.artifacts import ArtifactStore
 from airflow_bridge.governance.loader import load_policy
 from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
@@ -205,7 +206,7 @@ def test_anchors_in_an_object_locked_bucket_catch_a_rewritten_chain(
         store = ArtifactStore(f"file://{tmp_path / 'artifacts'}")
         _oncology_model(registry, store, versions=2)
         approval.decide(registry, model="breast_cancer", version=1, alias="production", responder="dana", approve=True)
-        deployment.deploy(registry, model="breast_cancer", version=1, alias="production", actor="alice")
+        deployment.move(registry, MoveRequest(model="breast_cancer", version=1, alias="production"), actor="alice")
         target = f"s3://{bucket}/registry"
         env = {"AIRFLOW_CONN_ANCHORS_S3": connection}
         anchored = _cli_env(env, "audit", "anchor", "--to", target, "--conn-id", "anchors_s3", "--registry-url", url)

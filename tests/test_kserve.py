@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from airflow_bridge.actions import approval, deployment
+from airflow_bridge.actions.moves import MoveRequest
 from airflow_bridge.artifacts import ArtifactStore
 from airflow_bridge.exceptions import DeploymentError, PolicyViolationError
 from airflow_bridge.governance.policy import Policy
@@ -219,11 +220,11 @@ def _approve(registry: ModelRegistry, version: int) -> None:
     approval.decide(registry, model="churn", version=version, alias="production", responder="dana", approve=True)
 
 
-def _deploy(registry: ModelRegistry, version: int, **kwargs: Any) -> Any:
-    kwargs.setdefault("serving", "cpu-small")
-    return deployment.deploy(
-        registry, model="churn", version=version, alias="production", actor="bob", target="kserve", **kwargs
-    )
+def _deploy(registry: ModelRegistry, version: int, **settings: Any) -> Any:
+    settings.setdefault("serving", "cpu-small")
+    settings = {key: value for key, value in settings.items() if value is not None}
+    request = MoveRequest("churn", "production", version, target="kserve", settings=settings)
+    return deployment.move(registry, request, actor="bob")
 
 
 def _live(registry: ModelRegistry) -> int | None:
@@ -313,8 +314,17 @@ def test_canary_then_promote_then_rollback(registry: ModelRegistry, store: Artif
     moved = [e for e in registry.audit_events(model="churn") if e.action == AuditAction.DEPLOYED][-1]
     assert "canary: 10% of the traffic" in moved.reason
 
-    promoted = deployment.promote(
-        registry, model="churn", version=2, alias="production", actor="bob", target="kserve", serving="cpu-small"
+    promoted = deployment.move(
+        registry,
+        MoveRequest(
+            model="churn",
+            version=2,
+            alias="production",
+            action="promoted",
+            target="kserve",
+            settings={"serving": "cpu-small"},
+        ),
+        actor="bob",
     )
     assert "canaryTrafficPercent" not in cluster.spec()["spec"]["predictor"]
     assert (promoted.version, promoted.action) == (2, "promoted")
@@ -324,8 +334,12 @@ def test_canary_then_promote_then_rollback(registry: ModelRegistry, store: Artif
         {"version": 2, "target": "kserve", "canary_traffic_percent": 100},
     )
 
-    back = deployment.rollback(
-        registry, model="churn", alias="production", actor="bob", target="kserve", serving="cpu-small"
+    back = deployment.move(
+        registry,
+        MoveRequest(
+            model="churn", alias="production", action="rolled_back", target="kserve", settings={"serving": "cpu-small"}
+        ),
+        actor="bob",
     )
     predictor = cluster.spec()["spec"]["predictor"]
     assert (predictor["sklearn"]["storageUri"], "canaryTrafficPercent" in predictor) == (v1, False)
@@ -347,9 +361,11 @@ def test_an_alias_served_by_kserve_does_not_move_with_target_local(
     _deploy(registry, 2)
     applied = list(cluster.calls)
     with pytest.raises(PolicyViolationError, match="is served by target 'kserve'"):
-        deployment.promote(registry, model="churn", version=1, alias="production", actor="bob")
-    with pytest.raises(PolicyViolationError, match="--target kserve --serving TIER"):
-        deployment.rollback(registry, model="churn", alias="production", actor="bob")
+        deployment.move(
+            registry, MoveRequest(model="churn", version=1, alias="production", action="promoted"), actor="bob"
+        )
+    with pytest.raises(PolicyViolationError, match="use target 'kserve' with its settings"):
+        deployment.move(registry, MoveRequest(model="churn", alias="production", action="rolled_back"), actor="bob")
     assert cluster.calls == applied and _live(registry) == 2
 
 
@@ -531,7 +547,7 @@ def _operator(**kwargs: Any) -> Any:
         task_id="deploy",
         registration={"model": "churn", "version": 1},
         target="kserve",
-        serving="cpu-small",
+        target_settings={"serving": "cpu-small"},
         **kwargs,
     )
 
@@ -558,7 +574,11 @@ def test_operator_defers_and_moves_the_alias_when_ready(
 
     url = recorded("ready")["status"]["url"]
     event = {"status": "success", "url": url, "name": NAME}
-    result = _operator().execute_complete(context, event, **(deferred.value.kwargs or {}))
+    saved = deferred.value.kwargs or {}
+    assert set(saved) == {"pending", "state"} and set(saved["state"]) == {"registration"}
+    # a task deferred by the release before (it saved 'registration' beside 'pending') completes after the upgrade
+    before_upgrade = {"pending": saved["pending"], "registration": saved["state"]["registration"]}
+    result = _operator().execute_complete(context, event, **before_upgrade)
     assert (result["version"], result["endpoint"], result["target"]) == (1, url, "kserve")
     assert _live(registry) == 1
 
@@ -605,7 +625,10 @@ def test_specs_name_a_serving_tier_the_team_may_use(tmp_path: Path, monkeypatch:
     # one line switches a spec to KServe: without 'serving', the team's only serving tier is used
     assert _spec_issues(tmp_path, {"target": "kserve"}) == []
     [local] = _spec_issues(tmp_path, {"target": "local", "canary_traffic_percent": 10})
-    assert "apply to target 'kserve' only" in local
+    assert local == (
+        "deployment.canary_traffic_percent: 'canary_traffic_percent' is a setting of target 'kserve', not 'local' "
+        "(set 'target: kserve' or remove 'canary_traffic_percent')"
+    )
     assert any(
         "less than or equal to 99" in i
         for i in _spec_issues(tmp_path, {"target": "kserve", "serving": "cpu-small", "canary_traffic_percent": 100})
@@ -652,13 +675,13 @@ def test_the_factory_passes_the_serving_settings_to_the_deploy_task(
     spec["deployment"] = {"target": "kserve", "serving": "cpu-small", "canary_traffic_percent": 10}
     dag = build_dag(Experiment.model_validate(spec), policy=POLICY)
     deploy: Any = dag.get_task("deploy")
-    assert (deploy.target, deploy.serving, deploy.canary_traffic_percent) == ("kserve", "cpu-small", 10)
-    spec["deployment"] = {"target": "kserve"}  # one line: the team's only serving tier
+    assert (deploy.target, deploy.target_settings) == ("kserve", {"serving": "cpu-small", "canary_traffic_percent": 10})
+    spec["deployment"] = {"target": "kserve"}  # one line: the target uses the team's only serving tier when it applies
     deploy = build_dag(Experiment.model_validate(spec), policy=POLICY).get_task("deploy")
-    assert (deploy.target, deploy.serving, deploy.canary_traffic_percent) == ("kserve", "cpu-small", None)
+    assert (deploy.target, deploy.target_settings) == ("kserve", {})
     spec["deployment"] = {"target": "local"}
     deploy = build_dag(Experiment.model_validate(spec), policy=POLICY).get_task("deploy")
-    assert (deploy.target, deploy.serving) == ("local", None)
+    assert (deploy.target, deploy.target_settings) == ("local", {})
 
 
 def test_the_cli_moves_a_kserve_alias_through_the_same_actions(

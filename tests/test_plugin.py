@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from airflow_bridge.actions import approval
+from airflow_bridge.actions.moves import MoveRequest
 from airflow_bridge.artifacts import ArtifactStore
 from airflow_bridge.governance.policy import Policy
 from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
@@ -49,9 +50,9 @@ def registry(registry_env: dict[str, Any], tmp_path: Path) -> ModelRegistry:
             policy=binding_for(POLICY, "specs/_policy.yaml"),
         )
     approval.decide(registry, model="cancer", version=1, alias="production", responder="dana", approve=True)
-    from airflow_bridge.actions.deployment import deploy
+    from airflow_bridge.actions.deployment import move
 
-    deploy(registry, model="cancer", version=1, alias="production", actor="dana", reason="first release")
+    move(registry, MoveRequest(model="cancer", version=1, alias="production", reason="first release"), actor="dana")
     approval.request_approval(
         registry,
         model="cancer",
@@ -231,9 +232,9 @@ def test_models_page_writes_need_the_dag_permission_and_the_team(
     import html
 
     approval.decide(registry, model="cancer", version=2, alias="production", responder="erin", approve=True)
-    from airflow_bridge.actions.deployment import promote
+    from airflow_bridge.actions.deployment import move
 
-    promote(registry, model="cancer", version=2, alias="production", actor="erin")
+    move(registry, MoveRequest(model="cancer", version=2, alias="production", action="promoted"), actor="erin")
     before = registry.chain_heads()
     login(client, user, role)
     reply = client.post(

@@ -21,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from airflow_bridge.actions import approval, deployment
+from airflow_bridge.actions.moves import MoveRequest
 from airflow_bridge.actions.registration import register
 from airflow_bridge.actions.training import TrainingRequest, train
 from airflow_bridge.actions.validation import ValidationRules, validate
@@ -73,15 +74,15 @@ def fates_registry(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
 
     ask(1)
     approval.decide(registry, model="m", version=1, alias="production", responder="dana", approve=True)
-    deployment.deploy(registry, model="m", version=1, alias="production", actor="bob")
+    deployment.move(registry, MoveRequest(model="m", version=1, alias="production"), actor="bob")
     ask(2)
     approval.decide(
         registry, model="m", version=2, alias="production", responder="erin", approve=False, comment="leaks the outcome"
     )
     ask(3)
     ask(4)  # closes v3's request: superseded by v4; v4 stays pending
-    deployment.deploy(registry, model="m", version=6, alias="staging", actor="bob")
-    deployment.deploy(registry, model="m", version=5, alias="staging", actor="bob")  # v6 was live, moved on
+    deployment.move(registry, MoveRequest(model="m", version=6, alias="staging"), actor="bob")
+    deployment.move(registry, MoveRequest(model="m", version=5, alias="staging"), actor="bob")  # v6 was live, moved on
     ask(8, "canary")
     approval.decide(registry, model="m", version=8, alias="canary", responder="dana", approve=False)
     ask(8, "canary")  # asked again after the rejection: pending

@@ -20,6 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from airflow_bridge.actions import deployment
+from airflow_bridge.actions.moves import MoveRequest
 from airflow_bridge.actions.registration import register
 from airflow_bridge.actions.results import DataSummary, TrainingResult
 from airflow_bridge.actions.training import TrainingRequest, train
@@ -272,7 +273,7 @@ def test_a_row_number_of_a_sorted_file_is_ignored_or_flagged_at_the_top_of_the_r
     live = register(safe, checked, registry=registry, actor="alice")
     stored = registry.resolve("leaky", live.version).validation  # recorded with the version
     assert stored["baseline"]["strategy"] == "most_frequent" and stored["uncertainty"]["method"] == "bootstrap"
-    deployment.deploy(registry, model="leaky", version=live.version, alias="staging", actor="bob")
+    deployment.move(registry, MoveRequest(model="leaky", version=live.version, alias="staging"), actor="bob")
 
     forced = train(_request(leaky, column_roles={"Position #": "numeric"}), store)
     assert "Position #" in forced.data.features

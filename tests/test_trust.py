@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_bridge.actions import approval, deployment
+from airflow_bridge.actions.moves import MoveRequest
 from airflow_bridge.actions.ownership import transfer
 from airflow_bridge.artifacts import ArtifactStore
 from airflow_bridge.exceptions import (
@@ -69,7 +70,7 @@ def registry(url: str, store: ArtifactStore) -> Iterator[ModelRegistry]:
     for number in (1, 2):
         _register(registry, store, number)
     approval.decide(registry, model="breast_cancer", version=1, alias="production", responder="dana", approve=True)
-    deployment.deploy(registry, model="breast_cancer", version=1, alias="production", actor="alice")
+    deployment.move(registry, MoveRequest(model="breast_cancer", version=1, alias="production"), actor="alice")
     yield registry
     registry.dispose()
 
@@ -183,7 +184,11 @@ def test_a_forged_approval_row_is_not_honoured(url: str, registry: ModelRegistry
     )
     _sql(url, "UPDATE ab_models SET chain_seq = :position, chain_hash = 'y'", position=position + 1)
     with pytest.raises(AuditMismatchError, match=r"the chain was edited|was modified"):
-        deployment.promote(registry, model="breast_cancer", version=2, alias="production", actor="alice")
+        deployment.move(
+            registry,
+            MoveRequest(model="breast_cancer", version=2, alias="production", action="promoted"),
+            actor="alice",
+        )
     assert registry.alias_version("breast_cancer", "production").version == 1  # type: ignore[union-attr]
     assert not registry.verify_audit().ok
 
@@ -210,7 +215,11 @@ def test_a_well_hashed_forgery_is_refused_when_events_are_signed(url: str, store
         audit_module.write_event(connection, forged)
     engine.dispose()
     with pytest.raises(AuditMismatchError, match="not signed with the audit key"):
-        deployment.promote(registry, model="breast_cancer", version=2, alias="production", actor="alice")
+        deployment.move(
+            registry,
+            MoveRequest(model="breast_cancer", version=2, alias="production", action="promoted"),
+            actor="alice",
+        )
     assert registry.alias_version("breast_cancer", "production") is None
     report = registry.verify_audit()
     assert not report.ok and "not signed" in report.problem
@@ -234,7 +243,11 @@ def test_an_edited_alias_row_is_reported_and_never_served(url: str, registry: Mo
         registry.trusted_version("breast_cancer", "production")
     approval.decide(registry, model="breast_cancer", version=2, alias="production", responder="dana", approve=True)
     with pytest.raises(AuditMismatchError, match="the alias row was edited"):
-        deployment.promote(registry, model="breast_cancer", version=2, alias="production", actor="alice")
+        deployment.move(
+            registry,
+            MoveRequest(model="breast_cancer", version=2, alias="production", action="promoted"),
+            actor="alice",
+        )
 
 
 def test_an_edited_version_row_is_never_unpickled(url: str, registry: ModelRegistry, tmp_path: Path) -> None:
@@ -302,8 +315,10 @@ def test_rollback_moves_only_the_version_it_checked(registry: ModelRegistry, sto
         approval.decide(
             registry, model="breast_cancer", version=number, alias="production", responder="dana", approve=True
         )
-        deployment.deploy(registry, model="breast_cancer", version=number, alias="production", actor="alice")
-    pending = deployment.begin_rollback(registry, model="breast_cancer", alias="production", actor="erin")
+        deployment.move(registry, MoveRequest(model="breast_cancer", version=number, alias="production"), actor="alice")
+    pending = deployment.begin_move(
+        registry, MoveRequest(model="breast_cancer", alias="production", action="rolled_back"), actor="erin"
+    )
     assert pending.version == 2
     registry.delete_version("breast_cancer", 2, actor="root", reason="deleted during the KServe wait")
     from airflow_bridge.targets import Outcome

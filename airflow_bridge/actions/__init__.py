@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow_bridge.actions.approval import decide, refuse, request_approval, time_out
-    from airflow_bridge.actions.deployment import deploy, promote, rollback
+    from airflow_bridge.actions.deployment import move
+    from airflow_bridge.actions.moves import MoveRequest
     from airflow_bridge.actions.names import REPORT_XCOM_KEY, TaskId
     from airflow_bridge.actions.registration import register
     from airflow_bridge.actions.results import (
@@ -31,9 +32,8 @@ _HOMES = {
     "refuse": "approval",
     "request_approval": "approval",
     "time_out": "approval",
-    "deploy": "deployment",
-    "promote": "deployment",
-    "rollback": "deployment",
+    "move": "deployment",
+    "MoveRequest": "moves",
     "REPORT_XCOM_KEY": "names",
     "TaskId": "names",
     "register": "registration",
@@ -62,6 +62,7 @@ __all__ = [
     "ApprovalDecision",
     "DataSummary",
     "DeploymentResult",
+    "MoveRequest",
     "Registration",
     "TaskId",
     "TrainingRequest",
@@ -69,12 +70,10 @@ __all__ = [
     "ValidationReport",
     "ValidationRules",
     "decide",
-    "deploy",
-    "promote",
+    "move",
     "refuse",
     "register",
     "request_approval",
-    "rollback",
     "time_out",
     "train",
     "validate",

@@ -5,23 +5,21 @@ allowed approver (never an author) under the policy that governs the model. A ro
 any other: it goes back only to a version that was approved for that alias. Turning enforcement off
 (``enforce_policy=False``) is possible only where the policy allows it, and is itself audited.
 
-Each action runs in two halves around its target (:mod:`airflow_bridge.actions.targets`): ``begin_*``
-passes the gate and has the target serve the version (``kserve`` applies an InferenceService; ``local``
-has nothing to do); ``settle`` moves the alias once the target reports ready, or restores the target
-and audits the refusal. ``deploy``/``promote``/``rollback`` run both halves and wait in between; the
-operators defer to the target's trigger instead and settle in ``execute_complete``.
+Every door asks for a move with one :class:`~airflow_bridge.actions.moves.MoveRequest` (deploy, promote
+or rollback) and it runs in two halves around its target (:mod:`airflow_bridge.targets`):
+``begin_move`` passes the gate and has the target serve the version (``kserve`` applies an
+InferenceService; ``local`` has nothing to do); ``settle`` moves the alias once the target reports
+ready, or restores the target and audits the refusal. ``move`` runs both halves and waits in between;
+the operators defer to the target's trigger instead and settle in ``execute_complete``.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_bridge.actions.gate import Gate, move_name
-from airflow_bridge.actions.names import LOCAL_TARGET, local_endpoint
+from airflow_bridge.actions.moves import MoveRequest, PendingMove
 from airflow_bridge.actions.results import ApprovalDecision, DeploymentResult
-from airflow_bridge.actions.targets import TARGETS, PendingMove, target_for
 from airflow_bridge.exceptions import (
     AuditMismatchError,
     ConflictError,
@@ -30,112 +28,39 @@ from airflow_bridge.exceptions import (
     PolicyViolationError,
 )
 from airflow_bridge.registry.events import AuditAction
-from airflow_bridge.targets import Outcome
+from airflow_bridge.serving.target import LOCAL_TARGET, local_endpoint
+from airflow_bridge.targets import Outcome, target_for
 
 if TYPE_CHECKING:
     from airflow_bridge.registry.records import RunRef
     from airflow_bridge.registry.store import ModelRegistry
 
-__all__ = ["TARGETS", "begin_deploy", "begin_rollback", "deploy", "promote", "rollback", "settle"]
-P = ParamSpec("P")
-_CURRENT: Any = object()
-"""``expected`` default: compare-and-set against what the alias points at when the action starts."""
+__all__ = ["MoveRequest", "begin_move", "move", "settle"]
 
 
-def _to_the_end(
-    begin: Callable[Concatenate[ModelRegistry, P], PendingMove], doc: str
-) -> Callable[Concatenate[ModelRegistry, P], DeploymentResult]:
-    """``begin`` and ``settle`` with the wait for the target in between, for callers that can block."""
-
-    def both_halves(registry: ModelRegistry, /, *args: P.args, **kwargs: P.kwargs) -> DeploymentResult:
-        pending = begin(registry, *args, **kwargs)
-        return settle(registry, pending, target_for(pending.target).wait(pending.rollout))
-
-    both_halves.__doc__ = doc
-    return both_halves
-
-
-def begin_deploy(
-    registry: ModelRegistry,
-    *,
-    model: str,
-    version: int,
-    alias: str,
-    actor: str,
-    target: str = LOCAL_TARGET,
-    serving: str | None = None,
-    canary_traffic_percent: int | None = None,
-    run: RunRef | None = None,
-    reason: str = "",
-    expected: int | None = _CURRENT,
-    enforce_policy: bool = True,
-    action: AuditAction = AuditAction.DEPLOYED,
-    team_only: bool = False,
-) -> PendingMove:
-    """Check the move (approval, checksum) and have ``target`` serve ``version``; the alias has not moved yet.
-
-    ``serving`` and ``canary_traffic_percent`` are the kserve target's settings. The caller waits for the
-    target (``deploy`` blocks; ``DeployModelOperator`` defers to the target's trigger), then ``settle``s.
-    ``team_only``: only the model's team may make the move (the Models page's rule).
-    """
+def begin_move(registry: ModelRegistry, request: MoveRequest, *, actor: str, run: RunRef | None = None) -> PendingMove:
+    """Check the move (team, target, approval, checksum) and have its target serve the version; the alias
+    has not moved yet. The caller waits for the target (``move`` blocks; the operators defer to the
+    target's trigger), then ``settle``s. A rollback goes to the version the alias pointed at before."""
+    model, alias = request.model, request.alias
     record = registry.get_model(model)
-    chosen = registry.get_version(model, version)
     live = registry.alias_version(model, alias)
-    return Gate(registry, record, alias=alias, actor=actor, run=run, action=action).admit(
-        chosen,
-        live,
-        target=target,
-        enforce=enforce_policy,
-        reason=reason,
-        expected=(live.version if live else None) if expected is _CURRENT else expected,
-        serving=serving,
-        canary_traffic_percent=canary_traffic_percent,
-        team_only=team_only,
-    )
+    gate = Gate(registry, record, alias=alias, actor=actor, run=run, action=request.action)
+    if request.action == AuditAction.ROLLED_BACK:
+        previous = registry.previous_alias_version(model, alias)
+        if live is None or previous is None:
+            raise NotFoundError(f"alias '{alias}' of '{model}' has no earlier version to roll back to")
+        return gate.admit(registry.get_version(model, previous), live, request, expected=live.version)
+    assert request.version is not None  # MoveRequest refuses a deploy without one
+    chosen = registry.get_version(model, request.version)
+    expected = request.expected if request.expected is not None else (live.version if live else None)
+    return gate.admit(chosen, live, request, expected=expected)
 
 
-def begin_rollback(
-    registry: ModelRegistry,
-    *,
-    model: str,
-    alias: str,
-    actor: str,
-    target: str = LOCAL_TARGET,
-    serving: str | None = None,
-    run: RunRef | None = None,
-    reason: str = "",
-    enforce_policy: bool = True,
-    team_only: bool = False,
-) -> PendingMove:
-    """Check a rollback of ``alias`` to its previous version and have ``target`` serve that version (no canary)."""
-    record = registry.get_model(model)
-    current = registry.alias_version(model, alias)
-    previous = registry.previous_alias_version(model, alias)
-    if current is None or previous is None:
-        raise NotFoundError(f"alias '{alias}' of '{model}' has no earlier version to roll back to")
-    chosen = registry.get_version(model, previous)
-    return Gate(registry, record, alias=alias, actor=actor, run=run, action=AuditAction.ROLLED_BACK).admit(
-        chosen,
-        current,
-        target=target,
-        enforce=enforce_policy,
-        reason=reason,
-        expected=current.version,
-        serving=serving,
-        team_only=team_only,
-    )
-
-
-deploy = _to_the_end(
-    begin_deploy,
-    "Point ``alias`` at ``version`` after the policy checks, once the target serves it (see ``begin_deploy``).",
-)
-promote = functools.partial(deploy, action=AuditAction.PROMOTED)
-promote.__doc__ = "``deploy`` recorded as a promotion (a person moving an alias, or sending a canary all traffic)."
-rollback = _to_the_end(
-    begin_rollback,
-    "Move ``alias`` back to the version it pointed at before (rollbacks undo moves), policy-checked.",
-)
+def move(registry: ModelRegistry, request: MoveRequest, *, actor: str, run: RunRef | None = None) -> DeploymentResult:
+    """``begin_move`` and ``settle`` with the wait for the target in between, for doors that can block."""
+    pending = begin_move(registry, request, actor=actor, run=run)
+    return settle(registry, pending, target_for(pending.target).wait(pending.rollout))
 
 
 def settle(registry: ModelRegistry, pending: PendingMove, outcome: Outcome) -> DeploymentResult:

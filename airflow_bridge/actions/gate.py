@@ -9,17 +9,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NoReturn
 
-from airflow_bridge.actions.names import KSERVE_TARGET
+from airflow_bridge.actions.moves import MoveRequest, PendingMove
 from airflow_bridge.actions.results import ApprovalDecision
-from airflow_bridge.actions.targets import PendingMove, target_for
 from airflow_bridge.exceptions import ChecksumMismatchError, PolicyViolationError
 from airflow_bridge.registry.events import AuditAction
-from airflow_bridge.targets import Move
+from airflow_bridge.serving.target import LOCAL_TARGET
+from airflow_bridge.spec.targets import UnknownTargetError, settings_refusal
+from airflow_bridge.targets import Move, target_for
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from airflow_bridge.governance.enforcement import GoverningPolicy
     from airflow_bridge.registry.records import ModelRecord, ModelVersion, RunRef
     from airflow_bridge.registry.store import ModelRegistry
+    from airflow_bridge.targets import Target
 
 
 class Gate:
@@ -38,39 +42,27 @@ class Gate:
         )
 
     def admit(
-        self,
-        chosen: ModelVersion,
-        live: ModelVersion | None,
-        *,
-        target: str,
-        enforce: bool,
-        reason: str,
-        expected: int | None,
-        serving: str | None = None,
-        canary_traffic_percent: int | None = None,
-        team_only: bool = False,
+        self, chosen: ModelVersion, live: ModelVersion | None, request: MoveRequest, *, expected: int | None
     ) -> PendingMove:
-        """Every check of a move in order (team, policy, approval, checksum, target), then ``target`` serves
-        ``chosen``: nothing is applied before the gate passes. The alias has not moved yet.
+        """Every check of a move in order (team, target and its settings, policy, approval, checksum), then
+        the target serves ``chosen``: nothing is applied before the gate passes. The alias has not moved yet.
 
-        ``team_only``: only the model's team may make the move (the Models page's rule). ``expected`` is
-        the version the alias must still point at when the move settles (compare-and-set).
+        ``expected`` is the version the alias must still point at when the move settles (compare-and-set).
         """
         from airflow_bridge.governance.enforcement import team_move_refusal
 
         governing = self.governing(chosen)
-        if team_only:
+        if request.team_only:
             why = team_move_refusal(governing, self.record.name, self.record.card.team, self.actor)
             if why is not None:
                 self.refuse(chosen, why)
-        approval, override = self.authorize(chosen, enforce)
+        target, settings = self.target(chosen, request)
+        approval, override = self.authorize(chosen, request.enforce_policy)
         self.verify(chosen)
-        _same_target(self.registry, self, chosen, target)
-        move = Move(
-            str(self.registry.url), self.record, chosen, live, self.alias, governing, serving, canary_traffic_percent
-        )
-        rollout = target_for(target).apply(self, move)
-        why = reason or self._default_reason(live)
+        _same_target(self.registry, self, chosen, request.target)
+        move = Move(str(self.registry.url), self.record, chosen, live, self.alias, governing, settings)
+        rollout = target.apply(self, move)
+        why = request.reason or self._default_reason(live)
         canary = rollout.get("canary_traffic_percent")
         return PendingMove(
             model=self.record.name,
@@ -79,7 +71,7 @@ class Gate:
             action=str(self.action),
             actor=self.actor,
             reason=f"{why} (canary: {canary}% of the traffic)" if canary else why,
-            target=target,
+            target=request.target,
             expected=expected,
             previous_version=live.version if live else None,
             rollout=rollout,
@@ -87,6 +79,17 @@ class Gate:
             approval=approval.to_xcom() if approval else None,
             policy_override=override,
         )
+
+    def target(self, version: ModelVersion, request: MoveRequest) -> tuple[Target, BaseModel]:
+        """The installed target the request names and its settings; unknown or bad ones are refused, audited."""
+        try:
+            target = target_for(request.target)
+        except UnknownTargetError as exc:
+            self.refuse(version, str(exc))
+        settings, problems = settings_refusal(target, request.settings)
+        if settings is None:
+            self.refuse(version, f"bad settings for target '{request.target}': {problems}")
+        return target, settings
 
     def _default_reason(self, live: ModelVersion | None) -> str:
         if self.action == AuditAction.ROLLED_BACK and live is not None:
@@ -158,13 +161,14 @@ def move_name(action: str) -> str:
 
 
 def _same_target(registry: ModelRegistry, gate: Gate, version: ModelVersion, target: str) -> None:
-    """An alias served by KServe moves only with target kserve: a local move would leave the service behind."""
+    """An alias served by a target other than ``local`` moves only with that target: a move with another one
+    would leave the old version served there (an InferenceService)."""
     served = [d for d in registry.deployments(gate.record.name) if d.alias == gate.alias]
     last = served[-1].target if served else None
-    if last == KSERVE_TARGET and target != KSERVE_TARGET:
+    if last not in (None, LOCAL_TARGET, target):
         gate.refuse(
             version,
             f"'{gate.alias}' of {gate.record.name} is served by target '{last}' (its last deployment); moving it "
-            f"with target '{target}' would leave the InferenceService serving the old version: use target "
-            f"'{last}' with its serving tier (--target {last} --serving TIER)",
+            f"with target '{target}' would leave the old version served there: use target '{last}' with its "
+            f"settings (--target {last})",
         )

@@ -17,15 +17,3 @@ class TaskId(enum.StrEnum):
 
 REPORT_XCOM_KEY = "report"
 """``validate`` pushes its report under this key before a failed gate fails the task."""
-
-LOCAL_TARGET = "local"
-"""The deployment target that serves from the registry itself (``airflow-bridge serve``)."""
-
-
-def local_endpoint(model: str, alias: str) -> str:
-    """Where target ``local`` serves ``model@alias``: the registry alias itself."""
-    return f"registry://{model}@{alias}"
-
-
-KSERVE_TARGET = "kserve"
-"""The deployment target that serves through a KServe InferenceService (:mod:`airflow_bridge.kserve`)."""

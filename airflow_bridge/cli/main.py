@@ -20,6 +20,7 @@ from airflow_bridge.cli import (
     registry_cmds,
     report_cmd,
     spec_cmds,
+    targets_cmd,
 )
 from airflow_bridge.cli.common import Format, console, home_option, registry_option
 
@@ -35,6 +36,7 @@ app.command("render")(spec_cmds.render)
 app.command("schema")(spec_cmds.schema)
 app.command("init")(spec_cmds.init)
 app.command("loaders")(loaders_cmd.loaders)
+app.command("targets")(targets_cmd.targets)
 app.add_typer(registry_cmds.models_app, name="models")
 app.add_typer(registry_cmds.audit_app, name="audit")
 app.command("lineage")(lineage_cmd.lineage)

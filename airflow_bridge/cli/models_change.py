@@ -24,6 +24,7 @@ from airflow_bridge.cli.common import Format, console, fail, format_option, home
 from airflow_bridge.cli.registry_cmds import _guard, _open, models_app
 
 if TYPE_CHECKING:
+    from airflow_bridge.actions.moves import MoveRequest
     from airflow_bridge.registry.store import ModelRegistry
 
 actor_option = Annotated[
@@ -38,11 +39,39 @@ actor_option = Annotated[
 reason_option = Annotated[str, typer.Option("--reason", help="Why (recorded in the audit trail).")]
 alias_option = Annotated[str, typer.Option("--alias", help="The alias concerned.")]
 target_option = Annotated[
-    str, typer.Option("--target", help="Deployment target: local (the registry alias) or kserve (an InferenceService).")
+    str,
+    typer.Option(
+        "--target",
+        help="Deployment target: local (the registry alias), kserve (an InferenceService), or one an installed "
+        "package adds ('airflow-bridge targets' lists them).",
+    ),
 ]
 serving_option = Annotated[
-    str | None, typer.Option("--serving", help="Serving tier of the team policy (target kserve).")
+    str | None, typer.Option("--serving", help="Serving tier of the team policy (target kserve; --setting serving=).")
 ]
+setting_option = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--setting",
+        help="A setting of the target, KEY=VALUE (the value read as YAML: 10 is a number); repeat for more.",
+    ),
+]
+
+
+def target_settings(settings: list[str] | None, **named: Any) -> dict[str, Any]:
+    """``--setting KEY=VALUE`` options and the named shortcuts (``--serving``) as the target's settings."""
+    import yaml
+
+    found: dict[str, Any] = {}
+    for item in settings or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise fail(f"--setting {item!r}: write KEY=VALUE, e.g. --setting serving=standard", code=2)
+        try:
+            found[key.strip()] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            found[key.strip()] = value
+    return found | {key: value for key, value in named.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -100,6 +129,7 @@ def models_promote(
             "Without it VERSION gets all traffic (this promotes a canary).",
         ),
     ] = None,
+    setting: setting_option = None,
     actor: actor_option = None,
     reason: reason_option = "",
     home: home_option = None,
@@ -111,30 +141,21 @@ def models_promote(
 
     With --target kserve the InferenceService of NAME@ALIAS serves VERSION first (waiting until KServe reports
     it ready); the alias moves only then."""
-    from airflow_bridge.actions.deployment import promote
+    from airflow_bridge.actions.moves import MoveRequest
+    from airflow_bridge.registry.events import AuditAction
 
     with _guard(f"cannot promote {name} v{version}"):
-        where = door(registry, home, airflow_url, actor)
-        if where.url is not None:
-            body = {"version": version, "alias": alias, "expect": expect, "target": target, "serving": serving}
-            result = airflow_client.api(
-                where.url, "POST", f"/models/{name}/promote", body | _opt(canary=canary, reason=reason)
-            )
-        else:
-            assert where.store is not None
-            extra: dict[str, Any] = {"expected": expect} if expect is not None else {}
-            result = promote(
-                where.store,
-                model=name,
-                version=version,
-                alias=alias,
-                target=target,
-                serving=serving,
-                canary_traffic_percent=canary,
-                actor=where.actor,
-                reason=reason or f"promoted with the CLI by {where.actor}",
-                **extra,
-            ).to_xcom()
+        request = MoveRequest(
+            model=name,
+            version=version,
+            alias=alias,
+            action=AuditAction.PROMOTED,
+            target=target,
+            settings=target_settings(setting, serving=serving, canary_traffic_percent=canary),
+            reason=reason,
+            expected=expect,
+        )
+        result = _move(request, door(registry, home, airflow_url, actor), "promoted")
     _report(result, output, "now points at")
 
 
@@ -144,6 +165,7 @@ def models_rollback(
     alias: alias_option = "production",
     target: target_option = "local",
     serving: serving_option = None,
+    setting: setting_option = None,
     actor: actor_option = None,
     reason: reason_option = "",
     home: home_option = None,
@@ -154,25 +176,38 @@ def models_rollback(
     """Move ALIAS back to the version it pointed at before: on a protected alias, only to an approved version.
 
     With --target kserve the InferenceService serves that version again (no canary) before the alias moves."""
-    from airflow_bridge.actions.deployment import rollback
+    from airflow_bridge.actions.moves import MoveRequest
+    from airflow_bridge.registry.events import AuditAction
 
     with _guard(f"cannot roll back '{alias}' of {name}"):
-        where = door(registry, home, airflow_url, actor)
-        if where.url is not None:
-            body = {"alias": alias, "target": target, "serving": serving} | _opt(reason=reason)
-            result = airflow_client.api(where.url, "POST", f"/models/{name}/rollback", body)
-        else:
-            assert where.store is not None
-            result = rollback(
-                where.store,
-                model=name,
-                alias=alias,
-                target=target,
-                serving=serving,
-                actor=where.actor,
-                reason=reason or f"rolled back with the CLI by {where.actor}",
-            ).to_xcom()
+        request = MoveRequest(
+            model=name,
+            alias=alias,
+            action=AuditAction.ROLLED_BACK,
+            target=target,
+            settings=target_settings(setting, serving=serving),
+            reason=reason,
+        )
+        result = _move(request, door(registry, home, airflow_url, actor), "rolled back")
     _report(result, output, "rolled back to")
+
+
+def _move(request: MoveRequest, where: Door, done: str) -> dict[str, Any]:
+    """Make the move on the embedded registry, or ask Airflow's API server to (it knows who you are)."""
+    import dataclasses
+
+    from airflow_bridge.actions.deployment import move
+
+    if where.url is not None:
+        body: dict[str, Any] = {"alias": request.alias, "target": request.target, "settings": request.settings}
+        body |= {"reason": request.reason} if request.reason else {}
+        if request.version is not None:
+            body |= {"version": request.version, "expect": request.expected}
+        verb = "rollback" if request.version is None else "promote"
+        return airflow_client.api(where.url, "POST", f"/models/{request.model}/{verb}", body)
+    assert where.store is not None
+    reason = request.reason or f"{done} with the CLI by {where.actor}"
+    return move(where.store, dataclasses.replace(request, reason=reason), actor=where.actor).to_xcom()
 
 
 def _answer(

@@ -33,6 +33,7 @@ class PendingVersion:
     approvers: list[str]
     dag_id: str | None
     run_id: str | None
+    target_settings: dict[str, Any]
 
 
 def find_pending_version(loaded: LoadedSpec, home: Path) -> PendingVersion | None:
@@ -66,6 +67,7 @@ def find_pending_version(loaded: LoadedSpec, home: Path) -> PendingVersion | Non
                 list((request.after or {}).get("approvers") or []),
                 version.run.dag_id,
                 version.run.run_id,
+                spec.deployment.settings,
             )
     return None
 
@@ -73,7 +75,8 @@ def find_pending_version(loaded: LoadedSpec, home: Path) -> PendingVersion | Non
 def resume_after_approval(pending: PendingVersion, user: str, *, approve: bool, out: Console) -> dict[str, Any]:
     """Answer the pending approval as ``user`` and, when granted, deploy: the actions the DAG would run."""
     from airflow_bridge.actions.approval import decide
-    from airflow_bridge.actions.deployment import deploy
+    from airflow_bridge.actions.deployment import move
+    from airflow_bridge.actions.moves import MoveRequest
     from airflow_bridge.actions.names import TaskId
     from airflow_bridge.exceptions import BridgeError
     from airflow_bridge.registry.records import RunRef
@@ -120,16 +123,15 @@ def resume_after_approval(pending: PendingVersion, user: str, *, approve: bool, 
         summary["tasks"][TaskId.DEPLOY] = "skipped"
         return summary
     try:
-        result = deploy(
-            registry,
+        request = MoveRequest(
             model=name,
             version=number,
             alias=pending.alias,
             target=pending.target,
-            actor=user,
-            run=RunRef(pending.dag_id, pending.run_id, TaskId.DEPLOY),
+            settings=pending.target_settings,
             reason=f"deployed by airflow-bridge run after {user}'s approval",
         )
+        result = move(registry, request, actor=user, run=RunRef(pending.dag_id, pending.run_id, TaskId.DEPLOY))
     except BridgeError as exc:
         summary["errors"].append(str(exc))
         summary["tasks"][TaskId.DEPLOY] = "failed"

@@ -90,7 +90,33 @@ def experiment_schema() -> dict[str, Any]:
     thresholds["additionalProperties"] = False
     defs["Champion"]["properties"]["metric"]["enum"] = all_metrics
     schema["allOf"] = [_metrics_of_task_kind(kind, metrics) for kind, metrics in METRICS.items()]
+    _deployment_targets(defs["Deployment"], defs)
     return _document("experiment", schema)
+
+
+def _deployment_targets(deployment: dict[str, Any], defs: dict[str, Any]) -> None:
+    """Each installed target's schema fragment: the keys it owns under ``deployment:`` once it is named."""
+    from airflow_bridge.spec.targets import DEPLOYMENT_KEYS, installed_targets
+
+    usable = installed_targets().usable
+    deployment["properties"]["target"]["examples"] = sorted(usable)
+    deployment["allOf"] = []
+    for name, plugin in sorted(usable.items()):
+        fragment = plugin.settings.model_json_schema(by_alias=True, mode="validation")
+        defs.update(fragment.pop("$defs", {}))
+        own = list(fragment.get("properties", {}))
+        deployment["allOf"].append(
+            {
+                "if": {"properties": {"target": {"const": name}}},
+                "then": {
+                    "properties": fragment.get("properties", {}),
+                    "propertyNames": {
+                        "enum": [*DEPLOYMENT_KEYS, *own],
+                        "errorMessage": f"target '{name}' takes " + (", ".join(own) or "no settings of its own"),
+                    },
+                },
+            }
+        )
 
 
 def _metrics_of_task_kind(kind: str, metrics: tuple[str, ...]) -> dict[str, Any]:

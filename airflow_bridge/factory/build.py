@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG
 
-from airflow_bridge.actions.names import KSERVE_TARGET, TaskId
+from airflow_bridge.actions.names import TaskId
 from airflow_bridge.governance.loader import needs_approval
 from airflow_bridge.governance.policy import OPEN_POLICY, ComputeTier, Policy
 from airflow_bridge.operators.approve import ModelApprovalOperator
@@ -21,7 +21,7 @@ from airflow_bridge.operators.links import alias_asset, model_asset
 from airflow_bridge.operators.register import RegisterModelOperator
 from airflow_bridge.operators.train import TrainModelOperator
 from airflow_bridge.operators.validate import ValidateModelOperator
-from airflow_bridge.spec.models import Deployment, Experiment
+from airflow_bridge.spec.models import Experiment
 
 if TYPE_CHECKING:
     from airflow_bridge.actions.training import TrainingRequest
@@ -134,8 +134,7 @@ def build_dag(
                 registration=register.output,
                 alias=spec.deployment.alias,
                 target=spec.deployment.target,
-                serving=_serving_tier(spec.deployment, policy, spec.team),
-                canary_traffic_percent=spec.deployment.canary_traffic_percent,
+                target_settings=spec.deployment.settings,
                 registry_conn_id=registry_conn,
                 outlets=[alias_asset(spec.registered_model, spec.deployment.alias, registry_conn)],
                 doc_md=f"Points alias '{spec.deployment.alias}' at the new version.",
@@ -220,13 +219,6 @@ def _binding(policy: Policy | None, source: str | None) -> PolicyBinding:
 
 
 _BINDINGS: dict[tuple[int, str], tuple[Policy, PolicyBinding]] = {}
-
-
-def _serving_tier(deployment: Deployment, policy: Policy, team: str) -> str | None:
-    """The serving tier of a kserve deployment: the spec's, else the team's only one (validate refuses otherwise)."""
-    if deployment.target != KSERVE_TARGET or deployment.serving is not None:
-        return deployment.serving
-    return policy.default_serving_tier(team)
 
 
 def _gated(spec: Experiment, policy: Policy) -> bool:

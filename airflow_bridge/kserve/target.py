@@ -8,11 +8,15 @@ object) goes through the gate, so it is audited and nothing moves.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from airflow_bridge.exceptions import DeploymentError
+from airflow_bridge.issues import did_you_mean
+from airflow_bridge.kserve import KSERVE_TARGET
 from airflow_bridge.kserve.service import PREFIX
 from airflow_bridge.targets import Move, Outcome, Refuser
 
@@ -20,6 +24,8 @@ if TYPE_CHECKING:
     from airflow_bridge.governance.policy import ServingTier
     from airflow_bridge.kserve.client import KServeClient
     from airflow_bridge.kserve.trigger import InferenceServiceReadyTrigger
+    from airflow_bridge.spec.models import Experiment
+    from airflow_bridge.spec.semantics import Finding, SpecContext
 
 
 def endpoint_of(namespace: str, name: str) -> str:
@@ -27,15 +33,76 @@ def endpoint_of(namespace: str, name: str) -> str:
     return f"kserve://{namespace}/{name}"
 
 
+class KServeSettings(BaseModel):
+    """The keys ``kserve`` owns under ``deployment:`` (and ``--serving``/``--canary`` on the command line)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    serving: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Serving tier of the team policy; may be omitted when the team may use exactly one.",
+    )
+    canary_traffic_percent: int | None = Field(
+        default=None,
+        ge=1,
+        le=99,
+        description="Send this share of traffic to the new version, the rest to the live one; promote it to "
+        "100 % with airflow-bridge models promote.",
+    )
+
+
 class KServeTarget:
     """Create or update the InferenceService of ``model@alias``; wait for it; restore it on failure."""
 
+    name = KSERVE_TARGET
+    settings = KServeSettings
+    docs = "docs/kserve.md"
     poll_interval: float = 10.0
+
+    def check_spec(self, spec: Experiment, settings: Any, context: SpecContext) -> Iterator[Finding]:
+        """A serving tier the team may use, and artifacts KServe can download."""
+        from airflow_bridge.spec.semantics import configured_artifact_root
+
+        serving = cast("KServeSettings", settings).serving
+        allowed = dict(context.team_serving).get(spec.team)
+        if serving is None:
+            usable = [t for t in context.serving_tiers if allowed is None or t in allowed]
+            if len(usable) != 1:
+                yield (
+                    ("deployment", "target"),
+                    f"target 'kserve' needs a serving tier: team '{spec.team}' may use "
+                    + (f"{len(usable)} ({', '.join(usable)})" if usable else "none"),
+                    "add 'serving: <tier>'" + (f", e.g. serving: {usable[0]}" if usable else " once engineers add one"),
+                )
+        where = ("deployment", "serving")
+        if serving is not None and serving not in context.serving_tiers:
+            defined = ", ".join(context.serving_tiers) or "none (engineers add them under serving_tiers)"
+            yield (
+                where,
+                f"unknown serving tier '{serving}'",
+                did_you_mean(serving, context.serving_tiers) or f"serving tiers of the team policy: {defined}",
+            )
+        if allowed is not None and serving in context.serving_tiers and serving not in allowed:
+            yield (
+                where,
+                f"team '{spec.team}' may not use serving tier '{serving}'",
+                f"allowed: {', '.join(allowed) or 'none'}",
+            )
+        root = configured_artifact_root()
+        if root is not None and urlsplit(root).scheme in ("", "file"):
+            yield (
+                ("deployment", "target"),
+                f"target 'kserve' cannot serve artifacts from the local artifact root '{root}': KServe downloads the "
+                "model from object storage",
+                "set [airflow_bridge] artifact_root (or $AIRFLOW_BRIDGE_ARTIFACT_ROOT) to an s3:// prefix",
+            )
 
     def apply(self, gate: Refuser, move: Move) -> dict[str, Any]:
         from airflow_bridge.kserve.service import build_inference_service, snapshot
 
-        tier_name, tier = self._tier(gate, move)
+        settings = cast("KServeSettings", move.settings)
+        tier_name, tier = self._tier(gate, move, settings.serving)
         version, model, alias = move.version, move.record.name, move.alias
         uri = version.artifact.uri
         if urlsplit(uri).scheme in ("", "file"):
@@ -45,10 +112,8 @@ class KServeTarget:
                 "that KServe cannot download; set [airflow_bridge] artifact_root to an s3:// prefix and register "
                 "a new version",
             )
-        canary = move.canary_traffic_percent
+        canary = settings.canary_traffic_percent
         if canary is not None:
-            if not 1 <= canary <= 99:
-                gate.refuse(version, f"canary_traffic_percent must be 1..99, not {canary}")
             if move.live is None:
                 gate.refuse(
                     version,
@@ -138,8 +203,8 @@ class KServeTarget:
             client.delete(rollout["name"], rollout["namespace"])
 
     @staticmethod
-    def _tier(gate: Refuser, move: Move) -> tuple[str, ServingTier]:
-        model, serving = move.record.name, move.serving
+    def _tier(gate: Refuser, move: Move, serving: str | None) -> tuple[str, ServingTier]:
+        model = move.record.name
         policy = move.governing.policy
         team = move.record.card.team
         usable = policy.serving_tiers_for(team) if policy is not None else []
@@ -174,3 +239,6 @@ def _client(conn_id: str) -> KServeClient:
     from airflow_bridge.kserve.client import KServeClient
 
     return KServeClient(conn_id)
+
+
+target = KServeTarget()

@@ -5,20 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-
-from airflow_bridge.lineage.mixin import OpenLineageMixin
-from airflow_bridge.operators._common import actor_of, final_on_user_error, open_registry, run_ref
+from airflow_bridge.operators.alias_move import AliasMoveOperator
 from airflow_bridge.operators.links import DEPLOY_LINKS, emit_asset_events
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_bridge.actions.results import DeploymentResult
+    from airflow_bridge.actions.moves import MoveRequest
+    from airflow_bridge.actions.results import DeploymentResult, Registration
     from airflow_bridge.lineage.builders import LineageParts
+    from airflow_bridge.registry.store import ModelRegistry
 
 
-class DeployModelOperator(OpenLineageMixin, BaseOperator):
+class DeployModelOperator(AliasMoveOperator):
     """Deploy a registered version to ``target`` under ``alias``.
 
     ``registration`` is the XCom of ``RegisterModelOperator`` (or a ``{"model", "version"}`` dict).
@@ -31,106 +30,60 @@ class DeployModelOperator(OpenLineageMixin, BaseOperator):
     OpenLineage: reads ``model/<name>`` at the version and writes the alias (``model/<name>@<alias>``).
     Airflow assets: every ``Asset`` in ``outlets`` gets an event whose extra is the version and the move.
 
-    ``target="kserve"`` serves the version from an InferenceService on the team's ``serving`` tier
-    (``canary_traffic_percent`` sends that share of traffic to it). The object is applied only after the
-    gate allowed the move; the task then defers to a readiness trigger (no worker slot held) and the
-    alias moves in ``execute_complete`` once KServe reports Ready. A failed or timed-out rollout restores
-    the InferenceService, is audited, and leaves the alias where it was. ``deferrable=False`` waits in the task.
+    ``target`` is any installed deployment target, ``target_settings`` its own settings. With
+    ``target="kserve"`` the version is served from an InferenceService on the team's serving tier
+    (``target_settings={"serving": "gold", "canary_traffic_percent": 10}``). The target applies only
+    after the gate allowed the move; the task then defers to the target's readiness trigger (no worker
+    slot held) and the alias moves in ``execute_complete`` once it is ready. A failed or timed-out
+    rollout is restored, audited, and leaves the alias where it was. ``deferrable=False`` waits in the task.
     """
 
     template_fields: Sequence[str] = ("registration",)
     ui_color = "#f3e8fd"
     operator_extra_links = DEPLOY_LINKS
 
-    def __init__(
-        self,
-        *,
-        registration: Any,
-        alias: str = "production",
-        target: str = "local",
-        serving: str | None = None,
-        canary_traffic_percent: int | None = None,
-        deferrable: bool = True,
-        registry_conn_id: str | None = None,
-        enforce_policy: bool = True,
-        lineage_context: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        from airflow_bridge.actions.targets import TARGETS
-
+    def __init__(self, *, registration: Any, **kwargs: Any) -> None:
         if "require_approval" in kwargs:
             raise TypeError(
                 "DeployModelOperator: require_approval was removed; the team policy decides which aliases need "
                 "approval (enforce_policy=True, the default)"
             )
         super().__init__(**kwargs)
-        if target not in TARGETS:
-            raise ValueError(f"unknown deployment target '{target}'; available: {', '.join(TARGETS)}")
         self.registration = registration
-        self.alias = alias
-        self.target = target
-        self.serving = serving
-        self.canary_traffic_percent = canary_traffic_percent
-        self.deferrable = deferrable
-        self.registry_conn_id = registry_conn_id
-        self.enforce_policy = enforce_policy
-        self.lineage_context = dict(lineage_context or {})
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_bridge.actions.deployment import begin_deploy, settle
+    def move_request(self, context: Context) -> MoveRequest:
+        from airflow_bridge.actions.moves import MoveRequest
+
+        registration = self._registration()
+        self._remember(registration=registration)
+        return MoveRequest(
+            model=registration.model,
+            version=registration.version,
+            alias=self.alias,
+            target=self.target,
+            settings=self.target_settings,
+            reason=f"deployed by {context['ti'].dag_id}",
+            enforce_policy=self.enforce_policy,
+        )
+
+    def deferral_state(self) -> dict[str, Any]:
+        return {"registration": self._registration().to_xcom()}
+
+    def resume(self, state: Mapping[str, Any]) -> None:
         from airflow_bridge.actions.results import Registration
-        from airflow_bridge.actions.targets import target_for
 
-        with final_on_user_error():
-            registration = Registration.from_xcom(self.registration, "registration")
-            registry = open_registry(self.registry_conn_id)
-            self._remember_registry(str(registry.url))
-            self._remember(registration=registration)
-            pending = begin_deploy(
-                registry,
-                model=registration.model,
-                version=registration.version,
-                alias=self.alias,
-                target=self.target,
-                serving=self.serving,
-                canary_traffic_percent=self.canary_traffic_percent,
-                actor=actor_of(context),
-                run=run_ref(context),
-                reason=f"deployed by {context['ti'].dag_id}",
-                enforce_policy=self.enforce_policy,
-            )
-            target = target_for(pending.target)
-            trigger = target.trigger(pending.rollout) if self.deferrable else None
-            if trigger is not None:
-                self.log.info("Waiting for %s to serve %s v%d", self.target, pending.model, pending.version)
-                self.defer(
-                    trigger=trigger,
-                    method_name="execute_complete",
-                    kwargs={"pending": pending.to_xcom(), "registration": registration.to_xcom()},
-                )
-            result = settle(registry, pending, target.wait(pending.rollout))
-        return self._done(context, registration, result)
+        self._remember(registration=Registration.from_xcom(state["registration"], "registration"))
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any], pending: dict[str, Any], registration: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Resume after the readiness trigger: move the alias if the target is ready, else restore and fail."""
-        from airflow_bridge.actions.deployment import settle
+    def _registration(self) -> Registration:
         from airflow_bridge.actions.results import Registration
-        from airflow_bridge.actions.targets import PendingMove, outcome_of
 
-        with final_on_user_error():
-            move = PendingMove.from_xcom(pending, "pending deployment")
-            registered = Registration.from_xcom(registration, "registration")
-            registry = open_registry(self.registry_conn_id)
-            self._remember_registry(str(registry.url))
-            self._remember(registration=registered)
-            result = settle(registry, move, outcome_of(event, move.rollout))
-        return self._done(context, registered, result)
+        remembered = self.lineage_state.get("registration")
+        return remembered or Registration.from_xcom(self.registration, "registration")
 
-    def _done(self, context: Context, registration: Any, result: DeploymentResult) -> dict[str, Any]:
+    def moved(self, context: Context, registry: ModelRegistry, result: DeploymentResult) -> dict[str, Any]:
         from airflow_bridge.operators.register import version_extra
 
+        registration = self._registration()
         self._remember(result=result)
         moved = {"alias": self.alias, "previous_version": result.previous_version, "endpoint": result.endpoint}
         emit_asset_events(context, self.outlets, {**version_extra(registration, result.actor), **moved})
@@ -164,10 +117,10 @@ class DeployModelOperator(OpenLineageMixin, BaseOperator):
 
 def alias_lineage(namespace: str, source: Any, alias: str, result: DeploymentResult | None) -> LineageParts:
     """Lineage of an alias move (deploy or rollback): reads the version, writes the alias it now serves."""
-    from airflow_bridge.actions.names import local_endpoint
     from airflow_bridge.lineage import builders
     from airflow_bridge.lineage.facets import ApprovalRunFacet, DeploymentRunFacet, keyed
     from airflow_bridge.lineage.naming import deployment_dataset
+    from airflow_bridge.serving.target import local_endpoint
 
     model, version = source.model, source.version
     endpoint = result.endpoint if result else local_endpoint(model, alias)

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from airflow_bridge.plugin import auth
 
 if TYPE_CHECKING:
+    from airflow_bridge.actions.moves import MoveRequest
     from airflow_bridge.registry.store import ModelRegistry
 
 REASON_MAX = 2000
@@ -32,21 +33,43 @@ class Decision(_Body):
     """Checked against ``COMMENT_MAX_CHARS`` by the action, so the API and the CLI say the same thing."""
 
 
-class Promotion(_Body):
-    version: int
-    alias: str = "production"
-    expect: int | None = None
-    target: str = "local"
-    serving: str | None = None
-    canary: Annotated[int | None, Field(ge=1, le=99)] = None
-    reason: Annotated[str, Field(max_length=REASON_MAX)] = ""
-
-
 class Rollback(_Body):
     alias: str = "production"
     target: str = "local"
+    settings: dict[str, JsonValue] = Field(default_factory=dict)
+    """The target's own settings (``serving`` for ``kserve``); the gate checks them."""
     serving: str | None = None
+    """Older clients' ``serving``: the same as ``settings.serving``."""
     reason: Annotated[str, Field(max_length=REASON_MAX)] = ""
+
+    def request(self, model: str, actor: str, *, action: str, **more: Any) -> MoveRequest:
+        """The move this body asks for, as every door asks for one."""
+        from airflow_bridge.actions.moves import MoveRequest
+
+        legacy = {k: v for k, v in self.legacy_settings().items() if v is not None}
+        verb = "promoted" if action == "promoted" else "rolled back"
+        return MoveRequest(
+            model=model,
+            alias=self.alias,
+            action=action,
+            target=self.target,
+            settings={**self.settings, **legacy},
+            reason=self.reason or f"{verb} by {actor} through the airflow-bridge API",
+            **more,
+        )
+
+    def legacy_settings(self) -> dict[str, Any]:
+        return {"serving": self.serving}
+
+
+class Promotion(Rollback):
+    version: int
+    expect: int | None = None
+    canary: Annotated[int | None, Field(ge=1, le=99)] = None
+    """Older clients' ``canary``: the same as ``settings.canary_traffic_percent``."""
+
+    def legacy_settings(self) -> dict[str, Any]:
+        return {"serving": self.serving, "canary_traffic_percent": self.canary}
 
 
 class Transfer(_Body):
@@ -98,39 +121,20 @@ def router(registry: Any, after_move: Any) -> APIRouter:
 
     @api.post("/models/{name}/promote")
     def promote(name: str, body: Promotion, user: GetUserDep) -> dict[str, Any]:
-        from airflow_bridge.actions.deployment import promote as promote_action
+        from airflow_bridge.actions.deployment import move
 
         store, actor = acting(user, name, f"promote {name}")
-        extra: dict[str, Any] = {"expected": body.expect} if body.expect is not None else {}
-        result = promote_action(
-            store,
-            model=name,
-            version=body.version,
-            alias=body.alias,
-            target=body.target,
-            serving=body.serving,
-            canary_traffic_percent=body.canary,
-            actor=actor,
-            reason=body.reason or f"promoted by {actor} through the airflow-bridge API",
-            **extra,
-        )
+        request = body.request(name, actor, action="promoted", version=body.version, expected=body.expect)
+        result = move(store, request, actor=actor)
         after_move(result)
         return result.to_xcom()
 
     @api.post("/models/{name}/rollback")
     def rollback(name: str, body: Rollback, user: GetUserDep) -> dict[str, Any]:
-        from airflow_bridge.actions.deployment import rollback as rollback_action
+        from airflow_bridge.actions.deployment import move
 
         store, actor = acting(user, name, f"roll back {name}")
-        result = rollback_action(
-            store,
-            model=name,
-            alias=body.alias,
-            target=body.target,
-            serving=body.serving,
-            actor=actor,
-            reason=body.reason or f"rolled back by {actor} through the airflow-bridge API",
-        )
+        result = move(store, body.request(name, actor, action="rolled_back"), actor=actor)
         after_move(result)
         return result.to_xcom()
 

@@ -26,10 +26,9 @@ from airflow_bridge.operators.links import PLUGIN_PREFIX
 from airflow_bridge.plugin import api, auth, pages
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 
+    from airflow_bridge.actions.moves import MoveRequest
     from airflow_bridge.actions.results import DeploymentResult
     from airflow_bridge.registry.store import ModelRegistry
 
@@ -134,19 +133,12 @@ def create_app() -> FastAPI:
         alias: Annotated[str, Form()],
         reason: Annotated[str, Form()] = "",
     ) -> Response:
-        from airflow_bridge.actions.deployment import promote as promote_action
+        from airflow_bridge.actions.moves import MoveRequest
 
         actor = user.get_name()
-        store = registry().acting_as(f"airflow:{actor}")
         why = reason or f"promoted by {actor} in the Models page"
-        return _move(
-            request,
-            store,
-            name,
-            act=lambda: promote_action(
-                store, model=name, version=version, alias=alias, actor=actor, reason=why, team_only=True
-            ),
-        )
+        asked = MoveRequest(name, alias, version, action="promoted", reason=why, team_only=True)
+        return _move(request, registry().acting_as(f"airflow:{actor}"), asked, actor)
 
     @app.post("/models/{name}/rollback", response_class=HTMLResponse)
     def rollback(
@@ -156,22 +148,17 @@ def create_app() -> FastAPI:
         alias: Annotated[str, Form()],
         reason: Annotated[str, Form()] = "",
     ) -> Response:
-        from airflow_bridge.actions.deployment import rollback as rollback_action
+        from airflow_bridge.actions.moves import MoveRequest
 
         actor = user.get_name()
-        store = registry().acting_as(f"airflow:{actor}")
         why = reason or f"rolled back by {actor} in the Models page"
-        return _move(
-            request,
-            store,
-            name,
-            act=lambda: rollback_action(store, model=name, alias=alias, actor=actor, reason=why, team_only=True),
-        )
+        asked = MoveRequest(name, alias, action="rolled_back", reason=why, team_only=True)
+        return _move(request, registry().acting_as(f"airflow:{actor}"), asked, actor)
 
     return app
 
 
-def _move(request: Request, store: ModelRegistry, name: str, *, act: Callable[[], DeploymentResult]) -> Response:
+def _move(request: Request, store: ModelRegistry, asked: MoveRequest, actor: str) -> Response:
     """Run a policy-checked move; show the model page with the outcome (the refusal message when refused).
 
     A move answers with a redirect to the model page (303, the outcome in the query), so reloading the page
@@ -179,8 +166,11 @@ def _move(request: Request, store: ModelRegistry, name: str, *, act: Callable[[]
     """
     from urllib.parse import quote
 
+    from airflow_bridge.actions.deployment import move
+
+    name = asked.model
     try:
-        result = act()
+        result = move(store, asked, actor=actor)
     except BridgeError as exc:
         return HTMLResponse(_model_page(request, store, name, pages.message(f"Refused: {exc}", ok=False)), _status(exc))
     emit_alias_event(result)

@@ -261,38 +261,29 @@ class RegistrySection(_Section):
 
 
 class Deployment(_Section):
-    target: Literal["local", "kserve"] = Field(
+    """Where the new version goes: the keys every target shares, plus the target's own settings.
+
+    Any other key is a setting of the target (``serving`` for ``kserve``); the target's settings
+    model checks them (:mod:`airflow_bridge.spec.targets`), so an unknown key is still an error.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    target: Name = Field(
         default="local",
-        description="Where the model is served: 'local' (the registry alias, airflow-bridge serve) or 'kserve' "
-        "(a KServe InferenceService).",
+        description="Where the model is served: an installed deployment target. Built in: 'local' (the registry "
+        "alias, airflow-bridge serve) and 'kserve' (a KServe InferenceService); packages add more.",
     )
     alias: Name = Field(default="production", description="Alias pointed at the new version.")
     approval: Literal["policy", "required"] = Field(
         default="policy",
         description="'policy': the team policy decides; 'required': always ask an approver.",
     )
-    serving: str | None = Field(
-        default=None,
-        min_length=1,
-        description="Serving tier of the team policy (target kserve only); may be omitted when the team may "
-        "use exactly one.",
-    )
-    canary_traffic_percent: int | None = Field(
-        default=None,
-        ge=1,
-        le=99,
-        description="Send this share of traffic to the new version, the rest to the live one (target kserve only); "
-        "promote it to 100 % with airflow-bridge models promote.",
-    )
 
-    @model_validator(mode="after")
-    def _kserve_settings(self) -> Deployment:
-        if self.target != "kserve" and (self.serving is not None or self.canary_traffic_percent is not None):
-            raise bridge_error(
-                f"'serving' and 'canary_traffic_percent' apply to target 'kserve' only, not '{self.target}'",
-                "set 'target: kserve' or remove them",
-            )
-        return self
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The target's own keys, as written (its settings model checks them)."""
+        return dict(self.model_extra or {})
 
 
 class Experiment(BaseModel):

@@ -158,7 +158,7 @@ def check_experiment(
             did_you_mean(spec.training.compute, context.compute_tiers)
             or f"tiers defined in the team policy: {', '.join(context.compute_tiers)}",
         )
-    yield from check_serving(spec, context)
+    yield from check_deployment(spec, context)
     table = builtin_table(spec.model.estimator)
     if table is not None:
         yield from check_params(spec.model.estimator, spec.model.params, table)
@@ -182,43 +182,23 @@ def check_experiment(
             )
 
 
-def check_serving(spec: Experiment, context: SpecContext) -> Iterator[Finding]:
-    """A kserve deployment names a serving tier the team may use, and artifacts KServe can download."""
+def check_deployment(spec: Experiment, context: SpecContext) -> Iterator[Finding]:
+    """The deployment names an installed target, with settings it takes and its own checks passed."""
     deployment = spec.deployment
-    if deployment is None or deployment.target != "kserve":
+    if deployment is None:
         return
-    allowed = dict(context.team_serving).get(spec.team)
-    if deployment.serving is None:
-        usable = [t for t in context.serving_tiers if allowed is None or t in allowed]
-        if len(usable) != 1:
-            yield (
-                ("deployment", "target"),
-                f"target 'kserve' needs a serving tier: team '{spec.team}' may use "
-                + (f"{len(usable)} ({', '.join(usable)})" if usable else "none"),
-                "add 'serving: <tier>'" + (f", e.g. serving: {usable[0]}" if usable else " once engineers add one"),
-            )
-    where = ("deployment", "serving")
-    if deployment.serving is not None and deployment.serving not in context.serving_tiers:
-        defined = ", ".join(context.serving_tiers) or "none (engineers add them under serving_tiers)"
-        yield (
-            where,
-            f"unknown serving tier '{deployment.serving}'",
-            did_you_mean(deployment.serving, context.serving_tiers) or f"serving tiers of the team policy: {defined}",
-        )
-    if allowed is not None and deployment.serving in context.serving_tiers and deployment.serving not in allowed:
-        yield (
-            where,
-            f"team '{spec.team}' may not use serving tier '{deployment.serving}'",
-            f"allowed: {', '.join(allowed) or 'none'}",
-        )
-    root = configured_artifact_root()
-    if root is not None and urlsplit(root).scheme in ("", "file"):
-        yield (
-            ("deployment", "target"),
-            f"target 'kserve' cannot serve artifacts from the local artifact root '{root}': KServe downloads the "
-            "model from object storage",
-            "set [airflow_bridge] artifact_root (or $AIRFLOW_BRIDGE_ARTIFACT_ROOT) to an s3:// prefix",
-        )
+    from airflow_bridge.spec.targets import installed_targets, parse_settings
+
+    installed = installed_targets()
+    plugin = installed.usable.get(deployment.target)
+    if plugin is None:
+        hint = did_you_mean(deployment.target, list(installed.usable))
+        yield (("deployment", "target"), installed.refusal(deployment.target), hint)
+        return
+    settings, problems = parse_settings(plugin, deployment.settings)
+    yield from problems
+    if settings is not None:
+        yield from plugin.check_spec(spec, settings, context)
 
 
 def configured_artifact_root() -> str | None:

@@ -1,22 +1,28 @@
-"""The interface between the deploy, promote and rollback actions and a deployment target.
+"""The run-time interface between the deploy, promote and rollback actions and a deployment target.
 
 A target gets a :class:`Move` the gate allowed and reports an :class:`Outcome`; it implements
-:class:`Target`. The actions (``actions/targets.py``, ``actions/deployment.py``) pick a target by name and
-drive it; a target package (``kserve``) implements this interface and imports nothing of ``actions``,
-so the package graph has no cycle (``tests/test_package_graph.py``).
+:class:`Target`. Targets are plug-ins found through the ``airflow_bridge.targets`` entry points
+(:mod:`airflow_bridge.spec.targets`, where their spec side is); :func:`target_for` hands the actions
+the one a move names. A target package (``kserve``, ``serving`` for ``local``, or a third party's)
+implements this interface and imports nothing of ``actions``, so the package graph has no cycle
+(``tests/test_package_graph.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, cast
+
+from airflow_bridge.spec.targets import TargetPlugin, installed_targets
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from airflow_bridge.governance.enforcement import GoverningPolicy
     from airflow_bridge.registry.records import ModelRecord, ModelVersion
 
-__all__ = ["Move", "Outcome", "Refuser", "Target"]
+__all__ = ["Move", "Outcome", "Refuser", "Target", "target_for"]
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,8 @@ class Move:
     live: ModelVersion | None
     alias: str
     governing: GoverningPolicy
-    serving: str | None = None
-    canary_traffic_percent: int | None = None
+    settings: BaseModel
+    """The target's own settings (an instance of its ``settings`` model), already checked."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,9 @@ class Refuser(Protocol):
     def refuse(self, version: ModelVersion, why: str, error: Exception | None = None) -> NoReturn: ...
 
 
-class Target(Protocol):
+class Target(TargetPlugin, Protocol):
+    """A deployment target: its spec side (:class:`~airflow_bridge.spec.targets.TargetPlugin`) and these."""
+
     def apply(self, gate: Refuser, move: Move) -> dict[str, Any]:
         """Serve ``move.version``; returns the rollout (JSON) the other methods take. Refuses through ``gate``."""
 
@@ -61,3 +69,8 @@ class Target(Protocol):
 
     def restore(self, rollout: Mapping[str, Any]) -> None:
         """Undo ``apply``: serve again what was served before."""
+
+
+def target_for(name: str) -> Target:
+    """The installed target called ``name`` (discovery checked it has a target's methods)."""
+    return cast("Target", installed_targets().get(name))
