@@ -107,7 +107,7 @@ def test_approvers_see_the_model_card_gates_and_the_champion(spec_dir: Path, reg
     assert task_states(second_run)["deploy"] == "success"
     first, second = _approval_body(first_run.run_id), _approval_body(second_run.run_id)
     assert "### breast_cancer v1 → `production`" in first
-    assert "**Champion comparison:** no live version to compare with." in first
+    assert "**Champion comparison:** no live version to compare with (`roc_auc` 0." in first
     assert "### breast_cancer v2 → `production`" in second
     assert "Flag malignant tumours" in second  # the spec's description, as the model card
     assert "- **Owner / team:** alice / oncology" in second
@@ -119,6 +119,6 @@ def test_approvers_see_the_model_card_gates_and_the_champion(spec_dir: Path, reg
     assert re.search(r"\| roc_auc \| 0\.\d{4} \| ≥ 0\.97 \| pass \|", second), second
     assert re.search(r"\| min_rows \| 569 \| ≥ 500 \| pass \|", second), second
     # the same seed trains the same forest: scored on the same held-out rows, it ties with v1
-    champion = r"candidate roc_auc (0\.\d{4}) vs v1 \1 \(improvement \+0\.0000, required \+0\.0000\)"
+    champion = r"`roc_auc` (0\.\d{4}) vs live v1 \(production\) \1: improvement \+0\.0000 \(required \+0\.0000, pass\)"
     assert re.search(champion, second), second
     assert "sha256 `" in second and "breast_cancer_classifier / " in second  # artifact and producing run

@@ -62,7 +62,8 @@ def test_challenger_is_scored_against_the_live_version_on_the_same_rows(champion
     done = champion_runs["equal"]
 
     assert done.returncode == 0, done.stdout + done.stderr
-    assert re.search(r"champion: candidate r2 (0\.\d{4}) beats v1 \(\1\)", done.stdout), done.stdout
+    pattern = r"champion: r2 (0\.\d{4}) vs live v1 \(production\) \1: improvement \+0\.0000, required \+0\.0000: pass"
+    assert re.search(pattern, done.stdout), done.stdout
     assert "deployed: local alias production → v2 (was v1)" in done.stdout
     registry = _registry(champion_runs["home"])
     v1, v2 = registry.get_version(MODEL, 1), registry.get_version(MODEL, 2)
@@ -77,11 +78,10 @@ def test_challenger_that_does_not_improve_enough_is_stopped(champion_runs: dict[
 
     assert done.returncode == 1, done.stdout + done.stderr
     assert "✗ validate failed" in done.stdout
-    assert "does not beat v2" in done.stdout
+    line = r"champion: r2 0\.\d{4} vs live v2 \(production\) 0\.\d{4}: improvement \+0\.0000, required \+0\.0500: FAIL"
+    assert re.search(line, done.stdout), done.stdout
     assert "it does not beat the live v2 by enough" in done.stderr
-    assert re.search(
-        r"FAIL\s+champion: r2 0\.\d{4} vs v2 0\.\d{4} \(improvement \+0\.0000, required \+0\.0500\)", done.stderr
-    )
+    assert re.search(r"FAIL\s+" + line, done.stderr)
     registry = _registry(champion_runs["home"])
     assert [v.version for v in registry.list_versions(MODEL)] == [1, 2]  # nothing registered
     assert registry.alias_version(MODEL, "production").version == 2  # the live model stays

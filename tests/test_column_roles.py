@@ -126,7 +126,7 @@ def test_training_on_raw_rows_drops_rows_without_a_target_and_counts_them(tmp_pa
     result = _train(tmp_path, frame)
     assert (result.data.rows, result.data.missing_target_rows) == (57, 3)
     assert result.data.roles["ring"]["role"] == "ignore"
-    assert [c["name"] for c in result.checks] == []  # no checks asked for
+    assert [c.name for c in result.checks] == []  # no checks asked for
 
     with pytest.raises(DataChecksFailedError, match=r"max_missing_target_fraction = 0\.05"):
         _train(tmp_path, frame, checks={"max_missing_target_fraction": 0.01})

@@ -129,7 +129,7 @@ def test_the_page_shows_models_versions_aliases_approvals_and_the_audit_verdict(
     page = client.get("/models/cancer").text
     assert "Flags malignant tumours." in page
     assert "v2" in page and "v1" in page
-    assert "PASS</span> roc_auc = 0.991 (needs ≥ 0.97)" in page
+    assert "PASS</span> roc_auc = 0.9910 (needs ≥ 0.97)" in page
     assert 'href="/models/cancer/versions/2/report"' in page
     assert '<strong class="ok">live as production, approved by dana</strong>' in page  # fates as in the reports
     assert "<td>pending approval for production</td>" in page

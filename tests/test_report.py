@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from airflow_bridge.artifacts import ArtifactStore
 from airflow_bridge.cli.main import app
 from airflow_bridge.exceptions import BridgeError, DataError
-from airflow_bridge.ml.gates import compare_champion, evaluate_thresholds
+from airflow_bridge.ml.gates import GateResult, compare_champion, evaluate_thresholds
 from airflow_bridge.ml.metrics import compute_metrics
 from airflow_bridge.registry import ModelRegistry, RunRef
 from airflow_bridge.report import ModelReport, ReportInputs, build_report, store_report, summary_markdown
@@ -57,13 +57,11 @@ def _inputs(task: str, model: Any, *, version: int | None, history: list[dict[st
     kind = "regression" if task == "regression" else "classification"
     metrics = compute_metrics(kind, model, test[FEATURES], test["target"])
     thresholds = {"r2": {"min": 0.8}, "rmse": {"max": 1000.0}} if kind == "regression" else {"accuracy": {"min": 0.7}}
-    gates = [
-        {"name": "min_rows", "kind": "data", "value": len(frame), "min": 100, "max": None, "passed": True},
-        *evaluate_thresholds(metrics, thresholds),
-    ]
+    gates = [GateResult("min_rows", "data", len(frame), 100, None, True), *evaluate_thresholds(metrics, thresholds)]
     champion_metric = "r2" if kind == "regression" else "accuracy"
-    champion = compare_champion(champion_metric, metrics[champion_metric], 0.5, 0.0, 1 if history else None)
-    champion["alias"] = "production"
+    champion = compare_champion(
+        champion_metric, metrics[champion_metric], 0.5, 0.0, 1 if history else None, alias="production"
+    )
     profile = {
         "rows": len(frame),
         "columns": {str(c): str(t) for c, t in frame.dtypes.items()},
@@ -236,7 +234,7 @@ def test_summary_has_the_verdict_gate_numbers_champion_delta_and_top_features(
     assert 3 <= len(lines) <= 6, summary
     assert lines[0] == "**`tumours` v3** (classification): passes all 2 gates."
     assert f"`accuracy` {inputs.metrics['accuracy']:.4f} (>= 0.7, pass)" in summary
-    assert f"vs live v1 (production) 0.5000: {inputs.metrics['accuracy'] - 0.5:+.4f}" in summary
+    assert f"vs live v1 (production) 0.5000: improvement {inputs.metrics['accuracy'] - 0.5:+.4f}" in summary
     top = report.key_figures["top_features"][:3]
     assert top[0]["feature"] == "signal"  # the column that drives the target matters most
     assert (
@@ -270,7 +268,7 @@ def test_summary_names_failed_gates_and_the_missing_champion() -> None:
     summary = summary_markdown(figures)
     assert summary.splitlines()[0] == "**`churn` (candidate)** (classification): fails `roc_auc`."
     assert "`roc_auc` 0.8100 (>= 0.85, **FAIL**)" in summary
-    assert "Champion: no live version to compare with (`roc_auc` 0.8100)." in summary
+    assert "- **Champion comparison:** no live version to compare with (`roc_auc` 0.8100)." in summary
 
 
 def test_unusable_inputs_are_refused_with_the_fix(binary: tuple[ReportInputs, ModelReport]) -> None:

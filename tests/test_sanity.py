@@ -109,7 +109,7 @@ def test_each_warning_rule_and_what_stays_quiet() -> None:
     assert "new since the live v4" in new["message"] and new["column"] == "Lifeboat"
     assert duplicates["message"].startswith("3 held-out row(s) also appear in the training rows")
     assert [w["failing"] for w in leaky] == [False, True, False, False]
-    assert warning_gates(leaky) == [
+    assert [g.to_json() for g in warning_gates(leaky)] == [
         {
             "name": "dominant_feature",
             "kind": "warning",
@@ -182,11 +182,11 @@ def test_the_dummy_baseline_and_its_gate() -> None:
     assert found["metrics"]["roc_auc"] == 0.5
     metrics = {"roc_auc": 0.62, "log_loss": 0.4}
     gate = baseline_gate("roc_auc", 0.05, metrics, found)
-    assert gate["passed"] and gate["value"] == pytest.approx(0.12) and gate["kind"] == "baseline"
-    assert not baseline_gate("roc_auc", 0.2, metrics, found)["passed"]
+    assert gate.passed and gate.value == pytest.approx(0.12) and gate.kind == "baseline"
+    assert not baseline_gate("roc_auc", 0.2, metrics, found).passed
     lower = baseline_gate("log_loss", 0.1, metrics, found)  # an error: improvement = baseline - value
-    assert lower["value"] == pytest.approx(found["metrics"]["log_loss"] - 0.4) and lower["passed"]
-    assert not baseline_gate("r2", 0.0, metrics, found)["passed"]  # not computed: never passes
+    assert lower.value == pytest.approx(found["metrics"]["log_loss"] - 0.4) and lower.passed
+    assert not baseline_gate("r2", 0.0, metrics, found).passed  # not computed: never passes
     regression = baseline("regression", _frame("regression").iloc[:90], _frame("regression").iloc[90:], ["a"], "y")
     assert regression["strategy"] == "mean" and regression["metrics"]["r2"] <= 0
 
@@ -204,10 +204,10 @@ def test_cross_validation_reports_mean_and_spread_and_gates_may_use_the_lower_bo
     training = TrainingResult("m", "e", "classification", ArtifactRef("", "", 0), DataSummary("u"), cross_validation=cv)
     threshold = {"accuracy": {"min": accuracy["mean"] - accuracy["std"] / 2, "max": None}}
     on_holdout = _threshold_gates(training, ValidationRules(thresholds=threshold), {"accuracy": 0.99})
-    assert on_holdout[0]["passed"] and "basis" not in on_holdout[0]
+    assert on_holdout[0].passed and "basis" not in on_holdout[0].to_json()
     on_bound = _threshold_gates(training, ValidationRules(thresholds=threshold, gate_on="lower_bound"), {})
-    assert not on_bound[0]["passed"] and on_bound[0]["value"] == accuracy["bound"]
-    assert on_bound[0]["basis"] == "cross-validation lower bound (4 folds)"
+    assert not on_bound[0].passed and on_bound[0].value == accuracy["bound"]
+    assert on_bound[0].basis == "cross-validation lower bound (4 folds)"
     rare = frame.iloc[:40].assign(y=[1] * 3 + [0] * 37)
     with pytest.raises(DataError, match=r"folds is 4 but the training rows hold only 3 row\(s\) of the rarest"):
         cross_validate(pipeline, rare, ["a"], "y", "classification", folds=4, seed=1)
@@ -290,11 +290,11 @@ def test_a_row_number_of_a_sorted_file_is_ignored_or_flagged_at_the_top_of_the_r
     new = next(w for w in report.warnings if w["code"] == "new_dominant_column")
     assert new["column"] == "Position #" and f"new since the live v{live.version}" in new["message"]
     assert not report.passed  # the team policy fails the row number
-    failed = {g["name"]: g["kind"] for g in report.failed_gates}
+    failed = {g.name: g.kind for g in report.failed_gates}
     assert failed == {"id_like_column": "warning"}
     assert "FAIL  id_like_column = raised (column Position #)" in report.failure_message()
-    baseline_gate_result = next(g for g in report.gates if g["kind"] == "baseline")
-    assert baseline_gate_result["passed"] and baseline_gate_result["baseline"] == 0.5
+    baseline_gate_result = next(g for g in report.gates if g.kind == "baseline")
+    assert baseline_gate_result.passed and baseline_gate_result.baseline == 0.5
     interval = report.uncertainty["metrics"]["accuracy"]  # type: ignore[index]
     assert interval["low"] <= report.metrics["accuracy"] <= interval["high"]
 
@@ -371,5 +371,5 @@ def test_train_cross_validates_when_asked_and_validate_reports_and_gates_on_it(t
     report = validate(trained, rules, None)
     assert report.uncertainty == trained.cross_validation
     (gate,) = report.gates
-    assert gate["value"] == trained.cross_validation["metrics"]["accuracy"]["bound"]
-    assert gate["basis"] == "cross-validation lower bound (3 folds)"
+    assert gate.value == trained.cross_validation["metrics"]["accuracy"]["bound"]
+    assert gate.basis == "cross-validation lower bound (3 folds)"

@@ -62,6 +62,8 @@ def outcome_of(event: Mapping[str, Any], rollout: Mapping[str, Any]) -> Outcome:
 class PendingMove(_XComForm):
     """A move the gate allowed and the target applied, waiting for the target (crosses a deferral as XCom)."""
 
+    versioned = True
+
     model: str
     version: int
     alias: str

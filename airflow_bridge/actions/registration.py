@@ -87,7 +87,8 @@ def _validation_record(report: ValidationReport | None) -> dict[str, Any]:
     """What the version keeps of its validation: every gate, the champion comparison and the model report."""
     if report is None:
         return {}
-    record: dict[str, Any] = {"gates": report.gates, "champion": report.champion}
+    champion = report.champion.to_json() if report.champion is not None else None
+    record: dict[str, Any] = {"gates": [g.to_json() for g in report.gates], "champion": champion}
     for extra in ("warnings", "baseline", "uncertainty"):  # left out when empty: older records stay as they were
         if getattr(report, extra, None):
             record[extra] = getattr(report, extra)

@@ -3,6 +3,11 @@
 Operators return ``result.to_xcom()`` (plain JSON, readable in the Airflow UI) and read upstream
 results with ``Type.from_xcom(value)``, which also accepts the object itself and says clearly what
 is wrong with anything else (engineers wire these by hand in their own DAGs).
+
+The payloads a task hands to another (and a deferred task to itself) carry ``xcom_version``
+(:data:`XCOM_VERSION`); their shapes are documented in docs/operators.md. A payload without it was
+written by a release before versioning and has the same keys, so a run queued before an upgrade still
+completes; a payload from a newer release than this worker's is refused with what to do.
 """
 
 from __future__ import annotations
@@ -10,10 +15,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from airflow_bridge.artifacts import ArtifactRef
 from airflow_bridge.exceptions import BridgeError
+from airflow_bridge.ml.gates import ChampionComparison, GateResult, champion_of, gates_of
+
+XCOM_VERSION = 1
+"""The shape of the payloads tasks exchange (docs/operators.md, "XCom shapes")."""
+VERSION_KEY = "xcom_version"
 
 _T = TypeVar("_T", bound="_XComForm")
 
@@ -21,8 +31,12 @@ _T = TypeVar("_T", bound="_XComForm")
 class _XComForm:
     """``to_xcom``/``from_xcom`` for frozen dataclasses whose fields are JSON values, refs or results."""
 
+    versioned: ClassVar[bool] = False
+    """Whether the payload is one a task hands on (it carries ``xcom_version``)."""
+
     def to_xcom(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        found = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {VERSION_KEY: XCOM_VERSION, **found} if self.versioned else found
 
     @classmethod
     def from_xcom(cls: type[_T], value: Any, what: str | None = None) -> _T:
@@ -34,8 +48,15 @@ class _XComForm:
                 f"{label} must be the XCom of the upstream airflow-bridge task (a {cls.__name__}), "
                 f"got {type(value).__name__}"
             )
+        found = dict(value)
+        written = found.pop(VERSION_KEY, 0)
+        if not isinstance(written, int) or written > XCOM_VERSION:
+            raise BridgeError(
+                f"{label} was written by a newer airflow-bridge (XCom shape {written}; this worker reads up to "
+                f"{XCOM_VERSION}): upgrade airflow-bridge on every worker and scheduler, then clear the task"
+            )
         try:
-            return cls._parse(dict(value))
+            return cls._parse(found)
         except (KeyError, TypeError, ValueError) as exc:
             raise BridgeError(f"{label} is not a {cls.__name__} XCom ({type(exc).__name__}: {exc})") from None
 
@@ -43,6 +64,21 @@ class _XComForm:
     def _parse(cls: type[_T], value: dict[str, Any]) -> _T:
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in value.items() if k in names})
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON: typed results through their own JSON form, containers element by element."""
+    if isinstance(value, _XComForm):
+        return {k: v for k, v in value.to_xcom().items() if k != VERSION_KEY}
+    if isinstance(value, GateResult | ChampionComparison):
+        return value.to_json()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def artifact_from(value: Mapping[str, Any] | ArtifactRef) -> ArtifactRef:
@@ -97,6 +133,8 @@ class DataSummary(_XComForm):
 class TrainingResult(_XComForm):
     """A fitted model: its artifact and held-out split (content-addressed), parameters and data."""
 
+    versioned = True
+
     model: str
     estimator: str
     task_kind: str
@@ -106,7 +144,7 @@ class TrainingResult(_XComForm):
     effective_params: dict[str, Any] = field(default_factory=dict)
     holdout: ArtifactRef | None = None
     """The held-out split validate scores on (None when an engineer's own step trained the model)."""
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[GateResult] = field(default_factory=list)
     """The data checks, all passed (a failed check stops training)."""
     baseline: dict[str, Any] | None = None
     """The dummy baseline (most frequent class / mean, fitted on the training rows) scored on the held-out
@@ -126,7 +164,7 @@ class TrainingResult(_XComForm):
             params=dict(value.get("params") or {}),
             effective_params=dict(value.get("effective_params") or {}),
             holdout=artifact_from(value["holdout"]) if value.get("holdout") else None,
-            checks=list(value.get("checks") or []),
+            checks=gates_of(value.get("checks")),
             baseline=dict(value["baseline"]) if value.get("baseline") else None,
             cross_validation=dict(value["cross_validation"]) if value.get("cross_validation") else None,
         )
@@ -136,10 +174,11 @@ class TrainingResult(_XComForm):
 class ValidationReport(_XComForm):
     """Metrics on the held-out split, every gate with its value and bounds, and the champion comparison."""
 
+    versioned = True
     model: str
     metrics: dict[str, Any]
-    gates: list[dict[str, Any]]
-    champion: dict[str, Any] | None = None
+    gates: list[GateResult]
+    champion: ChampionComparison | None = None
     passed: bool = False
     report: dict[str, Any] | None = None
     """The model report's artifacts and key figures (``airflow_bridge.report.store_report``), if one was made."""
@@ -150,13 +189,19 @@ class ValidationReport(_XComForm):
     uncertainty: dict[str, Any] | None = None
     """Bootstrap intervals of the held-out metrics, or the cross-validation summary when the spec asks for it."""
 
+    @classmethod
+    def _parse(cls, value: dict[str, Any]) -> ValidationReport:
+        names = {f.name for f in dataclasses.fields(cls)}
+        found = {k: v for k, v in value.items() if k in names}
+        return cls(**found | {"gates": gates_of(value["gates"]), "champion": champion_of(value.get("champion"))})
+
     @property
-    def failed_gates(self) -> list[dict[str, Any]]:
-        return [g for g in self.gates if not g["passed"]]
+    def failed_gates(self) -> list[GateResult]:
+        return [g for g in self.gates if not g.passed]
 
     @property
     def champion_failed(self) -> bool:
-        return bool(self.champion) and not bool((self.champion or {}).get("passed", True))
+        return self.champion is not None and not self.champion.passed
 
     def failure_message(self) -> str:
         """Why the model may not move forward: every failed gate, and the champion line."""
@@ -164,21 +209,19 @@ class ValidationReport(_XComForm):
 
         failed = self.failed_gates
         reasons = [f"{len(failed)} of {len(self.gates)} gate(s) failed"] if failed else []
-        if self.champion_failed and self.champion:
-            reasons.append(f"it does not beat the live v{self.champion['champion_version']} by enough")
+        if self.champion is not None and self.champion_failed:
+            reasons.append(f"it does not beat the live v{self.champion.champion_version} by enough")
         lines = [f"Validation failed for {self.model}: {'; '.join(reasons)}:", format_gate_table(self.gates)]
-        if self.champion_failed and self.champion:
-            c = self.champion
-            lines.append(
-                f"  FAIL  champion: {c['metric']} {c['candidate']:.4f} vs v{c['champion_version']} "
-                f"{c['champion']:.4f} (improvement {c['improvement']:+.4f}, required {c['min_improvement']:+.4f})"
-            )
+        if self.champion is not None and self.champion_failed:
+            lines.append(f"  FAIL  {self.champion.line()}")
         return "\n".join(lines)
 
 
 @dataclass(frozen=True)
 class Registration(_XComForm):
     """A registered version: what downstream approval and deployment act on."""
+
+    versioned = True
 
     model: str
     version: int
@@ -221,6 +264,8 @@ class ApprovalDecision(_XComForm):
 @dataclass(frozen=True)
 class DeploymentResult(_XComForm):
     """An alias moved (deployed, promoted or rolled back), and the approval that allowed it."""
+
+    versioned = True
 
     model: str
     version: int

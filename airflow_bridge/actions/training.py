@@ -107,10 +107,11 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
     for column, role in roles.items():
         log.info("  column %-24s %-11s %s", column, role.role, role.reason)
     checks = evaluate_data_checks(profile, request.checks)
-    failed = [c for c in checks if not c["passed"]]
+    failed = [c for c in checks if not c.passed]
     if failed:
         seen = {"uri": table.uri, "sha256": table.sha256, "size": table.size, **profile}
-        raise DataChecksFailedError(f"data checks failed for {table.uri}:\n{format_gate_table(failed)}", seen, checks)
+        message = f"data checks failed for {table.uri}:\n{format_gate_table(failed)}"
+        raise DataChecksFailedError(message, seen, [c.to_json() for c in checks])
     if not features:
         raise DataError(f"{table.uri}: no column is usable as a feature ({_excluded_summary(roles)})")
     data_io.check_target(frame, request.target, task_kind, table.uri)

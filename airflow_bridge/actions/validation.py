@@ -13,6 +13,7 @@ from airflow_bridge.exceptions import DataError
 
 if TYPE_CHECKING:
     from airflow_bridge.artifacts import ArtifactStore
+    from airflow_bridge.ml.gates import ChampionComparison, GateResult
     from airflow_bridge.registry.records import ModelVersion
     from airflow_bridge.registry.store import ModelRegistry
 
@@ -75,7 +76,7 @@ def validate(
     live = registry.alias_version(training.model, rules.champion_alias) if registry is not None else None
     warnings = _warnings(training, rules, live=live, metrics=metrics, importance=importance, held_out_rows=len(holdout))
     gates += _warning_gates(warnings)
-    champion: dict[str, Any] | None = None
+    champion: ChampionComparison | None = None
     if rules.champion_metric:
         value, version = _champion_score(training, rules, live, features, labels)
         champion = compare_champion(
@@ -84,9 +85,9 @@ def validate(
             value,
             rules.min_improvement,
             version,
+            alias=rules.champion_alias,
         )
-        champion["alias"] = rules.champion_alias
-    passed = all(g["passed"] for g in gates) and bool((champion or {}).get("passed", True))
+    passed = all(g.passed for g in gates) and (champion is None or champion.passed)
     result = ValidationReport(
         model=training.model,
         metrics=metrics,
@@ -188,7 +189,7 @@ def _champion_score(
 
 def _threshold_gates(
     training: TrainingResult, rules: ValidationRules, metrics: Mapping[str, float]
-) -> list[dict[str, Any]]:
+) -> list[GateResult]:
     """The threshold gates, on the held-out metrics or on the cross-validation's pessimistic bound."""
     from airflow_bridge.ml.gates import evaluate_thresholds
 
@@ -198,9 +199,8 @@ def _threshold_gates(
         return evaluate_thresholds(metrics, rules.thresholds)
     bounds = {name: float(found["bound"]) for name, found in cv.items()}
     gates = evaluate_thresholds({**{k: float("nan") for k in metrics}, **bounds}, rules.thresholds)
-    for gate in gates:
-        gate["basis"] = f"cross-validation lower bound ({summary.get('folds')} folds)"
-    return gates
+    basis = f"cross-validation lower bound ({summary.get('folds')} folds)"
+    return [dataclasses.replace(gate, basis=basis) for gate in gates]
 
 
 def _importance(training: TrainingResult, model: Any, features: Any, labels: Any) -> Any:
@@ -242,7 +242,7 @@ def _warnings(
     )
 
 
-def _warning_gates(warnings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _warning_gates(warnings: list[dict[str, Any]]) -> list[GateResult]:
     from airflow_bridge.ml.sanity import warning_gates
 
     return warning_gates(warnings)

@@ -46,6 +46,8 @@ def lineage(
 
 def render(chain: dict[str, Any]) -> list[str]:
     """Plain-text lines of the chain, one block per version."""
+    from airflow_bridge.ml.gates import champion_of
+
     dataset = chain["dataset"]
     lines = [
         f"{chain['model']}  (owner {chain['owner'] or '-'}, team {chain['team'] or '-'})",
@@ -67,12 +69,9 @@ def render(chain: dict[str, Any]) -> list[str]:
             f"            sha256 {artifact['sha256']}  ({artifact['size']} bytes)",
         ]
         lines += [f"  gate      {_gate(g)}" for g in v["gates"]]
-        champion = v.get("champion")
-        if champion and champion.get("champion") is not None:
-            lines.append(
-                f"  champion  {champion['metric']} {champion['candidate']:.4f} vs v{champion['champion_version']} "
-                f"{champion['champion']:.4f}: {'pass' if champion['passed'] else 'FAIL'}"
-            )
+        champion = champion_of(v.get("champion"))
+        if champion is not None and champion.compared:
+            lines.append(f"  {champion.line()}")
         lines += [f"  approval  {a['decision']} by {a['actor']} at {a['at']} ({a['alias']})" for a in v["approvals"]]
         lines += [
             f"  {d['action']:<9} {d['alias']} on {d['target']} at {d['at']} by {d['actor']} ({d['run_id'] or 'CLI'})"
@@ -83,6 +82,6 @@ def render(chain: dict[str, Any]) -> list[str]:
 
 
 def _gate(gate: dict[str, Any]) -> str:
-    from airflow_bridge.ml.gates import gate_bounds, gate_value
+    from airflow_bridge.ml.gates import GateResult
 
-    return f"{gate['name']} {gate_value(gate)} (required {gate_bounds(gate)}): {'pass' if gate['passed'] else 'FAIL'}"
+    return GateResult.from_json(gate).line().strip()

@@ -374,7 +374,9 @@ def models_history(
 
 def _shown_metrics(version: ModelVersion) -> dict[str, float]:
     """The metrics the version was gated on (its spec's thresholds and champion), else the first three."""
-    gated = [g["name"] for g in version.validation.get("gates") or [] if g.get("kind") == "metric"]
-    champion = (version.validation.get("champion") or {}).get("metric")
+    from airflow_bridge.ml.gates import champion_of, gates_of
+
+    gated = [g.name for g in gates_of(version.validation.get("gates")) if g.kind == "metric"]
+    champion = getattr(champion_of(version.validation.get("champion")), "metric", None)
     names = list(dict.fromkeys([*gated, *([champion] if champion else [])])) or sorted(version.metrics)[:3]
     return {n: float(version.metrics[n]) for n in names if isinstance(version.metrics.get(n), int | float)}

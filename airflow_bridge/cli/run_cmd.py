@@ -267,28 +267,23 @@ def report_line(summary: dict[str, Any]) -> str:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    from airflow_bridge.ml.gates import gate_bounds, gate_value
+    from airflow_bridge.ml.gates import champion_of, gates_of
 
     console.print()
-    if summary["gates"]:
+    gates = gates_of(summary["gates"])
+    if gates:
         table = Table("gate", "value", "required", "result", title="Validation")
-        for gate in summary["gates"]:
-            result = "[green]pass[/]" if gate["passed"] else "[red]FAIL[/]"
-            table.add_row(gate["name"], gate_value(gate), gate_bounds(gate), result)
+        for gate in gates:
+            result = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
+            table.add_row(escape(gate.name), gate.shown_value(), gate.bounds(), result)
         console.print(table)
     print_warnings(summary.get("warnings") or [])
-    champion = summary.get("champion")
-    if champion:
-        if champion.get("champion") is None:
-            console.print(f"champion: {champion.get('note')}", markup=False)
-        else:
-            verdict = "[green]beats[/]" if champion["passed"] else "[red]does not beat[/]"
-            console.print(
-                f"champion: candidate {champion['metric']} {champion['candidate']:.4f} {verdict} "
-                f"v{champion['champion_version']} ({champion['champion']:.4f})"
-            )
+    champion = champion_of(summary.get("champion"))
+    if champion is not None:
+        console.print(champion.line(), style=None if champion.passed else "red", markup=False)
     if summary["version"] is not None:
         console.print(f"registered: [bold]{summary['model']} v{summary['version']}[/]")
     if summary.get("report"):

@@ -27,6 +27,7 @@ from openlineage.client.facet_v2 import (
 from airflow_bridge.lineage import facets as bf
 from airflow_bridge.lineage.naming import DatasetId, model_dataset_name, storage_dataset
 from airflow_bridge.lineage.provenance import git_commit
+from airflow_bridge.ml.gates import ChampionComparison, GateResult, gates_of
 
 if TYPE_CHECKING:
     from airflow_bridge.actions.results import Registration, TrainingResult
@@ -203,23 +204,24 @@ def metrics(values: Mapping[str, Any]) -> bf.MetricsRunFacet:
     return bf.MetricsRunFacet(metrics={k: v for k, v in clean(values).items() if isinstance(v, int | float)})
 
 
-def gates(results: Sequence[Mapping[str, Any]]) -> bf.GatesRunFacet:
-    rows = [{k: v for k, v in clean(r).items() if v is not None} for r in results]
-    return bf.GatesRunFacet(passed=all(bool(r.get("passed")) for r in rows), gates=rows)
+def gates(results: Sequence[GateResult | Mapping[str, Any]]) -> bf.GatesRunFacet:
+    typed = gates_of(results)
+    rows = [{k: v for k, v in clean(g.to_json()).items() if v is not None} for g in typed]
+    return bf.GatesRunFacet(passed=all(g.passed for g in typed), gates=rows)
 
 
-def champion(result: Mapping[str, Any]) -> bf.ChampionRunFacet:
-    c = clean(result)
+def champion(result: ChampionComparison | Mapping[str, Any]) -> bf.ChampionRunFacet:
+    c = ChampionComparison.from_json(result)
     return bf.ChampionRunFacet(
-        metric=str(c.get("metric")),
-        passed=bool(c.get("passed")),
-        minImprovement=c.get("min_improvement") or 0.0,
-        alias=c.get("alias"),
-        candidate=c.get("candidate"),
-        champion=c.get("champion"),
-        championVersion=c.get("champion_version"),
-        improvement=c.get("improvement"),
-        note=c.get("note"),
+        metric=c.metric,
+        passed=c.passed,
+        minImprovement=c.min_improvement,
+        alias=c.alias,
+        candidate=clean(c.candidate),
+        champion=clean(c.champion),
+        championVersion=c.champion_version,
+        improvement=clean(c.improvement),
+        note=c.note,
     )
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from airflow_bridge.ml.gates import GateResult
+
 WARNING_CODES = (
     "near_perfect_score",
     "dominant_feature",
@@ -157,19 +159,10 @@ def run_warnings(
     return found
 
 
-def warning_gates(warnings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def warning_gates(warnings: Sequence[Mapping[str, Any]]) -> list[GateResult]:
     """The failing warnings as failed gates of kind ``warning`` (the run stops like at any gate)."""
     return [
-        {
-            "name": str(w["code"]),
-            "kind": "warning",
-            "value": "raised",
-            "min": None,
-            "max": None,
-            "column": w.get("column"),
-            "passed": False,
-            "message": w["message"],
-        }
+        GateResult(str(w["code"]), "warning", "raised", column=w.get("column"), message=w["message"])
         for w in warnings
         if w.get("failing")
     ]

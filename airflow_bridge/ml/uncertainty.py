@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow_bridge.exceptions import DataError
 from airflow_bridge.ml.catalogue import LOWER_IS_BETTER
+from airflow_bridge.ml.gates import GateResult
 
 BOOTSTRAP_RESAMPLES = 200
 LEVEL = 0.95
@@ -47,7 +48,7 @@ def improvement(metric: str, value: float, base: float) -> float:
 
 def baseline_gate(
     metric: str, min_improvement: float, metrics: Mapping[str, Any], base: Mapping[str, Any] | None
-) -> dict[str, Any]:
+) -> GateResult:
     """The gate ``validation.baseline``: the model beats the dummy by at least ``min_improvement`` on ``metric``."""
     value = metrics.get(metric)
     reference = ((base or {}).get("metrics") or {}).get(metric)
@@ -56,16 +57,10 @@ def baseline_gate(
         if isinstance(value, int | float) and isinstance(reference, int | float)
         else None
     )
-    return {
-        "name": f"baseline_{metric}",
-        "kind": "baseline",
-        "value": gained,
-        "min": min_improvement,
-        "max": None,
-        "metric": metric,
-        "baseline": reference,
-        "passed": gained is not None and not math.isnan(gained) and gained >= min_improvement,
-    }
+    passed = gained is not None and not math.isnan(gained) and gained >= min_improvement
+    return GateResult(
+        f"baseline_{metric}", "baseline", gained, min_improvement, passed=passed, metric=metric, baseline=reference
+    )
 
 
 def bootstrap(

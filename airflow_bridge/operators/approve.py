@@ -311,7 +311,7 @@ def approval_body(
     triggered_by: str = "",
 ) -> str:
     """Markdown shown to approvers: model card, who triggered, gates, champion, report link, data, provenance."""
-    from airflow_bridge.ml.gates import gate_bounds, gate_value
+    from airflow_bridge.ml.gates import MARKDOWN_GATE_HEADER, champion_of, gates_of
 
     card = model.card
     lines = [
@@ -329,22 +329,12 @@ def approval_body(
         lines.append(f"- **Intended use:** {card.intended_use}")
     if card.limitations:
         lines.append(f"- **Limitations:** {card.limitations}")
-    gates = version.validation.get("gates") or []
+    gates = gates_of(version.validation.get("gates"))
     if gates:
-        lines += ["", "| gate | value | required | result |", "|---|---|---|---|"]
-        for gate in gates:
-            bounds = gate_bounds(gate, at_least="≥", at_most="≤")
-            lines.append(f"| {gate['name']} | {gate_value(gate)} | {bounds} | {'pass' if gate['passed'] else 'FAIL'} |")
-    champion = version.validation.get("champion")
-    if champion and champion.get("champion") is not None:
-        lines += [
-            "",
-            f"**Champion comparison** on the same held-out rows: candidate {champion['metric']} "
-            f"{champion['candidate']:.4f} vs v{champion['champion_version']} {champion['champion']:.4f} "
-            f"(improvement {champion['improvement']:+.4f}, required {champion['min_improvement']:+.4f}).",
-        ]
-    elif champion:
-        lines += ["", f"**Champion comparison:** {champion.get('note', 'none')}."]
+        lines += ["", *MARKDOWN_GATE_HEADER, *(gate.markdown() for gate in gates)]
+    champion = champion_of(version.validation.get("champion"))
+    if champion is not None:
+        lines += ["", champion.markdown()]
     report = version.validation.get("report")
     if report:
         from airflow_bridge.operators.links import models_url

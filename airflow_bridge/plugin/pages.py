@@ -74,20 +74,13 @@ def models_table(root: str, models: Sequence[ModelRecord]) -> str:
 
 def gates_cell(version: ModelVersion) -> str:
     """Each gate of the version: PASS/FAIL, the value and the bounds it needed."""
-    gates = (version.validation or {}).get("gates") or []
+    from airflow_bridge.ml.gates import gates_of
+
+    gates = gates_of((version.validation or {}).get("gates"))
     if not gates:
         metrics = ", ".join(f"{k} {_num(v)}" for k, v in sorted(version.metrics.items()))
         return escape(metrics) or "—"
-    parts = []
-    for gate in gates:
-        bounds = " and ".join(
-            f"{sign} {_num(gate[key])}" for key, sign in (("min", "≥"), ("max", "≤")) if gate.get(key) is not None
-        )
-        css, word = ("ok", "PASS") if gate.get("passed") else ("bad", "FAIL")
-        parts.append(
-            f'<span class="{css}">{word}</span> {escape(str(gate.get("name")))} = {escape(_num(gate.get("value")))}'
-            + (f" (needs {escape(bounds)})" if bounds else "")
-        )
+    parts = [gate.html() for gate in gates]
     return "<br>".join(parts)
 
 

@@ -56,7 +56,7 @@ def build_report(inputs: ReportInputs, *, top_features: int = 10) -> ModelReport
     )
     add_story(content, features, labels, predictions, probabilities)
     _history(content)
-    passed = all(bool(g.get("passed")) for g in inputs.gates) and bool((inputs.champion or {}).get("passed", True))
+    passed = all(g.passed for g in inputs.gates) and (inputs.champion is None or inputs.champion.passed)
     return ModelReport(
         html=render(content, passed),
         pngs={plot.name: plot.png for plot in content.plots},
@@ -135,9 +135,9 @@ def _history(content: Content) -> None:
     if not inputs.history:
         content.note("history", "No earlier versions of this model: nothing to compare over time yet.")
         return
-    names = list(dict.fromkeys(g["name"] for g in inputs.gates if g.get("kind", "metric") == "metric"))
-    if inputs.champion and inputs.champion.get("metric") and inputs.champion["metric"] not in names:
-        names.append(str(inputs.champion["metric"]))
+    names = list(dict.fromkeys(g.name for g in inputs.gates if g.kind == "metric"))
+    if inputs.champion is not None and inputs.champion.metric not in names:
+        names.append(inputs.champion.metric)
     if not names:
         names = [m for m in HEADLINE[inputs.task_kind] if m in inputs.metrics]
     history = metric_series(inputs.history, inputs.metrics, inputs.version, names)
@@ -145,7 +145,7 @@ def _history(content: Content) -> None:
         content.note("history", "The earlier versions recorded none of the gate metrics.")
         return
     content.history = history
-    bounds = {g["name"]: (g.get("min"), g.get("max")) for g in inputs.gates if g.get("kind", "metric") == "metric"}
+    bounds = {g.name: (g.min, g.max) for g in inputs.gates if g.kind == "metric"}
     content.plots.append(
         Plot(
             "metric_history.png",
@@ -163,8 +163,8 @@ def key_figures(inputs: ReportInputs, importance: Importance, passed: bool, top:
         "version": inputs.version,
         "task_kind": inputs.task_kind,
         "passed": passed,
-        "gates": [dict(g) for g in inputs.gates],
-        "champion": dict(inputs.champion) if inputs.champion is not None else None,
+        "gates": [g.to_json() for g in inputs.gates],
+        "champion": inputs.champion.to_json() if inputs.champion is not None else None,
         "metrics": {k: v for k, v in inputs.metrics.items() if k in HEADLINE[inputs.task_kind]},
         "importance_scoring": importance.scoring,
         "top_features": importance.features[:top],

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
-from airflow_bridge.ml.gates import gate_bounds, gate_value
+from airflow_bridge.ml.gates import ChampionComparison, GateResult
 from airflow_bridge.report import story
 from airflow_bridge.report.evaluation import History, Importance
 from airflow_bridge.report.inputs import ReportInputs
@@ -85,8 +85,8 @@ def render(content: Content, passed: bool) -> str:
         f"{_plots(content.plots, key)}</section>"
         for key, title, html in sections
     )
-    failing = [g["name"] for g in inputs.gates if not g.get("passed")]
-    if inputs.champion is not None and not inputs.champion.get("passed", True):
+    failing = [g.name for g in inputs.gates if not g.passed]
+    if inputs.champion is not None and not inputs.champion.passed:
         failing.append("champion comparison")
     verdict = (
         '<p class="verdict pass">Passed every gate</p>'
@@ -136,37 +136,39 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequen
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
 
 
-def _gates(gates: Sequence[Mapping[str, Any]]) -> str:
+def _gates(gates: Sequence[GateResult]) -> str:
+    """The one HTML rendering of the gates (the report; the Models page embeds the report)."""
     if not gates:
         return '<p class="note">The spec sets no gates: nothing stops this version but the approval.</p>'
     rows = [
         [
-            escape(str(g["name"])) + (f" (column {escape(str(g['column']))})" if g.get("column") else ""),
-            escape(str(g.get("kind", "metric"))),
-            escape(gate_value(g)),
-            escape(gate_bounds(g)),
-            _status(g.get("passed")),
+            escape(g.name) + (f" (column {escape(g.column)})" if g.column else ""),
+            escape(g.kind),
+            escape(g.shown_value()),
+            escape(g.bounds()),
+            _status(g.passed),
         ]
         for g in gates
     ]
     return _table(["gate", "kind", "value", "required", "result"], rows, numeric=(2,))
 
 
-def _champion(champion: Mapping[str, Any] | None) -> str:
+def _champion(champion: ChampionComparison | None) -> str:
+    """The one HTML rendering of the champion comparison."""
     if champion is None:
         return '<p class="note">The spec asks for no champion comparison.</p>'
-    if champion.get("champion") is None:
-        note = champion.get("note") or "no live version to compare with"
-        return f'<p class="note">{escape(str(note)).capitalize()}: this version is compared with gates only.</p>'
-    alias = f", alias {escape(str(champion['alias']))}" if champion.get("alias") else ""
+    if not champion.compared:
+        note = champion.note or "no live version to compare with"
+        return f'<p class="note">{escape(note).capitalize()}: this version is compared with gates only.</p>'
+    alias = f", alias {escape(champion.alias)}" if champion.alias else ""
     rows = [
         [
-            escape(str(champion["metric"])),
-            _num(champion.get("candidate")),
-            f"{_num(champion.get('champion'))} (v{champion.get('champion_version')}{alias})",
-            _signed(champion.get("improvement")),
-            f"&gt;= {_signed(champion.get('min_improvement'))}",
-            _status(champion.get("passed")),
+            escape(champion.metric),
+            _num(champion.candidate),
+            f"{_num(champion.champion)} (v{champion.champion_version}{alias})",
+            _signed(champion.improvement),
+            f"&gt;= {_signed(champion.min_improvement)}",
+            _status(champion.passed),
         ]
     ]
     table = _table(["metric", "this version", "live version", "improvement", "required", "result"], rows, (1, 3))
@@ -180,7 +182,7 @@ def _signed(value: Any) -> str:
 def _metrics(inputs: ReportInputs) -> str:
     if not inputs.metrics:
         return '<p class="note">No metrics were recorded.</p>'
-    gated = {g["name"]: g for g in inputs.gates if g.get("kind", "metric") == "metric"}
+    gated = {g.name: g for g in inputs.gates if g.kind == "metric"}
     base = dict((inputs.baseline or {}).get("metrics") or {})
     spread = dict((inputs.uncertainty or {}).get("metrics") or {})
     cv = (inputs.uncertainty or {}).get("method") == "cross_validation"
@@ -190,7 +192,7 @@ def _metrics(inputs: ReportInputs) -> str:
             _num(value),
             _interval(spread.get(name), cv),
             _num(base.get(name)),
-            escape(gate_bounds(gated[name])) if name in gated else "-",
+            escape(gated[name].bounds()) if name in gated else "-",
         ]
         for name, value in sorted(inputs.metrics.items())
     ]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_bridge.exceptions import BridgeError, DataError
+from airflow_bridge.ml.gates import ChampionComparison, GateResult
 
 TASK_KINDS = ("classification", "regression")
 
@@ -39,8 +40,8 @@ class ReportInputs:
     model_name: str
     version: int | None = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
-    gates: Sequence[Mapping[str, Any]] = ()
-    champion: Mapping[str, Any] | None = None
+    gates: Sequence[GateResult] = ()
+    champion: ChampionComparison | None = None
     profile: Mapping[str, Any] | None = None
     history: Sequence[Mapping[str, Any]] = ()
     estimator: str = ""

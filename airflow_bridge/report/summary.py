@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_bridge.ml.gates import gate_bounds, gate_value
+from airflow_bridge.ml.gates import GateResult, champion_of, gates_of
 from airflow_bridge.report.inputs import ModelReport
 
 TOP_FEATURES = 3
@@ -19,12 +19,12 @@ def summary_markdown(figures: ModelReport | Mapping[str, Any]) -> str:
     render it without rebuilding the report.
     """
     key = figures.key_figures if isinstance(figures, ModelReport) else figures
-    gates = list(key.get("gates") or [])
+    gates = gates_of(key.get("gates"))
     version = key.get("version")
     label = f"{_code(key.get('model'))} v{version}" if version is not None else f"{_code(key.get('model'))} (candidate)"
-    failed = [str(g["name"]) for g in gates if not g.get("passed")]
-    champion = key.get("champion")
-    if champion and not champion.get("passed", True):
+    failed = [g.name for g in gates if not g.passed]
+    champion = champion_of(key.get("champion"))
+    if champion is not None and not champion.passed:
         failed.append("champion")
     if failed:
         verdict = f"fails {', '.join(_code(f) for f in failed)}"
@@ -32,20 +32,20 @@ def summary_markdown(figures: ModelReport | Mapping[str, Any]) -> str:
         verdict = f"passes all {len(gates)} gates" if gates else "passes (no gates set)"
     lines = [f"**{label}** ({key.get('task_kind')}): {verdict}."]
     lines += warning_lines(key.get("warnings") or [])
-    metric_gates = [g for g in gates if g.get("kind", "metric") == "metric"]
+    metric_gates = [g for g in gates if g.kind == "metric"]
     if metric_gates:
         lines.append(
             "- Metrics vs gates: "
-            + "; ".join(f"{_code(g['name'])} {gate_value(g)} ({gate_bounds(g)}, {_result(g)})" for g in metric_gates)
+            + "; ".join(f"{_code(g.name)} {g.shown_value()} ({g.bounds()}, {_result(g)})" for g in metric_gates)
         )
     elif key.get("metrics"):
         lines.append("- Metrics: " + "; ".join(f"{_code(k)} {_value(v)}" for k, v in key["metrics"].items()))
     lines += context_lines(key)
-    data_gates = [g for g in gates if g.get("kind") == "data"]
+    data_gates = [g for g in gates if g.kind == "data"]
     if data_gates:
-        lines.append("- Data checks: " + "; ".join(f"{_code(g['name'])} {_result(g)}" for g in data_gates))
-    if champion:
-        lines.append("- " + _champion(champion))
+        lines.append("- Data checks: " + "; ".join(f"{_code(g.name)} {_result(g)}" for g in data_gates))
+    if champion is not None:
+        lines.append("- " + champion.markdown())
     if key.get("changes"):
         from airflow_bridge.report.story import changes_line
 
@@ -59,21 +59,8 @@ def summary_markdown(figures: ModelReport | Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _champion(champion: Mapping[str, Any]) -> str:
-    metric = _code(champion.get("metric", ""))
-    if champion.get("champion") is None:
-        note = champion.get("note") or "no live version to compare with"
-        return f"Champion: {note} ({metric} {_value(champion.get('candidate'))})."
-    alias = f" ({champion['alias']})" if champion.get("alias") else ""
-    return (
-        f"Champion: {metric} {_value(champion.get('candidate'))} vs live v{champion.get('champion_version')}{alias} "
-        f"{_value(champion.get('champion'))}: {champion['improvement']:+.4f} "
-        f"(needs >= {float(champion.get('min_improvement') or 0):+.4f}, {_result(champion)})"
-    )
-
-
-def _result(result: Mapping[str, Any]) -> str:
-    return "pass" if result.get("passed") else "**FAIL**"
+def _result(result: GateResult) -> str:
+    return "pass" if result.passed else "**FAIL**"
 
 
 def _value(value: Any) -> str:
