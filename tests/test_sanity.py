@@ -314,7 +314,6 @@ def test_the_run_output_prints_the_warnings_after_the_gates(tmp_path: Path) -> N
     from airflow_bridge.actions.names import REPORT_XCOM_KEY, TaskId
     from airflow_bridge.actions.results import ValidationReport
     from airflow_bridge.cli.common import console
-    from airflow_bridge.cli.run_cmd import _print_summary
     from airflow_bridge.cli.run_progress import Progress
 
     warnings = run_warnings(metrics={"roc_auc": 1.0}, held_out_rows=143, fail_on=["near_perfect_score"])
@@ -322,9 +321,9 @@ def test_the_run_output_prints_the_warnings_after_the_gates(tmp_path: Path) -> N
     progress = Progress(console, 0.0)
     progress.result = {"state": "failed", "xcoms": {TaskId.VALIDATE: {REPORT_XCOM_KEY: report.to_xcom()}}}
     summary = progress.summary(tmp_path, 1)
-    assert summary["warnings"] == warnings
+    assert summary.warnings == warnings
     with console.capture() as captured:
-        _print_summary(summary)
+        summary.print()
     text = captured.get()
     assert text.index("near_perfect_score") < text.index("FAIL near_perfect_score: roc_auc 1.0000 on 143 held-out")
 

@@ -408,18 +408,18 @@ def test_test_size_as_a_percentage_suggests_the_fraction(tmp_path: Path) -> None
 
 
 def test_a_failed_gate_points_at_the_candidates_report(cells_trained: tuple[Path, Any, Any]) -> None:
-    from airflow_bridge.cli.run_cmd import report_line
+    from airflow_bridge.cli.run_summary import RunSummary
 
     _, _, validation = cells_trained
     html = validation.report["html"]
 
-    line = report_line({"model": "cells", "version": None, "report": html})
+    line = RunSummary("failed", "cells", None, report=html).report_line()
 
     assert not validation.passed
     path = Path(html["uri"].removeprefix("file://"))
     assert line == f"report: {path}  (the candidate's report; it was not registered, open this file in a browser)"
     assert path.read_bytes().startswith(b"<!doctype html>") and b"cells" in path.read_bytes()
-    assert report_line({"model": "cells", "version": None, "report": {**html, "uri": "s3://b/r.html"}}) == (
+    assert RunSummary("failed", "cells", None, report={**html, "uri": "s3://b/r.html"}).report_line() == (
         "report: s3://b/r.html  (the candidate's report; it was not registered, download this file to read it)"
     )
 

@@ -18,6 +18,7 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from airflow_bridge.cli.run_summary import RunSummary
     from airflow_bridge.registry.store import ModelRegistry
     from airflow_bridge.spec.loader import LoadedSpec
 
@@ -72,33 +73,32 @@ def find_pending_version(loaded: LoadedSpec, home: Path) -> PendingVersion | Non
     return None
 
 
-def resume_after_approval(pending: PendingVersion, user: str, *, approve: bool, out: Console) -> dict[str, Any]:
+def resume_after_approval(pending: PendingVersion, user: str, *, approve: bool, out: Console) -> RunSummary:
     """Answer the pending approval as ``user`` and, when granted, deploy: the actions the DAG would run."""
     from airflow_bridge.actions.approval import decide
     from airflow_bridge.actions.deployment import move
     from airflow_bridge.actions.moves import MoveRequest
     from airflow_bridge.actions.names import TaskId
+    from airflow_bridge.cli.run_summary import RunSummary
     from airflow_bridge.exceptions import BridgeError
+    from airflow_bridge.ml.gates import champion_of, gates_of
     from airflow_bridge.registry.records import RunRef
 
     registry, name, number = pending.registry, pending.model, pending.version
     version = registry.get_version(name, number)
     out.print(f"  ↻ {escape(name)} v{number} of this spec and data waits for approval: answering it, no new training")
-    summary: dict[str, Any] = {
-        "state": "failed",
-        "resumed": True,
-        "model": name,
-        "version": number,
-        "dag_id": pending.dag_id,
-        "run_id": pending.run_id,
-        "metrics": version.metrics,
-        "gates": version.validation.get("gates") or [],
-        "champion": version.validation.get("champion"),
-        "artifact": {"uri": version.artifact.uri, "sha256": version.artifact.sha256, "size": version.artifact.size},
-        "deployment": None,
-        "tasks": {},
-        "errors": [],
-    }
+    summary = RunSummary(
+        "failed",
+        name,
+        number,
+        resumed=True,
+        dag_id=pending.dag_id,
+        run_id=pending.run_id,
+        metrics=version.metrics,
+        gates=gates_of(version.validation.get("gates")),
+        champion=champion_of(version.validation.get("champion")),
+        artifact={"uri": version.artifact.uri, "sha256": version.artifact.sha256, "size": version.artifact.size},
+    )
     try:
         decision = decide(
             registry,
@@ -111,16 +111,16 @@ def resume_after_approval(pending: PendingVersion, user: str, *, approve: bool, 
             via="airflow-bridge run",
         )
     except BridgeError as exc:
-        summary["approval"] = {"status": "refused", "by": user, "detail": str(exc), "approvers": pending.approvers}
-        summary["errors"].append(str(exc))
+        summary.approval = {"status": "refused", "by": user, "detail": str(exc), "approvers": pending.approvers}
+        summary.errors.append(str(exc))
         out.print(f"  [red]✗ approval by {escape(user)} refused[/]: {escape(str(exc))}")
         return summary
-    summary["approval"] = {"status": decision.decision, "by": user}
-    summary["tasks"][TaskId.APPROVE] = "success"
+    summary.approval = {"status": decision.decision, "by": user}
+    summary.tasks[TaskId.APPROVE] = "success"
     if not decision.granted:
         out.print(f"  [red]✗ {escape(name)} v{number} rejected by {escape(user)}[/]: not deployed")
-        summary["state"] = "success"
-        summary["tasks"][TaskId.DEPLOY] = "skipped"
+        summary.state = "success"
+        summary.tasks[TaskId.DEPLOY] = "skipped"
         return summary
     try:
         request = MoveRequest(
@@ -133,12 +133,12 @@ def resume_after_approval(pending: PendingVersion, user: str, *, approve: bool, 
         )
         result = move(registry, request, actor=user, run=RunRef(pending.dag_id, pending.run_id, TaskId.DEPLOY))
     except BridgeError as exc:
-        summary["errors"].append(str(exc))
-        summary["tasks"][TaskId.DEPLOY] = "failed"
+        summary.errors.append(str(exc))
+        summary.tasks[TaskId.DEPLOY] = "failed"
         out.print(f"  [red]✗ deploy failed[/]: {escape(str(exc))}")
         return summary
-    summary.update(state="success", deployment=result.to_xcom())
-    summary["tasks"][TaskId.DEPLOY] = "success"
+    summary.state, summary.deployment = "success", result
+    summary.tasks[TaskId.DEPLOY] = "success"
     was = f"v{result.previous_version}" if result.previous_version else "nothing"
     out.print(f"  [green]✓[/] approved by {escape(user)}; '{escape(pending.alias)}' → v{number} (was {was})")
     return summary

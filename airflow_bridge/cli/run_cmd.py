@@ -22,9 +22,8 @@ from typing import IO, Any
 
 from rich.markup import escape
 
-from airflow_bridge.actions.names import TaskId
 from airflow_bridge.cli.common import Format, command_started_at, console, err_console, print_json, resolve_home
-from airflow_bridge.cli.run_progress import Progress, print_timings, print_warnings, resumed_timings
+from airflow_bridge.cli.run_progress import Progress, print_timings, resumed_timings
 
 EXIT_AWAITING_APPROVAL = 3
 
@@ -136,20 +135,18 @@ def run_spec(
         log = run_dir / "airflow.log"
         progress.errors.append(f"the run process ended before reporting a result ({how}); see {log}")
     summary = progress.summary(run_dir, code)
-    summary["lineage"] = _lineage_summary(run_dir / LINEAGE_FILE, env)
+    summary.lineage = _lineage_summary(run_dir / LINEAGE_FILE, env)
+    if output == Format.text:
+        summary.print()
+    summary.timings = progress.timings()
+    (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2, default=str))
     if output == Format.json:
-        summary["timings"] = progress.timings()
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-        print_json(summary)
+        print_json(summary.to_json())
     else:
-        _print_summary(summary)
-        summary["timings"] = progress.timings()
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-        print_timings(summary["timings"])
-    if summary["state"] == "awaiting_approval":
-        return EXIT_AWAITING_APPROVAL if summary["approval"]["status"] == "waiting" else 1
-    deployed_as_asked = summary["tasks"].get(TaskId.DEPLOY) in (None, "success")
-    return 0 if summary["state"] == "success" and deployed_as_asked else 1
+        print_timings(summary.timings)
+    if summary.state == "awaiting_approval":
+        return EXIT_AWAITING_APPROVAL if (summary.approval or {}).get("status") == "waiting" else 1
+    return 0 if summary.state == "success" and summary.deployed_as_asked else 1
 
 
 def _release(stdin: IO[str], *, go: bool) -> None:
@@ -179,6 +176,7 @@ def _answer_pending_approval(
     Returns the exit code, or None when nothing of this spec is pending (the run goes ahead).
     """
     from airflow_bridge.cli.pending import find_pending_version, resume_after_approval
+    from airflow_bridge.cli.run_summary import RunSummary
 
     pending = find_pending_version(loaded, home)
     if pending is None:
@@ -192,24 +190,19 @@ def _answer_pending_approval(
             "--approve-as APPROVER (or --reject), or "
             f"`airflow-bridge models approve {pending.model} {pending.version}`."
         )
-        summary: dict[str, Any] = {
-            "state": "awaiting_approval",
-            "model": pending.model,
-            "version": pending.version,
-            "resumed": True,
-        }
-        summary["approval"] = {"status": "waiting", "approvers": pending.approvers}
+        waiting = {"status": "waiting", "approvers": pending.approvers}
+        summary = RunSummary("awaiting_approval", pending.model, pending.version, resumed=True, approval=waiting)
         if output == Format.json:
-            summary["timings"] = resumed_timings(started, found, time.time())
-            print_json(summary)
+            summary.timings = resumed_timings(started, found, time.time())
+            print_json(summary.to_json())
         return EXIT_AWAITING_APPROVAL
     resumed = resume_after_approval(pending, approve_as, approve=not reject, out=out)
-    resumed["timings"] = resumed_timings(started, found, time.time())
+    resumed.timings = resumed_timings(started, found, time.time())
     if output == Format.json:
-        print_json(resumed)
+        print_json(resumed.to_json())
     else:
-        print_timings(resumed["timings"])
-    return 0 if resumed["state"] == "success" and resumed.get("deployment") else 1
+        print_timings(resumed.timings)
+    return 0 if resumed.state == "success" and resumed.deployment is not None else 1
 
 
 def _lineage_summary(path: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -224,94 +217,3 @@ def _lineage_summary(path: Path, env: dict[str, str]) -> dict[str, Any]:
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-def _print_approval(approval: dict[str, Any] | None) -> None:
-    if not approval:
-        return
-    status = approval["status"]
-    if status == "granted":
-        console.print(f"approval: [green]granted[/] by {approval['by']}")
-    elif status == "rejected":
-        console.print(f"approval: [red]rejected[/] by {approval['by']}: not deployed")
-    elif status == "refused":
-        console.print(f"approval: [red]refused[/] for {approval.get('by')}: {approval.get('detail') or 'not allowed'}")
-    else:
-        console.print(
-            "[yellow]stopped at the approval[/]: the model is registered but not deployed. Approvers: "
-            f"{', '.join(approval.get('approvers') or []) or 'none'}. Re-run with --approve-as <approver> "
-            "(or approve in the Airflow UI of a deployment)."
-        )
-
-
-def _print_lineage(lineage: dict[str, Any]) -> None:
-    if lineage.get("file"):
-        console.print(f"lineage: {lineage['file']}  ({lineage['events']} OpenLineage events)", markup=False)
-    elif lineage.get("disabled"):
-        console.print("lineage: off (AIRFLOW__OPENLINEAGE__DISABLED is set)")
-    else:
-        console.print("lineage: no OpenLineage events were written to the run folder")
-
-
-def report_line(summary: dict[str, Any]) -> str:
-    """Where the run's report is: a registered version's through ``models report``; an unregistered
-    candidate's (a failed gate) as the file it was stored to, which ``models report`` cannot find."""
-    uri = str(summary["report"]["uri"])
-    if summary["version"] is not None:
-        where = f"airflow-bridge models report {summary['model']} --version {summary['version']}"
-        return f"report: {uri}  (open it with: {where} --open)"
-    unregistered = "the candidate's report; it was not registered"
-    if uri.startswith("file://"):
-        return f"report: {uri.removeprefix('file://')}  ({unregistered}, open this file in a browser)"
-    return f"report: {uri}  ({unregistered}, download this file to read it)"
-
-
-def _print_summary(summary: dict[str, Any]) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from airflow_bridge.ml.gates import champion_of, gates_of
-
-    console.print()
-    gates = gates_of(summary["gates"])
-    if gates:
-        table = Table("gate", "value", "required", "result", title="Validation")
-        for gate in gates:
-            result = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
-            table.add_row(escape(gate.name), gate.shown_value(), gate.bounds(), result)
-        console.print(table)
-    print_warnings(summary.get("warnings") or [])
-    champion = champion_of(summary.get("champion"))
-    if champion is not None:
-        console.print(champion.line(), style=None if champion.passed else "red", markup=False)
-    if summary["version"] is not None:
-        console.print(f"registered: [bold]{summary['model']} v{summary['version']}[/]")
-    if summary.get("report"):
-        console.print(report_line(summary), markup=False)
-    _print_approval(summary.get("approval"))
-    if summary["deployment"]:
-        d = summary["deployment"]
-        previous = f"v{d['previous_version']}" if d.get("previous_version") else "nothing"
-        console.print(f"deployed: {d['target']} alias [bold]{d['alias']}[/] → v{d['version']} (was {previous})")
-    if summary["artifact"]:
-        artifact = summary["artifact"]
-        console.print(f"artifact: {artifact['uri']} (sha256 {artifact['sha256'][:12]}…)", markup=False)
-    console.print(f"run folder: {summary['run_dir']}  (Airflow log: {summary['log']})", markup=False)
-    _print_lineage(summary.get("lineage") or {})
-    if summary["state"] == "awaiting_approval":
-        return
-    if summary["state"] == "success":
-        if summary["tasks"].get(TaskId.DEPLOY) == "skipped":
-            console.print("[bold yellow]run finished without deploying[/]")
-        else:
-            console.print("[bold green]run succeeded[/]")
-        return
-    for task_id, error in summary["failed_tasks"].items():
-        err_console.print(f"[bold red]task '{task_id}' failed:[/]")
-        err_console.print(error.strip(), markup=False)
-    for error in summary["errors"]:
-        err_console.print(f"[bold red]error:[/] {escape(error)}")
-    not_run = [t for t, s in summary["tasks"].items() if s in ("upstream_failed", "skipped", "none", "None")]
-    if not_run:
-        err_console.print(f"not run: {', '.join(not_run)}")
-    err_console.print(f"[bold red]run failed[/] (state {summary['state']})")

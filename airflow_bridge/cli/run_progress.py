@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 
 from airflow_bridge.cli.common import console
+
+if TYPE_CHECKING:
+    from airflow_bridge.cli.run_summary import RunSummary
 
 SETUP = "Airflow run set-up"
 PARTS = {
@@ -122,9 +125,10 @@ class Progress:
         parts["tear_down"] = end - self._last
         return {**parts, "tasks": dict(self.task_slices), "total": end - self.origin, "marks": dict(self.marks)}
 
-    def summary(self, run_dir: Path, code: int) -> dict[str, Any]:
+    def summary(self, run_dir: Path, code: int) -> RunSummary:
         from airflow_bridge.actions.names import REPORT_XCOM_KEY, TaskId
         from airflow_bridge.actions.results import DeploymentResult, Registration, TrainingResult, ValidationReport
+        from airflow_bridge.cli.run_summary import RunSummary
 
         result = self.result or {}
         xcoms = result.get("xcoms", {})
@@ -139,29 +143,29 @@ class Progress:
         deployed: DeploymentResult | None = read(TaskId.DEPLOY, DeploymentResult)
         state = result.get("state") or ("failed" if code else "unknown")
         approval = self.approval or approval_from(xcoms.get(TaskId.APPROVE, {}).get("return_value"), result)
-        return {
-            "state": state,
-            "dag_id": result.get("dag_id"),
-            "run_id": result.get("run_id"),
-            "tasks": result.get("tasks", {}),
-            "failed_tasks": self.failures,
-            "errors": self.errors,
-            "model": registered.model if registered else (train.model if train else None),
-            "version": registered.version if registered else None,
-            "metrics": report.metrics if report else {},
-            "gates": [g.to_json() for g in report.gates] if report else [],
-            "champion": report.champion.to_json() if report and report.champion else None,
-            "warnings": report.warnings if report else [],
-            "baseline": report.baseline if report else None,
-            "uncertainty": report.uncertainty if report else None,
-            "report": (report.report or {}).get("html") if report else None,
-            "deployment": deployed.to_xcom() if deployed else None,
-            "approval": approval,
-            "artifact": train.artifact.__dict__ if train else None,
-            "data": {"uri": train.data.uri, "sha256": train.data.sha256, "rows": train.data.rows} if train else None,
-            "run_dir": str(run_dir),
-            "log": str(run_dir / "airflow.log"),
-        }
+        return RunSummary(
+            state=state,
+            dag_id=result.get("dag_id"),
+            run_id=result.get("run_id"),
+            tasks=result.get("tasks", {}),
+            failed_tasks=self.failures,
+            errors=self.errors,
+            model=registered.model if registered else (train.model if train else None),
+            version=registered.version if registered else None,
+            metrics=report.metrics if report else {},
+            gates=report.gates if report else [],
+            champion=report.champion if report else None,
+            warnings=report.warnings if report else [],
+            baseline=report.baseline if report else None,
+            uncertainty=report.uncertainty if report else None,
+            report=(report.report or {}).get("html") if report else None,
+            deployment=deployed,
+            approval=approval,
+            artifact=dict(train.artifact.__dict__) if train else None,
+            data={"uri": train.data.uri, "sha256": train.data.sha256, "rows": train.data.rows} if train else None,
+            run_dir=str(run_dir),
+            log=str(run_dir / "airflow.log"),
+        )
 
 
 def approval_from(answer: Any, result: dict[str, Any]) -> dict[str, Any] | None:
