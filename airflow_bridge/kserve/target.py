@@ -7,8 +7,10 @@ object) goes through the gate, so it is audited and nothing moves.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -50,6 +52,31 @@ class KServeSettings(BaseModel):
         description="Send this share of traffic to the new version, the rest to the live one; promote it to "
         "100 % with airflow-bridge models promote.",
     )
+
+
+@dataclass(frozen=True)
+class KServeRollout:
+    """What ``apply`` did to the cluster, as the other methods (and a deferral's XCom) get it back."""
+
+    name: str
+    namespace: str
+    conn_id: str
+    serving: str
+    version: int
+    canary_traffic_percent: int | None
+    endpoint: str
+    deadline: float
+    """When the rollout counts as failed (epoch seconds): the tier's readiness timeout after ``apply``."""
+    restore: dict[str, Any] | None
+    """The object as it was before (None: ``apply`` created it, so restoring deletes it)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> KServeRollout:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in value.items() if k in known})
 
 
 class KServeTarget:
@@ -158,49 +185,52 @@ class KServeTarget:
             client.apply(body, exists=existing is not None)
         except DeploymentError as exc:
             gate.refuse(version, str(exc), error=exc)
-        return {
-            "name": name,
-            "namespace": namespace,
-            "conn_id": tier.kubernetes_conn_id,
-            "serving": tier_name,
-            "version": version.version,
-            "canary_traffic_percent": canary,
-            "endpoint": endpoint_of(namespace, name),
-            "deadline": time.time() + tier.readiness_timeout_minutes * 60,
-            "restore": snapshot(existing) if existing is not None else None,
-        }
+        return KServeRollout(
+            name=name,
+            namespace=namespace,
+            conn_id=tier.kubernetes_conn_id,
+            serving=tier_name,
+            version=version.version,
+            canary_traffic_percent=canary,
+            endpoint=endpoint_of(namespace, name),
+            deadline=time.time() + tier.readiness_timeout_minutes * 60,
+            restore=snapshot(existing) if existing is not None else None,
+        ).to_json()
 
     def wait(self, rollout: Mapping[str, Any]) -> Outcome:
-        state = _client(rollout["conn_id"]).wait(
-            rollout["name"],
-            rollout["namespace"],
-            int(rollout["version"]),
-            timeout=max(0.0, float(rollout["deadline"]) - time.time()),
+        done = KServeRollout.from_json(rollout)
+        state = _client(done.conn_id).wait(
+            done.name,
+            done.namespace,
+            done.version,
+            timeout=max(0.0, done.deadline - time.time()),
             poll=self.poll_interval,
         )
         if state.state == "ready":
-            return Outcome(True, state.url or str(rollout["endpoint"]))
-        return Outcome(False, reason=f"InferenceService {rollout['namespace']}/{rollout['name']}: {state.reason}")
+            return Outcome(True, state.url or done.endpoint)
+        return Outcome(False, reason=f"InferenceService {done.namespace}/{done.name}: {state.reason}")
 
     def trigger(self, rollout: Mapping[str, Any]) -> InferenceServiceReadyTrigger:
         from airflow_bridge.kserve.trigger import InferenceServiceReadyTrigger
 
+        done = KServeRollout.from_json(rollout)
         return InferenceServiceReadyTrigger(
-            name=rollout["name"],
-            namespace=rollout["namespace"],
-            version=int(rollout["version"]),
-            kubernetes_conn_id=rollout["conn_id"],
-            deadline=float(rollout["deadline"]),
+            name=done.name,
+            namespace=done.namespace,
+            version=done.version,
+            kubernetes_conn_id=done.conn_id,
+            deadline=done.deadline,
             poll_interval=self.poll_interval,
         )
 
     def restore(self, rollout: Mapping[str, Any]) -> None:
         """Serve again what the object served before ``apply``; delete it if ``apply`` created it."""
-        client = _client(rollout["conn_id"])
-        if rollout.get("restore"):
-            client.apply(dict(rollout["restore"]))
+        done = KServeRollout.from_json(rollout)
+        client = _client(done.conn_id)
+        if done.restore:
+            client.apply(dict(done.restore))
         else:
-            client.delete(rollout["name"], rollout["namespace"])
+            client.delete(done.name, done.namespace)
 
     @staticmethod
     def _tier(gate: Refuser, move: Move, serving: str | None) -> tuple[str, ServingTier]:
