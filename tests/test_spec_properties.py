@@ -33,11 +33,16 @@ from airflow_bridge.factory.build import build_dag
 from airflow_bridge.factory.dags import load_dag_specs
 from airflow_bridge.factory.placeholder import INVALID_TAG
 from airflow_bridge.governance.policy import BUILTIN_PARAM_CAPS
-from airflow_bridge.ml.catalogue import DEFAULT_ESTIMATORS, METRICS, PROBABILITY_METRICS, lacks_probabilities
+from airflow_bridge.ml.catalogue import (
+    DEFAULT_ESTIMATORS,
+    METRIC_RANGES,
+    METRICS,
+    PROBABILITY_METRICS,
+    lacks_probabilities,
+)
 from airflow_bridge.spec import API_VERSION, LoadedSpec, SpecContext, load_spec
 from airflow_bridge.spec.estimator_params import PARAMETERS
 from airflow_bridge.spec.models import SCHEDULE_PRESETS
-from airflow_bridge.spec.semantics import METRIC_RANGES
 
 PLAIN = SpecContext()
 COMMON = settings(

@@ -1,12 +1,18 @@
-"""The built-in estimator allow-list.
+"""The catalogues: the built-in estimator allow-list and the metrics, each written once.
 
 Specs name estimators by dotted path; only names on an allow-list can be built, so a spec can
 never reach ``os.system`` or ``builtins.eval``. The list is static data (no sklearn import at
-parse time). Team policy can extend it with more estimators (``governance``).
+parse time). Team policy can extend it with more estimators (``governance``); each built-in one's
+parameters are in ``spec/estimator_params.py`` (generated from scikit-learn).
+
+Every fact about a metric (its task kind, which way is better, whether it needs probabilities, the
+values it can take, its unit) is one :class:`Metric` of :data:`METRIC_CATALOGUE`; the names below are
+derived from it for the code that needs one list.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 TaskKind = Literal["classification", "regression"]
@@ -65,17 +71,48 @@ DEFAULT_ESTIMATORS: dict[str, TaskKind] = {
     **_flatten(_REGRESSORS, "regression"),
 }
 
-CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
-REGRESSION_METRICS = ("r2", "mae", "mse", "rmse", "mape")
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric a task computes on the held-out rows and a spec may gate on."""
+
+    name: str
+    kind: TaskKind
+    lower_is_better: bool = False
+    """An error: champion comparisons and baselines flip its sign."""
+    probabilities: bool = False
+    """Computed from predicted probabilities: an estimator without ``predict_proba`` never gets it."""
+    low: float | None = None
+    high: float | None = None
+    """The values it can take (None: unbounded); a gate outside them can never pass."""
+    unit_power: int = 0
+    """1: in the target's unit (mae), 2: in its square (mse), 0: unitless."""
+
+
+METRIC_CATALOGUE: tuple[Metric, ...] = (
+    Metric("accuracy", "classification", low=0.0, high=1.0),
+    Metric("balanced_accuracy", "classification", low=0.0, high=1.0),
+    Metric("precision", "classification", low=0.0, high=1.0),
+    Metric("recall", "classification", low=0.0, high=1.0),
+    Metric("f1", "classification", low=0.0, high=1.0),
+    Metric("roc_auc", "classification", probabilities=True, low=0.0, high=1.0),
+    Metric("log_loss", "classification", lower_is_better=True, probabilities=True, low=0.0),
+    Metric("r2", "regression", high=1.0),
+    Metric("mae", "regression", lower_is_better=True, low=0.0, unit_power=1),
+    Metric("mse", "regression", lower_is_better=True, low=0.0, unit_power=2),
+    Metric("rmse", "regression", lower_is_better=True, low=0.0, unit_power=1),
+    Metric("mape", "regression", lower_is_better=True, low=0.0),
+)
+CLASSIFICATION_METRICS = tuple(m.name for m in METRIC_CATALOGUE if m.kind == "classification")
+REGRESSION_METRICS = tuple(m.name for m in METRIC_CATALOGUE if m.kind == "regression")
 METRICS: dict[TaskKind, tuple[str, ...]] = {
     "classification": CLASSIFICATION_METRICS,
     "regression": REGRESSION_METRICS,
 }
-# Metrics where smaller is better; champion comparisons flip their sign.
-LOWER_IS_BETTER = frozenset({"log_loss", "mae", "mse", "rmse", "mape"})
-
-PROBABILITY_METRICS = ("roc_auc", "log_loss")
-"""Metrics computed from predicted probabilities: an estimator without ``predict_proba`` never gets them."""
+LOWER_IS_BETTER = frozenset(m.name for m in METRIC_CATALOGUE if m.lower_is_better)
+PROBABILITY_METRICS = tuple(m.name for m in METRIC_CATALOGUE if m.probabilities)
+METRIC_RANGES: dict[str, tuple[float | None, float | None]] = {m.name: (m.low, m.high) for m in METRIC_CATALOGUE}
+UNIT_POWERS = {m.name: m.unit_power for m in METRIC_CATALOGUE if m.unit_power}
 _NO_PROBABILITIES = {
     "sklearn.linear_model.RidgeClassifier": "",
     "sklearn.linear_model.Perceptron": "",

@@ -7,6 +7,8 @@ import math
 import re
 from typing import Any
 
+from airflow_bridge.ml.catalogue import UNIT_POWERS
+
 LOG_SPAN = 1000.0
 """A target whose positive values span more than this ratio (max / min) is drawn on a log scale."""
 
@@ -39,7 +41,7 @@ SUFFIX_UNITS = {
     "£": "£",
 }
 """Unit words recognised after a separator at the end of a name (one-letter words are too ambiguous)."""
-UNIT_METRICS = {"mae": 1, "rmse": 1, "max_error": 1, "median_absolute_error": 1, "mse": 2}
+UNIT_METRICS = {**UNIT_POWERS, "max_error": 1, "median_absolute_error": 1}
 """Regression metrics in the target's unit (``mse`` in its square); r2, mape and the like have none."""
 
 

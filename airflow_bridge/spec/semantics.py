@@ -17,6 +17,7 @@ from airflow_bridge.issues import did_you_mean
 from airflow_bridge.ml.catalogue import (
     DEFAULT_ESTIMATORS,
     LOWER_IS_BETTER,
+    METRIC_RANGES,
     METRICS,
     PROBABILITY_METRICS,
     TaskKind,
@@ -30,12 +31,6 @@ Finding = tuple[tuple[str | int, ...], str, str | None]
 
 REMOTE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "az", "adl", "hdfs", "webhdfs", "sftp", "ftp")
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-METRIC_RANGES: dict[str, tuple[float | None, float | None]] = {
-    **dict.fromkeys(("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc"), (0.0, 1.0)),
-    "r2": (None, 1.0),
-    **dict.fromkeys(("log_loss", "mae", "mse", "rmse", "mape"), (0.0, None)),
-}
-"""The values each metric can take (None: unbounded); a gate outside them can never pass."""
 TAG_MAX_LEN = 100
 """Airflow refuses longer DAG tags; the factory tags each DAG with the spec's tags and 'team:<team>'."""
 
