@@ -68,86 +68,53 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         lineage_context: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        from airflow_bridge.actions.training import TrainingRequest
+
         super().__init__(**kwargs)
-        self.model_name = model_name
-        self.data_uri = data_uri
-        self.target = target
-        self.estimator = estimator
-        self.estimator_params = dict(estimator_params or {})
-        self.task_kind = task_kind
-        self.features = list(features) if features else None
-        self.data_format = data_format
-        self.data_conn_id = data_conn_id
-        self.test_size = test_size
-        self.seed = seed
-        self.stratify = stratify
-        self.checks = dict(checks or {})
-        self.allowed_estimators = dict(allowed_estimators) if allowed_estimators else None
-        self.column_roles = dict(column_roles or {})
-        self.delimiter = delimiter
-        self.encoding = encoding
-        self.groups = list(groups or [])
-        self.cross_validation_folds = cross_validation_folds
-        self.decimal = decimal
-        self.missing_values = list(missing_values or [])
+        self.training = TrainingRequest(
+            model=model_name,
+            data_uri=data_uri,
+            target=target,
+            estimator=estimator,
+            params=dict(estimator_params or {}),
+            task_kind=task_kind,
+            features=list(features) if features else None,
+            data_format=data_format,
+            data_conn_id=data_conn_id,
+            test_size=test_size,
+            seed=seed,
+            stratify=stratify,
+            checks=dict(checks or {}),
+            allowed_estimators=dict(allowed_estimators) if allowed_estimators else None,
+            column_roles=dict(column_roles or {}),
+            delimiter=delimiter,
+            encoding=encoding,
+            groups=list(groups or []),
+            cross_validation_folds=cross_validation_folds,
+            decimal=decimal,
+            missing_values=list(missing_values or []),
+        )
+        """What the task trains: the keyword arguments above, typed once (the factory passes a spec's)."""
         self.artifact_root = artifact_root
         self.artifact_conn_id = artifact_conn_id
         self.lineage_context = dict(lineage_context or {})
 
     @classmethod
     def from_request(cls, request: TrainingRequest, **kwargs: Any) -> TrainModelOperator:
-        """The operator that trains ``request`` (the inverse of ``request()``); ``kwargs`` go to BaseOperator."""
-        return cls(
-            model_name=request.model,
-            data_uri=request.data_uri,
-            target=request.target,
-            estimator=request.estimator,
-            estimator_params=request.params,
-            task_kind=request.task_kind,
-            features=request.features,
-            data_format=request.data_format,
-            data_conn_id=request.data_conn_id,
-            test_size=request.test_size,
-            seed=request.seed,
-            stratify=request.stratify,
-            checks=request.checks,
-            allowed_estimators=request.allowed_estimators,
-            column_roles=request.column_roles,
-            delimiter=request.delimiter,
-            encoding=request.encoding,
-            groups=request.groups,
-            cross_validation_folds=request.cross_validation_folds,
-            decimal=request.decimal,
-            missing_values=request.missing_values,
-            **kwargs,
-        )
+        """The operator that trains ``request`` as it is (the DAG factory's way in); ``kwargs`` go to BaseOperator."""
+        import dataclasses
+
+        fields = dataclasses.asdict(request)
+        operator = cls(model_name=fields.pop("model"), estimator_params=fields.pop("params"), **fields, **kwargs)
+        operator.training = request
+        return operator
+
+    @property
+    def estimator_params(self) -> dict[str, Any]:
+        return dict(self.training.params)
 
     def request(self) -> TrainingRequest:
-        from airflow_bridge.actions.training import TrainingRequest
-
-        return TrainingRequest(
-            model=self.model_name,
-            data_uri=self.data_uri,
-            target=self.target,
-            estimator=self.estimator,
-            params=self.estimator_params,
-            task_kind=self.task_kind,
-            features=self.features,
-            data_format=self.data_format,
-            data_conn_id=self.data_conn_id,
-            test_size=self.test_size,
-            seed=self.seed,
-            stratify=self.stratify,
-            checks=self.checks,
-            allowed_estimators=self.allowed_estimators,
-            column_roles=self.column_roles,
-            delimiter=self.delimiter,
-            encoding=self.encoding,
-            groups=self.groups,
-            cross_validation_folds=self.cross_validation_folds,
-            decimal=self.decimal,
-            missing_values=self.missing_values,
-        )
+        return self.training
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_bridge.actions.training import DataChecksFailedError, train
@@ -184,9 +151,13 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
                 parts.run_facets.update(keyed(builders.gates(result.checks)))
         else:
             request = self.request()
-            parts = builders.LineageParts(inputs=[builders.data_input(state.get("data") or {"uri": self.data_uri})])
+            parts = builders.LineageParts(inputs=[builders.data_input(state.get("data") or {"uri": request.data_uri})])
             planned = builders.hyperparameters(
-                request.estimator, request.resolved_task_kind, request.params, test_size=self.test_size, seed=self.seed
+                request.estimator,
+                request.resolved_task_kind,
+                request.params,
+                test_size=request.test_size,
+                seed=request.seed,
             )
             parts.run_facets.update(keyed(planned))
             if state.get("checks"):
