@@ -123,7 +123,7 @@ def run_answered(run_spec_dag: Any) -> Iterator[Any]:
     """Run a spec's DAG with ``dag.test()`` while a responder answers its approval requests as approvers do
     (``answers`` in order; ``on_waiting`` acts on each open request instead); returns (dag, dag_run, responder).
     The DAG id is the spec file's name unless ``dag_id`` says otherwise."""
-    from airflow_bridge.governance.respond import Responder
+    from airflow_bridge.cli.respond import Responder
 
     def run(
         spec_path: Path, answers: Any = (), *, on_waiting: Any = None, dag_id: str | None = None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_bridge.governance.respond import Answer, Responder
+from airflow_bridge.cli.respond import Answer, Responder
 from airflow_bridge.registry import ModelRegistry
 from tests.helpers import task_states
 

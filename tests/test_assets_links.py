@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from airflow_bridge.governance.respond import Answer
+from airflow_bridge.cli.respond import Answer
 from airflow_bridge.registry import ModelRegistry
 from tests.helpers import EXAMPLES, task_states
 

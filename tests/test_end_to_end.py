@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from airflow_bridge.governance.respond import Answer
+from airflow_bridge.cli.respond import Answer
 from airflow_bridge.registry import ModelRegistry
 from tests.helpers import task_states
 

@@ -13,7 +13,7 @@ from typing import Any
 import pluggy
 import pytest
 
-from airflow_bridge.governance.respond import Answer, Outcome, answer
+from airflow_bridge.cli.respond import Answer, Outcome, answer
 from airflow_bridge.registry import ModelRegistry
 from tests.helpers import task_states, write_loader
 

@@ -1,6 +1,6 @@
 """The approval step of a local run: answer it as ``--approve-as`` through Airflow, or stop the run there.
 
-A responder thread (``governance.respond``) answers the approval request through Airflow's own HITL
+A responder thread (``cli.respond``) answers the approval request through Airflow's own HITL
 handler, as soon as the request exists. The approval waits in its trigger (``dag.test()`` runs it in
 line), which finds the answer on its next look (every 0.2 s in a local run), so an early answer cannot
 be lost. The handler's module is imported without the rest of Airflow's public REST API (~2 s).
@@ -48,7 +48,7 @@ def start_responder(dag: Any, approve_as: str | None, reject: bool) -> threading
     """Answer the approval as ``approve_as`` (Airflow checks the user), or stop the run there."""
     from airflow_bridge.actions.names import TaskId
     from airflow_bridge.cli.local_run import EXIT_AWAITING_APPROVAL, current_run, emit, emit_result, leave
-    from airflow_bridge.governance.respond import Answer, Outcome, Responder
+    from airflow_bridge.cli.respond import Answer, Outcome, Responder
 
     approvers = [user["name"] for user in dag.task_dict[TaskId.APPROVE].assigned_users or []]
     _hitl_route_alone()
