@@ -329,7 +329,8 @@ def test_the_run_output_prints_the_warnings_after_the_gates(tmp_path: Path) -> N
 
 
 def test_the_dag_factory_passes_baseline_cross_validation_and_failing_warnings_on() -> None:
-    from airflow_bridge.factory.build import dag_doc, training_request, validation_extras
+    from airflow_bridge.actions.validation import ValidationRules
+    from airflow_bridge.factory.build import dag_doc, training_request, validation_rules
 
     text = SPEC.replace(
         "  champion: {metric: roc_auc, min_improvement: 0.0}\n",
@@ -345,11 +346,14 @@ def test_the_dag_factory_passes_baseline_cross_validation_and_failing_warnings_o
         }
     )
     assert training_request(spec, policy).cross_validation_folds == 5
-    assert validation_extras(spec, policy) == {
-        "baseline": {"metric": "roc_auc", "min_improvement": 0.05},
-        "gate_on": "lower_bound",
-        "fail_on_warnings": ["id_like_column"],
-    }
+    rules = validation_rules(spec, policy)
+    assert (rules.baseline_metric, rules.baseline_min_improvement, rules.gate_on, rules.fail_on_warnings) == (
+        "roc_auc",
+        0.05,
+        "lower_bound",
+        ("id_like_column",),
+    )
+    assert isinstance(rules, ValidationRules) and rules.champion_metric is None
     assert "roc_auc ≥ dummy baseline + 0.05, no id_like_column warning" in dag_doc(spec, None, policy)
 
 

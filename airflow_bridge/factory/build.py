@@ -25,6 +25,7 @@ from airflow_bridge.spec.models import Experiment
 
 if TYPE_CHECKING:
     from airflow_bridge.actions.training import TrainingRequest
+    from airflow_bridge.actions.validation import ValidationRules
     from airflow_bridge.registry.records import PolicyBinding
 
 BRIDGE_TAG = "airflow-bridge"
@@ -80,16 +81,10 @@ def build_dag(
                 lineage_context=lineage,
                 **placement,
             )
-        champion = spec.validation.champion
-        validate = ValidateModelOperator(
+        validate = ValidateModelOperator.from_rules(
+            validation_rules(spec, policy),
             task_id=TaskId.VALIDATE,
             training=train.output,
-            thresholds={k: v.model_dump() for k, v in spec.validation.thresholds.items()},
-            checks=spec.data.checks.model_dump(),
-            champion_metric=champion.metric if champion else None,
-            min_improvement=champion.min_improvement if champion else 0.0,
-            champion_alias=spec.deployment.alias if spec.deployment else "production",
-            **validation_extras(spec, policy),
             registry_conn_id=registry_conn,
             retries=0,
             doc_md="Computes metrics on the held-out split and applies every gate; failures are final.",
@@ -174,15 +169,24 @@ def training_request(spec: Experiment, policy: Policy) -> TrainingRequest:
     )
 
 
-def validation_extras(spec: Experiment, policy: Policy) -> dict[str, Any]:
-    """The validate task's baseline gate, cross-validation gating and the team's failing warnings."""
-    baseline = spec.validation.baseline
+def validation_rules(spec: Experiment, policy: Policy) -> ValidationRules:
+    """The gates of ``spec``'s validate task: thresholds, data checks, champion, baseline, cross-validation
+    gating, and the warnings the team's policy makes fail."""
+    from airflow_bridge.actions.validation import ValidationRules
+
+    champion, baseline = spec.validation.champion, spec.validation.baseline
     cv = spec.validation.cross_validation
-    return {
-        "baseline": baseline.model_dump() if baseline else None,
-        "gate_on": cv.gate_on if cv else "holdout",
-        "fail_on_warnings": list(policy.warnings_failing_for(spec.team)),
-    }
+    return ValidationRules(
+        thresholds={k: v.model_dump() for k, v in spec.validation.thresholds.items()},
+        checks=spec.data.checks.model_dump(),
+        champion_metric=champion.metric if champion else None,
+        min_improvement=champion.min_improvement if champion else 0.0,
+        champion_alias=spec.deployment.alias if spec.deployment else "production",
+        fail_on_warnings=tuple(policy.warnings_failing_for(spec.team)),
+        baseline_metric=baseline.metric if baseline else None,
+        baseline_min_improvement=baseline.min_improvement if baseline else 0.0,
+        gate_on=cv.gate_on if cv else "holdout",
+    )
 
 
 def _kubernetes_train(

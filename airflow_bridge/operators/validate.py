@@ -13,6 +13,7 @@ from airflow_bridge.operators._common import final_on_user_error, open_registry
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_bridge.actions.validation import ValidationRules
     from airflow_bridge.lineage.builders import LineageParts
 
 
@@ -46,39 +47,42 @@ class ValidateModelOperator(OpenLineageMixin, BaseOperator):
         lineage_context: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        from airflow_bridge.actions.validation import ValidationRules
+
         super().__init__(**kwargs)
         self.training = training
-        self.thresholds = {k: dict(v) for k, v in (thresholds or {}).items()}
-        self.checks = dict(checks or {})
-        self.champion_metric = champion_metric
-        self.min_improvement = min_improvement
-        self.champion_alias = champion_alias
-        self.baseline = dict(baseline) if baseline else None
-        self.gate_on = gate_on
-        self.fail_on_warnings = list(fail_on_warnings)
+        self.rules = ValidationRules(
+            thresholds={k: dict(v) for k, v in (thresholds or {}).items()},
+            checks=dict(checks or {}),
+            champion_metric=champion_metric,
+            min_improvement=min_improvement,
+            champion_alias=champion_alias,
+            fail_on_warnings=tuple(fail_on_warnings),
+            baseline_metric=(baseline or {}).get("metric"),
+            baseline_min_improvement=float((baseline or {}).get("min_improvement") or 0.0),
+            gate_on=gate_on,
+        )
+        """The gates, typed once (the factory passes a spec's with ``from_rules``)."""
         self.registry_conn_id = registry_conn_id
         self.lineage_context = dict(lineage_context or {})
+
+    @classmethod
+    def from_rules(cls, rules: ValidationRules, **kwargs: Any) -> ValidateModelOperator:
+        """The operator that applies ``rules`` as they are; ``kwargs`` are ``training`` and BaseOperator's."""
+        operator = cls(**kwargs)
+        operator.rules = rules
+        return operator
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
         from airflow_bridge.actions.names import REPORT_XCOM_KEY
         from airflow_bridge.actions.results import TrainingResult
-        from airflow_bridge.actions.validation import ValidationRules, validate
+        from airflow_bridge.actions.validation import validate
         from airflow_bridge.ml.gates import format_gate_table
         from airflow_bridge.resolution import artifact_store
 
-        rules = ValidationRules(
-            thresholds=self.thresholds,
-            checks=self.checks,
-            champion_metric=self.champion_metric,
-            min_improvement=self.min_improvement,
-            champion_alias=self.champion_alias,
-            fail_on_warnings=tuple(self.fail_on_warnings),
-            baseline_metric=(self.baseline or {}).get("metric"),
-            baseline_min_improvement=float((self.baseline or {}).get("min_improvement") or 0.0),
-            gate_on=self.gate_on,
-        )
+        rules = self.rules
         with final_on_user_error():
             training = TrainingResult.from_xcom(self.training, "training")
             registry = open_registry(self.registry_conn_id)
