@@ -4,7 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SPEC ?= dag_specs/breast_cancer_classifier.yaml
 APPROVER ?= dana
-PYTEST_ARGS ?= -n 2
+# worksteal: a worker that runs out of tests takes half of the other's queue, so both finish together
+# (with the default `load`, the last chunks left one worker idle for ~50 s while the other ran its queue).
+PYTEST_ARGS ?= -n 2 --dist worksteal
 KSERVE_VENV ?= .venv-kserve
 
 .PHONY: demo test test-stack lint typecheck unit bench bench-registry clean .venv-kserve
