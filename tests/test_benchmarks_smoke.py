@@ -2,8 +2,9 @@
 
 A smoke run proves the benchmark works on the code as it is, not that it meets its target; the
 recorded results in benchmarks/results/ are never touched. One test per script, so pytest-xdist
-spreads them over its workers; the scripts whose results ``run_all.py --summary-only`` reads share a
-folder (and an xdist group) with that summary's test.
+spreads them over its workers. ``run_all.py --summary-only`` reads the results of three of them: they
+run in one module-scoped temp folder, at most once each, so the summary's test (collected after them)
+finds them there on the same worker, or runs them itself on another one.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ ORDER = (
     "permutation",
     "artifact_dump",
 )
-SUMMARY_GROUP = pytest.mark.xdist_group("benchmark_summary")
 
 
 def _postgres_up() -> bool:
@@ -74,10 +74,9 @@ def _skipped() -> dict[str, str]:
     return reasons
 
 
-def _params() -> list[object]:
-    """Every script once (the same list on every xdist worker), the summary's inputs and the summary grouped."""
-    ordered = [n for n in (*ORDER, *sorted(set(SCRIPTS) - set(ORDER) - {"run_all"}), "run_all") if n in SCRIPTS]
-    return [pytest.param(n, id=n, marks=[SUMMARY_GROUP] if n in (*SUMMARISED, "run_all") else []) for n in ordered]
+def _params() -> list[str]:
+    """Every script once (the same list on every xdist worker), run_all last."""
+    return [n for n in (*ORDER, *sorted(set(SCRIPTS) - set(ORDER) - {"run_all"}), "run_all") if n in SCRIPTS]
 
 
 def _recorded() -> dict[Path, bytes]:
@@ -130,7 +129,7 @@ def test_every_benchmark_runs_at_its_tiny_size(name: str, smoke: Smoke) -> None:
         pytest.skip(reason)
     recorded = _recorded()
     needed = SUMMARISED if name == "run_all" else ()
-    for before in needed:  # normally run just before on this worker (same xdist group): then cached
+    for before in needed:  # normally already run on this worker (collected before run_all): then cached
         code, output = smoke.run(before)
         assert code == 0, f"--- {before} exited {code}:\n{output}"
 
