@@ -4,9 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SPEC ?= dag_specs/breast_cancer_classifier.yaml
 APPROVER ?= dana
-# worksteal: a worker that runs out of tests takes half of the other's queue, so both finish together
-# (with the default `load`, the last chunks left one worker idle for ~50 s while the other ran its queue).
-PYTEST_ARGS ?= -n 2 --dist worksteal
+PYTEST_ARGS ?= -n 2
 KSERVE_VENV ?= .venv-kserve
 
 .PHONY: demo test test-stack lint typecheck unit bench bench-registry clean .venv-kserve
@@ -46,7 +44,7 @@ unit: $(BIN)/airflow-bridge $(KSERVE_VENV)/installed
 
 ## test-stack: start a real Airflow (Celery, PostgreSQL, Redis on 127.0.0.1), drive it over REST, stop it
 test-stack: $(BIN)/airflow-bridge
-	$(BIN)/pytest -m stack tests/test_stack.py -p no:xdist --durations=0
+	$(BIN)/pytest -m stack tests/test_stack.py -n 0 --durations=0
 
 ## bench: parse-time and validate benchmarks (figures in docs/benchmarks.md)
 bench: $(BIN)/airflow-bridge
