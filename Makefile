@@ -44,7 +44,7 @@ unit: $(BIN)/airflow-bridge $(KSERVE_VENV)/installed
 
 ## test-stack: start a real Airflow (Celery, PostgreSQL, Redis on 127.0.0.1), drive it over REST, stop it
 test-stack: $(BIN)/airflow-bridge
-	$(BIN)/pytest -m stack tests/test_stack.py -p no:xdist --durations=0
+	$(BIN)/pytest -m stack tests/test_stack.py -n 0 --durations=0
 
 ## bench: parse-time and validate benchmarks (figures in docs/benchmarks.md)
 bench: $(BIN)/airflow-bridge

@@ -280,7 +280,7 @@ def wait_healthy(timeout: float = 300) -> None:
         if status and all(value == "healthy" for value in status.values()):
             say("healthy: " + ", ".join(status))
             return
-        time.sleep(3)
+        time.sleep(1)  # health() itself takes seconds (the worker ping starts a Python process)
     sys.exit(f"stack[{NAME}]: not healthy after {timeout:.0f}s: {status}; logs in {STATE / 'logs'}")
 
 

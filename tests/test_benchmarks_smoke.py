@@ -1,7 +1,10 @@
 """Every script in benchmarks/ still runs (``--smoke``: tiny sizes, results in a temp folder).
 
 A smoke run proves the benchmark works on the code as it is, not that it meets its target; the
-recorded results in benchmarks/results/ are never touched. Two scripts run at a time.
+recorded results in benchmarks/results/ are never touched. One test per script, so pytest-xdist
+spreads them over its workers. ``run_all.py --summary-only`` reads the results of three of them: they
+run in one module-scoped temp folder, at most once each, so the summary's test (collected after them)
+finds them there on the same worker, or runs them itself on another one.
 """
 
 from __future__ import annotations
@@ -12,22 +15,28 @@ import socket
 import subprocess
 import sys
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "benchmarks"
 HELPER_PREFIXES = ("_", "registry_worker_")  # modules the benchmarks import or start, not benchmarks
 SLOW_ENV = "BENCH_SMOKE_SLOW"
-# Longest first, so that the two lanes finish together.
+SCRIPTS = sorted(p.stem for p in BENCH.glob("*.py") if not p.stem.startswith(HELPER_PREFIXES))
+SUMMARISED = ("parse_dagbag", "worker_parse", "validate_cli")  # run_all.py's benchmarks: its summary reads these
+NO_RESULTS = ("run_all", "artifact_dump", "permutation")  # print a table, write no results/<name>.json
+# Longest first, so that xdist hands the long ones out early; run_all (the summary) after what it summarises.
 ORDER = (
     "local_run",
-    "serve_load",
     "worker_parse",
-    "shards",
     "parse_dagbag",
-    "permutation",
+    "serve_load",
+    "shards",
     "validate_cli",
+    "registry_throughput",
+    "permutation",
     "artifact_dump",
 )
 
@@ -65,40 +74,69 @@ def _skipped() -> dict[str, str]:
     return reasons
 
 
-def _run(name: str, env: dict[str, str]) -> tuple[str, int, str]:
-    args = ["--smoke"]
-    if name == "run_all":  # the summary of the smoke results written by the others
-        args.append("--summary-only")
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / f"{name}.py"), *args],
-        check=False,
-        cwd=BENCH,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return name, proc.returncode, (proc.stdout + proc.stderr)[-3000:]
+def _params() -> list[str]:
+    """Every script once (the same list on every xdist worker), run_all last."""
+    return [n for n in (*ORDER, *sorted(set(SCRIPTS) - set(ORDER) - {"run_all"}), "run_all") if n in SCRIPTS]
 
 
-def test_every_benchmark_runs_at_its_tiny_size(tmp_path: Path) -> None:
-    scripts = sorted(p.stem for p in BENCH.glob("*.py") if not p.stem.startswith(HELPER_PREFIXES))
-    skipped = _skipped()
-    wanted = [n for n in (*ORDER, *sorted(set(scripts) - set(ORDER))) if n in scripts and n not in skipped]
-    assert {"parse_dagbag", "worker_parse", "validate_cli", "run_all"} <= set(wanted), wanted
-    recorded = {p: p.read_bytes() for p in (BENCH / "results").iterdir() if p.is_file()}
-    env = {**os.environ, "BENCH_SMOKE_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+def _recorded() -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in (BENCH / "results").iterdir() if p.is_file()}
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        outcomes = list(pool.map(lambda name: _run(name, env), [n for n in wanted if n != "run_all"]))
-    if "run_all" in wanted:
-        outcomes.append(_run("run_all", env))
 
-    failed = [f"--- {name} exited {code}:\n{output}" for name, code, output in outcomes if code != 0]
-    assert not failed, "\n".join(failed)
-    for name in set(wanted) - {"run_all", "artifact_dump", "permutation"}:
-        assert (tmp_path / "results" / f"{name}.json").exists(), f"{name} --smoke wrote no results in the temp folder"
-    assert {p: p.read_bytes() for p in (BENCH / "results").iterdir() if p.is_file()} == recorded
-    shutil.rmtree(tmp_path / "generated", ignore_errors=True)
-    for name, reason in skipped.items():  # shown in pytest's warnings summary
+class Smoke:
+    """One temp folder for this module's smoke runs; each script runs at most once in it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.env = {**os.environ, "BENCH_SMOKE_DIR": str(folder), "PYTHONPATH": str(REPO)}
+        self.outcomes: dict[str, tuple[int, str]] = {}
+
+    def run(self, name: str) -> tuple[int, str]:
+        if name not in self.outcomes:
+            args = ["--smoke"]
+            if name == "run_all":  # the summary of the smoke results written by the others
+                args.append("--summary-only")
+            proc = subprocess.run(
+                [sys.executable, str(BENCH / f"{name}.py"), *args],
+                check=False,
+                cwd=BENCH,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            self.outcomes[name] = proc.returncode, (proc.stdout + proc.stderr)[-3000:]
+        return self.outcomes[name]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Smoke]:
+    folder = tmp_path_factory.mktemp("bench-smoke")
+    yield Smoke(folder)
+    shutil.rmtree(folder / "generated", ignore_errors=True)
+
+
+def test_run_alls_benchmarks_are_never_left_out() -> None:
+    wanted = set(SCRIPTS) - set(_skipped())
+    assert {*SUMMARISED, "run_all"} <= wanted, sorted(wanted)
+
+
+@pytest.mark.parametrize("name", _params())
+def test_every_benchmark_runs_at_its_tiny_size(name: str, smoke: Smoke) -> None:
+    reason = _skipped().get(name)
+    if reason:  # shown in pytest's warnings summary, and as the skip's reason
         warnings.warn(f"benchmark smoke test left out {name}.py: {reason}", stacklevel=1)
+        pytest.skip(reason)
+    recorded = _recorded()
+    needed = SUMMARISED if name == "run_all" else ()
+    for before in needed:  # normally already run on this worker (collected before run_all): then cached
+        code, output = smoke.run(before)
+        assert code == 0, f"--- {before} exited {code}:\n{output}"
+
+    code, output = smoke.run(name)
+
+    assert code == 0, f"--- {name} exited {code}:\n{output}"
+    if name not in NO_RESULTS:
+        written = smoke.folder / "results" / f"{name}.json"
+        assert written.exists(), f"{name} --smoke wrote no results in the temp folder"
+    assert _recorded() == recorded

@@ -99,7 +99,7 @@ def airflow() -> Iterator[Callable[..., Any]]:
             assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 300, every: float = 3) -> Any:
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 300, every: float = 1) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
@@ -258,9 +258,7 @@ def test_a_broken_spec_is_a_placeholder_and_the_others_are_unaffected(airflow: C
     text = (DAGS / "diabetes_progression.yaml").read_text()
     broken.write_text(text.replace("name: diabetes_progression", "name: broken_experiment") + "\nbogus_key: 1\n")
     try:
-        placeholder = wait_for(
-            "the placeholder DAG", lambda: dags(airflow).get("broken_experiment"), timeout=180, every=5
-        )
+        placeholder = wait_for("the placeholder DAG", lambda: dags(airflow).get("broken_experiment"), timeout=180)
         assert "invalid-spec" in {tag["name"] for tag in placeholder["tags"]}
         details = airflow("GET", "/dags/broken_experiment/details").json()
         assert "bogus_key" in (details["doc_md"] or "") + (details["description"] or "")
@@ -475,7 +473,6 @@ def test_editing_a_spec_changes_the_dag_after_reparse(airflow: Callable[..., Any
             "the edited description",
             lambda: dags(airflow)["penguin_species"]["description"].startswith(new),
             timeout=180,
-            every=5,
         )
     finally:
         spec.write_text(original)
