@@ -627,7 +627,7 @@ def test_specs_name_a_serving_tier_the_team_may_use(tmp_path: Path, monkeypatch:
     [local] = _spec_issues(tmp_path, {"target": "local", "canary_traffic_percent": 10})
     assert local == (
         "deployment.canary_traffic_percent: 'canary_traffic_percent' is a setting of target 'kserve', not 'local' "
-        "(set 'target: kserve' or remove 'canary_traffic_percent')"
+        "(use target 'kserve' or remove 'canary_traffic_percent')"
     )
     assert any(
         "less than or equal to 99" in i

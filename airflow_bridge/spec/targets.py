@@ -148,7 +148,7 @@ def _settings_findings(plugin: TargetPlugin, error: ValidationError) -> Iterator
             owners = [t for t, other in installed_targets().usable.items() if key in other.settings.model_fields]
             if owners:
                 message = f"'{key}' is a setting of target {' or '.join(map(repr, owners))}, not '{plugin.name}'"
-                yield (("deployment", *loc), message, f"set 'target: {owners[0]}' or remove '{key}'")
+                yield (("deployment", *loc), message, f"use target '{owners[0]}' or remove '{key}'")
                 continue
             takes = f"it takes {', '.join(own)}" if own else "it takes no settings"
             hint = did_you_mean(key, [*DEPLOYMENT_KEYS, *own]) or f"{takes} ({plugin.docs})"
