@@ -684,6 +684,30 @@ def test_the_factory_passes_the_serving_settings_to_the_deploy_task(
     assert (deploy.target, deploy.target_settings) == ("local", {})
 
 
+def test_the_models_page_moves_a_kserve_alias_on_kserve(
+    registry: ModelRegistry, store: ArtifactStore, cluster: FakeCluster, context: dict[str, Any]
+) -> None:
+    """The page has no target field: it moves an alias with the target that serves it (here the team's tier)."""
+    from fastapi.testclient import TestClient
+
+    from airflow_bridge.plugin.app import create_app
+    from tests.test_plugin import login
+
+    _register(registry, store, 2)
+    for number in (1, 2):
+        _approve(registry, number)
+    _deploy(registry, 1)
+    client = TestClient(create_app())
+    login(client, "dana")
+    moved = client.post("/models/churn/promote", data={"version": "2", "alias": "production", "reason": "r"})
+    assert moved.status_code == 200, moved.text
+    assert cluster.spec()["spec"]["predictor"]["sklearn"]["storageUri"] == registry.get_version("churn", 2).artifact.uri
+    assert (_live(registry), registry.deployments("churn")[-1].target) == (2, "kserve")
+    back = client.post("/models/churn/rollback", data={"alias": "production", "reason": "r"})
+    assert back.status_code == 200, back.text
+    assert cluster.spec()["spec"]["predictor"]["sklearn"]["storageUri"] == registry.get_version("churn", 1).artifact.uri
+
+
 def test_the_cli_moves_a_kserve_alias_through_the_same_actions(
     registry: ModelRegistry, store: ArtifactStore, cluster: FakeCluster
 ) -> None:

@@ -271,3 +271,28 @@ def test_the_deploy_and_rollback_operators_move_a_plugin_target(
         DeployModelOperator(task_id="old", registration={}, target="kserve", serving="x")
     with pytest.raises(PolicyViolationError, match=r"unknown deployment target 'toyy'.*did you mean 'toy'"):
         DeployModelOperator(task_id="typo", registration={}, target="toyy")
+
+
+def test_the_models_page_refuses_a_move_on_a_target_whose_settings_it_does_not_have(
+    toy: None, registry_env: dict[str, Any], airflow_db: Path, tmp_path: Path
+) -> None:
+    """The page moves an alias with the target that serves it; toy needs a folder the page cannot know."""
+    from fastapi.testclient import TestClient
+
+    from airflow_bridge.plugin.app import create_app
+    from tests.test_plugin import login, notices
+
+    registry = _registered(ModelRegistry(registry_env["url"]), tmp_path)
+    served = tmp_path / "served"
+    served.mkdir()
+    first = MoveRequest("m", "staging", 1, target="toy", settings={"folder": str(served)})
+    deployment.move(registry, first, actor="dana")
+    client = TestClient(create_app())
+    login(client, "dana")
+
+    refused = client.post("/models/m/promote", data={"version": "2", "alias": "staging"})
+    assert refused.status_code == 403
+    [shown] = notices(refused.text)
+    assert "bad settings for target 'toy': folder: target 'toy': Field required; nothing moved" in shown
+    assert registry.alias_version("m", "staging").version == 1  # type: ignore[union-attr]
+    assert json.loads((served / "m@staging.json").read_text())["version"] == 1

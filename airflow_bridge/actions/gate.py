@@ -160,11 +160,16 @@ def move_name(action: str) -> str:
     return names.get(AuditAction(action), "move") if action in AuditAction.__members__.values() else "move"
 
 
+def serving_target(registry: ModelRegistry, model: str, alias: str) -> str | None:
+    """The target of the alias's last move (None: it never moved)."""
+    served = [d for d in registry.deployments(model) if d.alias == alias]
+    return served[-1].target if served else None
+
+
 def _same_target(registry: ModelRegistry, gate: Gate, version: ModelVersion, target: str) -> None:
     """An alias served by a target other than ``local`` moves only with that target: a move with another one
     would leave the old version served there (an InferenceService)."""
-    served = [d for d in registry.deployments(gate.record.name) if d.alias == gate.alias]
-    last = served[-1].target if served else None
+    last = serving_target(registry, gate.record.name, gate.alias)
     if last not in (None, LOCAL_TARGET, target):
         gate.refuse(
             version,

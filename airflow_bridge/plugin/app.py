@@ -133,12 +133,16 @@ def create_app() -> FastAPI:
         alias: Annotated[str, Form()],
         reason: Annotated[str, Form()] = "",
     ) -> Response:
+        from airflow_bridge.actions.gate import serving_target
         from airflow_bridge.actions.moves import MoveRequest
+        from airflow_bridge.serving.target import LOCAL_TARGET
 
         actor = user.get_name()
         why = reason or f"promoted by {actor} in the Models page"
-        asked = MoveRequest(name, alias, version, action="promoted", reason=why, team_only=True)
-        return _move(request, registry().acting_as(f"airflow:{actor}"), asked, actor)
+        store = registry().acting_as(f"airflow:{actor}")
+        target = serving_target(store, name, alias) or LOCAL_TARGET
+        asked = MoveRequest(name, alias, version, action="promoted", target=target, reason=why, team_only=True)
+        return _move(request, store, asked, actor)
 
     @app.post("/models/{name}/rollback", response_class=HTMLResponse)
     def rollback(
@@ -148,12 +152,16 @@ def create_app() -> FastAPI:
         alias: Annotated[str, Form()],
         reason: Annotated[str, Form()] = "",
     ) -> Response:
+        from airflow_bridge.actions.gate import serving_target
         from airflow_bridge.actions.moves import MoveRequest
+        from airflow_bridge.serving.target import LOCAL_TARGET
 
         actor = user.get_name()
         why = reason or f"rolled back by {actor} in the Models page"
-        asked = MoveRequest(name, alias, action="rolled_back", reason=why, team_only=True)
-        return _move(request, registry().acting_as(f"airflow:{actor}"), asked, actor)
+        store = registry().acting_as(f"airflow:{actor}")
+        target = serving_target(store, name, alias) or LOCAL_TARGET
+        asked = MoveRequest(name, alias, action="rolled_back", target=target, reason=why, team_only=True)
+        return _move(request, store, asked, actor)
 
     return app
 
