@@ -28,6 +28,7 @@ from airflow_bridge.artifacts import ArtifactStore
 from airflow_bridge.exceptions import DeploymentError, PolicyViolationError
 from airflow_bridge.governance.policy import Policy
 from airflow_bridge.kserve.service import build_inference_service, readiness, service_name
+from airflow_bridge.kserve.tiers import serving_tiers
 from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
 from airflow_bridge.registry.events import AuditAction
 from airflow_bridge.registry.records import binding_for
@@ -250,7 +251,7 @@ def test_names_are_stable_dns_labels_that_keep_pairs_apart() -> None:
 
 
 def test_objects_for_create_canary_promote_and_rollback_follow_policy_and_registry(crd: Any) -> None:
-    tier = POLICY.serving_tiers["cpu-small"]
+    tier = serving_tiers(POLICY)["cpu-small"]
     common: dict[str, Any] = {"model": "churn", "alias": "production", "tier": tier, "tier_name": "cpu-small"}
     common["registry"] = "sqlite:///registry.db"
     first = build_inference_service(version=1, storage_uri="s3://b/models/churn/1.joblib", sha256="a" * 64, **common)

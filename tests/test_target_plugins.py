@@ -296,3 +296,28 @@ def test_the_models_page_refuses_a_move_on_a_target_whose_settings_it_does_not_h
     assert "bad settings for target 'toy': folder: target 'toy': Field required; nothing moved" in shown
     assert registry.alias_version("m", "staging").version == 1  # type: ignore[union-attr]
     assert json.loads((served / "m@staging.json").read_text())["version"] == 1
+
+
+def test_kserve_owns_its_keys_of_the_team_policy() -> None:
+    """The policy core names no target: serving tiers come from the kserve package, validated by its model."""
+    from pydantic import ValidationError
+
+    from airflow_bridge.governance.policy import Policy
+    from airflow_bridge.kserve.tiers import ServingTier, default_serving_tier
+
+    core = [*(Path(__file__).parents[1] / "airflow_bridge" / "governance").glob("*.py")]
+    code = "\n".join(line for f in core for line in f.read_text().splitlines() if not line.lstrip().startswith("#"))
+    assert "serving_tiers" not in code and "allowed_serving" not in code
+    doc = {
+        "apiVersion": "airflow-bridge/v1",
+        "kind": "Policy",
+        "serving_tiers": {"cpu": {"namespace": "ml", "image": "registry.example/sklearn:1"}},
+        "teams": {"growth": {"allowed_serving": ["cpu"]}},
+    }
+    policy = Policy.model_validate(doc)
+    assert isinstance(policy.serving_tiers["cpu"], ServingTier)  # type: ignore[attr-defined]
+    assert default_serving_tier(policy, "growth") == "cpu"
+    with pytest.raises(ValidationError, match="team 'growth' allows unknown serving tier 'gpu'"):
+        Policy.model_validate({**doc, "teams": {"growth": {"allowed_serving": ["gpu"]}}})
+    with pytest.raises(ValidationError, match="servng_tiers"):
+        Policy.model_validate({**doc, "servng_tiers": {}})

@@ -121,10 +121,7 @@ def spec_context(policy: Policy) -> SpecContext:
         estimators=dict(policy.estimators),
         data_roots=(*policy.data_roots, *env_roots),
         compute_tiers=("local", *policy.compute_tiers),
-        serving_tiers=tuple(policy.serving_tiers),
-        team_serving=tuple(
-            (n, tuple(t.allowed_serving)) for n, t in policy.teams.items() if t.allowed_serving is not None
-        ),
+        policy=policy,
         checks=(lambda spec: check_against_policy(spec, policy),),
         notes=(no_policy_notes,) if policy is OPEN_POLICY else (),
     )

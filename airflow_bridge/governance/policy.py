@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -42,52 +42,6 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-_QUANTITY = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
-
-
-class ServingTier(_Section):
-    """Where and how a model is served by KServe (``deployment: {target: kserve, serving: <tier>}``).
-
-    ``image`` replaces the stock sklearn server's image: airflow-bridge models are scikit-learn
-    Pipelines with skrub preprocessing, which the stock image cannot unpickle (docs/kserve.md).
-    KServe reads the s3 artifact with the credentials of ``service_account`` (an annotated secret).
-    """
-
-    description: str = ""
-    namespace: str = Field(pattern=_DNS_LABEL, description="Kubernetes namespace of the InferenceServices.")
-    kubernetes_conn_id: str = Field(
-        default="kubernetes_default", description="Airflow connection of the cluster (cncf.kubernetes provider)."
-    )
-    service_account: str | None = Field(
-        default=None, description="Service account whose annotated secret holds the s3 credentials of the artifacts."
-    )
-    image: str = Field(
-        min_length=1, description="KServe sklearn server image with airflow-bridge (and skrub) installed."
-    )
-    requests: dict[str, str] = Field(default_factory=dict, description="Resource requests, e.g. {cpu: '1'}.")
-    limits: dict[str, str] = Field(default_factory=dict, description="Resource limits, e.g. {memory: 2Gi}.")
-    min_replicas: int = Field(default=1, ge=0, description="0 lets KServe scale to zero (serverless mode).")
-    max_replicas: int = Field(default=1, ge=1)
-    readiness_timeout_minutes: int = Field(default=15, ge=1, le=24 * 60)
-
-    @field_validator("requests", "limits")
-    @classmethod
-    def _quantities(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, amount in value.items():
-            if not re.match(_QUANTITY, amount):
-                raise bridge_error(f"'{amount}' ({name}) is not a Kubernetes quantity", "for example '500m' or '2Gi'")
-        return value
-
-    @model_validator(mode="after")
-    def _replicas(self) -> ServingTier:
-        if self.min_replicas > self.max_replicas:
-            raise bridge_error(f"min_replicas ({self.min_replicas}) is greater than max_replicas ({self.max_replicas})")
-        return self
-
-
 BUILTIN_PARAM_CAPS: dict[str, float] = {"n_estimators": 10_000, "max_iter": 100_000}
 """Caps on costly estimator parameters when the team policy sets none for them: generous (no working
 spec needs more), they stop a typo like ``n_estimators: 1000000000000`` from holding a worker until the
@@ -111,7 +65,6 @@ class TeamPolicy(_Section):
     )
     allowed_estimators: list[str] | None = Field(default=None, description="Restrict estimators; all when omitted.")
     allowed_compute: list[str] | None = Field(default=None, description="Compute tiers allowed; all when omitted.")
-    allowed_serving: list[str] | None = Field(default=None, description="Serving tiers allowed; all when omitted.")
     compute_quota: ComputeQuota | None = Field(
         default=None, description="The most one training run may ask for (cpu, memory, gpu); unbounded when omitted."
     )
@@ -167,6 +120,9 @@ class PolicyDefaults(_Section):
     )
 
 
+# Deployment targets add keys of their own (kserve: serving_tiers, and allowed_serving in a team): the
+# Policy and TeamPolicy this module exports are built with them from the installed targets
+# (_with_target_fields, at the end), so the core below names no target.
 class Policy(BaseModel):
     """The team policy file."""
 
@@ -177,7 +133,6 @@ class Policy(BaseModel):
     data_roots: list[str] = Field(default_factory=list, description="Folders and URI prefixes data may come from.")
     estimators: dict[str, TaskKind] = Field(default_factory=dict, description="Estimators added to the allow-list.")
     compute_tiers: dict[str, ComputeTier] = Field(default_factory=dict)
-    serving_tiers: dict[str, ServingTier] = Field(default_factory=dict, description="KServe serving tiers.")
     defaults: PolicyDefaults = PolicyDefaults()
     teams: dict[str, TeamPolicy] = Field(default_factory=dict)
 
@@ -207,30 +162,16 @@ class Policy(BaseModel):
                         f"team '{team_name}' allows unknown compute tier '{tier}'",
                         f"defined tiers: {', '.join(sorted(tiers))}",
                     )
-            for serving in team.allowed_serving or []:
-                if serving not in self.serving_tiers:
-                    raise bridge_error(
-                        f"team '{team_name}' allows unknown serving tier '{serving}'",
-                        f"defined serving tiers: {', '.join(sorted(self.serving_tiers)) or 'none'}",
-                    )
             for alias in team.approval_required_for or []:
                 if not re.match(NAME_PATTERN, alias):
                     raise bridge_error(f"team '{team_name}': '{alias}' is not an alias name")
+        for plugin in _section_owners():
+            for message, hint in plugin.policy_problems(self):
+                raise bridge_error(message, hint)
         return self
 
     def team(self, name: str) -> TeamPolicy | None:
         return self.teams.get(name)
-
-    def serving_tiers_for(self, team: str) -> list[str]:
-        """The serving tiers ``team`` may deploy to."""
-        rules = self.teams.get(team)
-        allowed = rules.allowed_serving if rules is not None else None
-        return [name for name in self.serving_tiers if allowed is None or name in allowed]
-
-    def default_serving_tier(self, team: str) -> str | None:
-        """The tier a kserve deployment without ``serving`` uses: the team's only one (None: none or several)."""
-        usable = self.serving_tiers_for(team)
-        return usable[0] if len(usable) == 1 else None
 
     def aliases_needing_approval(self, team: str) -> list[str]:
         rules = self.teams.get(team)
@@ -289,6 +230,36 @@ class Policy(BaseModel):
         text = json.dumps(self.document(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
+
+def _section_owners() -> list[Any]:
+    """The installed targets that own keys of the policy (``policy_fields``/``team_fields``)."""
+    from airflow_bridge.spec.targets import installed_targets
+
+    return [p for p in installed_targets().usable.values() if callable(getattr(p, "policy_problems", None))]
+
+
+def _with_target_fields(core: type[Policy]) -> tuple[type[Policy], type[TeamPolicy]]:
+    """``Policy`` and ``TeamPolicy`` with the keys the installed targets own (read once, when this module
+    is first imported: a target installed later needs a new process)."""
+    from pydantic import create_model
+
+    policy_fields: dict[str, Any] = {}
+    team_fields: dict[str, Any] = {}
+    for plugin in _section_owners():
+        policy_fields |= {k: v for k, v in plugin.policy_fields.items() if k not in core.model_fields}
+        team_fields |= {k: v for k, v in plugin.team_fields.items() if k not in TeamPolicy.model_fields}
+    team: Any = create_model(
+        "TeamPolicy", __base__=TeamPolicy, __module__=__name__, __doc__=TeamPolicy.__doc__, **team_fields
+    )
+    teams: Any = (dict[str, team], Field(default_factory=dict))
+    policy: Any = create_model(
+        "Policy", __base__=core, __module__=__name__, __doc__=core.__doc__, teams=teams, **policy_fields
+    )
+    return policy, team
+
+
+if not TYPE_CHECKING:
+    Policy, TeamPolicy = _with_target_fields(Policy)
 
 OPEN_POLICY = Policy.model_validate({"apiVersion": "airflow-bridge/v1", "kind": "Policy"})
 """What applies without a policy file: any team, built-in estimators, local compute, and the aliases

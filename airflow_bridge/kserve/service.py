@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow_bridge.kserve import GROUP, KIND, VERSION
 
 if TYPE_CHECKING:
-    from airflow_bridge.governance.policy import ServingTier
+    from airflow_bridge.kserve.tiers import ServingTier
 
 NAME_MAX = 45
 """KServe names the predictor's Knative service ``<name>-predictor`` and its revisions ``<name>-predictor-00001``;

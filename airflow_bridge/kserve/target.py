@@ -18,12 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_bridge.exceptions import DeploymentError
 from airflow_bridge.issues import did_you_mean
-from airflow_bridge.kserve import KSERVE_TARGET
+from airflow_bridge.kserve import KSERVE_TARGET, tiers
 from airflow_bridge.kserve.service import PREFIX
+from airflow_bridge.kserve.tiers import ServingTier
 from airflow_bridge.targets import Move, Outcome, Refuser
 
 if TYPE_CHECKING:
-    from airflow_bridge.governance.policy import ServingTier
     from airflow_bridge.kserve.client import KServeClient
     from airflow_bridge.kserve.trigger import InferenceServiceReadyTrigger
     from airflow_bridge.spec.models import Experiment
@@ -85,16 +85,24 @@ class KServeTarget:
     name = KSERVE_TARGET
     settings = KServeSettings
     docs = "docs/kserve.md"
+    policy_fields = tiers.POLICY_FIELDS
+    team_fields = tiers.TEAM_FIELDS
     poll_interval: float = 10.0
+
+    @staticmethod
+    def policy_problems(policy: Any) -> Iterator[tuple[str, str | None]]:
+        """The team policy's references to serving tiers it does not define."""
+        return tiers.policy_problems(policy)
 
     def check_spec(self, spec: Experiment, settings: Any, context: SpecContext) -> Iterator[Finding]:
         """A serving tier the team may use, and artifacts KServe can download."""
         from airflow_bridge.spec.semantics import configured_artifact_root
 
         serving = cast("KServeSettings", settings).serving
-        allowed = dict(context.team_serving).get(spec.team)
+        defined = list(tiers.serving_tiers(context.policy))
+        allowed = tiers.allowed_serving(context.policy, spec.team)
         if serving is None:
-            usable = [t for t in context.serving_tiers if allowed is None or t in allowed]
+            usable = [t for t in defined if allowed is None or t in allowed]
             if len(usable) != 1:
                 yield (
                     ("deployment", "target"),
@@ -103,14 +111,14 @@ class KServeTarget:
                     "add 'serving: <tier>'" + (f", e.g. serving: {usable[0]}" if usable else " once engineers add one"),
                 )
         where = ("deployment", "serving")
-        if serving is not None and serving not in context.serving_tiers:
-            defined = ", ".join(context.serving_tiers) or "none (engineers add them under serving_tiers)"
+        if serving is not None and serving not in defined:
+            listed = ", ".join(defined) or "none (engineers add them under serving_tiers)"
             yield (
                 where,
                 f"unknown serving tier '{serving}'",
-                did_you_mean(serving, context.serving_tiers) or f"serving tiers of the team policy: {defined}",
+                did_you_mean(serving, defined) or f"serving tiers of the team policy: {listed}",
             )
-        if allowed is not None and serving in context.serving_tiers and serving not in allowed:
+        if allowed is not None and serving in defined and serving not in allowed:
             yield (
                 where,
                 f"team '{spec.team}' may not use serving tier '{serving}'",
@@ -237,9 +245,9 @@ class KServeTarget:
         model = move.record.name
         policy = move.governing.policy
         team = move.record.card.team
-        usable = policy.serving_tiers_for(team) if policy is not None else []
+        usable = tiers.serving_tiers_for(policy, team) if policy is not None else []
         if serving is None and policy is not None:
-            serving = policy.default_serving_tier(team)  # as validate and the DAG factory assume
+            serving = tiers.default_serving_tier(policy, team)  # as validate assumes
         if serving is None:
             gate.refuse(
                 move.version,
@@ -248,12 +256,13 @@ class KServeTarget:
             )
         if policy is None:
             gate.refuse(move.version, f"no team policy governs '{model}', so serving tier '{serving}' is not defined")
-        tier = policy.serving_tiers.get(serving)
+        defined = tiers.serving_tiers(policy)
+        tier = defined.get(serving)
         if tier is None:
             gate.refuse(
                 move.version,
                 f"unknown serving tier '{serving}' in {move.governing.source}; defined: "
-                f"{', '.join(sorted(policy.serving_tiers)) or 'none'}",
+                f"{', '.join(sorted(defined)) or 'none'}",
             )
         if serving not in usable:
             gate.refuse(move.version, f"team '{team}' may not use serving tier '{serving}' ({move.governing.source})")

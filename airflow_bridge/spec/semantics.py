@@ -82,10 +82,8 @@ class SpecContext:
     """Checks whose findings are warnings: they block nothing (e.g. no team policy in reach)."""
     read_data: bool = False
     """Also check the spec against its local training data (``validate``; see :mod:`.datacheck`)."""
-    serving_tiers: tuple[str, ...] = ()
-    """The team policy's KServe serving tiers (``deployment.serving``)."""
-    team_serving: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    """(team, serving tiers it may use) for the teams the policy restricts."""
+    policy: Any = None
+    """The team policy (``governance.Policy``), for the checks of deployment targets that own keys of it."""
 
     @classmethod
     def from_environment(cls) -> SpecContext:
