@@ -12,7 +12,7 @@ KSERVE_VENV ?= .venv-kserve
 $(BIN)/airflow-bridge: pyproject.toml dev/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
-	$(BIN)/pip install --quiet -c dev/constraints.txt -e ".[dev,serve,postgres,celery,s3]"
+	$(BIN)/pip install --quiet -c dev/constraints.txt -e ".[dev,serve,postgres,celery,s3,lightgbm]"
 	touch $@
 
 ## .venv-kserve: KServe's model server with what the kserve image adds (tests/test_kserve_protocol.py serves with it)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_bridge.exceptions import BridgeError
-from airflow_bridge.ml.catalogue import DEFAULT_ESTIMATORS, METRICS
+from airflow_bridge.ml.catalogue import KNOWN_ESTIMATORS, METRICS
 from airflow_bridge.spec.models import CONN_ID_PATTERN, NAME_PATTERN, SCHEDULE_PRESETS, Experiment
 from airflow_bridge.spec.semantics import TAG_MAX_LEN
 
@@ -50,7 +50,7 @@ def experiment_schema() -> dict[str, Any]:
     """The JSON Schema editors use to complete and check spec files."""
     schema = Experiment.model_json_schema(by_alias=True, mode="validation")
     defs = schema["$defs"]
-    defs["ModelSection"]["properties"]["estimator"]["examples"] = sorted(DEFAULT_ESTIMATORS)
+    defs["ModelSection"]["properties"]["estimator"]["examples"] = sorted(KNOWN_ESTIMATORS)
     _pattern(defs["TrainingData"]["properties"]["uri"], _NO_CONTROL_CHARS, "the URI contains a control character")
     defs["TrainingData"]["properties"]["uri"]["allOf"] = [
         {
@@ -121,7 +121,7 @@ def _deployment_targets(deployment: dict[str, Any], defs: dict[str, Any]) -> Non
 
 def _metrics_of_task_kind(kind: str, metrics: tuple[str, ...]) -> dict[str, Any]:
     """Gates and champion name only metrics of the task kind: ``model.task``, else the estimator's."""
-    estimators = sorted(name for name, task in DEFAULT_ESTIMATORS.items() if task == kind)
+    estimators = sorted(name for name, task in KNOWN_ESTIMATORS.items() if task == kind)
     is_kind = {
         "anyOf": [
             {"required": ["task"], "properties": {"task": {"const": kind}}},
@@ -162,7 +162,7 @@ def policy_schema() -> dict[str, Any]:
     team = defs["TeamPolicy"]["properties"]
     aliases = _array(team["approval_required_for"])["items"]
     _pattern(aliases, NAME_PATTERN, "an alias name: lower-case letters, digits and '_'")
-    _array(team["allowed_estimators"])["items"]["examples"] = sorted(DEFAULT_ESTIMATORS)
+    _array(team["allowed_estimators"])["items"]["examples"] = sorted(KNOWN_ESTIMATORS)
     _array(team["allowed_compute"])["items"]["examples"] = ["local"]
     return _document("policy", schema)
 

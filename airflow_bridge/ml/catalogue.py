@@ -66,10 +66,51 @@ def _flatten(groups: dict[str, list[str]], kind: TaskKind) -> dict[str, TaskKind
     return {f"{module}.{name}": kind for module, names in groups.items() for name in names}
 
 
+OPTIONAL_ESTIMATORS: dict[str, tuple[TaskKind, str]] = {
+    "lightgbm.LGBMClassifier": ("classification", "lightgbm"),
+    "lightgbm.LGBMRegressor": ("regression", "lightgbm"),
+    "xgboost.XGBClassifier": ("classification", "xgboost"),
+    "xgboost.XGBRegressor": ("regression", "xgboost"),
+    "catboost.CatBoostClassifier": ("classification", "catboost"),
+    "catboost.CatBoostRegressor": ("regression", "catboost"),
+}
+"""Gradient-boosting estimators on the allow-list when their library is installed (the extra of that
+name: ``pip install 'airflow-bridge[lightgbm]'``). Found without importing the library."""
+
+
+def _installed(module: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 DEFAULT_ESTIMATORS: dict[str, TaskKind] = {
     **_flatten(_CLASSIFIERS, "classification"),
     **_flatten(_REGRESSORS, "regression"),
+    **{name: kind for name, (kind, extra) in OPTIONAL_ESTIMATORS.items() if _installed(extra)},
 }
+
+KNOWN_ESTIMATORS: dict[str, TaskKind] = {
+    **_flatten(_CLASSIFIERS, "classification"),
+    **_flatten(_REGRESSORS, "regression"),
+    **{name: kind for name, (kind, _) in OPTIONAL_ESTIMATORS.items()},
+}
+"""Every built-in estimator, installed or not: what the JSON Schemas offer, the same on every machine."""
+
+
+def missing_extra(estimator: str) -> str | None:
+    """Why a known gradient-boosting estimator is not on the allow-list here: its extra is not installed."""
+    found = OPTIONAL_ESTIMATORS.get(estimator)
+    if found is None or estimator in DEFAULT_ESTIMATORS:
+        return None
+    extra = found[1]
+    return (
+        f"estimator '{estimator}' needs the '{extra}' library, which is not installed where this runs: "
+        f"pip install 'airflow-bridge[{extra}]' (on the workers, the dag-processor and the model server)"
+    )
 
 
 @dataclass(frozen=True)

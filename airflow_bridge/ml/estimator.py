@@ -22,7 +22,9 @@ def build_estimator(
     """Instantiate ``dotted`` with ``params``; only names on the allow-list are ever imported."""
     allow = allowed if allowed is not None else DEFAULT_ESTIMATORS
     if dotted not in allow:
-        raise EstimatorError(f"estimator '{dotted}' is not on the allow-list")
+        from airflow_bridge.ml.catalogue import missing_extra
+
+        raise EstimatorError(missing_extra(dotted) or f"estimator '{dotted}' is not on the allow-list")
     module_name, _, class_name = dotted.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
@@ -30,7 +32,12 @@ def build_estimator(
         raise EstimatorError(f"cannot import estimator '{dotted}': {exc}") from None
     if not (inspect.isclass(cls) and hasattr(cls, "fit") and hasattr(cls, "predict")):
         raise EstimatorError(f"'{dotted}' is not an estimator (it needs fit and predict)")
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    signature = inspect.signature(cls.__init__).parameters
+    accepted = {n for n, p in signature.items() if n != "self" and p.kind != p.VAR_KEYWORD}
+    if any(p.kind == p.VAR_KEYWORD for p in signature.values()):
+        from airflow_bridge.ml.boosting_params import BOOSTING_PARAMETERS
+
+        accepted |= set(BOOSTING_PARAMETERS.get(dotted, {}))  # the names the library documents, not any typo
     unknown = [name for name in params if name not in accepted]
     if unknown:
         hints = [did_you_mean(name, accepted) for name in unknown]
@@ -42,7 +49,7 @@ def build_estimator(
     try:
         estimator = cls(**kwargs)
         # sklearn validates parameter values at fit time; check them now for an early, clear error.
-        if hasattr(estimator, "_validate_params"):
+        if hasattr(estimator, "_validate_params") and hasattr(estimator, "_parameter_constraints"):
             estimator._validate_params()
     except (TypeError, ValueError) as exc:
         raise EstimatorError(f"invalid parameters for {class_name}: {exc}") from None
@@ -70,6 +77,8 @@ def build_model_pipeline(
     from airflow_bridge.ml.seeding import RANDOM_STATE, seed_random_states
 
     tail = skrub.tabular_pipeline(estimator)
+    if type(estimator).__name__.startswith("LGBM"):  # LightGBM splits pandas categories natively
+        tail.steps[0][1].set_params(low_cardinality=skrub.ToCategorical())
     pipeline = Pipeline([("columns", roles_pipeline_step(roles, missing_values)), *tail.steps])
     if seed is not None:
         seed_random_states(pipeline, seed, keep={f"{tail.steps[-1][0]}__{RANDOM_STATE}"})

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, fi
 from pydantic_core import PydanticCustomError
 
 from airflow_bridge.issues import did_you_mean
-from airflow_bridge.ml.catalogue import DEFAULT_ESTIMATORS, TaskKind
+from airflow_bridge.ml.catalogue import DEFAULT_ESTIMATORS, TaskKind, missing_extra
 
 API_VERSION = "airflow-bridge/v1"
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -164,6 +164,9 @@ class ModelSection(_Section):
     def _allowed(cls, value: str, info: ValidationInfo) -> str:
         allowed = allowed_estimators(info.context)
         if value not in allowed:
+            missing = missing_extra(value)
+            if missing is not None:
+                raise bridge_error(missing, "or choose a scikit-learn estimator, e.g. HistGradientBoostingClassifier")
             hint = did_you_mean(value, set(allowed)) or (
                 "estimators come from an allow-list that engineers extend in the team policy; "
                 "'airflow-bridge schema' lists the built-in ones"

@@ -42,9 +42,10 @@ _NAMED: dict[str, tuple[Constraint, ...]] = {
 
 def builtin_table(estimator: str) -> ParamTable | None:
     """The committed parameter table of an allow-listed estimator, or None (e.g. one a policy adds)."""
+    from airflow_bridge.ml.boosting_params import BOOSTING_PARAMETERS
     from airflow_bridge.spec.estimator_params import PARAMETERS
 
-    return PARAMETERS.get(estimator)
+    return PARAMETERS.get(estimator) or BOOSTING_PARAMETERS.get(estimator)
 
 
 def check_params(estimator: str, params: Mapping[str, Any], table: ParamTable) -> Iterator[Finding]:
