@@ -71,6 +71,7 @@ _CATBOOST: dict[str, tuple[tuple[Any, ...], ...]] = {
     "l2_leaf_reg": _NON_NEGATIVE,
     "loss_function": _TEXT_OR_NONE,
     "random_seed": _SEED,
+    "random_state": _SEED,
     "thread_count": _JOBS,
     "border_count": (("int", 1, 65535, "both"),),
     "auto_class_weights": (("str", ("Balanced", "SqrtBalanced")), ("none",)),
