@@ -1,0 +1,133 @@
+"""Compare versions of one model: parameters, data, metrics with deltas, gates, and what changed in the data.
+
+Read-only: ``airflow-bridge models compare`` calls it (text or ``--format json``); the first version
+named is the reference every delta is taken against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_bridge.exceptions import BridgeError
+from airflow_bridge.ml.catalogue import LOWER_IS_BETTER
+from airflow_bridge.ml.gates import gates_of
+
+if TYPE_CHECKING:
+    from airflow_bridge.registry.records import ModelVersion
+    from airflow_bridge.registry.store import ModelRegistry
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Versions side by side; every ``*_delta`` and change is against ``versions[0]``."""
+
+    model: str
+    versions: list[dict[str, Any]]
+    """Per version: number, created, by, estimator, aliases, data (uri, sha256, rows), spec sha256."""
+    params: dict[str, list[Any]] = field(default_factory=dict)
+    """Each parameter the spec set in any version, one value per version (None: not set there)."""
+    metrics: dict[str, list[float | None]] = field(default_factory=dict)
+    metric_deltas: dict[str, list[float | None]] = field(default_factory=dict)
+    """The change from the reference, signed so that positive is better (an error falling is positive)."""
+    gates: dict[str, list[bool | None]] = field(default_factory=dict)
+    """Each gate's pass/fail per version (None: the version had no such gate)."""
+    data_changes: list[dict[str, Any]] = field(default_factory=list)
+    """Per later version: columns added and removed, and columns whose role changed, against the reference."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "versions": self.versions,
+            "params": self.params,
+            "metrics": self.metrics,
+            "metric_deltas": self.metric_deltas,
+            "gates": self.gates,
+            "data_changes": self.data_changes,
+        }
+
+
+def compare_versions(registry: ModelRegistry, model: str, asked: list[str]) -> Comparison:
+    """``asked`` are version numbers, aliases, or ``MODEL:VERSION`` (the model must be ``model``)."""
+    if len(asked) < 2:
+        raise BridgeError(f"name two or more versions of '{model}' to compare (numbers or aliases)")
+    found = [_version(registry, model, item) for item in asked]
+    numbers = [v.version for v in found]
+    if len(set(numbers)) != len(numbers):
+        raise BridgeError(f"versions {', '.join(map(str, asked))} of '{model}' name the same version twice")
+    first = found[0]
+    param_names = sorted({name for v in found for name in v.params})
+    metric_names = sorted({name for v in found for name in v.metrics})
+    gate_names = list(dict.fromkeys(g.name for v in found for g in gates_of(v.validation.get("gates"))))
+    metrics = {name: [_number(v.metrics.get(name)) for v in found] for name in metric_names}
+    return Comparison(
+        model=model,
+        versions=[_summary(v) for v in found],
+        params={name: [v.params.get(name) for v in found] for name in param_names},
+        metrics=metrics,
+        metric_deltas={name: [_delta(name, values[0], value) for value in values] for name, values in metrics.items()},
+        gates={name: [_gate(v, name) for v in found] for name in gate_names},
+        data_changes=[_data_changes(first, v) for v in found[1:]],
+    )
+
+
+def _version(registry: ModelRegistry, model: str, item: str) -> ModelVersion:
+    name, sep, which = item.rpartition(":")
+    if sep and name != model:
+        raise BridgeError(
+            f"'{item}' is a version of '{name}', not of '{model}': compare versions of one model "
+            f"(airflow-bridge models compare {model} A B)"
+        )
+    version = registry.resolve(model, which if sep else item)
+    if version.deleted_at is not None:
+        raise BridgeError(
+            f"{model} v{version.version} was deleted ({version.deleted_at:%Y-%m-%d %H:%M} UTC): its record stays "
+            f"in the audit trail ('airflow-bridge models history {model}'), but it is not compared"
+        )
+    return version
+
+
+def _summary(version: ModelVersion) -> dict[str, Any]:
+    data = version.data
+    return {
+        "version": version.version,
+        "created_at": version.created_at.isoformat(),
+        "created_by": version.created_by,
+        "estimator": version.estimator,
+        "aliases": list(version.aliases),
+        "spec_sha256": version.spec_sha256,
+        "data": {"uri": data.get("uri"), "sha256": data.get("sha256"), "rows": data.get("rows")},
+        "artifact_sha256": version.artifact.sha256,
+    }
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _delta(metric: str, reference: float | None, value: float | None) -> float | None:
+    if reference is None or value is None:
+        return None
+    return reference - value if metric in LOWER_IS_BETTER else value - reference
+
+
+def _gate(version: ModelVersion, name: str) -> bool | None:
+    found = [g.passed for g in gates_of(version.validation.get("gates")) if g.name == name]
+    return found[0] if found else None
+
+
+def _data_changes(reference: ModelVersion, other: ModelVersion) -> dict[str, Any]:
+    before = dict(reference.data.get("roles") or {})
+    after = dict(other.data.get("roles") or {})
+    roles = {
+        column: {"from": before[column].get("role"), "to": after[column].get("role")}
+        for column in sorted(set(before) & set(after))
+        if before[column].get("role") != after[column].get("role")
+    }
+    return {
+        "version": other.version,
+        "same_data": reference.data.get("sha256") == other.data.get("sha256"),
+        "columns_added": sorted(set(after) - set(before)),
+        "columns_removed": sorted(set(before) - set(after)),
+        "roles_changed": roles,
+    }
