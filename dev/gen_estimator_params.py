@@ -62,7 +62,7 @@ def render() -> str:
 
     used: set[str] = set()
     body = []
-    for dotted in sorted(DEFAULT_ESTIMATORS):
+    for dotted in sorted(name for name in DEFAULT_ESTIMATORS if name.startswith("sklearn.")):
         module, _, name = dotted.rpartition(".")
         table = constraints_of(getattr(importlib.import_module(module), name))
         body.append(f"    {dotted!r}: {{\n")

@@ -41,8 +41,8 @@ from airflow_bridge.ml.catalogue import (
     lacks_probabilities,
 )
 from airflow_bridge.spec import API_VERSION, LoadedSpec, SpecContext, load_spec
-from airflow_bridge.spec.estimator_params import PARAMETERS
 from airflow_bridge.spec.models import SCHEDULE_PRESETS
+from airflow_bridge.spec.params import builtin_table
 
 PLAIN = SpecContext()
 COMMON = settings(
@@ -109,7 +109,8 @@ def accepted_values(constraint: tuple[Any, ...]) -> st.SearchStrategy[Any] | Non
 
 @st.composite
 def estimator_params(draw: st.DrawFn, estimator: str) -> dict[str, Any]:
-    table = PARAMETERS[estimator]
+    table = builtin_table(estimator)
+    assert table is not None
     result = {}
     for name in draw(st.lists(st.sampled_from(sorted(table)), unique=True, max_size=4)):
         choices = [s for c in table[name] if (s := accepted_values(c)) is not None]

@@ -531,7 +531,9 @@ def test_every_default_parameter_value_passes_the_table(estimator: str) -> None:
     writable = {k: v for k, v in defaults.items() if v is None or isinstance(v, bool | int | float | str)}
     table = builtin_table(estimator)
 
-    assert table is not None and set(table) == set(defaults)
+    assert table is not None and set(defaults) <= set(table)
+    if estimator.startswith("sklearn."):  # generated from scikit-learn: exactly its parameters
+        assert set(table) == set(defaults)
     assert list(check_params(estimator, writable, table)) == []
 
 

@@ -63,7 +63,17 @@ _TO_CLASSIFIER = {
     "sklearn.neural_network.MLPRegressor": "sklearn.neural_network.MLPClassifier",
     "sklearn.dummy.DummyRegressor": "sklearn.dummy.DummyClassifier",
 }
-COUNTERPARTS: dict[str, str] = {**_TO_REGRESSOR, **_TO_CLASSIFIER}
+_BOOSTING = {
+    "lightgbm.LGBMClassifier": "lightgbm.LGBMRegressor",
+    "xgboost.XGBClassifier": "xgboost.XGBRegressor",
+    "catboost.CatBoostClassifier": "catboost.CatBoostRegressor",
+}
+COUNTERPARTS: dict[str, str] = {
+    **_TO_REGRESSOR,
+    **_TO_CLASSIFIER,
+    **_BOOSTING,
+    **{regressor: classifier for classifier, regressor in _BOOSTING.items()},
+}
 """Each allow-listed estimator's closest estimator for the other task (classifier <-> regressor)."""
 
 _FALLBACK = {
