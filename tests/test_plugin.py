@@ -275,3 +275,18 @@ def test_the_api_acts_as_the_token_s_user_and_refuses_what_the_page_refuses(
     moved = client.post("/api/models/cancer/promote", json={"version": 2, "alias": "production", "reason": "ok"})
     assert moved.status_code == 200 and moved.json()["version"] == 2, moved.text
     assert client.get("/api/whoami").json()["user"] == "erin"
+
+
+def test_the_page_compares_versions_as_the_cli_does(client: TestClient, registry: ModelRegistry) -> None:
+    login(client, "victor", role="viewer")
+    page = client.get("/models/cancer").text
+    assert 'action="/models/cancer/compare"' in page and 'name="v" multiple' in page
+    shown = client.get("/models/cancer/compare", params={"v": ["production", "2"]})
+    assert shown.status_code == 200, shown.text
+    assert "<th>v1 (production)</th><th>v2</th>" in shown.text
+    assert "<td>roc_auc</td><td>0.9910</td><td>0.9910 (+0.0000)</td>" in shown.text
+    assert "<td>gate roc_auc</td><td>pass</td><td>pass</td>" in shown.text
+    one = client.get("/models/cancer/compare", params={"v": ["1"]})
+    assert one.status_code == 422 and "name two or more versions of &#x27;cancer&#x27;" in one.text
+    client.cookies.clear()
+    assert client.get("/models/cancer/compare", params={"v": ["1", "2"]}).status_code == 401

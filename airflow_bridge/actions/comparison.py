@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_bridge.exceptions import BridgeError
+from airflow_bridge.exceptions import RequestError
 from airflow_bridge.ml.catalogue import LOWER_IS_BETTER
 from airflow_bridge.ml.gates import gates_of
 
@@ -35,6 +35,45 @@ class Comparison:
     data_changes: list[dict[str, Any]] = field(default_factory=list)
     """Per later version: columns added and removed, and columns whose role changed, against the reference."""
 
+    @property
+    def headers(self) -> list[str]:
+        """One column per version: ``v3 (production)``."""
+        return [f"v{v['version']}" + (f" ({', '.join(v['aliases'])})" if v["aliases"] else "") for v in self.versions]
+
+    def rows(self) -> list[tuple[str, list[str]]]:
+        """The comparison as labelled rows of text, one cell per version (the CLI and the Models page show them)."""
+        found: list[tuple[str, list[str]]] = [
+            ("estimator", [str(v["estimator"]).rsplit(".", 1)[-1] for v in self.versions]),
+            ("data sha256", [str(v["data"]["sha256"] or "-")[:12] for v in self.versions]),
+            ("rows", [str(v["data"]["rows"] or "-") for v in self.versions]),
+        ]
+        found += [
+            (f"params.{name}", ["-" if v is None else str(v) for v in values]) for name, values in self.params.items()
+        ]
+        for metric, values in self.metrics.items():
+            deltas = self.metric_deltas[metric]
+            cells = [
+                "-" if v is None else f"{v:.4f}" + ("" if i == 0 or d is None else f" ({d:+.4f})")
+                for i, (v, d) in enumerate(zip(values, deltas, strict=True))
+            ]
+            found.append((metric, cells))
+        found += [
+            (f"gate {name}", ["-" if p is None else ("pass" if p else "FAIL") for p in passed])
+            for name, passed in self.gates.items()
+        ]
+        return found
+
+    def change_lines(self) -> list[str]:
+        """What changed in the data of each later version, one line each."""
+        lines = []
+        for change in self.data_changes:
+            parts = ["same data" if change["same_data"] else "other data"]
+            parts += [f"added {', '.join(change['columns_added'])}"] if change["columns_added"] else []
+            parts += [f"removed {', '.join(change['columns_removed'])}"] if change["columns_removed"] else []
+            parts += [f"{c}: {r['from']} → {r['to']}" for c, r in change["roles_changed"].items()]
+            lines.append(f"v{change['version']}: {'; '.join(parts)}")
+        return lines
+
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -50,11 +89,11 @@ class Comparison:
 def compare_versions(registry: ModelRegistry, model: str, asked: list[str]) -> Comparison:
     """``asked`` are version numbers, aliases, or ``MODEL:VERSION`` (the model must be ``model``)."""
     if len(asked) < 2:
-        raise BridgeError(f"name two or more versions of '{model}' to compare (numbers or aliases)")
+        raise RequestError(f"name two or more versions of '{model}' to compare (numbers or aliases)")
     found = [_version(registry, model, item) for item in asked]
     numbers = [v.version for v in found]
     if len(set(numbers)) != len(numbers):
-        raise BridgeError(f"versions {', '.join(map(str, asked))} of '{model}' name the same version twice")
+        raise RequestError(f"versions {', '.join(map(str, asked))} of '{model}' name the same version twice")
     first = found[0]
     param_names = sorted({name for v in found for name in v.params})
     metric_names = sorted({name for v in found for name in v.metrics})
@@ -74,13 +113,13 @@ def compare_versions(registry: ModelRegistry, model: str, asked: list[str]) -> C
 def _version(registry: ModelRegistry, model: str, item: str) -> ModelVersion:
     name, sep, which = item.rpartition(":")
     if sep and name != model:
-        raise BridgeError(
+        raise RequestError(
             f"'{item}' is a version of '{name}', not of '{model}': compare versions of one model "
             f"(airflow-bridge models compare {model} A B)"
         )
     version = registry.resolve(model, which if sep else item)
     if version.deleted_at is not None:
-        raise BridgeError(
+        raise RequestError(
             f"{model} v{version.version} was deleted ({version.deleted_at:%Y-%m-%d %H:%M} UTC): its record stays "
             f"in the audit trail ('airflow-bridge models history {model}'), but it is not compared"
         )

@@ -38,27 +38,10 @@ def models_compare(
 def _print_comparison(found: Comparison) -> None:
     from rich.table import Table
 
-    heads = [f"v{v['version']}" + (f" ({', '.join(v['aliases'])})" if v["aliases"] else "") for v in found.versions]
-    table = Table("", *heads, title=f"{found.model}: compared with v{found.versions[0]['version']}")
-    table.add_row("estimator", *(escape(v["estimator"].rsplit(".", 1)[-1]) for v in found.versions))
-    table.add_row("data sha256", *(str(v["data"]["sha256"] or "-")[:12] for v in found.versions))
-    table.add_row("rows", *(str(v["data"]["rows"] or "-") for v in found.versions))
-    for param, values in found.params.items():
-        table.add_row(f"params.{escape(param)}", *(escape(str(v)) if v is not None else "-" for v in values))
-    for metric, values in found.metrics.items():
-        deltas = found.metric_deltas[metric]
-        cells = [
-            "-" if v is None else f"{v:.4f}" + ("" if i == 0 or d is None else f" ({d:+.4f})")
-            for i, (v, d) in enumerate(zip(values, deltas, strict=True))
-        ]
-        table.add_row(escape(metric), *cells)
-    for gate, passed in found.gates.items():
-        table.add_row(f"gate {escape(gate)}", *("-" if p is None else ("pass" if p else "FAIL") for p in passed))
+    table = Table("", *found.headers, title=f"{found.model}: compared with v{found.versions[0]['version']}")
+    for label, cells in found.rows():
+        table.add_row(escape(label), *(escape(cell) for cell in cells))
     console.print(table)
-    for change in found.data_changes:
-        parts = ["same data" if change["same_data"] else "other data"]
-        parts += [f"added {', '.join(change['columns_added'])}"] if change["columns_added"] else []
-        parts += [f"removed {', '.join(change['columns_removed'])}"] if change["columns_removed"] else []
-        parts += [f"{c}: {r['from']} → {r['to']}" for c, r in change["roles_changed"].items()]
-        console.print(f"v{change['version']}: {escape('; '.join(parts))}", markup=False)
+    for line in found.change_lines():
+        console.print(line, markup=False)
     console.print("deltas: positive is better (an error that fell counts as a gain)")

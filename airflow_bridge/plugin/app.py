@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep
-from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from airflow_bridge.exceptions import (
@@ -103,6 +103,18 @@ def create_app() -> FastAPI:
     def model_page(request: Request, name: str, user: Reader, moved: str | None = None) -> str:
         store = registry()
         return _model_page(request, store, name, _moved_notice(store, name, moved) if moved else "")
+
+    @app.get("/models/{name}/compare", response_class=HTMLResponse)
+    def compare(request: Request, name: str, user: Reader, v: Annotated[list[str], Query()]) -> str:
+        """Versions side by side: the comparison ``airflow-bridge models compare`` prints."""
+        from urllib.parse import quote
+
+        from airflow_bridge.actions.comparison import compare_versions
+
+        found = compare_versions(registry(), name, v)
+        back = f'<p><a href="{_root(request)}/models/{quote(name)}">Back to {pages.escape(name)}</a></p>'
+        body = pages.comparison(found) + back
+        return pages.page(f"Compare {name}: " + " · ".join(found.headers), body, root=_root(request))
 
     @app.get("/models/{name}/versions/{version}/report", response_class=HTMLResponse)
     def version_report(name: str, version: int, user: Reader) -> str:
@@ -264,6 +276,7 @@ def _model_page(request: Request, store: ModelRegistry, name: str, notice: str =
         + (pages.escape(", ".join(f"{a} → v{v}" for a, v in sorted(record.aliases.items()))) or "none")
         + "</p>"
         + (pages.move_forms(root, name, record, versions) if versions else "")
+        + (pages.compare_form(root, name, versions) if len(versions) > 1 else "")
         + pages.alias_moves_table(moves)
         + "<h2>Pending approvals</h2>"
         + pages.pending_table(root, _airflow_base(root), store.pending_approvals(name))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 if TYPE_CHECKING:
+    from airflow_bridge.actions.comparison import Comparison
     from airflow_bridge.registry.chain import ChainReport
     from airflow_bridge.registry.records import AuditEvent, ModelRecord, ModelVersion
     from airflow_bridge.report.fate import Fate
@@ -183,3 +184,24 @@ def move_forms(root: str, name: str, record: ModelRecord, versions: Sequence[Mod
 
 def _num(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def compare_form(root: str, name: str, versions: Sequence[ModelVersion]) -> str:
+    """Pick two or more versions to see side by side (a GET: the comparison has its own address)."""
+    options = "".join(f'<option value="{v.version}">v{v.version}</option>' for v in versions)
+    return (
+        f'<form method="get" action="{root}/models/{quote(name)}/compare"><strong>Compare</strong> '
+        f'<select name="v" multiple size="{min(len(versions), 5)}" required>{options}</select> '
+        "<button>Compare</button></form>"
+    )
+
+
+def comparison(found: Comparison) -> str:
+    """The same rows as ``airflow-bridge models compare``, as a table."""
+    rows = [[escape(label), *(escape(cell) for cell in cells)] for label, cells in found.rows()]
+    changes = "".join(f"<li>{escape(line)}</li>" for line in found.change_lines())
+    return (
+        table(["", *found.headers], rows, "Nothing to compare.")
+        + (f"<h2>Data changes</h2><ul>{changes}</ul>" if changes else "")
+        + "<p>Deltas are against the first version; positive is better (an error that fell counts as a gain).</p>"
+    )
