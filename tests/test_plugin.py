@@ -281,6 +281,7 @@ def test_the_page_compares_versions_as_the_cli_does(client: TestClient, registry
     login(client, "victor", role="viewer")
     page = client.get("/models/cancer").text
     assert 'action="/models/cancer/compare"' in page and 'name="v" multiple' in page
+    assert '<a href="/models/cancer/compare?v=production&amp;v=2">vs production</a>' in page  # v2 against the live v1
     shown = client.get("/models/cancer/compare", params={"v": ["production", "2"]})
     assert shown.status_code == 200, shown.text
     assert "<th>v1 (production)</th><th>v2</th>" in shown.text

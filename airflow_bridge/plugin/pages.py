@@ -90,6 +90,8 @@ def versions_table(root: str, name: str, versions: Sequence[ModelVersion], event
 
     aliases = {alias: v.version for v in versions for alias in v.aliases}
     fates = fates_from(events, aliases, max((v.version for v in versions), default=0))
+    live = "production" if "production" in aliases else next(iter(sorted(aliases)), None)
+    compare = f"{root}/models/{quote(name)}/compare"
     rows = [
         [
             f'<span id="v{v.version}">v{v.version}</span>',
@@ -100,11 +102,14 @@ def versions_table(root: str, name: str, versions: Sequence[ModelVersion], event
             f'<a href="{root}/models/{quote(name)}/versions/{v.version}/report">report</a>'
             if (v.validation or {}).get("report")
             else "—",
+            f'<a href="{compare}?v={quote(live)}&amp;v={v.version}">vs {escape(live)}</a>'
+            if live is not None and aliases[live] != v.version
+            else "—",
             f"<code>{escape(v.artifact.sha256[:12])}</code>",
         ]
         for v in reversed(versions)
     ]
-    headers = ["Version", "Registered", "Estimator", "Gates", "Fate", "Report", "sha256"]
+    headers = ["Version", "Registered", "Estimator", "Gates", "Fate", "Report", "Compare", "sha256"]
     return table(headers, rows, "No versions.")
 
 
