@@ -354,6 +354,7 @@ def scenario() -> None:
         b.shoot("models", "/plugin/airflow-bridge-models", [MODEL, "production"])
         b.shoot("model", f"/airflow-bridge/models/{MODEL}", [MODEL, "production", "Fate", "rejected by erin"])
         b.shoot("model-report", f"/airflow-bridge/models/{MODEL}/versions/1/report", [MODEL])
+        b.shoot("compare", f"/airflow-bridge/models/{MODEL}/compare?v=production&v=3", ["v2 (production)", "gate "])
 
 
 def main(argv: list[str]) -> int:
