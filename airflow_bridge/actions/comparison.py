@@ -97,7 +97,8 @@ def compare_versions(registry: ModelRegistry, model: str, asked: list[str]) -> C
     first = found[0]
     param_names = sorted({name for v in found for name in v.params})
     metric_names = sorted({name for v in found for name in v.metrics})
-    gate_names = list(dict.fromkeys(g.name for v in found for g in gates_of(v.validation.get("gates"))))
+    passed = [{g.name: g.passed for g in gates_of(v.validation.get("gates"))} for v in found]
+    gate_names = list(dict.fromkeys(name for gates in passed for name in gates))
     metrics = {name: [_number(v.metrics.get(name)) for v in found] for name in metric_names}
     return Comparison(
         model=model,
@@ -105,7 +106,7 @@ def compare_versions(registry: ModelRegistry, model: str, asked: list[str]) -> C
         params={name: [v.params.get(name) for v in found] for name in param_names},
         metrics=metrics,
         metric_deltas={name: [_delta(name, values[0], value) for value in values] for name, values in metrics.items()},
-        gates={name: [_gate(v, name) for v in found] for name in gate_names},
+        gates={name: [gates.get(name) for gates in passed] for name in gate_names},
         data_changes=[_data_changes(first, v) for v in found[1:]],
     )
 
@@ -148,11 +149,6 @@ def _delta(metric: str, reference: float | None, value: float | None) -> float |
     if reference is None or value is None:
         return None
     return reference - value if metric in LOWER_IS_BETTER else value - reference
-
-
-def _gate(version: ModelVersion, name: str) -> bool | None:
-    found = [g.passed for g in gates_of(version.validation.get("gates")) if g.name == name]
-    return found[0] if found else None
 
 
 def _data_changes(reference: ModelVersion, other: ModelVersion) -> dict[str, Any]:

@@ -139,9 +139,10 @@ def run_spec(
     if output == Format.text:
         summary.print()
     summary.timings = progress.timings()
-    (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2, default=str))
+    written = summary.to_json()
+    (run_dir / "summary.json").write_text(json.dumps(written, indent=2, default=str))
     if output == Format.json:
-        print_json(summary.to_json())
+        print_json(written)
     else:
         print_timings(summary.timings)
     if summary.state == "awaiting_approval":

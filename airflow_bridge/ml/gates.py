@@ -59,7 +59,7 @@ class GateResult:
 
     def shown_value(self) -> str:
         """The measured value as shown to people: floats to 4 decimals."""
-        return f"{self.value:.4f}" if isinstance(self.value, float) else str(self.value)
+        return _shown(self.value)
 
     def bounds(self, *, at_least: str = ">=", at_most: str = "<=") -> str:
         """The requirement, e.g. ``>= 0.9 and <= 1.0``; ``-`` when it has none."""
