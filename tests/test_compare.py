@@ -89,6 +89,7 @@ def test_versions_side_by_side_with_deltas_against_the_first(url: str) -> None:
     assert found["gates"] == {"mae": [True, True]}
     assert found["data_changes"] == [
         {
+            "label": "v2",
             "version": 2,
             "same_data": False,
             "columns_added": ["year"],
@@ -105,7 +106,7 @@ def test_versions_side_by_side_with_deltas_against_the_first(url: str) -> None:
 @pytest.mark.parametrize(
     ("asked", "message"),
     [
-        (["1"], "name two or more versions of 'prices' to compare"),
+        (["1"], "name two or more versions or candidates of 'prices' to compare"),
         (["1", "other:2"], "'other:2' is a version of 'other', not of 'prices': compare versions of one model"),
         (["1", "3"], "prices v3 was deleted"),
         (["1", "9"], "9"),

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from airflow_bridge.actions.candidates import candidate_fates
 from airflow_bridge.cli.respond import Answer
 from airflow_bridge.registry import ModelRegistry
 from tests.helpers import task_states
@@ -64,4 +65,12 @@ def test_failing_gate_stops_before_register_and_deploy(spec_dir: Path, registry_
     assert states["validate"] == "failed"
     assert states["register"] == "upstream_failed"
     assert states["deploy"] == "upstream_failed"
-    assert ModelRegistry(registry_env["url"]).list_models() == []
+    registry = ModelRegistry(registry_env["url"])
+    assert registry.list_models() == []
+    # the failed candidate is kept, comparable beside the others, with the gate it failed
+    (candidate,) = registry.list_candidates("diabetes_progression")
+    assert (candidate.run.run_id, candidate.passed, candidate.version) == (dag_run.run_id, False, None)
+    assert candidate.metrics["r2"] < 0.99 and candidate.data["sha256"] and candidate.spec_sha256
+    assert candidate_fates(registry, "diabetes_progression", [candidate])[candidate.candidate_id].text == (
+        "failed gate(s) r2 (candidate, not registered)"
+    )

@@ -216,5 +216,10 @@ def test_failing_gate_emits_fail_with_the_gate_results(tmp_path: Path, migrated_
     assert facets(fail)["airflowBridge_gates"]["passed"] is False
     assert (gates["r2"]["min"], gates["r2"]["passed"], gates["mae"]["passed"]) == (0.99, False, True)
     assert "Validation failed" in facets(fail)["errorMessage"]["message"]
+    (candidate,) = ModelRegistry(f"sqlite:///{home / 'airflow_bridge' / 'registry.db'}").list_candidates(
+        "diabetes_progression"
+    )
+    assert facets(fail)["airflowBridge_provenance"]["candidateId"] == candidate.candidate_id
+    assert facets(grouped["train"]["COMPLETE"][0])["airflowBridge_provenance"]["candidateId"] == candidate.candidate_id
     assert "r2" in facets(fail)["airflowBridge_metrics"]["metrics"]
     assert ids(fail["inputs"]) >= ids(grouped["train"]["COMPLETE"][0]["inputs"])

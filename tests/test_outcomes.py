@@ -13,6 +13,7 @@ from typing import Any
 import pluggy
 import pytest
 
+from airflow_bridge.actions.candidates import candidate_fates
 from airflow_bridge.cli.respond import Answer, Outcome, answer
 from airflow_bridge.registry import ModelRegistry
 from tests.helpers import task_states, write_loader
@@ -75,6 +76,10 @@ def test_rejection_fails_the_run_at_approve_saying_who_rejected(
     registry = ModelRegistry(registry_env["url"])
     assert registry.alias_version(MODEL, "production") is None
     assert _approvals(registry) == ["approval_requested", "approval_rejected"]
+    (candidate,) = registry.list_candidates(MODEL)  # the rejected candidate, beside the others, saying by whom
+    fate = candidate_fates(registry, MODEL, [candidate])[candidate.candidate_id]
+    assert (candidate.version, fate.state) == (1, "rejected")
+    assert fate.text.startswith("v1: rejected by erin")
 
 
 @pytest.mark.slow

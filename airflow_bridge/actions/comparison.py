@@ -1,7 +1,9 @@
-"""Compare versions of one model: parameters, data, metrics with deltas, gates, and what changed in the data.
+"""Compare versions and candidates of one model: parameters, data, metrics with deltas, gates, and what
+changed in the data.
 
-Read-only: ``airflow-bridge models compare`` calls it (text or ``--format json``); the first version
-named is the reference every delta is taken against.
+Read-only: ``airflow-bridge models compare`` and the Models page call it (text or ``--format json``); the
+first one named is the reference every delta is taken against. A candidate (``c-…``, recorded by every
+validate, passed or not) compares like a version.
 """
 
 from __future__ import annotations
@@ -14,8 +16,23 @@ from airflow_bridge.ml.catalogue import LOWER_IS_BETTER
 from airflow_bridge.ml.gates import gates_of
 
 if TYPE_CHECKING:
-    from airflow_bridge.registry.records import ModelVersion
+    from airflow_bridge.registry.records import Candidate, ModelVersion
     from airflow_bridge.registry.store import ModelRegistry
+
+CANDIDATE_PREFIX = "c-"
+"""Candidate ids start with it (``c-`` and 10 hex digits); anything else names a version or an alias."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A version or a candidate, as the comparison reads it."""
+
+    label: str
+    summary: dict[str, Any]
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    validation: dict[str, Any]
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -24,7 +41,8 @@ class Comparison:
 
     model: str
     versions: list[dict[str, Any]]
-    """Per version: number, created, by, estimator, aliases, data (uri, sha256, rows), spec sha256."""
+    """Per version or candidate: label (``v3``, ``c-…``), number (None: a candidate never registered), candidate
+    id (None: a version), created, by, estimator, aliases, data (uri, sha256, rows), spec and artifact sha256."""
     params: dict[str, list[Any]] = field(default_factory=dict)
     """Each parameter the spec set in any version, one value per version (None: not set there)."""
     metrics: dict[str, list[float | None]] = field(default_factory=dict)
@@ -38,7 +56,7 @@ class Comparison:
     @property
     def headers(self) -> list[str]:
         """One column per version: ``v3 (production)``."""
-        return [f"v{v['version']}" + (f" ({', '.join(v['aliases'])})" if v["aliases"] else "") for v in self.versions]
+        return [v["label"] + (f" ({', '.join(v['aliases'])})" if v["aliases"] else "") for v in self.versions]
 
     def rows(self) -> list[tuple[str, list[str]]]:
         """The comparison as labelled rows of text, one cell per version (the CLI and the Models page show them)."""
@@ -71,7 +89,7 @@ class Comparison:
             parts += [f"added {', '.join(change['columns_added'])}"] if change["columns_added"] else []
             parts += [f"removed {', '.join(change['columns_removed'])}"] if change["columns_removed"] else []
             parts += [f"{c}: {r['from']} → {r['to']}" for c, r in change["roles_changed"].items()]
-            lines.append(f"v{change['version']}: {'; '.join(parts)}")
+            lines.append(f"{change['label']}: {'; '.join(parts)}")
         return lines
 
     def to_json(self) -> dict[str, Any]:
@@ -87,13 +105,13 @@ class Comparison:
 
 
 def compare_versions(registry: ModelRegistry, model: str, asked: list[str]) -> Comparison:
-    """``asked`` are version numbers, aliases, or ``MODEL:VERSION`` (the model must be ``model``)."""
+    """``asked`` are version numbers, aliases, ``MODEL:VERSION`` (the model must be ``model``) or candidate ids."""
     if len(asked) < 2:
-        raise RequestError(f"name two or more versions of '{model}' to compare (numbers or aliases)")
-    found = [_version(registry, model, item) for item in asked]
-    numbers = [v.version for v in found]
-    if len(set(numbers)) != len(numbers):
-        raise RequestError(f"versions {', '.join(map(str, asked))} of '{model}' name the same version twice")
+        raise RequestError(f"name two or more versions or candidates of '{model}' to compare (numbers, aliases, c-…)")
+    found = [_entry(registry, model, item) for item in asked]
+    labels = [v.label for v in found]
+    if len(set(labels)) != len(labels):
+        raise RequestError(f"{', '.join(map(str, asked))} of '{model}' name the same version twice")
     first = found[0]
     param_names = sorted({name for v in found for name in v.params})
     metric_names = sorted({name for v in found for name in v.metrics})
@@ -102,7 +120,7 @@ def compare_versions(registry: ModelRegistry, model: str, asked: list[str]) -> C
     metrics = {name: [_number(v.metrics.get(name)) for v in found] for name in metric_names}
     return Comparison(
         model=model,
-        versions=[_summary(v) for v in found],
+        versions=[v.summary for v in found],
         params={name: [v.params.get(name) for v in found] for name in param_names},
         metrics=metrics,
         metric_deltas={name: [_delta(name, values[0], value) for value in values] for name, values in metrics.items()},
@@ -111,13 +129,36 @@ def compare_versions(registry: ModelRegistry, model: str, asked: list[str]) -> C
     )
 
 
-def _version(registry: ModelRegistry, model: str, item: str) -> ModelVersion:
+def _entry(registry: ModelRegistry, model: str, item: str) -> _Entry:
     name, sep, which = item.rpartition(":")
+    if (which if sep else item).startswith(CANDIDATE_PREFIX):
+        _same_model(model, name, item, sep)
+        candidate = registry.get_candidate(model, which if sep else item)
+        return _Entry(
+            candidate.candidate_id,
+            _candidate_summary(candidate),
+            candidate.params,
+            candidate.metrics,
+            candidate.validation,
+            candidate.data,
+        )
+    version = _version(registry, model, item)
+    return _Entry(
+        f"v{version.version}", _summary(version), version.params, version.metrics, version.validation, version.data
+    )
+
+
+def _same_model(model: str, name: str, item: str, sep: str) -> None:
     if sep and name != model:
         raise RequestError(
             f"'{item}' is a version of '{name}', not of '{model}': compare versions of one model "
             f"(airflow-bridge models compare {model} A B)"
         )
+
+
+def _version(registry: ModelRegistry, model: str, item: str) -> ModelVersion:
+    name, sep, which = item.rpartition(":")
+    _same_model(model, name, item, sep)
     version = registry.resolve(model, which if sep else item)
     if version.deleted_at is not None:
         raise RequestError(
@@ -127,10 +168,28 @@ def _version(registry: ModelRegistry, model: str, item: str) -> ModelVersion:
     return version
 
 
+def _candidate_summary(candidate: Candidate) -> dict[str, Any]:
+    data = candidate.data
+    return {
+        "label": candidate.candidate_id,
+        "version": candidate.version,
+        "candidate": candidate.candidate_id,
+        "created_at": candidate.created_at.isoformat(),
+        "created_by": candidate.recorded_by,
+        "estimator": candidate.estimator,
+        "aliases": [],
+        "spec_sha256": candidate.spec_sha256,
+        "data": {"uri": data.get("uri"), "sha256": data.get("sha256"), "rows": data.get("rows")},
+        "artifact_sha256": candidate.artifact_sha256,
+    }
+
+
 def _summary(version: ModelVersion) -> dict[str, Any]:
     data = version.data
     return {
+        "label": f"v{version.version}",
         "version": version.version,
+        "candidate": None,
         "created_at": version.created_at.isoformat(),
         "created_by": version.created_by,
         "estimator": version.estimator,
@@ -151,7 +210,7 @@ def _delta(metric: str, reference: float | None, value: float | None) -> float |
     return reference - value if metric in LOWER_IS_BETTER else value - reference
 
 
-def _data_changes(reference: ModelVersion, other: ModelVersion) -> dict[str, Any]:
+def _data_changes(reference: _Entry, other: _Entry) -> dict[str, Any]:
     before = dict(reference.data.get("roles") or {})
     after = dict(other.data.get("roles") or {})
     roles = {
@@ -160,7 +219,8 @@ def _data_changes(reference: ModelVersion, other: ModelVersion) -> dict[str, Any
         if before[column].get("role") != after[column].get("role")
     }
     return {
-        "version": other.version,
+        "label": other.label,
+        "version": other.summary["version"],
         "same_data": reference.data.get("sha256") == other.data.get("sha256"),
         "columns_added": sorted(set(after) - set(before)),
         "columns_removed": sorted(set(before) - set(after)),

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from airflow_bridge.registry.records import ModelCard, PolicyBinding, RunRef
     from airflow_bridge.registry.store import ModelRegistry
 
-__all__ = ["UNGOVERNED_SOURCE", "default_binding", "register"]
+__all__ = ["UNGOVERNED_SOURCE", "default_binding", "register", "validation_record"]
 
 
 def register(
@@ -47,7 +47,7 @@ def register(
         task_kind=training.task_kind,
         params=dict(training.params),
         metrics=dict(report.metrics) if report else {},
-        validation=_validation_record(report),
+        validation=validation_record(report),
         data=training.data.for_registry(),
         spec_sha256=spec_sha256,
         run=run,
@@ -83,7 +83,7 @@ def default_binding() -> PolicyBinding:
     return binding_for(load_policy_or_refuse(*configured), policy_identity(configured[0]))
 
 
-def _validation_record(report: ValidationReport | None) -> dict[str, Any]:
+def validation_record(report: ValidationReport | None) -> dict[str, Any]:
     """What the version keeps of its validation: every gate, the champion comparison and the model report."""
     if report is None:
         return {}

@@ -188,6 +188,8 @@ class ValidationReport(_XComForm):
     """The dummy baseline's metrics on the same held-out rows (from the training result)."""
     uncertainty: dict[str, Any] | None = None
     """Bootstrap intervals of the held-out metrics, or the cross-validation summary when the spec asks for it."""
+    candidate_id: str | None = None
+    """The candidate this report was recorded as (``airflow_bridge.actions.candidates``), when it was."""
 
     @classmethod
     def _parse(cls, value: dict[str, Any]) -> ValidationReport:

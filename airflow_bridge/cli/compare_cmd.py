@@ -18,13 +18,17 @@ if TYPE_CHECKING:
 def models_compare(
     name: Annotated[str, typer.Argument(help="Model name.")],
     versions: Annotated[
-        list[str], typer.Argument(help="Two or more versions: numbers or aliases; the first is the reference.")
+        list[str],
+        typer.Argument(
+            help="Two or more versions (numbers or aliases) or candidates (c-…); the first is the reference."
+        ),
     ],
     home: home_option = None,
     registry: registry_option = None,
     output: format_option = Format.text,
 ) -> None:
-    """Versions side by side: parameters, data, metrics with deltas against the first, gates, data changes."""
+    """Versions and candidates side by side: parameters, data, metrics with deltas against the first, gates,
+    data changes."""
     from airflow_bridge.actions.comparison import compare_versions
 
     with _guard(f"cannot compare versions of '{name}'"):
@@ -38,7 +42,7 @@ def models_compare(
 def _print_comparison(found: Comparison) -> None:
     from rich.table import Table
 
-    table = Table("", *found.headers, title=f"{found.model}: compared with v{found.versions[0]['version']}")
+    table = Table("", *found.headers, title=f"{found.model}: compared with {found.versions[0]['label']}")
     for label, cells in found.rows():
         table.add_row(escape(label), *(escape(cell) for cell in cells))
     console.print(table)

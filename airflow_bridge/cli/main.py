@@ -13,6 +13,7 @@ import typer
 
 from airflow_bridge.cli import (
     airflow_client,
+    candidates_cmd,
     compare_cmd,
     lineage_cmd,
     loaders_cmd,
@@ -47,6 +48,7 @@ app.add_typer(pod_cmd.pod_app, name="pod")
 assert models_change.models_app is registry_cmds.models_app  # promote/rollback register on import
 assert report_cmd.models_app is registry_cmds.models_app  # models report registers on import
 assert compare_cmd.models_app is registry_cmds.models_app  # models compare registers on import
+assert candidates_cmd.models_app is registry_cmds.models_app  # models candidates registers on import
 
 
 @app.command("run")

@@ -89,6 +89,7 @@ def build_dag(
             retries=0,
             doc_md="Computes metrics on the held-out split and applies every gate; failures are final.",
             lineage_context=lineage,
+            candidate_retention=policy.candidate_retention_for(spec.team),
         )
         register = RegisterModelOperator(
             task_id=TaskId.REGISTER,

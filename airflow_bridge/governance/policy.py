@@ -57,6 +57,15 @@ _CAPS_HELP = (
 )
 
 
+class CandidateRetention(_Section):
+    """How long a model's candidates that never became a version are kept (versions are always kept)."""
+
+    keep_last: int = Field(default=100, ge=1, description="The newest candidates of each model, always kept.")
+    keep_days: float | None = Field(
+        default=90.0, gt=0, description="Candidates younger than this many days are kept; null keeps every one."
+    )
+
+
 class TeamPolicy(_Section):
     members: list[str] = Field(default_factory=list, description="Airflow users who may own this team's specs.")
     approvers: list[str] = Field(default_factory=list, description="Airflow users who may approve deployments.")
@@ -88,6 +97,9 @@ class TeamPolicy(_Section):
         "being shown: " + ", ".join(WARNING_CODES) + " (docs/governance.md).",
         json_schema_extra={"items": {"type": "string", "enum": list(WARNING_CODES)}},
     )
+    candidate_retention: CandidateRetention | None = Field(
+        default=None, description="Overrides the policy's defaults.candidate_retention for this team's models."
+    )
 
     @field_validator("fail_on_warnings")
     @classmethod
@@ -100,6 +112,9 @@ class TeamPolicy(_Section):
                 raise bridge_error(f"'{code}' is not a warning airflow-bridge raises", hint)
         return value
 
+
+OPTIONAL_KEYS = ("param_caps", "fail_on_warnings", "candidate_retention")
+"""Keys of ``defaults`` and teams left out of the bound document when unset (older policies keep their sha256)."""
 
 PROTECTED_BY_DEFAULT = ("production",)
 """Aliases protected when no team policy governs a model: moving them fails closed."""
@@ -117,6 +132,11 @@ class PolicyDefaults(_Section):
         + "Applies to every team, each entry over the built-in cap of that parameter ("
         + ", ".join(f"{name}: {cap:g}" for name, cap in BUILTIN_PARAM_CAPS.items())
         + ").",
+    )
+    candidate_retention: CandidateRetention | None = Field(
+        default=None,
+        description="How long candidates that failed a gate or were never registered are kept "
+        "(airflow-bridge models candidates); 100 per model and 90 days when omitted.",
     )
 
 
@@ -189,6 +209,13 @@ class Policy(BaseModel):
         rules = self.teams.get(team)
         return [user for user in (rules.approvers if rules else []) if user not in authors]
 
+    def candidate_retention_for(self, team: str) -> CandidateRetention:
+        """How long ``team``'s unregistered candidates are kept: the team's rule, the default's, or 100 / 90 days."""
+        rules = self.teams.get(team)
+        return (
+            (rules.candidate_retention if rules else None) or self.defaults.candidate_retention or CandidateRetention()
+        )
+
     def allows_enforcement_opt_out(self, team: str) -> bool:
         rules = self.teams.get(team)
         if rules is not None and rules.allow_enforcement_opt_out is not None:
@@ -212,12 +239,12 @@ class Policy(BaseModel):
     def document(self) -> dict[str, Any]:
         """The policy as a JSON document (what the registry binds to a model).
 
-        Empty ``param_caps`` and ``fail_on_warnings`` are left out, so a policy that sets none keeps the
-        document (and sha256) it had before they existed.
+        Unset keys added since the first release (:data:`OPTIONAL_KEYS`) are left out, so a policy that sets
+        none of them keeps the document (and sha256) it had before they existed.
         """
         document = self.model_dump(mode="json", by_alias=True)
         for section in (document["defaults"], *document["teams"].values()):
-            for optional in ("param_caps", "fail_on_warnings"):
+            for optional in OPTIONAL_KEYS:
                 if not section.get(optional):
                     section.pop(optional, None)
         return document

@@ -229,12 +229,19 @@ def artifact(ref: ArtifactRef) -> bf.ArtifactRunFacet:
     return bf.ArtifactRunFacet(uri=ref.uri, sha256=ref.sha256, size=ref.size)
 
 
-def provenance(spec_sha256: str | None, task_instance: Any = None) -> bf.ProvenanceRunFacet:
+def provenance(spec_sha256: str | None, task_instance: Any = None, model: str | None = None) -> bf.ProvenanceRunFacet:
+    """The spec, the commit and, once the run is known (COMPLETE and FAIL events), the candidate of ``model``
+    this run trains (``airflow-bridge models candidates``)."""
+    from airflow_bridge.actions.candidates import candidate_id
+    from airflow_bridge.registry.records import RunRef
+
     commit = git_commit(task_instance)
+    run = RunRef(getattr(task_instance, "dag_id", None), getattr(task_instance, "run_id", None))
     return bf.ProvenanceRunFacet(
         specSha256=spec_sha256 or None,
         gitCommit=commit.sha if commit else None,
         gitCommitSource=commit.source if commit else None,
+        candidateId=candidate_id(model, run) if model and run.dag_id and run.run_id else None,
     )
 
 

@@ -123,12 +123,14 @@ class ApprovalRunFacet(BridgeRunFacet):
 
 @attr.define
 class ProvenanceRunFacet(BridgeRunFacet):
-    """What produced the run: the spec's content hash and the git commit (with where it came from)."""
+    """What produced the run: the spec's content hash, the git commit (with where it came from) and the
+    candidate the run trains."""
 
     specSha256: str | None = attr.field(default=None)
     gitCommit: str | None = attr.field(default=None)
     gitCommitSource: str | None = attr.field(default=None)
     airflowBridgeVersion: str = attr.field(default=__version__)
+    candidateId: str | None = attr.field(default=None)
 
     @staticmethod
     def _get_schema() -> str:

@@ -50,7 +50,7 @@ class OpenLineageMixin:
 
         context = getattr(self, "lineage_context", None) or {}
         parts = self.lineage_parts(stage)
-        provenance = builders.provenance(context.get("spec_sha256"), task_instance)
+        provenance = builders.provenance(context.get("spec_sha256"), task_instance, context.get("model"))
         return OperatorLineage(
             inputs=list(parts.inputs),
             outputs=list(parts.outputs),

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_bridge.lineage.mixin import OpenLineageMixin
-from airflow_bridge.operators._common import final_on_user_error, open_registry
+from airflow_bridge.operators._common import actor_of, final_on_user_error, open_registry, run_ref
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_bridge.actions.validation import ValidationRules
+    from airflow_bridge.governance.policy import CandidateRetention
     from airflow_bridge.lineage.builders import LineageParts
 
 
@@ -24,7 +25,9 @@ class ValidateModelOperator(OpenLineageMixin, BaseOperator):
     — metrics, each gate with its value and bounds, the champion comparison, and the model report (an
     HTML page with figures, written to the artifact store; docs/report.md) — is returned as XCom and
     pushed under key ``report`` before a failed gate raises ``AirflowFailException`` (no retry), whose
-    message lists every failed gate. OpenLineage: reads the training data, model artifact and
+    message lists every failed gate. Passed or failed, the model is first recorded as a candidate in the
+    registry (``airflow-bridge models candidates``; ``candidate_retention``, from the team policy, prunes old
+    ones that never became a version). OpenLineage: reads the training data, model artifact and
     held-out split; run facets carry metrics, gate results and the champion comparison, also on FAIL.
     """
 
@@ -45,6 +48,7 @@ class ValidateModelOperator(OpenLineageMixin, BaseOperator):
         fail_on_warnings: Sequence[str] = (),
         registry_conn_id: str | None = None,
         lineage_context: Mapping[str, Any] | None = None,
+        candidate_retention: CandidateRetention | None = None,
         **kwargs: Any,
     ) -> None:
         from airflow_bridge.actions.validation import ValidationRules
@@ -65,6 +69,7 @@ class ValidateModelOperator(OpenLineageMixin, BaseOperator):
         """The gates, typed once (the factory passes a spec's with ``from_rules``)."""
         self.registry_conn_id = registry_conn_id
         self.lineage_context = dict(lineage_context or {})
+        self.candidate_retention = candidate_retention
 
     @classmethod
     def from_rules(cls, rules: ValidationRules, **kwargs: Any) -> ValidateModelOperator:
@@ -74,8 +79,11 @@ class ValidateModelOperator(OpenLineageMixin, BaseOperator):
         return operator
 
     def execute(self, context: Context) -> dict[str, Any]:
+        import dataclasses
+
         from airflow.sdk.exceptions import AirflowFailException
 
+        from airflow_bridge.actions.candidates import record_candidate
         from airflow_bridge.actions.names import REPORT_XCOM_KEY
         from airflow_bridge.actions.results import TrainingResult
         from airflow_bridge.actions.validation import validate
@@ -88,6 +96,23 @@ class ValidateModelOperator(OpenLineageMixin, BaseOperator):
             registry = open_registry(self.registry_conn_id)
             store = artifact_store(in_airflow=True)
             report = validate(training, rules, registry, store)
+        recorded = record_candidate(
+            training,
+            report,
+            registry,
+            run=run_ref(context),
+            actor=actor_of(context),
+            spec_sha256=str(self.lineage_context.get("spec_sha256") or ""),
+            retention=self.candidate_retention,
+        )
+        report = dataclasses.replace(report, candidate_id=recorded.candidate_id)
+        self.log.info(
+            "Recorded candidate %s of %s (%s)%s",
+            recorded.candidate_id,
+            training.model,
+            "passed" if report.passed else "failed",
+            f"; pruned {recorded.pruned} old candidate(s) under the retention" if recorded.pruned else "",
+        )
         self._remember(report=report)  # before a failed gate raises: the FAIL event carries it
         context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=report.to_xcom())
         if not report.passed:

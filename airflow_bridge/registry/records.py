@@ -88,6 +88,36 @@ class ModelVersion:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """A trained candidate with its gates, recorded whether or not it passed; ``version`` is the version
+    registered from the same run (None: never registered)."""
+
+    candidate_id: str
+    model: str
+    run: RunRef
+    spec_sha256: str
+    estimator: str
+    task_kind: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    validation: dict[str, Any]
+    data: dict[str, Any]
+    artifact_sha256: str
+    artifact_uri: str
+    passed: bool
+    recorded_by: str
+    created_at: dt.datetime
+    principal: str | None = None
+    search: dict[str, Any] | None = None
+    version: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["created_at"] = self.created_at.isoformat()
+        return out
+
+
+@dataclass(frozen=True)
 class AliasMove:
     """The result of moving an alias: what it pointed at before and after."""
 

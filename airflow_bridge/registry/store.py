@@ -7,12 +7,13 @@ by compare-and-set; every change appends a hash-chained audit event in the same 
 
 :class:`ModelRegistry` owns the engine and the transactions; the work is done by functions of a
 connection, by responsibility: ``registration`` (versions), ``aliases`` (moves, deployments,
-rollbacks), ``policies``, ``queries`` (reads), ``approvals`` and ``audit`` (the trail).
+rollbacks), ``policies``, ``candidates``, ``queries`` (reads), ``approvals`` and ``audit`` (the trail).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from airflow_bridge.registry import (
     aliases,
     approvals,
     audit,
+    candidates,
     chain,
     fastpath,
     guard,
@@ -43,6 +45,7 @@ from airflow_bridge.artifacts import ArtifactRef
 from airflow_bridge.registry.records import (
     AliasMove,
     AuditEvent,
+    Candidate,
     Deployment,
     ModelCard,
     ModelRecord,
@@ -267,6 +270,27 @@ class ModelRegistry:
     def deployments(self, model: str) -> list[Deployment]:
         with self.reading(f"list deployments of '{model}'") as conn:
             return queries.model_deployments(conn, model)
+
+    # -- candidates -----------------------------------------------------------------------------
+
+    def record_candidate(self, candidate: Candidate, *, keep_last: int, keep_days: float | None) -> int:
+        """Record ``candidate`` (this client's principal on it), then prune its model's unregistered candidates
+        outside the retention, in one transaction; the number pruned."""
+        found = dataclasses.replace(candidate, principal=self.principal)
+        with self.transaction(f"record candidate '{candidate.candidate_id}' of '{candidate.model}'") as conn:
+            candidates.record(conn, found)
+            return candidates.prune(
+                conn, candidate.model, keep_last=keep_last, keep_days=keep_days, now=found.created_at
+            )
+
+    def list_candidates(self, model: str, *, limit: int | None = None, offset: int = 0) -> list[Candidate]:
+        """``model``'s candidates, newest first, each with the version registered from its run (if any)."""
+        with self.reading(f"list candidates of '{model}'") as conn:
+            return candidates.list_for(conn, model, limit=limit, offset=offset)
+
+    def get_candidate(self, model: str, candidate_id: str) -> Candidate:
+        with self.reading(f"read candidate '{candidate_id}' of '{model}'") as conn:
+            return candidates.get(conn, model, candidate_id)
 
     # -- aliases and deployments ----------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -30,7 +31,7 @@ GOVERNING_PREDICATE = "action IN (" + ", ".join(f"'{action.value}'" for action i
 
 metadata = MetaData()
 
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 """The alembic revision this schema is (in-memory registries are created from it directly)."""
 
 models = Table(
@@ -189,3 +190,34 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+
+candidates = Table(
+    "ab_candidates",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # ``c-`` and 10 hex digits of the model and the Airflow run: a retried validate records the same one.
+    Column("candidate_id", String(32), nullable=False, unique=True),
+    # The model's name, not a key of ab_models: a candidate that fails its gates may precede any version.
+    Column("model", String(64), nullable=False),
+    Column("dag_id", String(250), nullable=True),
+    Column("run_id", String(250), nullable=True),
+    Column("task_id", String(250), nullable=True),
+    Column("spec_sha256", String(64), nullable=False, default=""),
+    Column("estimator", String(250), nullable=False, default=""),
+    Column("task_kind", String(32), nullable=False, default=""),
+    Column("params", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("validation", JSON, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("search", JSON, nullable=True),
+    Column("artifact_uri", Text, nullable=False),
+    Column("artifact_sha256", String(64), nullable=False),
+    Column("passed", Boolean, nullable=False),
+    Column("recorded_by", String(250), nullable=False, default=""),
+    Column("principal", String(250), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_ab_candidates_model", "model", "created_at"),
+)
+"""Every trained candidate with its gates, whether or not it became a version (``airflow-bridge models
+candidates``); a version is the candidate of the same model and run. Pruned under the policy's retention."""

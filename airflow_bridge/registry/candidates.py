@@ -1,0 +1,137 @@
+"""Candidates in the registry: record one (idempotent per candidate id), list, read, and prune.
+
+A candidate's version is found by its run: the version of the same model registered by the same DAG run.
+Pruning removes only candidates that never became a version, outside the retention (the newest
+``keep_last`` and those younger than ``keep_days`` always stay).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from airflow_bridge.exceptions import NotFoundError
+from airflow_bridge.registry import audit
+from airflow_bridge.registry.records import Candidate, RunRef
+from airflow_bridge.registry.tables import candidates, model_versions, models
+
+_VERSION = (
+    sa.select(model_versions.c.version)
+    .select_from(model_versions.join(models, models.c.id == model_versions.c.model_id))
+    .where(
+        models.c.name == candidates.c.model,
+        model_versions.c.dag_id == candidates.c.dag_id,
+        model_versions.c.run_id == candidates.c.run_id,
+        candidates.c.run_id.is_not(None),
+    )
+    .order_by(model_versions.c.version.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+"""The version registered from a candidate's run, as a correlated subquery (None: not registered)."""
+
+
+def record(conn: Connection, candidate: Candidate) -> Candidate:
+    """Insert ``candidate``; a candidate id already recorded (a retried task) is updated in place."""
+    values: dict[str, Any] = {
+        "candidate_id": candidate.candidate_id,
+        "model": candidate.model,
+        "dag_id": candidate.run.dag_id,
+        "run_id": candidate.run.run_id,
+        "task_id": candidate.run.task_id,
+        "spec_sha256": candidate.spec_sha256,
+        "estimator": candidate.estimator,
+        "task_kind": candidate.task_kind,
+        "params": candidate.params,
+        "metrics": candidate.metrics,
+        "validation": candidate.validation,
+        "data": candidate.data,
+        "search": candidate.search,
+        "artifact_uri": candidate.artifact_uri,
+        "artifact_sha256": candidate.artifact_sha256,
+        "passed": candidate.passed,
+        "recorded_by": candidate.recorded_by,
+        "principal": candidate.principal,
+        "created_at": candidate.created_at,
+    }
+    found = conn.execute(sa.select(candidates.c.id).where(candidates.c.candidate_id == candidate.candidate_id)).scalar()
+    if found is None:
+        conn.execute(candidates.insert().values(**values))
+    else:
+        conn.execute(candidates.update().where(candidates.c.id == found).values(**values))
+    return candidate
+
+
+def prune(conn: Connection, model: str, *, keep_last: int, keep_days: float | None, now: dt.datetime) -> int:
+    """Delete ``model``'s unregistered candidates outside the retention; the number deleted."""
+    newest = (
+        sa.select(candidates.c.id)
+        .where(candidates.c.model == model)
+        .order_by(candidates.c.created_at.desc(), candidates.c.id.desc())
+        .limit(keep_last)
+    )
+    kept = set(conn.execute(newest).scalars())
+    query = sa.select(candidates.c.id).where(candidates.c.model == model, _VERSION.is_(None))
+    if keep_days is not None:
+        query = query.where(candidates.c.created_at < now - dt.timedelta(days=keep_days))
+    doomed = [row_id for row_id in conn.execute(query).scalars() if row_id not in kept]
+    for start in range(0, len(doomed), 500):
+        conn.execute(candidates.delete().where(candidates.c.id.in_(doomed[start : start + 500])))
+    return len(doomed)
+
+
+def list_for(conn: Connection, model: str, *, limit: int | None = None, offset: int = 0) -> list[Candidate]:
+    """``model``'s candidates, newest first."""
+    query = (
+        sa.select(candidates, _VERSION.label("version"))
+        .where(candidates.c.model == model)
+        .order_by(candidates.c.created_at.desc(), candidates.c.id.desc())
+        .offset(offset)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [_candidate(row) for row in conn.execute(query)]
+
+
+def count_for(conn: Connection, model: str) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).where(candidates.c.model == model)).scalar() or 0)
+
+
+def get(conn: Connection, model: str, candidate_id: str) -> Candidate:
+    row = conn.execute(
+        sa.select(candidates, _VERSION.label("version")).where(
+            candidates.c.model == model, candidates.c.candidate_id == candidate_id
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError(
+            f"model '{model}' has no candidate '{candidate_id}' (it may have been pruned by the policy's "
+            f"candidate_retention): 'airflow-bridge models candidates {model}' lists them"
+        )
+    return _candidate(row)
+
+
+def _candidate(row: Any) -> Candidate:
+    return Candidate(
+        candidate_id=row.candidate_id,
+        model=row.model,
+        run=RunRef(row.dag_id, row.run_id, row.task_id),
+        spec_sha256=row.spec_sha256,
+        estimator=row.estimator,
+        task_kind=row.task_kind,
+        params=row.params,
+        metrics=row.metrics,
+        validation=row.validation,
+        data=row.data,
+        artifact_sha256=row.artifact_sha256,
+        artifact_uri=row.artifact_uri,
+        passed=bool(row.passed),
+        recorded_by=row.recorded_by,
+        created_at=audit.as_utc(row.created_at),
+        principal=row.principal,
+        search=row.search,
+        version=row.version,
+    )
