@@ -119,6 +119,14 @@ def test_readers_rewrite_the_stored_fates_from_the_registry(
     )
     assert "<td>v1</td><td><!--fate:1-->live as production, approved by dana<!--/fate--></td>" in current
     assert "<td>v2</td><td><!--fate:2-->rejected by erin: leaks the outcome<!--/fate--></td>" in current
+    # the report of a version links to its comparison with the live one: the page's route, or the command
+    assert "compare with the live v1 (production): <code>airflow-bridge models compare m production 4</code>" in current
+    linked = current_page(fates_registry, "m", 4, page.encode(), "/airflow-bridge/models/m/compare").decode()
+    assert (
+        '<a href="/airflow-bridge/models/m/compare?v=production&amp;v=4">compare with the live v1 (production)</a>'
+        in linked
+    )
+    assert "compare with the live" not in current_page(fates_registry, "m", 1, page.encode()).decode()  # v1 is live
     old = b"<html><title>Model report: m v1</title></html>"  # a report from before fate blocks: left as stored
     assert current_page(fates_registry, "m", 1, old) == old
 

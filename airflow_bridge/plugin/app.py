@@ -117,7 +117,9 @@ def create_app() -> FastAPI:
         return pages.page(f"Compare {name}: " + " · ".join(found.headers), body, root=_root(request))
 
     @app.get("/models/{name}/versions/{version}/report", response_class=HTMLResponse)
-    def version_report(name: str, version: int, user: Reader) -> str:
+    def version_report(request: Request, name: str, version: int, user: Reader) -> str:
+        from urllib.parse import quote
+
         from airflow_bridge.artifacts import read_verified
         from airflow_bridge.report.fate import current_page
         from airflow_bridge.report.storage import stored_report
@@ -127,7 +129,8 @@ def create_app() -> FastAPI:
         stored = stored_report(chosen.validation, f"{name} v{version}")
         if stored is None:
             raise NotFoundError(f"{name} v{version} has no model report (it was registered without one)")
-        return current_page(store, name, version, read_verified(stored.html)).decode("utf-8")
+        compare_url = f"{_root(request)}/models/{quote(name)}/compare"
+        return current_page(store, name, version, read_verified(stored.html), compare_url).decode("utf-8")
 
     @app.get("/audit", response_class=HTMLResponse)
     def audit_trail(request: Request, user: Reader) -> str:

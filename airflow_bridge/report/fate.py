@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from airflow_bridge.registry.records import AuditEvent
@@ -150,7 +151,13 @@ def version_label(text: str) -> str:
     return f"<!--version:self-->{escape(text)}<!--/version-->"
 
 
+def compare_block(inner: str = "") -> str:
+    """Where a reader puts the link to this version's comparison with the live one (empty at validate time)."""
+    return f"<!--compare:self-->{inner}<!--/compare-->"
+
+
 _FATE = re.compile(r"<!--fate:(\w+)-->.*?<!--/fate-->", re.DOTALL)
+_COMPARE = re.compile(r"<!--compare:self-->.*?<!--/compare-->", re.DOTALL)
 _VERSION = re.compile(r"<!--version:self-->.*?<!--/version-->", re.DOTALL)
 _TITLE = re.compile(r"<title>.*?</title>", re.DOTALL)
 
@@ -171,9 +178,31 @@ def refresh(html: str, model: str, version: int, fates: Mapping[int, Fate]) -> s
     return page
 
 
-def current_page(registry: ModelRegistry, model: str, version: int, stored: bytes) -> bytes:
-    """A stored (checksum-verified) report page with its fates as the registry says now."""
+def current_page(
+    registry: ModelRegistry, model: str, version: int, stored: bytes, compare_url: str | None = None
+) -> bytes:
+    """A stored (checksum-verified) report page with its fates as the registry says now, and a link to its
+    comparison with the live version (``compare_url``: the Models page's compare route; None: the command)."""
     page = stored.decode("utf-8")
     if "<!--fate:" not in page:
         return stored  # a report built before fate blocks existed
-    return refresh(page, model, version, model_fates(registry, model)).encode("utf-8")
+    page = refresh(page, model, version, model_fates(registry, model))
+    live = live_alias(registry.get_model(model).aliases, version)
+    if live is None:
+        return page.encode("utf-8")
+    alias, number = live
+    what = f"compare with the live v{number} ({escape(alias)})"
+    if compare_url is not None:
+        inner = f' · <a href="{escape(compare_url)}?v={quote(alias)}&amp;v={version}">{what}</a>'
+    else:
+        command = f"airflow-bridge models compare {escape(model)} {escape(alias)} {version}"
+        inner = f" · {what}: <code>{command}</code>"
+    return _COMPARE.sub(lambda _: compare_block(inner), page, count=1).encode("utf-8")
+
+
+def live_alias(aliases: Mapping[str, int], version: int) -> tuple[str, int] | None:
+    """The alias a version is compared with: ``production`` if set, else the first alias by name; None when
+    nothing is live or the version is the live one."""
+    for alias in sorted(aliases, key=lambda a: (a != "production", a)):
+        return None if aliases[alias] == version else (alias, aliases[alias])
+    return None

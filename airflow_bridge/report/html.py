@@ -14,6 +14,7 @@ from typing import Any
 from airflow_bridge.ml.gates import ChampionComparison, GateResult
 from airflow_bridge.report import story
 from airflow_bridge.report.evaluation import History, Importance
+from airflow_bridge.report.fate import compare_block
 from airflow_bridge.report.inputs import ReportInputs
 
 CSS = """
@@ -109,7 +110,7 @@ def render(content: Content, passed: bool) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Model report: {escape(title)}</title><style>{CSS}</style></head>\n<body><main>\n"
         f"<h1>Model report: {title_html}</h1>\n"
-        f'<p class="meta">{meta}</p>\n{verdict}\n{warnings_box(inputs.warnings)}<nav>{nav}</nav>\n'
+        f'<p class="meta">{meta}{compare_block()}</p>\n{verdict}\n{warnings_box(inputs.warnings)}<nav>{nav}</nav>\n'
         f'{body}\n<p class="note">Built by airflow-bridge from the held-out split the model was validated on.</p>'
         "\n</main></body></html>\n"
     )
