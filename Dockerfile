@@ -8,22 +8,25 @@
 # and put those names in the policy). `runtime`: airflow-bridge with scikit-learn, skrub and S3 support, run
 # as a non-root user; its entrypoint is the airflow-bridge CLI (`airflow-bridge pod train`, `airflow-bridge
 # serve`). `kserve`: KServe's own sklearn server (runtime `kserve-sklearnserver`) with what unpickling a
-# registry Pipeline needs (dev/kserve-requirements.txt: the pinned scikit-learn and skrub, and
+# registry Pipeline needs (dev/kserve-requirements.txt: the pinned scikit-learn, skrub and lightgbm, and
 # airflow-bridge without its dependencies, for its column-role step); no Airflow (docs/kserve.md).
 # None of these is built in CI (no Docker engine there): see docs/deployment.md#images.
 
 FROM python:3.11-slim AS runtime
-RUN useradd --create-home --uid 1000 bridge
+# libgomp1: LightGBM's OpenMP runtime (the slim image lacks it; scikit-learn's wheels bundle their own)
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 1000 bridge
 COPY pyproject.toml README.md /opt/airflow-bridge/
 COPY airflow_bridge /opt/airflow-bridge/airflow_bridge
 COPY dev/constraints.txt /opt/airflow-bridge/dev/constraints.txt
-RUN pip install --no-cache-dir -c /opt/airflow-bridge/dev/constraints.txt "/opt/airflow-bridge[serve,s3]"
+RUN pip install --no-cache-dir -c /opt/airflow-bridge/dev/constraints.txt "/opt/airflow-bridge[serve,s3,lightgbm]"
 USER 1000
 WORKDIR /home/bridge
 ENTRYPOINT ["airflow-bridge"]
 
 FROM kserve/sklearnserver:v0.20.0 AS kserve
 USER root
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md /opt/airflow-bridge/
 COPY airflow_bridge /opt/airflow-bridge/airflow_bridge
 COPY dev/kserve-requirements.txt dev/kserve-constraints.txt /opt/airflow-bridge/dev/
@@ -34,9 +37,12 @@ USER 1000
 
 # Airflow 3.3 with airflow-bridge installed: used by docker-compose.yml for every Airflow service.
 FROM apache/airflow:3.3.2-python3.11 AS airflow
+USER root
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
+USER airflow
 
 COPY --chown=airflow:root pyproject.toml README.md /opt/airflow-bridge/
 COPY --chown=airflow:root airflow_bridge /opt/airflow-bridge/airflow_bridge
 COPY --chown=airflow:root dev/constraints.txt /opt/airflow-bridge/dev/constraints.txt
 RUN mkdir -p /opt/airflow/passwords \
-    && pip install --no-cache-dir -c /opt/airflow-bridge/dev/constraints.txt "/opt/airflow-bridge[postgres,serve,s3]"
+    && pip install --no-cache-dir -c /opt/airflow-bridge/dev/constraints.txt "/opt/airflow-bridge[postgres,serve,s3,lightgbm]"

@@ -27,7 +27,10 @@ REPO = Path(__file__).resolve().parent.parent
 KSERVE_VENV = REPO / ".venv-kserve"
 KSERVE_PYTHON = KSERVE_VENV / "bin" / "python"
 SPECS = REPO / "dag_specs"
-MODELS = {"penguins": "penguin_species", "diabetes": "diabetes_progression"}
+MODELS = {"penguins": "penguin_species", "diabetes": "diabetes_progression", "penguins-lgbm": "penguin_species"}
+ESTIMATORS = {"penguins-lgbm": ("lightgbm.LGBMClassifier", {"n_estimators": 30, "num_leaves": 7, "verbose": -1})}
+"""Models trained with another estimator than their spec's: LightGBM inside the Pipeline, served by the same
+sklearn server (its image adds lightgbm, dev/kserve-requirements.txt)."""
 
 if not (KSERVE_VENV / "installed").exists():
     if os.environ.get("CI"):
@@ -35,8 +38,10 @@ if not (KSERVE_VENV / "installed").exists():
     pytest.skip("the KServe venv is missing: run `make .venv-kserve`", allow_module_level=True)
 
 
-def _trained(spec_name: str, root: Path) -> tuple[str, Any, list[Any]]:
+def _trained(spec_name: str, root: Path, name: str) -> tuple[str, Any, list[Any]]:
     """(artifact path, a few rows without the target, the pipeline's own predictions on them)."""
+    import dataclasses
+
     import dill  # noqa: F401 - imported before the artifact is written, as in an Airflow task process
 
     from airflow_bridge.actions.training import train
@@ -51,7 +56,10 @@ def _trained(spec_name: str, root: Path) -> tuple[str, Any, list[Any]]:
     policy = load_policy(find_policy(SPECS)).policy
     assert policy is not None
     request = training_request(loaded.spec, policy)
-    result = train(request, ArtifactStore(f"file://{root / spec_name}"))
+    if name in ESTIMATORS:
+        estimator, params = ESTIMATORS[name]
+        request = dataclasses.replace(request, estimator=estimator, params=params)
+    result = train(request, ArtifactStore(f"file://{root / name}"))
     path = result.artifact.uri.removeprefix("file://")
     table = read_table(request.data_uri, request.data_format, delimiter=request.delimiter, encoding=request.encoding)
     rows = table.frame.drop(columns=[request.target]).head(5)
@@ -69,7 +77,7 @@ def _free_port() -> int:
 def kserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, tuple[Any, list[Any]]]]]:
     """(base URL of a KServe model server serving both models, name → (rows, expected predictions))."""
     root = tmp_path_factory.mktemp("kserve")
-    trained = {name: _trained(spec, root) for name, spec in MODELS.items()}
+    trained = {name: _trained(spec, root, name) for name, spec in MODELS.items()}
     port = _free_port()
     log = (root / "server.log").open("w")
     server = subprocess.Popen(
