@@ -608,6 +608,9 @@ def test_run_json_summary_is_the_only_thing_on_stdout(specs: Path, tmp_path: Pat
     assert summary["deployment"]["alias"] == "production" and summary["deployment"]["version"] == 1
     assert summary["tasks"] == dict.fromkeys(["train", "validate", "register", "deploy"], "success")
     assert "✓ train" in done.stderr
+    listed = cli("models", "candidates", "diabetes_progression", "--home", tmp_path / "home", "--format", "json")
+    (candidate,) = json.loads(listed.stdout)
+    assert (candidate["candidate_id"], candidate["version"], candidate["fate"]) == (summary["candidate"], 1, "live")
 
 
 @pytest.mark.slow

@@ -152,6 +152,7 @@ class Progress:
             errors=self.errors,
             model=registered.model if registered else (train.model if train else None),
             version=registered.version if registered else None,
+            candidate=report.candidate_id if report else None,
             metrics=report.metrics if report else {},
             gates=report.gates if report else [],
             champion=report.champion if report else None,

@@ -27,6 +27,8 @@ class RunSummary:
     """success, failed, or awaiting_approval."""
     model: str | None = None
     version: int | None = None
+    candidate: str | None = None
+    """The candidate validate recorded (``airflow-bridge models candidates``), passed or failed."""
     resumed: bool = False
     """True when the run answered a version that already waited for approval (nothing was trained)."""
     dag_id: str | None = None
@@ -79,6 +81,9 @@ class RunSummary:
         print_warnings(self.warnings)
         if self.champion is not None:
             console.print(self.champion.line(), style=None if self.champion.passed else "red", markup=False)
+        if self.candidate is not None:
+            where = f"airflow-bridge models candidates {self.model}"
+            console.print(f"candidate: {self.candidate}  (beside the others: {where})", markup=False)
         if self.version is not None:
             console.print(f"registered: [bold]{self.model} v{self.version}[/]")
         if self.report:
