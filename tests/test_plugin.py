@@ -288,6 +288,6 @@ def test_the_page_compares_versions_as_the_cli_does(client: TestClient, registry
     assert "<td>roc_auc</td><td>0.9910</td><td>0.9910 (+0.0000)</td>" in shown.text
     assert "<td>gate roc_auc</td><td>pass</td><td>pass</td>" in shown.text
     one = client.get("/models/cancer/compare", params={"v": ["1"]})
-    assert one.status_code == 422 and "name two or more versions of &#x27;cancer&#x27;" in one.text
+    assert one.status_code == 422 and "name two or more versions or candidates of &#x27;cancer&#x27;" in one.text
     client.cookies.clear()
     assert client.get("/models/cancer/compare", params={"v": ["1", "2"]}).status_code == 401
