@@ -142,6 +142,11 @@ def _to_source(value: Any, refs: dict[int, str], imports: set[tuple[str, str]] |
         imports.add((cls.__module__, cls.__name__))
         fields = ", ".join(f"{f.name}={src(getattr(value, f.name))}" for f in dataclasses.fields(value) if f.init)
         return f"{cls.__name__}({fields})"
+    if callable(getattr(value, "model_dump", None)) and not isinstance(value, type) and imports is not None:
+        cls = type(value)  # a pydantic model (e.g. a CandidateRetention): its fields as keyword arguments
+        imports.add((cls.__module__, cls.__name__))
+        fields = ", ".join(f"{k}={src(v)}" for k, v in value.model_dump().items())
+        return f"{cls.__name__}({fields})"
     if isinstance(value, dt.datetime | dt.date | dt.time | dt.timedelta):
         text = repr(value)
         if value.__class__.__module__ != "datetime" or ("tzinfo=" in text and "datetime.timezone" not in text):

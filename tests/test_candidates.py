@@ -161,14 +161,15 @@ def test_models_candidates_cli_text_and_json(url: str) -> None:
     failed = _candidate("r1", 0.3)
     registry.record_candidate(failed, keep_last=100, keep_days=None)
 
-    shown = CliRunner().invoke(app, ["models", "candidates", "prices", "--registry-url", url], env={"COLUMNS": "200"})
+    shown = CliRunner().invoke(app, ["models", "candidates", "prices", "--registry-url", url])
     as_json = CliRunner().invoke(app, ["models", "candidates", "prices", "--registry-url", url, "--format", "json"])
     unknown = CliRunner().invoke(app, ["models", "candidates", "nope", "--registry-url", url])
 
     assert shown.exit_code == 0, shown.output
-    assert failed.candidate_id in shown.output and "failed gate(s) r2" in shown.output
+    assert f"compare: airflow-bridge models compare prices {failed.candidate_id} production" in shown.output
     (row,) = json.loads(as_json.output)
     assert (row["candidate_id"], row["fate"], row["metrics"]["r2"]) == (failed.candidate_id, "failed", 0.3)
+    assert row["fate_text"] == "failed gate(s) r2 (candidate, not registered)"
     assert unknown.exit_code == 1 and "model 'nope' has no candidates and no versions" in unknown.output
 
 
