@@ -166,6 +166,8 @@ def training_request(spec: Experiment, policy: Policy) -> TrainingRequest:
         cross_validation_folds=cv.folds if (cv := spec.validation.cross_validation) else None,
         decimal=data.decimal,
         missing_values=list(data.missing_values),
+        search=search.model_dump(mode="json", exclude_none=True) if (search := spec.model.search) else None,
+        max_search_trials=getattr(policy.team(spec.team), "max_search_trials", None),
     )
 
 

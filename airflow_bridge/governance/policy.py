@@ -88,6 +88,12 @@ class TeamPolicy(_Section):
         "being shown: " + ", ".join(WARNING_CODES) + " (docs/governance.md).",
         json_schema_extra={"items": {"type": "string", "enum": list(WARNING_CODES)}},
     )
+    max_search_trials: int | None = Field(
+        default=None,
+        ge=1,
+        description="The most trials one model.search may run (its budget.trials); a search with only a minutes "
+        "budget is refused under a cap. Unbounded when omitted.",
+    )
 
     @field_validator("fail_on_warnings")
     @classmethod
@@ -217,7 +223,7 @@ class Policy(BaseModel):
         """
         document = self.model_dump(mode="json", by_alias=True)
         for section in (document["defaults"], *document["teams"].values()):
-            for optional in ("param_caps", "fail_on_warnings"):
+            for optional in ("param_caps", "fail_on_warnings", "max_search_trials"):
                 if not section.get(optional):
                     section.pop(optional, None)
         return document
