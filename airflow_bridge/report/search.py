@@ -31,7 +31,7 @@ def search_html(search: Mapping[str, Any]) -> str:
         else "the minutes budget (a rerun may try a different number of trials)"
     )
     intro = (
-        f"<p>{escape(str(search.get('library') or 'Optuna'))} tried {len(trials)} parameter setting(s) of the "
+        f"<p>{escape(str(search.get('library') or 'optuna').capitalize())} tried {len(trials)} parameter setting(s) of the "
         f"estimator ({states['COMPLETE']} complete, {states['PRUNED']} pruned, {states['FAIL']} failed), each scored "
         f"by {aim} <b>{escape(str(search.get('metric')))}</b> over "
         f"{search.get('folds')}-fold cross-validation of the training rows only (the held-out rows stay unseen). "
