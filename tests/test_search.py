@@ -374,6 +374,8 @@ def test_airflow_bridge_run_of_the_search_example_registers_the_best_trial(tmp_p
     summary = json.loads(done.stdout)
     assert summary["state"] == "success" and summary["version"] == 1
     assert summary["deployment"]["alias"] == "staging"
+    assert summary["search"]["trials"] == 12 and summary["search"]["stopped_by"] == "trials"
+    assert summary["search"]["complete"] + summary["search"]["pruned"] + summary["search"]["failed"] == 12
     written = cli(
         "models", "report", "breast_cancer_search", "--home", home, "--out", tmp_path / "report", "--format", "json"
     )
@@ -382,3 +384,35 @@ def test_airflow_bridge_run_of_the_search_example_registers_the_best_trial(tmp_p
     html = Path(pages["html"]).read_text()
     assert '<section id="search"><h2>Hyperparameter search</h2>' in html and "Chosen: trial" in html
     assert {"search_history.png", "search_importance.png"} <= set(pages["pngs"])
+
+
+def test_on_a_kubernetes_tier_the_pod_gets_the_search_and_runs_it(tmp_path: Path) -> None:
+    """The train task's pod carries the search and the cap in its request; its entrypoint runs the search."""
+    from airflow_bridge.cli.pod_cmd import run_training
+    from airflow_bridge.factory.build import build_dag
+    from airflow_bridge.governance.loader import load_policy
+    from airflow_bridge.kubernetes import contract
+    from airflow_bridge.spec.loader import load_spec
+
+    policy = load_policy(str(EXAMPLES / "_policy.yaml")).policy
+    spec = load_spec(SPEC).spec
+    assert spec is not None and policy is not None
+    on_pods = spec.model_copy(update={"training": spec.training.model_copy(update={"compute": "cpu-pod"})})
+    task = build_dag(on_pods, policy=policy).get_task("train")
+    env = task.env_vars if isinstance(task.env_vars, dict) else {e.name: e.value for e in task.env_vars}
+    sent = json.loads(env[contract.REQUEST_ENV])
+    assert sent["search"]["budget"] == {"trials": 12} and sent["max_search_trials"] == 50
+
+    small = {**sent, "data_uri": str(DATA), "search": {**SMALL_SEARCH, "budget": {"trials": 3}}}
+    xcom = tmp_path / "return.json"
+    pod_env = {
+        contract.REQUEST_ENV: json.dumps(small),
+        contract.XCOM_PATH_ENV: str(xcom),
+        contract.TERMINATION_LOG_ENV: str(tmp_path / "termination"),
+    }
+    assert run_training(pod_env, f"file://{tmp_path / 'store'}", None) == 0
+    result = json.loads(xcom.read_text())
+    assert len(result["search"]["trials"]) == 3 and result["params"] == {
+        "n_estimators": 40,
+        **result["search"]["best_params"],
+    }

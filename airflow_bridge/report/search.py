@@ -31,9 +31,9 @@ def search_html(search: Mapping[str, Any]) -> str:
         else "the minutes budget (a rerun may try a different number of trials)"
     )
     intro = (
-        f"<p>{escape(str(search.get('library') or 'optuna').capitalize())} tried {len(trials)} parameter setting(s) of the "
-        f"estimator ({states['COMPLETE']} complete, {states['PRUNED']} pruned, {states['FAIL']} failed), each scored "
-        f"by {aim} <b>{escape(str(search.get('metric')))}</b> over "
+        f"<p>{escape(str(search.get('library') or 'optuna').capitalize())} tried {len(trials)} parameter "
+        f"setting(s) of the estimator ({states['COMPLETE']} complete, {states['PRUNED']} pruned, "
+        f"{states['FAIL']} failed), each scored by {aim} <b>{escape(str(search.get('metric')))}</b> over "
         f"{search.get('folds')}-fold cross-validation of the training rows only (the held-out rows stay unseen). "
         f"Sampler {escape(str(search.get('sampler')))}, pruner {escape(str(search.get('pruner')))}; budget "
         f"{escape(' or '.join(limits) or '-')}, stopped by {stopped}.</p>"
