@@ -156,6 +156,10 @@ def check_experiment(
     if table is not None:
         yield from check_params(spec.model.estimator, spec.model.params, table)
     yield from _check_search(spec, kind, table)
+    if spec.model.search is not None and warnings is not None and not _optuna_installed():
+        from airflow_bridge.ml.search import missing_optuna
+
+        warnings.append((("model", "search"), missing_optuna(), "validate checked the search; training needs it"))
     yield from _check_gates(spec, kind)
     uri_problems = list(_check_data_uri(training.uri, training.format, training.conn_id, spec_dir, context))
     yield from uri_problems
@@ -200,6 +204,13 @@ def configured_artifact_root() -> str | None:
     from airflow_bridge.config import ARTIFACT_ROOT_ENV, bridge_config
 
     return bridge_config("artifact_root") or os.environ.get(ARTIFACT_ROOT_ENV) or None
+
+
+def _optuna_installed() -> bool:
+    """Whether Optuna is importable here, found without importing it."""
+    from importlib.util import find_spec
+
+    return find_spec("optuna") is not None
 
 
 def _check_search(spec: Experiment, kind: TaskKind | None, table: Any) -> Iterator[Finding]:
