@@ -212,7 +212,7 @@ def test_a_budget_above_the_cap_is_refused_at_run_time_and_nothing_is_written(tm
 
 
 def test_the_factory_carries_the_search_and_the_cap_into_the_request_and_the_pod(capped: Path) -> None:
-    from airflow_bridge.factory.build import training_request
+    from airflow_bridge.factory.build import build_dag, training_request
     from airflow_bridge.governance.loader import load_policy
     from airflow_bridge.kubernetes.contract import request_from_json, request_to_json
     from airflow_bridge.spec.loader import load_spec
@@ -226,6 +226,8 @@ def test_the_factory_carries_the_search_and_the_cap_into_the_request_and_the_pod
     assert request.search is not None and request.search["budget"] == {"trials": 12}
     assert request.search["space"]["max_depth"] == {"low": 2, "high": 12, "log": False}
     assert request_from_json(request_to_json(request)) == request  # what the training pod reads
+    doc = build_dag(spec, policy=policy).get_task("train").doc_md
+    assert "searches max_depth, min_samples_leaf, max_features, criterion (12 trials, roc_auc on 3 folds" in doc
 
 
 # -- the search ------------------------------------------------------------------------------------------------------
