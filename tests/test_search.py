@@ -302,6 +302,52 @@ def test_a_parameter_combination_that_raises_is_a_failed_trial_and_the_search_go
     assert len(trained.search.trials) == 6 and trained.params["penalty"] == "l2"
 
 
+def test_an_error_metric_is_minimised_and_a_minutes_budget_says_it_stopped_the_search(tmp_path: Path) -> None:
+    search = {
+        "space": {"alpha": {"low": 0.001, "high": 100.0, "log": True}, "fit_intercept": {"choices": [True, False]}},
+        "budget": {"minutes": 0.03},  # about 2 seconds: as many trials as fit
+        "metric": "mae",
+        "folds": 2,
+    }
+    request = _request(
+        data_uri=str(EXAMPLES / "data" / "diabetes.csv"),
+        target="progression",
+        estimator="sklearn.linear_model.Ridge",
+        params={},
+        task_kind="regression",
+        search=search,
+    )
+    trained = train(request, ArtifactStore(str(tmp_path)))
+    summary = trained.search
+
+    assert (summary.direction, summary.stopped_by, summary.budget) == (
+        "minimize",
+        "minutes",
+        {"trials": None, "minutes": 0.03},
+    )
+    complete = [t for t in summary.trials if t.state == "COMPLETE"]
+    assert len(summary.trials) >= 2 and summary.best_value == min(t.value for t in complete if t.value is not None)
+    assert trained.params == summary.best_params and isinstance(trained.params["fit_intercept"], bool)
+
+
+def test_choices_that_are_lists_are_tried_as_they_are(tmp_path: Path) -> None:
+    search = {
+        "space": {"hidden_layer_sizes": {"choices": [[4], [8, 4]]}},
+        "budget": {"trials": 3},
+        "metric": "accuracy",
+        "folds": 2,
+        "pruning": False,
+    }
+    request = _request(estimator="sklearn.neural_network.MLPClassifier", params={"max_iter": 50}, search=search)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLP's ConvergenceWarning at 50 iterations
+        trained = train(request, ArtifactStore(str(tmp_path)))
+
+    assert {json.dumps(t.params["hidden_layer_sizes"]) for t in trained.search.trials} <= {"[4]", "[8, 4]"}
+    assert trained.params["hidden_layer_sizes"] in ([4], [8, 4])
+    assert all(t.state == "COMPLETE" for t in trained.search.trials)
+
+
 def test_without_optuna_the_search_says_which_extra_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna raises ImportError
 
