@@ -181,7 +181,8 @@ def training_request(spec: Experiment, policy: Policy) -> TrainingRequest:
         decimal=data.decimal,
         missing_values=list(data.missing_values),
         search=search.model_dump(mode="json", exclude_none=True) if (search := spec.model.search) else None,
-        max_search_trials=getattr(policy.team(spec.team), "max_search_trials", None),
+        # only with a search: a request without one stays readable by training images that predate the cap
+        max_search_trials=getattr(policy.team(spec.team), "max_search_trials", None) if spec.model.search else None,
     )
 
 
