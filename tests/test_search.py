@@ -193,6 +193,18 @@ def capped(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def test_the_cap_is_in_the_bound_policy_document_only_when_a_team_sets_it() -> None:
+    from airflow_bridge.governance.policy import Policy
+
+    base = {"apiVersion": "airflow-bridge/v1", "kind": "Policy", "teams": {"oncology": {"members": ["alice"]}}}
+    capped = {**base, "teams": {"oncology": {"members": ["alice"], "max_search_trials": 5}}}
+
+    assert "max_search_trials" not in Policy.model_validate(base).document()["teams"]["oncology"]
+    assert Policy.model_validate(capped).document()["teams"]["oncology"]["max_search_trials"] == 5
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        Policy.model_validate({**base, "teams": {"oncology": {"max_search_trials": 0}}})
+
+
 def test_a_budget_above_the_team_cap_is_refused_at_validate(capped: Path) -> None:
     done = cli("validate", capped / SPEC.name, "--no-data")
 
