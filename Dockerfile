@@ -4,6 +4,7 @@
 #   docker build --target kserve -t airflow-bridge-kserve:0.1.0 .     # the KServe sklearn predictor of serving tiers
 #   docker build --target airflow -t airflow-bridge:dev .             # every Airflow service in docker-compose.yml
 #
+# `runtime` and `airflow` carry the `search` extra (Optuna) so model.search runs in a pod or a worker.
 # `runtime` and `kserve` are what the tiers of dag_specs/_policy.yaml reference (push them to your registry
 # and put those names in the policy). `runtime`: airflow-bridge with scikit-learn, skrub and S3 support, run
 # as a non-root user; its entrypoint is the airflow-bridge CLI (`airflow-bridge pod train`, `airflow-bridge
@@ -19,7 +20,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm 
 COPY pyproject.toml README.md /opt/airflow-bridge/
 COPY airflow_bridge /opt/airflow-bridge/airflow_bridge
 COPY dev/constraints.txt /opt/airflow-bridge/dev/constraints.txt
-RUN pip install --no-cache-dir -c /opt/airflow-bridge/dev/constraints.txt "/opt/airflow-bridge[serve,s3,lightgbm]"
+RUN pip install --no-cache-dir -c /opt/airflow-bridge/dev/constraints.txt "/opt/airflow-bridge[serve,s3,lightgbm,search]"
 USER 1000
 WORKDIR /home/bridge
 ENTRYPOINT ["airflow-bridge"]
@@ -45,4 +46,4 @@ COPY --chown=airflow:root pyproject.toml README.md /opt/airflow-bridge/
 COPY --chown=airflow:root airflow_bridge /opt/airflow-bridge/airflow_bridge
 COPY --chown=airflow:root dev/constraints.txt /opt/airflow-bridge/dev/constraints.txt
 RUN mkdir -p /opt/airflow/passwords \
-    && pip install --no-cache-dir -c /opt/airflow-bridge/dev/constraints.txt "/opt/airflow-bridge[postgres,serve,s3,lightgbm]"
+    && pip install --no-cache-dir -c /opt/airflow-bridge/dev/constraints.txt "/opt/airflow-bridge[postgres,serve,s3,lightgbm,search]"

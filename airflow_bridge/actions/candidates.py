@@ -81,11 +81,7 @@ def record_candidate(
 
 def _search_record(training: TrainingResult) -> dict[str, Any] | None:
     """The search's summary (trials, best) as the candidate keeps it, when the candidate came from a search."""
-    search = getattr(training, "search", None)
-    if search is None:
-        return None
-    to_json = getattr(search, "to_json", None)
-    return to_json() if callable(to_json) else dict(search)
+    return training.search.to_xcom() if training.search is not None else None
 
 
 def candidate_fates(registry: ModelRegistry, model: str, found: Sequence[Candidate]) -> dict[str, Fate]:

@@ -130,6 +130,57 @@ class DataSummary(_XComForm):
 
 
 @dataclass(frozen=True)
+class SearchTrial:
+    """One trial of a hyperparameter search: the parameters it drew and how it ended."""
+
+    number: int
+    params: dict[str, Any]
+    value: float | None
+    """The mean of the metric over the folds (None: the trial failed or was pruned)."""
+    state: str
+    """COMPLETE, PRUNED (stopped early: worse than the median) or FAIL (it raised; see ``error``)."""
+    duration_seconds: float | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class SearchSummary(_XComForm):
+    """A hyperparameter search (``model.search``): every trial, the best one, and how it was run."""
+
+    metric: str
+    direction: str
+    """maximize or minimize (from the metric: errors such as mae are minimised)."""
+    folds: int
+    sampler: str
+    pruner: str
+    seed: int
+    budget: dict[str, Any]
+    """``{trials, minutes}`` as the spec set them (None: no limit of that kind)."""
+    stopped_by: str
+    """What ended the search: ``trials`` (reproducible) or ``minutes`` (depends on the machine's speed)."""
+    space: dict[str, Any]
+    trials: list[SearchTrial]
+    best_trial: int
+    best_value: float
+    best_params: dict[str, Any]
+    """The searched parameters of the best trial; merged over the spec's fixed params, they are the candidate's."""
+    importance: dict[str, float] = field(default_factory=dict)
+    """Each searched parameter's share of the metric's variance over the trials (Optuna's fANOVA, seeded)."""
+    library: str = ""
+
+    @classmethod
+    def _parse(cls, value: dict[str, Any]) -> SearchSummary:
+        names = {f.name for f in dataclasses.fields(cls)}
+        found = {k: v for k, v in value.items() if k in names}
+        return cls(
+            **found | {"trials": [t if isinstance(t, SearchTrial) else SearchTrial(**t) for t in value["trials"]]}
+        )
+
+    def count(self, state: str) -> int:
+        return sum(1 for t in self.trials if t.state == state)
+
+
+@dataclass(frozen=True)
 class TrainingResult(_XComForm):
     """A fitted model: its artifact and held-out split (content-addressed), parameters and data."""
 
@@ -152,6 +203,8 @@ class TrainingResult(_XComForm):
     cross_validation: dict[str, Any] | None = None
     """k-fold cross-validation on the training rows when the spec asks: ``{method, folds, metrics: {name:
     {mean, std, bound}}}``."""
+    search: SearchSummary | None = None
+    """The hyperparameter search when the spec asks for one (``model.search``); ``params`` hold its best trial's."""
 
     @classmethod
     def _parse(cls, value: dict[str, Any]) -> TrainingResult:
@@ -167,6 +220,7 @@ class TrainingResult(_XComForm):
             checks=gates_of(value.get("checks")),
             baseline=dict(value["baseline"]) if value.get("baseline") else None,
             cross_validation=dict(value["cross_validation"]) if value.get("cross_validation") else None,
+            search=SearchSummary.from_xcom(value["search"], "search") if value.get("search") else None,
         )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_bridge.actions.results import DataSummary, TrainingResult
+from airflow_bridge.actions.results import DataSummary, SearchSummary, TrainingResult
 from airflow_bridge.exceptions import DataError, EstimatorError, GateFailedError
 
 if TYPE_CHECKING:
@@ -46,6 +46,11 @@ class TrainingRequest:
     """The CSV decimal mark (``data.training.decimal``)."""
     missing_values: list[str] = field(default_factory=list)
     """CSV text read as missing (``data.training.missing_values``)."""
+    search: Mapping[str, Any] | None = None
+    """``model.search`` as JSON (space, budget, metric, folds, pruning): search the space before fitting and fit
+    the best trial's parameters (``airflow_bridge.ml.search``). None: fit ``params`` as they are."""
+    max_search_trials: int | None = None
+    """The team policy's ``max_search_trials`` when the DAG was built: a search budget above it is refused."""
 
     @property
     def allowed(self) -> dict[str, str]:
@@ -78,6 +83,8 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
     from airflow_bridge.report.drift import column_profiles
 
     task_kind = request.resolved_task_kind
+    if request.search:
+        _check_search_cap(request)  # the team's max_search_trials, before any data is read
     table = data_io.read_table(
         request.data_uri,
         request.data_format,
@@ -129,6 +136,12 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
         estimator=request.estimator,
         keep=request.groups,
     )
+    params, search = dict(request.params), None
+    if request.search:
+        search = _search(request, train_rows, features, roles, task_kind)
+        params = {**params, **search.best_params}  # the best trial's parameters become the candidate's
+        estimator = build_estimator(request.estimator, params, seed=request.seed, allowed=request.allowed)
+        pipeline = build_model_pipeline(estimator, roles, seed=request.seed, missing_values=request.missing_values)
     log.info("Fitting %s on %d rows (%d held out)", request.estimator, len(train_rows), len(test_rows))
     try:
         pipeline.fit(train_rows[features], train_rows[request.target])
@@ -146,7 +159,7 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
         model=request.model,
         estimator=request.estimator,
         task_kind=task_kind,
-        params=dict(request.params),
+        params=params,
         effective_params={k: _jsonable(v) for k, v in pipeline.steps[-1][1].get_params(deep=False).items()},
         artifact=artifact,
         holdout=holdout,
@@ -173,8 +186,41 @@ def train(request: TrainingRequest, artifacts: ArtifactStore) -> TrainingResult:
             duplicates_across_split=data_io.duplicates_across(train_rows, test_rows, [*features, request.target]),
         ),
         checks=checks,
+        search=search,
         **context,
     )
+
+
+def _check_search_cap(request: TrainingRequest) -> None:
+    """Refuse a search whose budget breaks the team cap the request carries (``max_search_trials``)."""
+    from airflow_bridge.exceptions import PolicyViolationError
+    from airflow_bridge.ml.search import cap_refusal
+
+    budget = dict((request.search or {}).get("budget") or {})
+    refusal = cap_refusal(budget.get("trials"), request.max_search_trials)
+    if refusal is not None:
+        raise PolicyViolationError(f"the search of {request.model} is refused: {refusal[0]} ({refusal[1]})")
+
+
+def _search(
+    request: TrainingRequest, rows: Any, features: list[str], roles: Mapping[str, Any], task_kind: str
+) -> SearchSummary:
+    """The hyperparameter search on the training rows (``airflow_bridge.ml.search``), typed."""
+    from airflow_bridge.ml.search import Trainee, run_search
+
+    trainee = Trainee(
+        model=request.model,
+        estimator=request.estimator,
+        params=dict(request.params),
+        seed=request.seed,
+        target=request.target,
+        allowed=request.allowed,
+        missing_values=list(request.missing_values),
+    )
+    found = run_search(
+        dict(request.search or {}), trainee, rows=rows, features=features, roles=roles, task_kind=task_kind
+    )
+    return SearchSummary.from_xcom(found, "search")
 
 
 def _context(

@@ -164,6 +164,7 @@ def _model_report(
         warnings=result.warnings,
         baseline=result.baseline,
         uncertainty=result.uncertainty,
+        search=training.search.to_xcom() if training.search is not None else None,
     )
     try:
         report = build_report(inputs)

@@ -166,7 +166,27 @@ class Progress:
             data={"uri": train.data.uri, "sha256": train.data.sha256, "rows": train.data.rows} if train else None,
             run_dir=str(run_dir),
             log=str(run_dir / "airflow.log"),
+            search=search_outcome(train),
         )
+
+
+def search_outcome(train: Any) -> dict[str, Any] | None:
+    """The few numbers of a training result's search that the run prints and ``summary.json`` keeps."""
+    search = getattr(train, "search", None)
+    if search is None:
+        return None
+    return {
+        "metric": search.metric,
+        "folds": search.folds,
+        "trials": len(search.trials),
+        "complete": search.count("COMPLETE"),
+        "pruned": search.count("PRUNED"),
+        "failed": search.count("FAIL"),
+        "best_trial": search.best_trial,
+        "best_value": search.best_value,
+        "best_params": search.best_params,
+        "stopped_by": search.stopped_by,
+    }
 
 
 def approval_from(answer: Any, result: dict[str, Any]) -> dict[str, Any] | None:

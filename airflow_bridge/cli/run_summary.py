@@ -53,6 +53,8 @@ class RunSummary:
     log: str | None = None
     lineage: dict[str, Any] | None = None
     timings: dict[str, Any] | None = None
+    search: dict[str, Any] | None = None
+    """The hyperparameter search's outcome (``model.search``): trials by state, the best trial, its parameters."""
 
     def to_json(self) -> dict[str, Any]:
         found = dict(vars(self))
@@ -81,6 +83,8 @@ class RunSummary:
         print_warnings(self.warnings)
         if self.champion is not None:
             console.print(self.champion.line(), style=None if self.champion.passed else "red", markup=False)
+        if self.search:
+            console.print(search_line(self.search), markup=False)
         if self.candidate is not None:
             where = f"airflow-bridge models candidates {self.model}"
             console.print(f"candidate: {self.candidate}  (beside the others: {where})", markup=False)
@@ -156,3 +160,15 @@ class RunSummary:
             console.print("lineage: off (AIRFLOW__OPENLINEAGE__DISABLED is set)")
         elif self.run_dir:
             console.print("lineage: no OpenLineage events were written to the run folder")
+
+
+def search_line(search: dict[str, Any]) -> str:
+    """One line for a run's search: how many trials ended how, and the trial whose parameters were fitted."""
+    counts = ", ".join(f"{search.get(k, 0)} {k}" for k in ("complete", "pruned", "failed"))
+    params = ", ".join(f"{k}: {v}" for k, v in (search.get("best_params") or {}).items())
+    value = search.get("best_value")
+    shown = f"{value:.4f}" if isinstance(value, int | float) else "-"
+    return (
+        f"search: {search.get('trials')} trials ({counts}); chosen trial {search.get('best_trial')}, "
+        f"{search.get('metric')} {shown} over {search.get('folds')} folds: {params}"
+    )

@@ -77,7 +77,7 @@ def build_dag(
             train = TrainModelOperator.from_request(
                 training_request(spec, policy),
                 task_id=TaskId.TRAIN,
-                doc_md="Reads the training data, checks it, splits it and fits the estimator.",
+                doc_md=_train_doc(spec),
                 lineage_context=lineage,
                 **placement,
             )
@@ -140,6 +140,20 @@ def build_dag(
     return dag
 
 
+def _train_doc(spec: Experiment) -> str:
+    """The train task's documentation: what it does, and the search when the spec has one."""
+    search = spec.model.search
+    if search is None:
+        return "Reads the training data, checks it, splits it and fits the estimator."
+    budget = " or ".join(
+        f"{n} {unit}" for n, unit in ((search.budget.trials, "trials"), (search.budget.minutes, "minutes")) if n
+    )
+    return (
+        f"Reads the training data, checks it and splits it; searches {', '.join(search.space)} ({budget}, "
+        f"{search.metric} on {search.folds} folds of the training rows), then fits the estimator with the best trial's."
+    )
+
+
 def training_request(spec: Experiment, policy: Policy) -> TrainingRequest:
     """What the train task of ``spec`` trains, wherever it runs (a worker or a pod)."""
     from airflow_bridge.actions.training import TrainingRequest
@@ -167,6 +181,9 @@ def training_request(spec: Experiment, policy: Policy) -> TrainingRequest:
         cross_validation_folds=cv.folds if (cv := spec.validation.cross_validation) else None,
         decimal=data.decimal,
         missing_values=list(data.missing_values),
+        search=search.model_dump(mode="json", exclude_none=True) if (search := spec.model.search) else None,
+        # only with a search: a request without one stays readable by training images that predate the cap
+        max_search_trials=getattr(policy.team(spec.team), "max_search_trials", None) if spec.model.search else None,
     )
 
 

@@ -177,6 +177,7 @@ def check_against_policy(spec: Experiment, policy: Policy) -> Iterator[Finding]:
             )
     yield from compute_findings(spec, policy)  # quotas, and what a Kubernetes tier's pods can reach
     yield from param_cap_findings(spec, policy)
+    yield from search_cap_findings(spec, policy)
     if (
         policy is not OPEN_POLICY  # no policy at all: a warning (no_policy_notes), the deployment fails closed
         and needs_approval(spec, policy)
@@ -210,6 +211,17 @@ def param_cap_findings(spec: Experiment, policy: Policy) -> Iterator[Finding]:
             f"{value} is above {whose} of {shown} ({where}.{name})",
             f"use at most {shown}; engineers change the cap in the team policy ({setting})",
         )
+
+
+def search_cap_findings(spec: Experiment, policy: Policy) -> Iterator[Finding]:
+    """A search budget above the team's ``max_search_trials`` (or one without a trials budget under a cap)."""
+    from airflow_bridge.ml.search import cap_refusal
+
+    search, team = spec.model.search, policy.team(spec.team)
+    cap = getattr(team, "max_search_trials", None)
+    refusal = cap_refusal(search.budget.trials if search else None, cap, spec.team) if search else None
+    if refusal is not None:
+        yield (("model", "search", "budget", "trials"), *refusal)
 
 
 def context_for_folder(folder: str, policy_path: str | None = None) -> tuple[SpecContext, LoadedPolicy]:

@@ -100,6 +100,12 @@ class TeamPolicy(_Section):
     candidate_retention: CandidateRetention | None = Field(
         default=None, description="Overrides the policy's defaults.candidate_retention for this team's models."
     )
+    max_search_trials: int | None = Field(
+        default=None,
+        ge=1,
+        description="The most trials one model.search may run (its budget.trials); a search with only a minutes "
+        "budget is refused under a cap. Unbounded when omitted.",
+    )
 
     @field_validator("fail_on_warnings")
     @classmethod
@@ -113,7 +119,7 @@ class TeamPolicy(_Section):
         return value
 
 
-OPTIONAL_KEYS = ("param_caps", "fail_on_warnings", "candidate_retention")
+OPTIONAL_KEYS = ("param_caps", "fail_on_warnings", "candidate_retention", "max_search_trials")
 """Keys of ``defaults`` and teams left out of the bound document when unset (older policies keep their sha256)."""
 
 PROTECTED_BY_DEFAULT = ("production",)

@@ -31,7 +31,8 @@ def request_to_json(request: TrainingRequest) -> str:
     """The request in the form the pod reads back with :func:`request_from_json`.
 
     Fields newer than some pod images are left out at their default (``groups: []``,
-    ``cross_validation_folds: None``, ``decimal: "."``, ``missing_values: []``), so an image with an older
+    ``cross_validation_folds: None``, ``decimal: "."``, ``missing_values: []``, ``search: None``,
+    ``max_search_trials: None``), so an image with an older
     airflow-bridge still reads a request that uses none of them.
     """
     data = dataclasses.asdict(request)
@@ -46,6 +47,8 @@ _OPTIONAL_DEFAULTS: dict[str, Any] = {
     "cross_validation_folds": None,
     "decimal": ".",
     "missing_values": [],
+    "search": None,
+    "max_search_trials": None,
 }
 """Request fields newer than some pod images, omitted from the JSON when they have their default."""
 

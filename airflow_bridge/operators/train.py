@@ -25,7 +25,9 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
     inferred roles (``{"site": "categorical", "row_id": "ignore"}``), ``delimiter`` and ``encoding``
     read CSVs that are not comma-separated UTF-8, ``decimal=","`` reads numbers written ``1,5`` and
     ``missing_values`` lists the file's own words for "missing" (``["unknown", "?"]``). Rows without
-    a target are dropped and counted.
+    a target are dropped and counted. ``search`` (``model.search`` as JSON: space, budget, metric, folds)
+    first searches the parameters with Optuna on folds of the training rows and fits the best trial's;
+    ``max_search_trials`` refuses a budget above the team's cap.
 
     Returns a ``TrainingResult`` XCom (artifact and held-out split with sha256 and the connection they
     were written with, parameters, data fingerprint and profile); ``ValidateModelOperator`` and
@@ -63,6 +65,8 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
         cross_validation_folds: int | None = None,
         decimal: str = ".",
         missing_values: Sequence[str] | None = None,
+        search: Mapping[str, Any] | None = None,
+        max_search_trials: int | None = None,
         artifact_root: str | None = None,
         artifact_conn_id: str | None = None,
         lineage_context: Mapping[str, Any] | None = None,
@@ -93,6 +97,8 @@ class TrainModelOperator(OpenLineageMixin, BaseOperator):
             cross_validation_folds=cross_validation_folds,
             decimal=decimal,
             missing_values=list(missing_values or []),
+            search=dict(search) if search else None,
+            max_search_trials=max_search_trials,
         )
         """What the task trains: the keyword arguments above, typed once (the factory passes a spec's)."""
         self.artifact_root = artifact_root

@@ -55,6 +55,7 @@ def build_report(inputs: ReportInputs, *, top_features: int = 10) -> ModelReport
         )
     )
     add_story(content, features, labels, predictions, probabilities)
+    _search(content)
     _history(content)
     passed = all(g.passed for g in inputs.gates) and (inputs.champion is None or inputs.champion.passed)
     return ModelReport(
@@ -130,6 +131,36 @@ def _regression(content: Content, labels: Any, predictions: Any) -> None:
     ]
 
 
+def _search(content: Content) -> None:
+    """The search section's figures: the optimisation history and, when it could be told, parameter importance."""
+    search = content.inputs.search
+    if not search:
+        return
+    from airflow_bridge.report import search as search_section
+
+    content.plots.append(
+        Plot(
+            "search_history.png",
+            "search",
+            "Each complete trial's cross-validated score in the order tried; the line is the best so far, the star "
+            "the trial chosen.",
+            search_section.history_figure(search),
+        )
+    )
+    importance = search.get("importance") or {}
+    if importance:
+        content.plots.append(
+            Plot(
+                "search_importance.png",
+                "search",
+                "How much of the score's variation across trials each searched parameter explains (Optuna's fANOVA).",
+                search_section.importance_figure(importance),
+            )
+        )
+    else:
+        content.note("search", "Too few complete trials (or too little variation) to tell parameter importance.")
+
+
 def _history(content: Content) -> None:
     inputs = content.inputs
     if not inputs.history:
@@ -158,7 +189,7 @@ def _history(content: Content) -> None:
 
 def key_figures(inputs: ReportInputs, importance: Importance, passed: bool, top: int = 10) -> dict[str, Any]:
     """The numbers an approver needs first, JSON-ready (store them with the version or pass them through XCom)."""
-    return {
+    figures = {
         "model": inputs.model_name,
         "version": inputs.version,
         "task_kind": inputs.task_kind,
@@ -172,4 +203,20 @@ def key_figures(inputs: ReportInputs, importance: Importance, passed: bool, top:
         "warnings": [dict(w) for w in inputs.warnings],
         "baseline": dict(inputs.baseline) if inputs.baseline else None,
         "uncertainty": dict(inputs.uncertainty) if inputs.uncertainty else None,
+    }
+    if inputs.search:
+        figures["search"] = _search_figures(inputs.search)
+    return figures
+
+
+def _search_figures(search: Any) -> dict[str, Any]:
+    """The search in a few numbers (the trials stay in the report and the training result)."""
+    states = [t.get("state") for t in search.get("trials") or []]
+    return {
+        "metric": search.get("metric"),
+        "trials": len(states),
+        "complete": states.count("COMPLETE"),
+        "best_trial": search.get("best_trial"),
+        "best_value": search.get("best_value"),
+        "best_params": search.get("best_params"),
     }

@@ -76,6 +76,7 @@ def render(content: Content, passed: bool) -> str:
         ("metrics", "All metrics", _metrics(inputs)),
         ("performance", "Performance on the held-out rows", _per_class(content.per_class)),
         ("importance", "Feature importance", _importance(content.importance)),
+        *_search(inputs),
         ("history", "Metric history", _history(content)),
         ("data", "Data profile", _profile(inputs, content.held_out_rows)),
     ]
@@ -326,6 +327,15 @@ def _profile(inputs: ReportInputs, held_out_rows: int) -> str:
         )
     header = ["column", "type", "role", "why", "distinct values", "nulls"]
     return f"<p>{escape(', '.join(facts))}.</p>" + _table(header, rows, (4, 5))
+
+
+def _search(inputs: ReportInputs) -> list[tuple[str, str, str]]:
+    """The hyperparameter search section, when a search chose the parameters."""
+    if not inputs.search:
+        return []
+    from airflow_bridge.report.search import SECTION, search_html
+
+    return [(*SECTION, search_html(inputs.search))]
 
 
 def _notes(notes: Sequence[str]) -> str:

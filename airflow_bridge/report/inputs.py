@@ -67,6 +67,9 @@ class ReportInputs:
     uncertainty: Mapping[str, Any] | None = None
     """Bootstrap intervals (``{method: bootstrap, metrics: {name: {low, high}}}``) or cross-validation
     (``{method: cross_validation, folds, metrics: {name: {mean, std, bound}}}``), shown beside every metric."""
+    search: Mapping[str, Any] | None = None
+    """The hyperparameter search that chose the parameters (``SearchSummary`` JSON): its trials, history plot and
+    parameter importance get a section. None: the spec fixed the parameters."""
 
     @property
     def label(self) -> str:

@@ -41,6 +41,14 @@ def summary_markdown(figures: ModelReport | Mapping[str, Any]) -> str:
     elif key.get("metrics"):
         lines.append("- Metrics: " + "; ".join(f"{_code(k)} {_value(v)}" for k, v in key["metrics"].items()))
     lines += context_lines(key)
+    search = key.get("search")
+    if search:
+        params = ", ".join(f"{k}: {v}" for k, v in (search.get("best_params") or {}).items())
+        lines.append(
+            f"- Hyperparameter search: best of {search.get('trials')} trials ({search.get('complete')} complete) is "
+            f"trial {search.get('best_trial')}, cross-validated {_code(search.get('metric'))} "
+            f"{_value(search.get('best_value'))} with {params}"
+        )
     data_gates = [g for g in gates if g.kind == "data"]
     if data_gates:
         lines.append("- Data checks: " + "; ".join(f"{_code(g.name)} {_result(g)}" for g in data_gates))

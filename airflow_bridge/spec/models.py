@@ -152,12 +152,104 @@ class Data(_Section):
     )
 
 
+class SearchDimension(_Section):
+    """One searched parameter: ``choices`` (a list of values), or a range from ``low`` to ``high``."""
+
+    choices: list[JsonValue] | None = Field(default=None, description="The values to try, e.g. [gini, entropy].")
+    low: int | float | None = Field(default=None, allow_inf_nan=False, description="Smallest value of a range.")
+    high: int | float | None = Field(default=None, allow_inf_nan=False, description="Largest value of a range.")
+    log: bool = Field(default=False, description="Sample the range on a log scale (low must be above 0).")
+    type: Literal["int", "float"] | None = Field(
+        default=None,
+        description="int or float; a range is int when low and high are both written as whole numbers (2, "
+        "not 2.0), float otherwise.",
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> SearchDimension:
+        ranged = self.low is not None or self.high is not None or self.log or self.type is not None
+        if self.choices is not None:
+            if ranged:
+                raise bridge_error("give either choices or a range (low, high), not both")
+            if not self.choices:
+                raise bridge_error("choices is empty: there is nothing to try", "list at least one value")
+            return self
+        if self.low is None or self.high is None:
+            raise bridge_error(
+                "a searched parameter needs choices, or low and high",
+                "for example {low: 2, high: 12}, {low: 0.001, high: 1.0, log: true} or {choices: [gini, entropy]}",
+            )
+        if self.low > self.high:
+            raise bridge_error(f"low ({self.low}) is greater than high ({self.high})", "swap them")
+        if self.log and self.low <= 0:
+            raise bridge_error(
+                f"a log scale needs low above 0 (got {self.low})", "use a small positive low such as 0.001"
+            )
+        if self.type == "int" and not all(float(v).is_integer() for v in (self.low, self.high)):
+            raise bridge_error(f"an int range needs whole bounds (got {self.low}, {self.high})")
+        return self
+
+    @property
+    def kind(self) -> Literal["choices", "int", "float"]:
+        if self.choices is not None:
+            return "choices"
+        if self.type is not None:
+            return self.type
+        return "int" if isinstance(self.low, int) and isinstance(self.high, int) else "float"
+
+
+class SearchBudget(_Section):
+    """When the search stops: after ``trials`` trials, after ``minutes``, whichever comes first."""
+
+    trials: int | None = Field(
+        default=None, ge=1, le=10_000, description="Number of trials; the same spec gives the same trials."
+    )
+    minutes: float | None = Field(
+        default=None,
+        gt=0,
+        le=7 * 24 * 60,
+        allow_inf_nan=False,
+        description="Wall-clock limit; a search it stops early depends on the machine's speed (not reproducible).",
+    )
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> SearchBudget:
+        if self.trials is None and self.minutes is None:
+            raise bridge_error("a budget needs trials, minutes or both", "for example {trials: 20}")
+        return self
+
+
+class Search(_Section):
+    """Hyperparameter search (Optuna, seeded): the best trial's parameters become the candidate's."""
+
+    space: dict[str, SearchDimension] = Field(
+        min_length=1, description="The estimator parameters to search, each with choices or a low/high range."
+    )
+    budget: SearchBudget
+    metric: str = Field(description="The metric to optimise (its direction comes from the metric, e.g. mae: lower).")
+    folds: int = Field(
+        default=3, description="Cross-validation folds of the training rows each trial is scored on (2 to 20)."
+    )
+    pruning: bool = Field(default=True, description="Stop a trial early when its first folds score below the median.")
+
+    @field_validator("folds")
+    @classmethod
+    def _folds(cls, value: int) -> int:
+        if not 2 <= value <= 20:
+            raise bridge_error(f"folds: {value} is not between 2 and 20", "use folds: 3 or 5")
+        return value
+
+
 class ModelSection(_Section):
     """The estimator to fit: a dotted name on the allow-list and its constructor parameters."""
 
     estimator: str = Field(description="Dotted class name, e.g. sklearn.ensemble.RandomForestClassifier.")
     params: dict[str, JsonValue] = Field(default_factory=dict, description="Constructor parameters.")
     task: TaskKind | None = Field(default=None, description="classification or regression; known estimators imply it.")
+    search: Search | None = Field(
+        default=None,
+        description="Search these parameters (Optuna): the candidate gets the best trial's; params stay fixed.",
+    )
 
     @field_validator("estimator")
     @classmethod

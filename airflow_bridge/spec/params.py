@@ -66,6 +66,50 @@ def check_params(estimator: str, params: Mapping[str, Any], table: ParamTable) -
             yield (where, *problem)
 
 
+def check_space(
+    estimator: str, space: Mapping[str, Any], params: Mapping[str, Any], table: ParamTable
+) -> Iterator[Finding]:
+    """A search space (``model.search.space``, :class:`~airflow_bridge.spec.models.SearchDimension` values) the
+    estimator cannot take: unknown names, names also fixed in ``params``, choices or range ends of the wrong type."""
+    short = estimator.rsplit(".", 1)[-1]
+    for name, dimension in space.items():
+        where = ("model", "search", "space", name)
+        accepted = table.get(name)
+        if accepted is None:
+            yield (
+                where,
+                f"{short} has no parameter '{name}' to search",
+                did_you_mean(name, list(table)) or f"its parameters: {', '.join(sorted(table))}",
+            )
+            continue
+        if name in params:
+            yield (where, f"'{name}' is both fixed in model.params and searched", "remove it from one of them")
+        if dimension.kind == "choices":
+            for index, value in enumerate(dimension.choices):
+                problem = _value_problem(name, value, accepted)
+                if problem is not None:
+                    yield ((*where, "choices", index), *problem)
+            continue
+        cast = int if dimension.kind == "int" else float
+        low, high = cast(dimension.low), cast(dimension.high)
+        numeric = [c[1] if c[0] == "hidden" else c for c in accepted]
+        numeric = [c for c in numeric if c[0] in ("int", "real", "float", "any")]
+        if any(_accepts(c, low) and _accepts(c, high) for c in numeric):
+            continue
+        kind = "integer" if dimension.kind == "int" else "decimal"
+        wanted = _describe_all([c for c in accepted if c[0] != "hidden"]) or "no number"
+        hint = None
+        if dimension.kind == "int" and any(c[0] == "float" for c in numeric):
+            hint = f"write decimal bounds ({float(low)}, {float(high)}) or type: float for a fraction"
+        elif (
+            dimension.kind == "float"
+            and any(c[0] == "int" for c in numeric)
+            and not any(c[0] in ("real", "float") for c in numeric)
+        ):
+            hint = "write whole-number bounds for an integer range, e.g. {low: 2, high: 12}"
+        yield (where, f"the {kind} range {low} to {high} does not fit '{name}', which takes {wanted}", hint)
+
+
 def names_value(accepted: tuple[Constraint, ...], value: float) -> bool:
     """Whether ``value`` (NaN or an infinity) is one of the parameter's documented options, e.g. ``inf``."""
     for constraint in accepted:

@@ -24,7 +24,7 @@ from airflow_bridge.ml.catalogue import (
     lacks_probabilities,
 )
 from airflow_bridge.spec.models import Experiment
-from airflow_bridge.spec.params import builtin_table, check_params
+from airflow_bridge.spec.params import builtin_table, check_params, check_space
 
 Finding = tuple[tuple[str | int, ...], str, str | None]
 """(path in the document, message, hint)."""
@@ -155,6 +155,11 @@ def check_experiment(
     table = builtin_table(spec.model.estimator)
     if table is not None:
         yield from check_params(spec.model.estimator, spec.model.params, table)
+    yield from _check_search(spec, kind, table)
+    if spec.model.search is not None and warnings is not None and not _optuna_installed():
+        from airflow_bridge.ml.search import missing_optuna
+
+        warnings.append((("model", "search"), missing_optuna(), "validate checked the search; training needs it"))
     yield from _check_gates(spec, kind)
     uri_problems = list(_check_data_uri(training.uri, training.format, training.conn_id, spec_dir, context))
     yield from uri_problems
@@ -199,6 +204,42 @@ def configured_artifact_root() -> str | None:
     from airflow_bridge.config import ARTIFACT_ROOT_ENV, bridge_config
 
     return bridge_config("artifact_root") or os.environ.get(ARTIFACT_ROOT_ENV) or None
+
+
+def _optuna_installed() -> bool:
+    """Whether Optuna is importable here, found without importing it."""
+    from importlib.util import find_spec
+
+    return find_spec("optuna") is not None
+
+
+def _check_search(spec: Experiment, kind: TaskKind | None, table: Any) -> Iterator[Finding]:
+    """``model.search``: a space the estimator takes, a metric of the task it computes, a budget within the timeout."""
+    search = spec.model.search
+    if search is None:
+        return
+    if table is not None:
+        yield from check_space(spec.model.estimator, search.space, spec.model.params, table)
+    where = ("model", "search", "metric")
+    if kind is not None and search.metric not in METRICS[kind]:
+        yield (
+            where,
+            f"'{search.metric}' is not a {kind} metric, so the search has nothing to optimise",
+            did_you_mean(search.metric, METRICS[kind]) or f"choose from {', '.join(METRICS[kind])}",
+        )
+    elif search.metric in PROBABILITY_METRICS:
+        hint = lacks_probabilities(spec.model.estimator, dict(spec.model.params))
+        if hint is not None:
+            name = spec.model.estimator.rsplit(".", 1)[-1]
+            yield where, f"{name} gives no probabilities here, so {search.metric} cannot be optimised", hint
+    minutes = search.budget.minutes
+    if minutes is not None and minutes > spec.training.timeout_minutes:
+        yield (
+            ("model", "search", "budget", "minutes"),
+            f"the search may run {minutes:g} minutes but the train task times out after "
+            f"{spec.training.timeout_minutes} (training.timeout_minutes)",
+            "lower the budget or raise training.timeout_minutes (the final fit also needs time)",
+        )
 
 
 def _check_gates(spec: Experiment, kind: TaskKind | None) -> Iterator[Finding]:
