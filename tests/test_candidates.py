@@ -3,6 +3,7 @@ fate now, pruned under the policy's retention, and comparable with versions. Mil
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -131,6 +132,7 @@ def test_compare_a_failed_candidate_with_the_live_version(url: str, store: Artif
     version = _register(registry, store, "r0", 0.8)
     registry.deploy("prices", version, alias="staging", target="local", actor="alice")
     failed = _candidate("r1", 0.3, max_depth=4)
+    failed = dataclasses.replace(failed, validation={**failed.validation, "champion": {"passed": False}})
     registry.record_candidate(failed, keep_last=100, keep_days=None)
 
     found = compare_versions(registry, "prices", ["staging", failed.candidate_id])
@@ -138,6 +140,9 @@ def test_compare_a_failed_candidate_with_the_live_version(url: str, store: Artif
     assert found.headers == ["v1 (staging)", failed.candidate_id]
     assert found.metric_deltas["r2"][1] == pytest.approx(-0.5)
     assert found.gates["r2"] == [True, False]
+    assert found.gates["champion"] == [None, False]  # the champion comparison reads as a gate
+    shown = CliRunner().invoke(app, ["models", "candidates", "prices", "--registry-url", registry.url])
+    assert f"compare: airflow-bridge models compare prices staging {failed.candidate_id}" in shown.output
     assert found.params["max_depth"] == [None, 4]
     assert found.versions[1]["candidate"] == failed.candidate_id and found.versions[1]["version"] is None
     assert found.change_lines() == [f"{failed.candidate_id}: same data"]
@@ -166,7 +171,7 @@ def test_models_candidates_cli_text_and_json(url: str) -> None:
     unknown = CliRunner().invoke(app, ["models", "candidates", "nope", "--registry-url", url])
 
     assert shown.exit_code == 0, shown.output
-    assert f"compare: airflow-bridge models compare prices {failed.candidate_id} production" in shown.output
+    assert "compare:" not in shown.output  # nothing live to compare with
     (row,) = json.loads(as_json.output)
     assert (row["candidate_id"], row["fate"], row["metrics"]["r2"]) == (failed.candidate_id, "failed", 0.3)
     assert row["fate_text"] == "failed gate(s) r2 (candidate, not registered)"

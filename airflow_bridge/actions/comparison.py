@@ -115,7 +115,7 @@ def compare_versions(registry: ModelRegistry, model: str, asked: list[str]) -> C
     first = found[0]
     param_names = sorted({name for v in found for name in v.params})
     metric_names = sorted({name for v in found for name in v.metrics})
-    passed = [{g.name: g.passed for g in gates_of(v.validation.get("gates"))} for v in found]
+    passed = [_gates_passed(v.validation) for v in found]
     gate_names = list(dict.fromkeys(name for gates in passed for name in gates))
     metrics = {name: [_number(v.metrics.get(name)) for v in found] for name in metric_names}
     return Comparison(
@@ -166,6 +166,15 @@ def _version(registry: ModelRegistry, model: str, item: str) -> ModelVersion:
             f"in the audit trail ('airflow-bridge models history {model}'), but it is not compared"
         )
     return version
+
+
+def _gates_passed(validation: dict[str, Any]) -> dict[str, bool]:
+    """Each gate's pass/fail, and the champion comparison's as gate ``champion`` when there was one."""
+    found = {g.name: g.passed for g in gates_of(validation.get("gates"))}
+    champion = validation.get("champion")
+    if isinstance(champion, dict) and isinstance(champion.get("passed"), bool):
+        found["champion"] = champion["passed"]
+    return found
 
 
 def _candidate_summary(candidate: Candidate) -> dict[str, Any]:

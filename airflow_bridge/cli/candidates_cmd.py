@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from airflow_bridge.cli.common import Format, console, format_option, home_option, print_json, registry_option
 from airflow_bridge.cli.registry_cmds import _guard, _open, models_app
+
+if TYPE_CHECKING:
+    from airflow_bridge.registry.store import ModelRegistry
 
 SHOWN_METRICS = 3
 """Metrics shown per candidate in the text table (the gated ones first); ``--format json`` has them all."""
@@ -59,7 +62,21 @@ def models_candidates(
             escape(c.recorded_by),
         )
     console.print(table)
-    console.print(f"compare: airflow-bridge models compare {name} {found[0].candidate_id} production", markup=False)
+    live = _live(store, name)
+    if live is not None:
+        console.print(f"compare: airflow-bridge models compare {name} {live} {found[0].candidate_id}", markup=False)
+
+
+def _live(store: ModelRegistry, name: str) -> str | None:
+    """The alias to compare candidates with: ``production`` if set, else the first alias (None: nothing live)."""
+    from airflow_bridge.exceptions import NotFoundError
+    from airflow_bridge.report.fate import live_alias
+
+    try:
+        found = live_alias(store.get_model(name).aliases, version=-1)
+    except NotFoundError:
+        return None
+    return found[0] if found else None
 
 
 def _metrics_cell(metrics: dict[str, Any], validation: dict[str, Any]) -> str:
