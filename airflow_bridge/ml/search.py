@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from airflow_bridge.exceptions import DataError, EstimatorError
+from airflow_bridge.exceptions import EstimatorError
 
 log = logging.getLogger(__name__)
 
@@ -253,21 +253,9 @@ class _Objective:
 
 def _folds(x: Any, y: Any, task_kind: str, folds: int, seed: int) -> list[tuple[Any, Any]]:
     """The same seeded folds for every trial: stratified for classification."""
-    from sklearn.model_selection import KFold, StratifiedKFold
+    from airflow_bridge.ml.uncertainty import seeded_folds
 
-    if task_kind == "classification":
-        smallest = int(y.value_counts().min())
-        if smallest < folds:
-            raise DataError(
-                f"model.search.folds is {folds} but the training rows hold only {smallest} row(s) of the rarest "
-                f"class of '{y.name}'; use at most {max(2, smallest)} folds"
-            )
-        splitter: Any = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    else:
-        if len(y) < folds:
-            raise DataError(f"model.search.folds is {folds} but there are only {len(y)} training rows")
-        splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    return list(splitter.split(x, y))
+    return seeded_folds(x, y, task_kind, folds, seed, setting="model.search.folds")
 
 
 def _log_trial(study: Any, trial: Any) -> None:

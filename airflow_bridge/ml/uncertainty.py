@@ -159,6 +159,26 @@ def _auc(positive: Any, score: Any) -> float:
     return float((np.sum(ranks[positive]) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def seeded_folds(x: Any, y: Any, task_kind: str, folds: int, seed: int, *, setting: str) -> list[tuple[Any, Any]]:
+    """``folds`` shuffled folds of the rows, seeded (stratified for classification); too few rows, or too few of
+    the rarest class, is a ``DataError`` naming ``setting`` (the spec key that asked for the folds)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if task_kind == "classification":
+        smallest = int(y.value_counts().min())
+        if smallest < folds:
+            raise DataError(
+                f"{setting} is {folds} but the training rows hold only {smallest} row(s) of the rarest class of "
+                f"'{y.name}'; use at most {max(2, smallest)} folds"
+            )
+        splitter: Any = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    else:
+        if len(y) < folds:
+            raise DataError(f"{setting} is {folds} but there are only {len(y)} training rows")
+        splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(x, y))
+
+
 def cross_validate(
     pipeline: Any, rows: Any, features: Sequence[str], target: str, task_kind: str, *, folds: int, seed: int
 ) -> dict[str, Any]:
@@ -169,25 +189,13 @@ def cross_validate(
     """
     import numpy as np
     from sklearn.base import clone
-    from sklearn.model_selection import KFold, StratifiedKFold
 
     from airflow_bridge.ml.metrics import compute_metrics
 
     x, y = rows[list(features)], rows[target]
-    if task_kind == "classification":
-        smallest = int(y.value_counts().min())
-        if smallest < folds:
-            raise DataError(
-                f"validation.cross_validation.folds is {folds} but the training rows hold only {smallest} row(s) of "
-                f"the rarest class of '{target}'; use at most {max(2, smallest)} folds or remove cross_validation"
-            )
-        splitter: Any = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    else:
-        if len(y) < folds:
-            raise DataError(f"validation.cross_validation.folds is {folds} but there are only {len(y)} training rows")
-        splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    splits = seeded_folds(x, y, task_kind, folds, seed, setting="validation.cross_validation.folds")
     per_fold: list[dict[str, float]] = []
-    for fit_rows, score_rows in splitter.split(x, y):
+    for fit_rows, score_rows in splits:
         model = clone(pipeline).fit(x.iloc[fit_rows], y.iloc[fit_rows])
         per_fold.append(compute_metrics(task_kind, model, x.iloc[score_rows], y.iloc[score_rows]))
     summary = {}
