@@ -146,6 +146,25 @@ async def _load(port: int, request: bytes, clients: int, seconds: float) -> dict
     return {"latencies": latencies, "statuses": dict(statuses), "wall_s": wall}
 
 
+def _batches(port: int) -> tuple[float, float]:
+    """(requests, predict calls) so far, from the bridge server's /metrics (all workers)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    text = b"".join(chunks).split(b"\r\n\r\n", 1)[1].decode()
+    found = {"sum": 0.0, "count": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            for key in found:
+                if sample.name == f"airflow_bridge_serve_batch_requests_{key}":
+                    found[key] += sample.value
+    return found["sum"], found["count"]
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
@@ -167,15 +186,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="ABAB rounds (each server started afresh per round)")
     parser.add_argument("--seconds", type=float, default=8.0, help="load per scenario and server, after warm-up")
     parser.add_argument("--bridge-args", default="", help="extra `serve` options, e.g. '--workers 1'")
+    parser.add_argument("--only", action="append", choices=list(SCENARIOS), help="run only this scenario (repeatable)")
+    parser.add_argument("--bridge-only", action="store_true", help="leave KServe's server out (quick tuning runs)")
     parser.add_argument("--smoke", action="store_true", help="tiny run (1 round, short loads) into a temp folder")
     args = parser.parse_args()
-    scenarios = SCENARIOS
+    scenarios = {name: SCENARIOS[name] for name in args.only} if args.only else SCENARIOS
     if args.smoke:
         _benchlib.smoke_mode()
         args.rounds, args.seconds = 1, 0.5
-        scenarios = {name: (rows, min(clients, 4)) for name, (rows, clients) in SCENARIOS.items()}
-    sides = SIDES if _kserve_available() else ("bridge",)
-    if "kserve" not in sides:
+        scenarios = {name: (rows, min(clients, 4)) for name, (rows, clients) in scenarios.items()}
+    sides = SIDES if _kserve_available() and not args.bridge_only else ("bridge",)
+    if not _kserve_available():
         print("the KServe venv is missing (`make .venv-kserve`): measuring airflow-bridge serve alone")
     started = source_state()
     folder = Path(tempfile.mkdtemp(prefix="airflow-bridge-bench-serve-"))
@@ -196,13 +217,20 @@ def main() -> None:
                 try:
                     asyncio.run(_load(port, _request(path, bodies[1]), 4, 0.3 if args.smoke else 1.0))  # warm-up
                     for name, (n_rows, clients) in scenarios.items():
+                        before = _batches(port) if side == "bridge" else (0.0, 0.0)
                         run = asyncio.run(_load(port, _request(path, bodies[n_rows]), clients, args.seconds))
                         figures = _figures(run)
+                        if side == "bridge":
+                            after = _batches(port)
+                            calls = after[1] - before[1]
+                            figures["requests_per_predict"] = (after[0] - before[0]) / calls if calls else None
                         samples[side][name].append(figures)
+                        per_call = figures.get("requests_per_predict")
                         print(
                             f"  round {round_ + 1}/{args.rounds} {side:6} {name:21} "
                             f"{figures['throughput_rps']:7.1f} req/s  p50 {figures['p50_ms']:7.1f} ms  "
-                            f"p99 {figures['p99_ms']:7.1f} ms  statuses {figures['statuses']}",
+                            f"p99 {figures['p99_ms']:7.1f} ms  statuses {figures['statuses']}"
+                            + (f"  {per_call:.1f} requests per predict" if per_call else ""),
                             flush=True,
                         )
                 finally:
@@ -249,7 +277,7 @@ def _summarize(samples: dict[str, dict[str, list[dict[str, Any]]]], scenarios: d
         table,
     )
     targets: dict[str, Any] = {}
-    if "kserve" in samples:
+    if "kserve" in samples and {"1 row, 50 clients", "1 row, 1 client"} <= set(scenarios):
         many, one = samples["bridge"]["1 row, 50 clients"], samples["bridge"]["1 row, 1 client"]
         k_many, k_one = samples["kserve"]["1 row, 50 clients"], samples["kserve"]["1 row, 1 client"]
         targets = {

@@ -103,7 +103,7 @@ def serve(
             help="Most rows answered by one predict call: concurrent requests are batched up to this; 1 turns "
             "batching off.",
         ),
-    ] = 256,
+    ] = 1024,
     max_batch_wait_ms: Annotated[
         float,
         typer.Option(
@@ -111,12 +111,13 @@ def serve(
             help="Longest a request waits for others to join its batch, in milliseconds (only while others "
             "are arriving; a lone request never waits).",
         ),
-    ] = 5.0,
+    ] = 10.0,
     workers: Annotated[
         int | None,
         typer.Option(
             callback=_workers_option,
-            help="Server processes on the one port, each loading and verifying the model [default: the CPU count].",
+            help="Server processes on the one port, each loading and verifying the model [default: half the CPUs, at "
+            "least 1].",
             show_default=False,
         ),
     ] = None,
@@ -199,7 +200,7 @@ def _batch_option(size: int | None, wait: float | None) -> int | float | None:
 
 def _workers_option(value: int | None) -> int | None:
     if value is not None and value < 1:
-        raise typer.BadParameter(f"at least 1 server process is needed; got {value} (default: one per CPU)")
+        raise typer.BadParameter(f"at least 1 server process is needed; got {value} (default: half the CPUs)")
     return value
 
 
