@@ -182,3 +182,35 @@ def test_serve_refuses_bad_batching_and_workers_options_before_doing_anything(
     assert result.returncode == 2
     assert shown in " ".join(result.stderr.replace("│", " ").split())
     assert not (tmp_path / "never.db").exists()
+
+
+def test_requests_read_before_an_alias_move_finish_on_their_version(tmp_path: Path) -> None:
+    """The graceful reload: a request already read is predicted by the version it was read against, and
+    requests of the old and the new version never share a call."""
+    url = register_doubler(tmp_path)
+    holder = ModelHolder(ModelRegistry(url), "doubler", "production", refresh_seconds=0)
+    holder.load_initial()
+    body = json.dumps({"instances": [{"x1": 2, "x2": 0}]}).encode()
+    before = prepare(holder, body, None, 100)
+    ModelRegistry(url).deploy("doubler", 2, alias="production", target="local", actor="test")
+    after = prepare(holder, body, None, 100)  # the alias is re-read: v2 is served from now on
+    calls: list[int] = []
+
+    async def both() -> list[Any]:
+        async def in_thread(function: Any, jobs: list[Job]) -> Any:
+            return await asyncio.to_thread(function, jobs)
+
+        batcher = Batcher(BatchSettings(max_batch_size=64, max_wait_ms=500), in_thread, lambda j: calls.append(len(j)))
+        batcher.arriving()
+        batcher.arriving()
+        outcomes = await asyncio.gather(*(batcher.submit(p.job()) for p in (before, after)))  # type: ignore[union-attr]
+        await batcher.close()
+        return list(outcomes)
+
+    old, new = asyncio.run(both())
+    answers = [json.loads(finish(holder, p, o)[1]) for p, o in ((before, old), (after, new))]  # type: ignore[arg-type]
+    assert [(a["version"], a["predictions"]) for a in answers] == [
+        (1, [pytest.approx(2.0)]),
+        (2, [pytest.approx(4.0)]),
+    ]
+    assert calls == [1, 1]
