@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import math
 import os
 import shutil
@@ -201,6 +202,7 @@ def main() -> None:
     started = source_state()
     folder = Path(tempfile.mkdtemp(prefix="airflow-bridge-bench-serve-"))
     try:
+        logging.getLogger("airflow_bridge").setLevel(logging.WARNING)  # the training action's column report
         example = register_example("breast_cancer_classifier", folder)
         rows = json.loads(example.rows.to_json(orient="records"))
         bodies = {

@@ -94,7 +94,12 @@ def serve(
     ] = 512,
     keep_alive: Annotated[int, typer.Option(min=1, help="Seconds an idle keep-alive connection stays open.")] = 5,
     predict_threads: Annotated[
-        int, typer.Option(min=1, help="Threads that parse requests and run the model (the event loop stays free).")
+        int,
+        typer.Option(
+            min=1,
+            help="Threads per worker that read large requests and write large answers (and predict, with "
+            "--max-batch-size 1); the event loop stays free.",
+        ),
     ] = 4,
     max_batch_size: Annotated[
         int,
@@ -109,15 +114,15 @@ def serve(
         typer.Option(
             callback=lambda value: _batch_option(None, value),
             help="Longest a request waits for others to join its batch, in milliseconds (only while others "
-            "are arriving; a lone request never waits).",
+            "are arriving or the load is steady; a lone client never waits).",
         ),
     ] = 10.0,
     workers: Annotated[
         int | None,
         typer.Option(
             callback=_workers_option,
-            help="Server processes on the one port, each loading and verifying the model [default: half the CPUs, at "
-            "least 1].",
+            help="Server processes on the one port, each loading and verifying the model; default: half the CPUs, at "
+            "least 1.",
             show_default=False,
         ),
     ] = None,
