@@ -214,3 +214,17 @@ def test_requests_read_before_an_alias_move_finish_on_their_version(tmp_path: Pa
         (2, [pytest.approx(4.0)]),
     ]
     assert calls == [1, 1]
+
+
+def test_the_app_answers_from_one_event_loop_after_another(tmp_path: Path) -> None:
+    """Starlette's TestClient, used without ``with``, runs each request on an event loop of its own."""
+    from starlette.testclient import TestClient
+
+    from airflow_bridge.serving.app import create_app
+
+    holder = ModelHolder(ModelRegistry(register_doubler(tmp_path)), "doubler", "production")
+    holder.load_initial()
+    client = TestClient(create_app(holder))
+    for x in range(3):
+        answer = client.post("/predict", json={"instances": [{"x1": x, "x2": 0}]})
+        assert answer.status_code == 200 and answer.json()["predictions"] == [pytest.approx(float(x))]

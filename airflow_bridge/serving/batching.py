@@ -174,10 +174,12 @@ class Batcher:
         self._coming = max(0, self._coming - 1)
         job.arrived = loop.time()
         job.future = loop.create_future()
-        self._waiting.append(job)
-        if self._task is None or self._task.done():
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            # first use, or an event loop of its own (Starlette's TestClient runs one per request)
+            self._waiting = deque(j for j in self._waiting if j.future is not None and j.future.get_loop() is loop)
             self._wake = asyncio.Event()
             self._task = loop.create_task(self._dispatch(), name="airflow-bridge-batcher")
+        self._waiting.append(job)
         assert self._wake is not None
         self._wake.set()
         return await job.future
