@@ -155,12 +155,18 @@ class Batcher:
         self._coming = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._busy = False
         self._typical = 1.0
         """Requests per call lately (a moving average): under steady load a batch that just gathered far
         fewer waits for the rest, which arrive as soon as the last batch's clients have their answers."""
 
     def arriving(self) -> None:
         self._coming += 1
+
+    def alone(self) -> bool:
+        """Whether a request now being read is the only one: nothing queued or predicting, no other request
+        on its way and recent calls answered one request each (its caller may predict it at once)."""
+        return not self._waiting and not self._busy and self._coming <= 1 and self._typical < 1.5
 
     def gone(self) -> None:
         """A request that was arriving will not be submitted (refused while being read)."""
@@ -215,6 +221,7 @@ class Batcher:
                     break
             batch = self._take(first.key, limit)
             self._typical += 0.3 * (len(batch) - self._typical)
+            self._busy = True
             try:
                 outcomes = await self._run_in_thread(predict_jobs, batch)
             except BaseException as exc:  # cancelled (shutdown) or a bug: every job of the batch learns of it
@@ -222,6 +229,8 @@ class Batcher:
                     if job.future is not None and not job.future.done():
                         job.future.set_result(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
                 raise
+            finally:
+                self._busy = False
             if self._on_batch is not None:
                 self._on_batch(batch)
             for job, outcome in zip(batch, outcomes, strict=True):
