@@ -5,7 +5,8 @@ call), so under concurrent load one call per request caps throughput at ~30 requ
 :class:`Batcher` gathers the requests that are ready into one call and splits the answer back, in order:
 
 - **adaptive**: a request is predicted at once when no other request is on its way and recent calls
-  answered one request each (one client pays no wait); while others are being read, or while far
+  answered one request each (one client pays no wait: :meth:`Batcher.alone`, and the caller predicts
+  it itself); while others are being read, or while far
   fewer wait than recent batches held (the clients of the last batch are sending their next requests),
   it waits for them, at most ``max_wait_ms`` after it arrived; while a batch is predicting the next
   one fills up by itself;

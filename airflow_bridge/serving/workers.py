@@ -42,8 +42,8 @@ def default_workers() -> int:
     """Half the CPUs this process may run on, at least 1.
 
     Each worker runs an event loop and a prediction thread, and every worker pays the model's fixed
-    cost per ``predict`` call: fewer, fuller batches beat more processes once the CPUs are busy (on 2
-    shared cores, 50 clients: 1 worker answered 225-388 requests/s, 2 workers 190-240; docs/benchmarks.md).
+    cost per ``predict`` call: fewer, fuller batches do as well as more processes, and better once the
+    CPUs are busy (2 shared cores, 50 clients: docs/benchmarks.md).
     """
     try:
         cpus = len(os.sched_getaffinity(0))
