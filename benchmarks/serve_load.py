@@ -71,7 +71,7 @@ def _start(side: str, example: Example, folder: Path, extra: list[str]) -> tuple
     port = _free_port()
     if side == "bridge":
         cmd = [sys.executable, "-m", "airflow_bridge.cli.main", "serve", example.model]
-        cmd += ["--registry-url", example.registry_url, "--port", str(port), "--no-access-log", *extra]
+        cmd += ["--registry-url", example.registry_url, "--port", str(port), *extra]  # defaults: access log on
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     else:
         cmd = [str(KSERVE_PYTHON), str(REPO_ROOT / "tests" / "kserve_predictor.py"), str(port)]

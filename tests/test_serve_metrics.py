@@ -139,3 +139,14 @@ def test_concurrent_clients_share_predict_calls_and_get_their_own_answers(tmp_pa
         assert answered == len(rows) and calls < len(rows) / 2, (calls, answered)
     finally:
         stop_serve(server)
+
+
+def test_no_access_log_writes_no_request_lines(tmp_path: Path) -> None:
+    log = tmp_path / "s.log"
+    base, server = start_serve(register_doubler(tmp_path), "doubler", "--workers", "1", "--no-access-log", log=log)
+    try:
+        assert httpx.post(f"{base}/predict", json={"instances": [{"x1": 1, "x2": 0}]}).status_code == 200
+    finally:
+        stop_serve(server)
+    assert not [line for line in log.read_text().splitlines() if line.startswith("{")]
+    assert "serving doubler v1" in log.read_text()

@@ -72,12 +72,13 @@ def configure_logging(access: bool) -> None:
     """The server's own log lines (alias moves, refusals) and, if ``access``, one JSON line per request."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    for name, level in (("airflow_bridge.serve", logging.INFO), ("airflow_bridge.serve.access", logging.INFO)):
+    # Levels, not ``disabled``: uvicorn's logging dictConfig re-enables every logger it does not name.
+    quiet = logging.INFO if access else logging.WARNING
+    for name, level in (("airflow_bridge.serve", logging.INFO), ("airflow_bridge.serve.access", quiet)):
         logger = logging.getLogger(name)
         logger.setLevel(level)
         logger.propagate = False
         logger.handlers[:] = [handler]
-    logging.getLogger("airflow_bridge.serve.access").disabled = not access
 
 
 def run_server(config: ServeConfig, holder: Any = None, sockets: list[socket.socket] | None = None) -> None:
