@@ -1,42 +1,42 @@
-"""``airflow-bridge serve`` under load: latency of 1-row and 1000-row requests, 1 and 200 clients, and RSS.
+"""``airflow-bridge serve`` against KServe's own model server on the same artifact, under 1 and 50 clients.
 
-The model is a scikit-learn LogisticRegression fitted on the breast-cancer example table (30 numeric
-columns; bodies of 1000 rows are ~0.6 MB), registered in a throwaway SQLite registry. Its ``predict``
-takes well under a millisecond, so the figures are the server's own cost (the product's full
-pipeline adds ~30 ms per call, the same on both sides). Two servers run on it, one at a time, alternating
-per scenario and repetition (ABAB / BABA), against the same client:
+The model is the breast-cancer example's (``dag_specs/breast_cancer_classifier.yaml``: a 100-tree random
+forest behind the product's column pipeline, ~30 ms per ``predict`` call whatever the rows), trained by
+the product's training action and registered in a throwaway SQLite registry. The same artifact file is
+served by:
 
-- **baseline**: the server before the request limits (``airflow_bridge/serving/app.py`` at
-  ``--baseline-rev``, read with ``git show``) under ``uvicorn.run`` with its old defaults;
-- **candidate**: ``airflow-bridge serve`` as it is now, with ``--max-in-flight 256`` so that 200 clients
-  do the same work as on the baseline (a short extra run with the default 64 shows the 503 share).
+- **bridge**: ``airflow-bridge serve`` with its defaults (adaptive batching, one worker per CPU);
+- **kserve**: KServe's model server (``.venv-kserve``, ``tests/kserve_predictor.py``: the sklearn
+  predictor's ``predict``; one worker, its default), with KServe's REST v1 decoding.
 
-The client is one asyncio process with raw HTTP/1.1 keep-alive connections (its own cost is small and
-the same for both). Latency is per request, send to last byte; p50 / p99 over every request of the
-scenario's repetitions; ratio = candidate / baseline (lower is faster). While the load runs, ``/health``
-is polled every 100 ms: its latency shows whether the event loop stays free. A bare in-process
-``model.predict`` on the same rows is the floor. RSS (``VmRSS``, ``VmHWM``) from ``/proc/<pid>/status``
-after start-up and after the load.
+Both get the same body on the same route, KServe v1's ``POST /v1/models/NAME:predict`` with
+``{"instances": [[row, ...]]}`` (a list of rows, which both servers read), from the same client: one
+asyncio process with raw HTTP/1.1 keep-alive connections, each client sending its next request as soon
+as the last is answered, for ``--seconds`` per scenario after a warm-up. Scenarios: 1-row and 100-row
+requests, 1 and 50 clients. Rounds alternate the servers (ABAB: bridge first in odd rounds, kserve
+first in even ones); each round starts each server afresh. Throughput is answered requests per second
+(any status; non-200s are counted and shown), latency is per request, send to last byte.
 
-    .venv/bin/python benchmarks/serve_load.py [--repetitions 3] [--baseline-rev 8844a26] [--smoke]
+Targets (issue 20): at 50 one-row clients ≥ 5x KServe's throughput with p99 ≤ 500 ms; at 1 client, a
+p50 no worse than KServe's.
+
+    .venv/bin/python benchmarks/serve_load.py [--rounds 2] [--seconds 8] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
+import logging
 import math
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -44,69 +44,17 @@ from typing import Any
 import _benchlib
 from _benchlib import REPO_ROOT, display, machine_info, print_table, source_note, source_state, write_results
 
-MODEL = "bench_serve"
-SCENARIOS = {  # name: (rows per request, clients, requests per client)
-    "1 row, 1 client": (1, 1, 300),
-    "1000 rows, 1 client": (1000, 1, 30),
-    "1 row, 200 clients": (1, 200, 5),
-    "1000 rows, 200 clients": (1000, 200, 1),
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+from serve_examples import Example, register_example  # the tests' example registration
+
+KSERVE_PYTHON = REPO_ROOT / ".venv-kserve" / "bin" / "python"
+SCENARIOS = {  # name: (rows per request, clients)
+    "1 row, 1 client": (1, 1),
+    "100 rows, 1 client": (100, 1),
+    "1 row, 50 clients": (1, 50),
+    "100 rows, 50 clients": (100, 50),
 }
-SMOKE_SCENARIOS = {name: (rows, min(clients, 4), 2) for name, (rows, clients, _) in SCENARIOS.items()}
-LIMITED_LOAD = (200, 5)  # clients, requests per client: the extra run at the default --max-in-flight
-BASELINE_LAUNCHER = """
-import importlib.util, sys, uvicorn
-from airflow_bridge.registry.store import ModelRegistry
-spec = importlib.util.spec_from_file_location("baseline_app", sys.argv[1])
-app = sys.modules["baseline_app"] = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)
-holder = app.ModelHolder(ModelRegistry(sys.argv[2]), sys.argv[3], "production", 2.0)
-holder.load_initial()
-uvicorn.run(app.create_app(holder), host="127.0.0.1", port=int(sys.argv[4]), log_level="info")
-"""
-
-
-def _setup(folder: Path) -> tuple[str, Any, list[dict[str, Any]]]:
-    """(registry URL, fitted model, held-out rows as JSON-ready dicts) of the benchmark's one version."""
-    import pandas as pd
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    from airflow_bridge.artifacts import ArtifactStore, dump_model
-    from airflow_bridge.governance.policy import Policy
-    from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
-    from airflow_bridge.registry.records import binding_for
-
-    table = pd.read_csv(REPO_ROOT / "dag_specs" / "data" / "breast_cancer.csv")
-    features = table.drop(columns="malignant")
-    # The unscaled columns need ~5000 solver iterations (~5 s) to converge; a smoke run only needs a fitted model.
-    fit = LogisticRegression(max_iter=50 if _benchlib.SMOKE else 5000)
-    with warnings.catch_warnings():
-        if _benchlib.SMOKE:
-            warnings.simplefilter("ignore", ConvergenceWarning)
-        model = fit.fit(features.iloc[:400], table["malignant"].iloc[:400])
-    features = features.iloc[400:]
-    url = f"sqlite:///{folder / 'registry.db'}"
-    registry = ModelRegistry(url)
-    ref = ArtifactStore(f"file://{folder / 'artifacts'}").put(dump_model(model), f"models/{MODEL}", ".joblib")
-    policy = Policy.model_validate(
-        {"apiVersion": "airflow-bridge/v1", "kind": "Policy", "teams": {"bench": {"approval_required_for": []}}}
-    )
-    registry.register_version(
-        MODEL,
-        ref,
-        estimator="sklearn.linear_model.LogisticRegression",
-        task_kind="classification",
-        data={"features": [str(c) for c in features.columns], "target": "malignant"},
-        run=RunRef("serve_load", "run1", "register"),
-        actor="bench",
-        card=ModelCard(owner="bench", team="bench"),
-        policy=binding_for(policy, "specs/_policy.yaml"),
-    )
-    registry.deploy(MODEL, 1, alias="production", target="local", actor="bench")
-    rows = [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        for row in features.to_dict(orient="records")
-    ]
-    return url, model, rows
+SIDES = ("bridge", "kserve")
 
 
 def _free_port() -> int:
@@ -115,42 +63,45 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start(kind: str, url: str, folder: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+def _kserve_available() -> bool:
+    return (REPO_ROOT / ".venv-kserve" / "installed").exists()
+
+
+def _start(side: str, example: Example, folder: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
-    if kind == "baseline":
-        cmd = [sys.executable, "-c", BASELINE_LAUNCHER, str(folder / "baseline_app.py"), url, MODEL, str(port)]
+    if side == "bridge":
+        cmd = [sys.executable, "-m", "airflow_bridge.cli.main", "serve", example.model]
+        cmd += ["--registry-url", example.registry_url, "--port", str(port), *extra]  # defaults: access log on
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     else:
-        cmd = [sys.executable, "-m", "airflow_bridge.cli.main", "serve", MODEL, "--registry-url", url]
-        cmd += ["--port", str(port), *extra]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        cmd = [str(KSERVE_PYTHON), str(REPO_ROOT / "tests" / "kserve_predictor.py"), str(port)]
+        cmd += [f"{example.model}={example.artifact_path}"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHON"))}
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=folder)
-    deadline = time.monotonic() + 60
+    ready = f"GET /v1/models/{example.model} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n".encode()
+    probe = b"GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n" if side == "bridge" else ready
+    deadline = time.monotonic() + 90
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                sock.sendall(probe)
                 if sock.recv(64).startswith(b"HTTP/1.1 200"):
                     return server, port
         except OSError:
             pass
         if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the {kind} server did not start")
+            server.kill()
+            raise RuntimeError(f"the {side} server did not start")
         time.sleep(0.2)
 
 
 def _stop(server: subprocess.Popen[bytes]) -> None:
     server.terminate()
-    server.wait(timeout=20)
-
-
-def _memory(pid: int) -> dict[str, float]:
-    """``VmRSS`` and ``VmHWM`` (peak) of ``pid`` in MiB."""
-    found: dict[str, float] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            found[key] = int(value.split()[0]) / 1024
-    return found
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=10)
 
 
 def _request(path: str, body: bytes) -> bytes:
@@ -171,11 +122,14 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return int(lines[0].split()[1]), headers.get("connection", "").lower() == "close"
 
 
-async def _client(port: int, request: bytes, count: int, latencies: list[float], statuses: Counter[int]) -> None:
+async def _client(port: int, request: bytes, until: float, latencies: list[float], statuses: Counter[int]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    for _ in range(count):
+    while time.perf_counter() < until:
         start = time.perf_counter()
-        status, closing = await _exchange(reader, writer, request)
+        try:
+            status, closing = await _exchange(reader, writer, request)
+        except (OSError, asyncio.IncompleteReadError):
+            status, closing = 0, True
         latencies.append(time.perf_counter() - start)
         statuses[status] += 1
         if closing:
@@ -184,29 +138,32 @@ async def _client(port: int, request: bytes, count: int, latencies: list[float],
     writer.close()
 
 
-async def _health_poll(port: int, stop: asyncio.Event, latencies: list[float]) -> None:
-    while not stop.is_set():
-        start = time.perf_counter()
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        await _exchange(reader, writer, b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n")
-        latencies.append(time.perf_counter() - start)
-        writer.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.1)
-
-
-async def _load(port: int, request: bytes, clients: int, per_client: int) -> dict[str, Any]:
+async def _load(port: int, request: bytes, clients: int, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
-    health: list[float] = []
     statuses: Counter[int] = Counter()
-    stop = asyncio.Event()
-    poller = asyncio.create_task(_health_poll(port, stop, health))
     start = time.perf_counter()
-    await asyncio.gather(*(_client(port, request, per_client, latencies, statuses) for _ in range(clients)))
+    await asyncio.gather(*(_client(port, request, start + seconds, latencies, statuses) for _ in range(clients)))
     wall = time.perf_counter() - start
-    stop.set()
-    await poller
-    return {"latencies": latencies, "health": health, "statuses": dict(statuses), "wall_s": wall}
+    return {"latencies": latencies, "statuses": dict(statuses), "wall_s": wall}
+
+
+def _batches(port: int) -> tuple[float, float]:
+    """(requests, predict calls) so far, from the bridge server's /metrics (all workers)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    text = b"".join(chunks).split(b"\r\n\r\n", 1)[1].decode()
+    found = {"sum": 0.0, "count": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            for key in found:
+                if sample.name == f"airflow_bridge_serve_batch_requests_{key}":
+                    found[key] += sample.value
+    return found["sum"], found["count"]
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -214,166 +171,127 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def _in_process(model: Any, rows: list[dict[str, Any]], count: int) -> float:
-    """Median seconds of ``model.predict`` on these rows as a DataFrame (the floor: no HTTP, no JSON)."""
-    import pandas as pd
-
-    frame = pd.DataFrame(rows)
-    times = []
-    for _ in range(count):
-        start = time.perf_counter()
-        model.predict(frame)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _figures(run: dict[str, Any]) -> dict[str, Any]:
+    lat = run["latencies"]
+    return {
+        "throughput_rps": len(lat) / run["wall_s"],
+        "p50_ms": _pct(lat, 0.5) * 1000,
+        "p99_ms": _pct(lat, 0.99) * 1000,
+        "requests": len(lat),
+        "statuses": {str(k): v for k, v in run["statuses"].items()},
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument("--baseline-rev", default="8844a26", help="Commit whose serving/app.py is the baseline.")
-    parser.add_argument("--smoke", action="store_true", help="tiny run (few requests, 1 repetition) into a temp folder")
+    parser.add_argument("--rounds", type=int, default=2, help="ABAB rounds (each server started afresh per round)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="load per scenario and server, after warm-up")
+    parser.add_argument("--bridge-args", default="", help="extra `serve` options, e.g. '--workers 1'")
+    parser.add_argument("--only", action="append", choices=list(SCENARIOS), help="run only this scenario (repeatable)")
+    parser.add_argument("--bridge-only", action="store_true", help="leave KServe's server out (quick tuning runs)")
+    parser.add_argument("--smoke", action="store_true", help="tiny run (1 round, short loads) into a temp folder")
     args = parser.parse_args()
+    scenarios = {name: SCENARIOS[name] for name in args.only} if args.only else SCENARIOS
     if args.smoke:
-        global SCENARIOS, LIMITED_LOAD
         _benchlib.smoke_mode()
-        SCENARIOS, LIMITED_LOAD, args.repetitions = SMOKE_SCENARIOS, (4, 1), 1
+        args.rounds, args.seconds = 1, 0.5
+        scenarios = {name: (rows, min(clients, 4)) for name, (rows, clients) in scenarios.items()}
+    sides = SIDES if _kserve_available() and not args.bridge_only else ("bridge",)
+    if not _kserve_available():
+        print("the KServe venv is missing (`make .venv-kserve`): measuring airflow-bridge serve alone")
     started = source_state()
     folder = Path(tempfile.mkdtemp(prefix="airflow-bridge-bench-serve-"))
     try:
-        old = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "show", f"{args.baseline_rev}:airflow_bridge/serving/app.py"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        (folder / "baseline_app.py").write_text(old)
-        url, model, rows = _setup(folder)
-        result = _run(args.repetitions, url, folder, model, rows)
+        logging.getLogger("airflow_bridge").setLevel(logging.WARNING)  # the training action's column report
+        example = register_example("breast_cancer_classifier", folder)
+        rows = json.loads(example.rows.to_json(orient="records"))
+        bodies = {
+            n: json.dumps({"instances": [[rows[i % len(rows)] for i in range(n)]]}).encode()
+            for n in {r for r, _ in scenarios.values()}
+        }
+        path = f"/v1/models/{example.model}:predict"
+        extra = args.bridge_args.split()
+        samples: dict[str, dict[str, list[dict[str, Any]]]] = {s: {k: [] for k in scenarios} for s in sides}
+        for round_ in range(args.rounds):
+            order = sides if round_ % 2 == 0 else sides[::-1]
+            for side in order:
+                server, port = _start(side, example, folder, extra)
+                try:
+                    asyncio.run(_load(port, _request(path, bodies[1]), 4, 0.3 if args.smoke else 1.0))  # warm-up
+                    for name, (n_rows, clients) in scenarios.items():
+                        before = _batches(port) if side == "bridge" else (0.0, 0.0)
+                        run = asyncio.run(_load(port, _request(path, bodies[n_rows]), clients, args.seconds))
+                        figures = _figures(run)
+                        if side == "bridge":
+                            after = _batches(port)
+                            calls = after[1] - before[1]
+                            figures["requests_per_predict"] = (after[0] - before[0]) / calls if calls else None
+                        samples[side][name].append(figures)
+                        per_call = figures.get("requests_per_predict")
+                        print(
+                            f"  round {round_ + 1}/{args.rounds} {side:6} {name:21} "
+                            f"{figures['throughput_rps']:7.1f} req/s  p50 {figures['p50_ms']:7.1f} ms  "
+                            f"p99 {figures['p99_ms']:7.1f} ms  statuses {figures['statuses']}"
+                            + (f"  {per_call:.1f} requests per predict" if per_call else ""),
+                            flush=True,
+                        )
+                finally:
+                    _stop(server)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    result = _summarize(samples, scenarios)
     result.update(
-        repetitions=args.repetitions,
-        baseline=f"airflow_bridge/serving/app.py at {args.baseline_rev} under uvicorn.run defaults",
-        candidate="airflow-bridge serve --max-in-flight 256 (other limits at their defaults)",
+        rounds=args.rounds,
+        seconds_per_scenario=args.seconds,
+        bridge=f"airflow-bridge serve (defaults{', ' + args.bridge_args if args.bridge_args else ''})",
+        kserve="KServe ModelServer, tests/kserve_predictor.py (the sklearn predictor's predict), 1 worker",
         machine=machine_info(),
         source=source_note(started),
     )
-    path = write_results("serve_load", result)
-    print(f"\nwrote {display(path)}")
+    out = write_results("serve_load", result)
+    print(f"\nwrote {display(out)}")
 
 
-def _run(repetitions: int, url: str, folder: Path, model: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    bodies = {n: json.dumps({"instances": [rows[i % len(rows)] for i in range(n)]}).encode() for n in (1, 1000)}
-    sides = {"baseline": [], "candidate": ["--max-in-flight", "256"]}
-    samples: dict[str, dict[str, list[dict[str, Any]]]] = {s: {k: [] for k in SCENARIOS} for s in sides}
-    memory: dict[str, list[dict[str, Any]]] = {s: [] for s in sides}
-    for rep in range(repetitions):
-        order = list(sides) if rep % 2 == 0 else list(sides)[::-1]
-        for side in order:
-            server, port = _start(side, url, folder, sides[side])
-            before = _memory(server.pid)
-            asyncio.run(_load(port, _request("/predict", bodies[1]), 4, 5))  # warm-up, not measured
-            for name, (n_rows, clients, per_client) in SCENARIOS.items():
-                run = asyncio.run(_load(port, _request("/predict", bodies[n_rows]), clients, per_client))
-                samples[side][name].append(run)
-                print(
-                    f"  rep {rep + 1}/{repetitions} {side:9} {name:22} p50 {_pct(run['latencies'], 0.5) * 1000:7.1f} ms"
-                    f"  statuses {run['statuses']}",
-                    flush=True,
+def _summarize(samples: dict[str, dict[str, list[dict[str, Any]]]], scenarios: dict[str, Any]) -> dict[str, Any]:
+    table = []
+    for name in scenarios:
+        for index in range(len(samples["bridge"][name])):
+            row: list[Any] = [name, index + 1]
+            for side in SIDES:
+                if side in samples:
+                    f = samples[side][name][index]
+                    row += [f["throughput_rps"], f["p50_ms"], f["p99_ms"]]
+                else:
+                    row += ["-", "-", "-"]
+            if "kserve" in samples:
+                row.append(
+                    samples["bridge"][name][index]["throughput_rps"] / samples["kserve"][name][index]["throughput_rps"]
                 )
-            memory[side].append({"before": before, "after": _memory(server.pid)})
-            _stop(server)
-    defaults, port = _start("candidate", url, folder, [])
-    limited = asyncio.run(_load(port, _request("/predict", bodies[1]), *LIMITED_LOAD))
-    _stop(defaults)
-    return _summarize(samples, memory, limited, model, rows, bodies)
-
-
-def _summarize(
-    samples: dict[str, dict[str, list[dict[str, Any]]]],
-    memory: dict[str, list[dict[str, Any]]],
-    limited: dict[str, Any],
-    model: Any,
-    rows: list[dict[str, Any]],
-    bodies: dict[int, bytes],
-) -> dict[str, Any]:
-    counts = (2, 2) if _benchlib.SMOKE else (200, 30)
-    floor = {
-        1: _in_process(model, rows[:1], counts[0]),
-        1000: _in_process(model, [rows[i % len(rows)] for i in range(1000)], counts[1]),
-    }
-    table, scenarios = [], {}
-    for name, (n_rows, _, _) in SCENARIOS.items():
-        figures: dict[str, Any] = {}
-        for side in samples:
-            runs = samples[side][name]
-            pooled = [x for run in runs for x in run["latencies"]]
-            health = [x for run in runs for x in run["health"]]
-            statuses: Counter[str] = Counter()
-            for run in runs:
-                statuses.update({str(k): v for k, v in run["statuses"].items()})
-            figures[side] = {
-                "p50_ms": _pct(pooled, 0.5) * 1000,
-                "p99_ms": _pct(pooled, 0.99) * 1000,
-                "requests": len(pooled),
-                "statuses": dict(statuses),
-                "throughput_rps": statistics.median(len(r["latencies"]) / r["wall_s"] for r in runs),
-                "health_p50_ms": _pct(health, 0.5) * 1000 if health else None,
-                "health_max_ms": max(health) * 1000 if health else None,
-                "p50_per_repetition_ms": [_pct(r["latencies"], 0.5) * 1000 for r in runs],
-            }
-        base, cand = figures["baseline"], figures["candidate"]
-        paired = [c / b for c, b in zip(cand["p50_per_repetition_ms"], base["p50_per_repetition_ms"], strict=True)]
-        figures.update(
-            ratio_p50=cand["p50_ms"] / base["p50_ms"],
-            ratio_p99=cand["p99_ms"] / base["p99_ms"],
-            paired_p50_ratios=paired,
-            in_process_predict_ms=floor[n_rows] * 1000,
-            body_bytes=len(bodies[n_rows]),
-        )
-        scenarios[name] = figures
-        table.append(
-            [
-                *(name, base["p50_ms"], cand["p50_ms"], figures["ratio_p50"], base["p99_ms"], cand["p99_ms"]),
-                *(figures["ratio_p99"], base["health_max_ms"], cand["health_max_ms"], floor[n_rows] * 1000),
-            ]
-        )
+            else:
+                row.append("-")
+            table.append(row)
     print()
     print_table(
         [
-            *("scenario", "base p50 ms", "cand p50 ms", "p50 ratio", "base p99 ms", "cand p99 ms", "p99 ratio"),
-            *("base /health max ms", "cand /health max ms", "predict() ms"),
+            *("scenario", "round", "bridge req/s", "bridge p50 ms", "bridge p99 ms"),
+            *("kserve req/s", "kserve p50 ms", "kserve p99 ms", "throughput ratio"),
         ],
         table,
     )
-    rss = {
-        side: {
-            "before_mib": statistics.median(m["before"]["VmRSS"] for m in runs),
-            "after_mib": statistics.median(m["after"]["VmRSS"] for m in runs),
-            "peak_mib": statistics.median(m["after"]["VmHWM"] for m in runs),
+    targets: dict[str, Any] = {}
+    if "kserve" in samples and {"1 row, 50 clients", "1 row, 1 client"} <= set(scenarios):
+        many, one = samples["bridge"]["1 row, 50 clients"], samples["bridge"]["1 row, 1 client"]
+        k_many, k_one = samples["kserve"]["1 row, 50 clients"], samples["kserve"]["1 row, 1 client"]
+        targets = {
+            "50 clients: throughput >= 5x kserve": all(
+                b["throughput_rps"] >= 5 * k["throughput_rps"] for b, k in zip(many, k_many, strict=True)
+            ),
+            "50 clients: p99 <= 500 ms": all(b["p99_ms"] <= 500 for b in many),
+            "1 client: p50 <= kserve's": all(b["p50_ms"] <= k["p50_ms"] for b, k in zip(one, k_one, strict=True)),
         }
-        for side, runs in memory.items()
-    }
-    print()
-    print_table(
-        ["server", "RSS before MiB", "RSS after MiB", "peak MiB"],
-        [[side, r["before_mib"], r["after_mib"], r["peak_mib"]] for side, r in rss.items()],
-    )
-    busy = limited["statuses"]
-    print(
-        f"\ncandidate at default --max-in-flight 64, {LIMITED_LOAD[0]} clients x {LIMITED_LOAD[1]} one-row requests: "
-        f"statuses {busy}, "
-        f"p50 {_pct(limited['latencies'], 0.5) * 1000:.1f} ms, /health max {max(limited['health']) * 1000:.1f} ms"
-    )
-    return {
-        "scenarios": scenarios,
-        "rss": rss,
-        "default_limit_200_clients": {
-            "statuses": busy,
-            "p50_ms": _pct(limited["latencies"], 0.5) * 1000,
-            "health_max_ms": max(limited["health"]) * 1000,
-        },
-    }
+        for target, met in targets.items():
+            print(f"{target}: {'met in every round' if met else 'NOT met in every round'}")
+    return {"scenarios": samples, "targets": targets}
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from airflow_bridge.actions.moves import MoveRequest
 from airflow_bridge.artifacts import ArtifactStore
 from airflow_bridge.exceptions import DeploymentError, PolicyViolationError
 from airflow_bridge.governance.policy import Policy
-from airflow_bridge.kserve.service import build_inference_service, readiness, service_name
+from airflow_bridge.kserve.service import build_inference_service, merge_patch, readiness, service_name, snapshot
 from airflow_bridge.kserve.tiers import serving_tiers
 from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
 from airflow_bridge.registry.events import AuditAction
@@ -275,6 +275,43 @@ def test_objects_for_create_canary_promote_and_rollback_follow_policy_and_regist
     assert canary["spec"]["predictor"]["canaryTrafficPercent"] == 10
     assert "canaryTrafficPercent" not in promoted["spec"]["predictor"]
     assert canary["metadata"]["labels"]["airflow-bridge/version"] == "2"
+
+
+def test_the_serving_tier_sets_kserves_batcher_and_container_concurrency(crd: Any) -> None:
+    batched = {"batcher": {"max_batch_size": 64, "max_latency_ms": 20}, "container_concurrency": 8}
+    doc = copy.deepcopy(POLICY_DOC)
+    doc["serving_tiers"]["cpu-small"].update(batched)
+    common: dict[str, Any] = {"model": "churn", "alias": "production", "tier_name": "cpu-small", "version": 1}
+    common.update(registry="sqlite:///registry.db", storage_uri="s3://b/models/churn/1.joblib", sha256="a" * 64)
+    obj = build_inference_service(tier=serving_tiers(Policy.model_validate(doc))["cpu-small"], **common)
+    assert_valid(crd, obj)
+    predictor = obj["spec"]["predictor"]
+    assert predictor["batcher"] == {"maxBatchSize": 64, "maxLatency": 20}
+    assert predictor["containerConcurrency"] == 8
+
+    plain = build_inference_service(tier=serving_tiers(POLICY)["cpu-small"], **common)
+    assert "batcher" not in plain["spec"]["predictor"] and "containerConcurrency" not in plain["spec"]["predictor"]
+    patch = merge_patch(plain)["spec"]["predictor"]  # a tier that drops them removes them from the live object
+    assert patch["batcher"] is None and patch["containerConcurrency"] is None
+    assert snapshot(obj)["spec"]["predictor"]["batcher"] == {"maxBatchSize": 64, "maxLatency": 20}
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"batcher": {"max_batch_size": 0}}, "max_batch_size"),
+        ({"batcher": {"max_latency_ms": -5}}, "max_latency_ms"),
+        ({"batcher": {"max_wait": 5}}, "max_wait"),
+        ({"container_concurrency": -1}, "container_concurrency"),
+    ],
+)
+def test_bad_batcher_settings_are_refused(setting: dict[str, Any], message: str) -> None:
+    from pydantic import ValidationError
+
+    doc = copy.deepcopy(POLICY_DOC)
+    doc["serving_tiers"]["cpu-small"].update(setting)
+    with pytest.raises(ValidationError, match=message):
+        Policy.model_validate(doc)
 
 
 def test_deploy_applies_only_after_approval_and_records_the_url(

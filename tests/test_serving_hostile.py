@@ -34,9 +34,10 @@ TOKEN = "test-token-0123456789abcdef"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 JSON = {**AUTH, "content-type": "application/json"}
 LIMITS = ["--max-body-bytes", "4194304", "--max-rows", "1000", "--read-timeout", "2", "--max-in-flight", "4"]
+# Limits are per process: one worker, so the in-flight limit is the server's (--workers: test_serve_workers.py).
 OK_ROW = {"x1": 4, "x2": 0}
 MAX_ERROR = 2048
-SERVE = [sys.executable, "-m", "airflow_bridge.cli.main", "serve", "doubler"]
+SERVE = [sys.executable, "-m", "airflow_bridge.cli.main", "serve", "doubler", "--workers", "1"]
 
 
 def _serve(url: str, *options: str, env: dict[str, str] | None = None) -> tuple[str, int, subprocess.Popen[str]]:

@@ -96,8 +96,41 @@ def serve(
     ] = 512,
     keep_alive: Annotated[int, typer.Option(min=1, help="Seconds an idle keep-alive connection stays open.")] = 5,
     predict_threads: Annotated[
-        int, typer.Option(min=1, help="Threads that parse requests and run the model (the event loop stays free).")
+        int,
+        typer.Option(
+            min=1,
+            help="Threads per worker that read large requests and write large answers (and predict, with "
+            "--max-batch-size 1); the event loop stays free.",
+        ),
     ] = 4,
+    max_batch_size: Annotated[
+        int,
+        typer.Option(
+            callback=lambda value: _batch_option(value, None),
+            help="Most rows answered by one predict call: concurrent requests are batched up to this; 1 turns "
+            "batching off.",
+        ),
+    ] = 1024,
+    max_batch_wait_ms: Annotated[
+        float,
+        typer.Option(
+            callback=lambda value: _batch_option(None, value),
+            help="Longest a request waits for others to join its batch, in milliseconds (only while others "
+            "are arriving or the load is steady; a lone client never waits).",
+        ),
+    ] = 10.0,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            callback=_workers_option,
+            help="Server processes on the one port, each loading and verifying the model; default: half the CPUs, at "
+            "least 1.",
+            show_default=False,
+        ),
+    ] = None,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="One JSON line per request on stderr.")
+    ] = True,
     token_conn_id: Annotated[
         str | None,
         typer.Option(
@@ -109,17 +142,21 @@ def serve(
     home: home_option = None,
     registry: registry_option = None,
 ) -> None:
-    """Serve predictions of MODEL@ALIAS over HTTP (/predict, /health, /metadata); checksum verified.
+    """Serve predictions of MODEL@ALIAS over HTTP (/predict, /health, /metadata, /metrics); checksum verified.
 
-    Exit code 1, with one line on stderr, when the registry, the artifact or the token cannot be read.
+    Concurrent requests are answered in batches (--max-batch-size, --max-batch-wait-ms); --workers
+    processes share the port (docs/serving.md). Exit code 1, with one line on stderr, when the registry,
+    the artifact or the token cannot be read.
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from airflow_bridge.cli.common import fail, open_cli_registry
+    from airflow_bridge.cli.common import fail, open_cli_registry, registry_url
     from airflow_bridge.exceptions import BridgeError
-    from airflow_bridge.serving.app import ModelHolder, create_app
+    from airflow_bridge.serving.app import ModelHolder
     from airflow_bridge.serving.auth import serve_token
-    from airflow_bridge.serving.limits import ServeLimits, guarded_protocol
+    from airflow_bridge.serving.batching import BatchSettings
+    from airflow_bridge.serving.limits import ServeLimits
+    from airflow_bridge.serving.workers import ServeConfig, default_workers, run_server, supervise
 
     limits = ServeLimits(
         max_body_bytes=max_body_bytes,
@@ -130,29 +167,48 @@ def serve(
         keep_alive=keep_alive,
         predict_threads=predict_threads,
     )
+    processes = workers if workers is not None else default_workers()
     try:
+        batching = BatchSettings(max_batch_size, max_batch_wait_ms)
         token = serve_token(token_conn_id)
+        url = registry_url(registry, home)
         holder = ModelHolder(open_cli_registry(registry, home), model, alias, refresh_seconds)
-        loaded = holder.load_initial()
+        loaded = holder.load_initial()  # checked here, so a bad alias or artifact fails before any worker starts
     except (BridgeError, OSError, SQLAlchemyError) as exc:  # OSError: an unreachable object store
         message = " ".join(str(exc).split()) or type(exc).__name__
         raise fail(f"cannot serve {model}@{alias}: {message}") from None
-    import uvicorn
-
+    config = ServeConfig(url, model, alias, host, port, refresh_seconds, limits, batching, token, access_log)
+    batches = f"batches of up to {max_batch_size} rows" if batching.enabled else "no batching"
     console.print(
         f"serving [bold]{model}[/] v{loaded.version.version} (alias {alias}, sha256 "
-        f"{loaded.version.artifact.sha256[:12]}…) on http://{host}:{port}"
-        + (" (bearer token required)" if token else "")
+        f"{loaded.version.artifact.sha256[:12]}…) on http://{host}:{port}, {processes} worker"
+        f"{'s' if processes > 1 else ''}, {batches}" + (" (bearer token required)" if token else "")
     )
-    uvicorn.run(
-        create_app(holder, limits, token),
-        host=host,
-        port=port,
-        log_level="info",
-        http=guarded_protocol(limits),
-        limit_concurrency=limits.max_connections,
-        timeout_keep_alive=limits.keep_alive,
-    )
+    if processes == 1:
+        run_server(config, holder)
+        return
+    del holder, loaded  # each worker loads and verifies its own copy
+    try:
+        supervise(config, processes)
+    except OSError as exc:  # the port is taken
+        raise fail(f"cannot serve {model}@{alias} on {host}:{port}: {exc}") from None
+
+
+def _batch_option(size: int | None, wait: float | None) -> int | float | None:
+    """Refuse a batch size below 1 or a wait outside 0..60000 ms at parse time, with BatchSettings' words."""
+    from airflow_bridge.serving.batching import BatchSettings, BatchSettingsError
+
+    try:
+        BatchSettings(**({"max_batch_size": size} if size is not None else {"max_wait_ms": wait}))
+    except BatchSettingsError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return size if size is not None else wait
+
+
+def _workers_option(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise typer.BadParameter(f"at least 1 server process is needed; got {value} (default: half the CPUs)")
+    return value
 
 
 def main() -> None:

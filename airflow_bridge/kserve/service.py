@@ -2,7 +2,8 @@
 
 One InferenceService serves one ``model@alias``; its name is derived from both, so every deploy,
 promotion and rollback of that alias updates the same object. Each version is served by KServe's
-sklearn predictor with ``storageUri`` = the registered artifact and the serving tier's image.
+sklearn predictor with ``storageUri`` = the registered artifact and the serving tier's image; the tier's
+``batcher`` and ``container_concurrency`` become the predictor's ``batcher`` and ``containerConcurrency``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ NAME_MAX = 45
 those must stay DNS labels (63 characters), so the InferenceService name is kept shorter than 63."""
 PREFIX = "airflow-bridge"
 MANAGED_BY = {"app.kubernetes.io/managed-by": PREFIX}
-_PREDICTOR_KEYS = ("minReplicas", "maxReplicas", "serviceAccountName", "canaryTrafficPercent")
+_PREDICTOR_KEYS = (
+    "minReplicas",
+    "maxReplicas",
+    "serviceAccountName",
+    "canaryTrafficPercent",
+    "batcher",
+    "containerConcurrency",
+)
 _SKLEARN_KEYS = ("storageUri", "image", "resources")
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 FAILED_TRANSITIONS = ("BlockedByFailedLoad", "InvalidSpec")
@@ -70,6 +78,10 @@ def build_inference_service(
         predictor["serviceAccountName"] = tier.service_account
     if canary_traffic_percent is not None:
         predictor["canaryTrafficPercent"] = canary_traffic_percent
+    if tier.batcher is not None:
+        predictor["batcher"] = {"maxBatchSize": tier.batcher.max_batch_size, "maxLatency": tier.batcher.max_latency_ms}
+    if tier.container_concurrency is not None:
+        predictor["containerConcurrency"] = tier.container_concurrency
     labels = dict(MANAGED_BY)
     for key, value in (("model", model), ("alias", alias), ("version", str(version))):
         if _LABEL_VALUE.match(value):

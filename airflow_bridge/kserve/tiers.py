@@ -21,6 +21,21 @@ QUANTITY = (
 )
 
 
+class KServeBatcher(BaseModel):
+    """KServe's batcher (the model agent sidecar): concurrent v1 requests gathered into one predict call.
+
+    It counts *instances*: send one row per instance (``{"instances": [[row]]}``, docs/kserve.md), since
+    it splits the answer back one prediction per instance.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    max_batch_size: int = Field(default=32, ge=1, le=10_000, description="Instances in one predict call.")
+    max_latency_ms: int = Field(
+        default=50, ge=1, le=60_000, description="Longest the first request of a batch waits for others (ms)."
+    )
+
+
 class ServingTier(BaseModel):
     """Where and how a model is served by KServe (``deployment: {target: kserve, serving: <tier>}``).
 
@@ -47,6 +62,16 @@ class ServingTier(BaseModel):
     min_replicas: int = Field(default=1, ge=0, description="0 lets KServe scale to zero (serverless mode).")
     max_replicas: int = Field(default=1, ge=1)
     readiness_timeout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    batcher: KServeBatcher | None = Field(
+        default=None,
+        description="KServe's batcher for the predictor ({max_batch_size, max_latency_ms}); none: no batching.",
+    )
+    container_concurrency: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="Requests one predictor container handles at once (Knative's hard limit; 0: unlimited).",
+    )
 
     @field_validator("requests", "limits")
     @classmethod

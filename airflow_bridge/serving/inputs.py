@@ -63,15 +63,21 @@ def parse_body(body: bytes, content_type: str | None) -> Any:
 
 
 def read_instances(document: Any, features: list[str], max_rows: int) -> Any:
-    """The instances of a ``{"instances": [...]}`` document as a pandas DataFrame, in request order.
+    """The instances of a ``{"instances": [...]}`` document as a pandas DataFrame (:func:`read_columns`)."""
+    import pandas as pd
+
+    return pd.DataFrame(read_columns(document, features, max_rows))
+
+
+def read_columns(document: Any, features: list[str], max_rows: int) -> dict[str, list[Any]]:
+    """The instances of a ``{"instances": [...]}`` document as checked columns ``{name: [values]}``, in
+    request order (a table the batcher can join to others' before pandas sees it).
 
     Each instance is a row ``{column: value}``, a KServe v1 list of rows, or KServe v1 columns
     ``{column: [values]}``. Only the model's ``features`` are kept (all columns when it has none
     recorded); a feature absent from every row is left out, for the caller to name. Values are checked
     a column at a time (C-level passes), and one by one only to name the first bad one.
     """
-    import pandas as pd
-
     if not isinstance(document, dict) or "instances" not in document:
         raise InputError(422, 'expected an object {"instances": [...]}; got ' + _kind(document))
     instances = document["instances"]
@@ -90,7 +96,7 @@ def read_instances(document: Any, features: list[str], max_rows: int) -> Any:
     if whole is not None:  # the usual request: plain rows, each with every column (transposed in C)
         for name, complete in whole.items():
             _check_column(complete, name, blocks)
-        return pd.DataFrame(whole)
+        return whole
     columns = {}
     for name in names:
         values: list[Any] = []
@@ -100,7 +106,7 @@ def read_instances(document: Any, features: list[str], max_rows: int) -> Any:
         if present:
             _check_column(values, name, blocks)
             columns[name] = values
-    return pd.DataFrame(columns)
+    return columns
 
 
 PROBABILITIES = "probabilities"

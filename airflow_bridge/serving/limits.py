@@ -49,6 +49,7 @@ class ServeLimits:
     """Uvicorn's ``limit_concurrency``: beyond this many open connections every request gets 503."""
     keep_alive: int = 5
     predict_threads: int = 4
+    """Threads that read bodies over 16 KiB and write answers of over 200 rows (and predict when batching is off)."""
     max_header_bytes: int = 64 * 1024
 
 
