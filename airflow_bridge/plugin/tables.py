@@ -72,7 +72,7 @@ class Paging:
             ("Last »", self.pages, self.page < self.pages),
         ]
         shown = " ".join(
-            f'<a class="button" href="{url(n)}">{label}</a>' if ok else f"<span class='muted'>{label}</span>"
+            f'<a class="button" href="{escape(url(n))}">{label}</a>' if ok else f"<span class='muted'>{label}</span>"
             for label, n, ok in links
         )
         return (
@@ -92,8 +92,8 @@ class Sort:
         """A sortable column header: a link that sorts by ``key`` (toggling the direction when already sorted)."""
         if key == self.key:
             arrow = " ▼" if self.descending else " ▲"
-            return f'<a class="sorted" href="{url(key, not self.descending)}">{escape(label)}{arrow}</a>'
-        return f'<a href="{url(key, default_desc)}">{escape(label)}</a>'
+            return f'<a class="sorted" href="{escape(url(key, not self.descending))}">{escape(label)}{arrow}</a>'
+        return f'<a href="{escape(url(key, default_desc))}">{escape(label)}</a>'
 
 
 @dataclass(frozen=True)
