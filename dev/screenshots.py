@@ -229,6 +229,12 @@ class Browser:
         self.send("Network.clearBrowserCookies")
         self.send("Network.setCookie", name="_token", value=token, url=URL + "/", path="/")
 
+    def colour_mode(self, mode: str) -> None:
+        """Airflow's colour mode for the next pages: the UI (and the Models page) read localStorage 'theme'."""
+        self.send("Page.navigate", url=URL + "/api/v2/version")
+        time.sleep(1)
+        self.evaluate(f"localStorage.setItem('theme', {json.dumps(mode)})")
+
     def shoot(
         self,
         name: str,
@@ -351,10 +357,15 @@ def scenario() -> None:
             ),
         )
         b.as_user(alice)
-        b.shoot("models", "/plugin/airflow-bridge-models", [MODEL, "production"])
-        b.shoot("model", f"/airflow-bridge/models/{MODEL}", [MODEL, "production", "Fate", "rejected by erin"])
-        b.shoot("model-report", f"/airflow-bridge/models/{MODEL}/versions/1/report", [MODEL])
-        b.shoot("compare", f"/airflow-bridge/models/{MODEL}/compare?v=production&v=3", ["v2 (production)", "gate "])
+        model_page = f"/airflow-bridge/models/{MODEL}"
+        for mode, suffix in (("light", ""), ("dark", "-dark")):
+            b.colour_mode(mode)
+            b.shoot(f"models{suffix}", "/plugin/airflow-bridge-models", [MODEL, "production", "Pending approvals"])
+            b.shoot(f"model{suffix}", model_page, [MODEL, "production", "Status", "rejected by erin", "roc_auc"])
+        b.colour_mode("light")
+        b.shoot("model-confirm", f"{model_page}/promote?version=3&alias=production", ["production: v2 → v3"])
+        b.shoot("model-report", f"{model_page}/versions/1/report", [MODEL])
+        b.shoot("compare", f"{model_page}/compare?v=production&v=3", ["v2 (production)", "gate "])
 
 
 def main(argv: list[str]) -> int:

@@ -66,6 +66,9 @@ def test_versions_are_paged_and_sorted_in_sql(client: TestClient, registry: Mode
     assert version_order(worst) == ["v7", "v3"]
     assert version_order(client.get("/models/cancer", params={"sort": "version", "desc": 0}).text)[:2] == ["v1", "v2"]
     assert version_order(client.get("/models/cancer", params={"sort": "nonsense"}).text)[0] == "v7"  # the default
+    # a task's "Model version" link (#v2): the page that holds v2, whatever page or order was asked
+    around = client.get("/models/cancer", params={"around": 2, "per_page": 3, "page": 1, "sort": "created"}).text
+    assert version_order(around) == ["v4", "v3", "v2"] and "(page 2 of 3)" in around
     assert client.get("/models/cancer", params={"per_page": 0}).status_code == 422
     assert client.get("/models/cancer", params={"per_page": 10_000}).status_code == 422
 

@@ -115,10 +115,11 @@ def create_app() -> FastAPI:
         desc: bool = True,
         page: Annotated[int, Query(ge=1)] = 1,
         per_page: Annotated[int, Query(ge=1, le=tables.MAX_PER_PAGE)] = tables.PER_PAGE,
+        around: Annotated[int | None, Query(ge=1)] = None,
     ) -> str:
         store = registry()
         notice = _moved_notice(store, name, moved) if moved else ""
-        return _model_page(request, store, name, notice, views.VersionsQuery(page, per_page, sort, desc))
+        return _model_page(request, store, name, notice, views.VersionsQuery(page, per_page, sort, desc, around))
 
     @app.get("/models/{name}/compare", response_class=HTMLResponse)
     def compare(request: Request, name: str, user: Reader, v: Annotated[list[str], Query()]) -> str:

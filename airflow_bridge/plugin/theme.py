@@ -161,11 +161,15 @@ if(p&&window.MutationObserver)new MutationObserver(apply).observe(p,{attributes:
 addEventListener('storage',apply);if(q.addEventListener)q.addEventListener('change',apply)})();"""
 """Before the first paint: the UI's colour mode (its ``<html>`` class, else localStorage ``theme``, else the OS)."""
 
-PAGE_JS = """document.addEventListener('change',function(e){
+PAGE_JS = """(function(){var m=/^#v(\\d+)$/.exec(location.hash);
+if(m&&!document.getElementById('v'+m[1])&&document.querySelector('[data-compare]')&&!/[?&]around=/.test(location.search))
+location.replace(location.pathname+'?around='+m[1]+location.hash)})();
+document.addEventListener('change',function(e){
 var f=e.target.form;if(!f||!f.hasAttribute('data-compare'))return;
 var n=f.querySelectorAll('input[name=v]:checked').length,b=f.querySelector('button[data-compare-button]');
 if(b){b.disabled=n<2;b.textContent=n<2?'Compare (select two or more)':'Compare '+n+' versions'}});"""
-"""Small progressive enhancement: the compare button says how many versions are ticked (the form works without)."""
+"""Small progressive enhancements: a link to ``#vN`` of a version on another page opens that page (``?around=N``);
+the compare button says how many versions are ticked (the form works without)."""
 
 
 def page(title: str, body: str, *, root: str, crumbs: str = "") -> str:

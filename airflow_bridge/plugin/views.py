@@ -33,6 +33,8 @@ class VersionsQuery:
     per_page: int = tables.PER_PAGE
     sort: str = "version"
     desc: bool = True
+    around: int | None = None
+    """Show the page (newest first) that holds this version: task links point at ``#vN``."""
 
     def params(self) -> dict[str, Any]:
         return {"page": self.page, "per_page": self.per_page, "sort": self.sort, "desc": int(self.desc)}
@@ -52,7 +54,12 @@ def model_page(
     with store.reading(f"read the Models page of '{name}'") as conn:
         record = queries.get_model(conn, name)
         total = queries.count_versions(conn, name)
-        paging = Paging.of(asked.page, asked.per_page, total)
+        number = asked.page
+        if asked.around is not None:  # newest first, on the page that holds v<around>
+            newer = queries.count_versions(conn, name, newer_than=asked.around)
+            sort_key, metric, asked = "version", "", VersionsQuery(1, asked.per_page)
+            number = newer // max(1, min(asked.per_page, tables.MAX_PER_PAGE)) + 1
+        paging = Paging.of(number, asked.per_page, total)
         versions = queries.versions_page(
             conn,
             name,

@@ -232,10 +232,15 @@ FATE_ACTIONS = (
 """The audit actions a version's fate depends on (``report.fate.fates_from``): not registrations."""
 
 
-def count_versions(conn: Connection, model: str, *, include_deleted: bool = False) -> int:
-    """How many versions ``model`` has (NotFoundError for an unknown model)."""
+def count_versions(
+    conn: Connection, model: str, *, include_deleted: bool = False, newer_than: int | None = None
+) -> int:
+    """How many versions ``model`` has (NotFoundError for an unknown model); with ``newer_than``, only those
+    with a higher number (where a version falls in the newest-first pages)."""
     model_id = _model_id(conn, model)
     query = sa.select(sa.func.count()).select_from(model_versions).where(model_versions.c.model_id == model_id)
+    if newer_than is not None:
+        query = query.where(model_versions.c.version > newer_than)
     if not include_deleted:
         query = query.where(model_versions.c.deleted_at.is_(None))
     return int(conn.execute(query).scalar_one())
