@@ -122,7 +122,8 @@ def test_the_page_shows_models_versions_aliases_approvals_and_the_audit_verdict(
     index = client.get("/models/")
     assert index.status_code == 200, index.text
     assert 'href="/models/cancer"' in index.text
-    assert "Audit trail intact" in index.text
+    assert "Verify the hash chains" in client.get("/audit").text  # on demand: it reads every event
+    assert "Audit trail intact" in client.get("/audit", params={"verify": 1}).text
     assert "production → v1" in index.text
     assert "answer in Required Actions" in index.text and "/required_actions" in index.text
 

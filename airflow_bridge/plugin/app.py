@@ -172,11 +172,13 @@ def create_app() -> FastAPI:
     def audit_trail(
         request: Request,
         user: Reader,
+        *,
         model: str | None = None,
         page: Annotated[int, Query(ge=1)] = 1,
         per_page: Annotated[int, Query(ge=1, le=tables.MAX_PER_PAGE)] = tables.PER_PAGE,
+        verify: bool = False,
     ) -> str:
-        return views.audit_page(registry(), _root(request), model or None, page, per_page)
+        return views.audit_page(registry(), _root(request), model or None, page, per_page, verify=verify)
 
     @app.get("/models/{name}/promote", response_class=HTMLResponse)
     def confirm_promote(

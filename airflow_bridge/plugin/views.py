@@ -218,8 +218,7 @@ def index_page(store: ModelRegistry, root: str, airflow: str, asked: IndexQuery)
         + "</form>"
     )
     body = (
-        pages.verdict(store.verify_audit())
-        + filters
+        filters
         + pages.models_table(root, found, order, sort_url)
         + paging.html(lambda n: base + query(params, page=n), "models")
         + "<h2>Pending approvals</h2>"
@@ -228,8 +227,11 @@ def index_page(store: ModelRegistry, root: str, airflow: str, asked: IndexQuery)
     return pages.page("Models", body, root=root, crumbs=f'Models · <a href="{root}/audit">Audit trail</a>')
 
 
-def audit_page(store: ModelRegistry, root: str, model: str | None, page: int, per_page: int) -> str:
-    """The audit trail (of one model, or all), newest first and paged, with the verdict of the hash chains."""
+def audit_page(
+    store: ModelRegistry, root: str, model: str | None, page: int, per_page: int, *, verify: bool = False
+) -> str:
+    """The audit trail (of one model, or all), newest first and paged; with ``verify``, the verdict of the
+    hash chains (``verify_audit()`` reads every event of the registry, so it runs when asked, not on every view)."""
     with store.reading("read the audit trail") as conn:
         if model:
             queries.get_model(conn, model)
@@ -238,11 +240,16 @@ def audit_page(store: ModelRegistry, root: str, model: str | None, page: int, pe
         events, _ = queries.events_page(conn, model=model, offset=paging.offset, limit=paging.per_page)
     params = {"model": model, "page": paging.page, "per_page": paging.per_page}
     title = f"Audit trail of {model}" if model else "Audit trail"
-    body = (
+    check = (
         pages.verdict(store.verify_audit())
-        + paging.html(lambda n: f"{root}/audit" + query(params, page=n), "events")
-        + pages.audit_table(events)
+        if verify
+        else f'<form class="bar" method="get" action="{root}/audit">'
+        + (f'<input type="hidden" name="model" value="{escape(model)}">' if model else "")
+        + '<input type="hidden" name="verify" value="1"><button class="primary">Verify the hash chains</button>'
+        "<span class='muted small'>Recomputes every event's hash and signature in the registry "
+        "(<code>airflow-bridge audit verify</code> does the same).</span></form>"
     )
+    body = check + paging.html(lambda n: f"{root}/audit" + query(params, page=n), "events") + pages.audit_table(events)
     crumbs = f'<a href="{root}/models/">Models</a>' + (
         f' &rsaquo; <a href="{root}/models/{quote(model)}">{escape(model)}</a>' if model else ""
     )
