@@ -89,12 +89,18 @@ def confirm_page(root: str, planned: PlannedMove) -> str:
     else:
         hidden["to"] = planned.to_version
     fields = "".join(f'<input type="hidden" name="{k}" value="{escape(str(v))}">' for k, v in hidden.items())
+    compare = (
+        f' <a href="{base}/compare?v={planned.from_version}&amp;v={planned.to_version}">Compare '
+        f"v{planned.from_version} with v{planned.to_version}</a> first."
+        if planned.from_version is not None
+        else ""
+    )
     body = (
-        "<div class='card'>"
+        "<div class='card narrow'>"
         f"<p class='move' data-move>{escape(planned.statement)}</p>"
         f"<p>v{planned.to_version} goes live as <strong>{escape(planned.alias)}</strong> of "
         f"{escape(planned.model)}. {escape(replaces)} The team policy still decides (a protected alias needs an "
-        "approval); a refusal is shown with its reason and nothing moves.</p>"
+        f"approval); a refusal is shown with its reason and nothing moves.{compare}</p>"
         f'<form method="post" action="{base}/{planned.action}" class="bar">{fields}'
         '<input name="reason" size="50" required placeholder="Why (recorded in the audit trail)" aria-label="reason">'
         f'<button class="{"primary" if planned.action == "promote" else "danger"}">Confirm: '

@@ -71,6 +71,8 @@ class Paging:
             ("Next &rsaquo;", self.page + 1, self.page < self.pages),
             ("Last »", self.pages, self.page < self.pages),
         ]
+        if self.pages == 1:
+            return f'<div class="pager"><span>{self.total:,} {noun}</span></div>'
         shown = " ".join(
             f'<a class="button" href="{escape(url(n))}">{label}</a>' if ok else f"<span class='muted'>{label}</span>"
             for label, n, ok in links
@@ -105,7 +107,7 @@ class Link:
 
     def html(self) -> str:
         target = ' target="_top"' if self.top else ""
-        return f'<a href="{escape(self.href)}"{target}>{escape(self.label)}</a>'
+        return f'<a class="nowrap" href="{escape(self.href)}"{target}>{escape(self.label)}</a>'
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,14 @@ def _run_links(v: ModelVersion, airflow: str) -> list[Link]:
     return links
 
 
+def gate_metrics(rows: Sequence[VersionRow]) -> list[str]:
+    """The metrics the versions' gates judge, in gate order (what the page charts)."""
+    names: list[str] = []
+    for row in rows:
+        names += [g.name for g in row.gates if g.kind == "metric" and g.name not in names]
+    return names
+
+
 def metric_columns(rows: Sequence[VersionRow], limit: int = 6) -> list[str]:
     """The metric columns of a page: gate metrics first (in gate order), then the others, at most ``limit``."""
     names: list[str] = []
@@ -240,7 +250,8 @@ def versions_table(
             f'<input type="checkbox" name="v" value="{escape(row.key)}" aria-label="compare {escape(row.label)}">',
             f'<strong id="{escape(row.anchor)}">{escape(row.label)}</strong>'
             + (" <span class='badge'>candidate</span>" if row.kind == "candidate" else ""),
-            f"{escape(row.created)}<br><span class='muted small'>by {escape(row.created_by)}</span>",
+            f"<span class='nowrap'>{escape(row.created)}</span><br>"
+            f"<span class='muted small'>by {escape(row.created_by)}</span>",
             escape(row.estimator),
             badge(row.state, row.status) + f"<br><span class='muted small'>{escape(row.status)}</span>",
         ]

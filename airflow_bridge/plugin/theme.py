@@ -81,6 +81,8 @@ _SEMANTIC = {
     "link": ("blue.600", "blue.300"),
     "accent": ("brand.600", "brand.400"),
     "accent-fg": ("#fff", "#000"),
+    "chart": ("brand.600", "brand.300"),
+    "chart-live": ("green.600", "green.400"),
     **{f"{p}-fg": (f"{p}.800", f"{p}.200") for p in SCALES if p not in ("gray",)},
     **{f"{p}-subtle": (f"{p}.100", f"{p}.900") for p in SCALES if p not in ("gray",)},
     **{f"{p}-solid": (f"{p}.600", f"{p}.600") for p in SCALES if p not in ("gray",)},
@@ -138,12 +140,12 @@ button.danger{{background:var(--red-solid);border-color:var(--red-solid);color:#
 button:disabled{{opacity:.5;cursor:not-allowed}}
 .pager{{display:flex;gap:.5rem;align-items:center;font-size:.875rem;color:var(--fg-muted)}}
 .charts{{display:flex;flex-wrap:wrap;gap:1rem;margin:.5rem 0 1rem}}
-.chart{{border:1px solid var(--border);border-radius:6px;padding:.5rem .75rem;background:var(--bg)}}
-.chart svg{{display:block}}.chart .line{{stroke:var(--brand-solid);fill:none;stroke-width:1.5}}
-.chart .dot{{fill:var(--brand-solid)}}.chart .dot.live{{fill:var(--green-solid)}}
+.chart{{border:1px solid var(--border);border-radius:6px;padding:.5rem .75rem;background:var(--bg);margin:0}}
+.chart svg{{display:block}}.chart .line{{stroke:var(--chart);fill:none;stroke-width:1.5}}
+.chart .dot{{fill:var(--chart)}}.chart .dot.live{{fill:var(--chart-live)}}.nowrap{{white-space:nowrap}}
 .chart .bound{{stroke:var(--red-solid);stroke-dasharray:4 3;stroke-width:1}}
 .chart .axis{{stroke:var(--border-emphasized)}}.chart text{{fill:var(--fg-muted);font-size:10px}}
-.move{{font-size:1.25rem;font-weight:600;font-family:{MONO}}}
+.card.narrow{{max-width:56rem}}.move{{font-size:1.25rem;font-weight:600;font-family:{MONO}}}
 dl.facts{{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem;margin:.5rem 0}}
 dl.facts dt{{color:var(--fg-muted)}}dl.facts dd{{margin:0}}
 """

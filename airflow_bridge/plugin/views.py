@@ -99,7 +99,7 @@ def model_page(
         + aliases_line(record)
         + (move_forms(base, record) if total else "")
         + "<h2>Versions</h2>"
-        + charts.metric_charts(rows, metrics)
+        + charts.metric_charts(rows, tables.gate_metrics(rows))
         + paging.html(page_url, "versions")
         + f'<form method="get" action="{base}/compare" data-compare>'
         + tables.versions_table(rows, metrics, sort, sort_url)
