@@ -295,7 +295,9 @@ def test_the_page_compares_versions_as_the_cli_does(client: TestClient, registry
     page = client.get("/models/cancer").text
     assert 'action="/models/cancer/compare" data-compare>' in page  # the versions table is the compare form
     assert '<input type="checkbox" name="v" value="2" aria-label="compare v2">' in page
-    assert '<a href="/models/cancer/compare?v=production&amp;v=2">vs production</a>' in page  # v2 against the live v1
+    assert (
+        '<a class="nowrap" href="/models/cancer/compare?v=production&amp;v=2">vs production</a>' in page
+    )  # v2 against the live v1
     shown = client.get("/models/cancer/compare", params={"v": ["production", "2"]})
     assert shown.status_code == 200, shown.text
     assert "<th>v1 (production)</th><th>v2</th>" in shown.text

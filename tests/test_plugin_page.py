@@ -95,16 +95,18 @@ def test_a_chart_of_each_gate_metric(client: TestClient, registry: ModelRegistry
     [chart] = re.findall(r"<figure class='chart' data-metric='roc_auc'>.*?</figure>", page)
     assert "<polyline class='line' points=" in chart and chart.count("<circle") == 4
     assert "<title>gate bound 0.97</title>" in chart  # the gate's minimum, dashed
-    assert "<title>v1: 0.9910</title>" in chart and "class='dot live'" in chart
+    assert "<title>v1: 0.9910</title>" in chart and "data-metric='roc_auc'" in page and "class='dot live'" in chart
 
 
 def test_links_to_the_run_logs_report_lineage_and_artifact(client: TestClient, registry: ModelRegistry) -> None:
     login(client, "bob", role="viewer")
     page = client.get("/models/cancer").text
-    assert '<a href="/dags/cancer_dag/runs/run2" target="_top">run</a>' in page  # the Airflow UI, whole window
-    assert '<a href="/dags/cancer_dag/runs/run2/tasks/register" target="_top">logs</a>' in page
-    assert '<a href="/models/cancer/versions/2/lineage">lineage</a>' in page
-    assert '<a href="/models/cancer/versions/2/artifact">artifact</a>' in page
+    assert (
+        '<a class="nowrap" href="/dags/cancer_dag/runs/run2" target="_top">run</a>' in page
+    )  # the Airflow UI, whole window
+    assert '<a class="nowrap" href="/dags/cancer_dag/runs/run2/tasks/register" target="_top">logs</a>' in page
+    assert '<a class="nowrap" href="/models/cancer/versions/2/lineage">lineage</a>' in page
+    assert '<a class="nowrap" href="/models/cancer/versions/2/artifact">artifact</a>' in page
     lineage = client.get("/models/cancer/versions/2/lineage")
     assert lineage.status_code == 200 and "cancer_dag / run2 / register" in html.unescape(lineage.text)
     download = client.get("/models/cancer/versions/2/artifact")
