@@ -244,3 +244,32 @@ def test_the_page_follows_airflows_colour_mode_with_no_outside_asset(
     assert "window.parent.document.documentElement" in page and ":root.dark{" in page
     assert "oklch(0.469 0.084 257.657)" in page  # Airflow's brand.600
     assert not re.search(r"""(src|href)=["']https?://""", page) and "@import" not in page and "url(" not in page
+
+
+def test_candidate_rows_share_the_versions_table() -> None:
+    """The extension point for candidates (runs that were not registered): a typed row of kind 'candidate'."""
+    from airflow_bridge.ml.gates import gates_of
+    from airflow_bridge.plugin.tables import Link, Sort, VersionRow, versions_table
+
+    gate = {**GATES[0], "value": 0.95, "passed": False}
+    row = VersionRow(
+        kind="candidate",
+        key="c-7f3a",
+        label="candidate 7f3a",
+        created="2026-12-06 10:00",
+        created_by="alice",
+        estimator="LGBMClassifier",
+        state="failed",
+        status="failed gate(s) roc_auc (candidate, not registered)",
+        metrics={"roc_auc": 0.95},
+        gates=gates_of([gate]),
+        links=[Link("run", "/dags/cancer_dag/runs/r7", top=True)],
+    )
+    table = versions_table([row], ["roc_auc"], Sort("version", True), lambda key, desc: f"?sort={key}")
+    assert "<tr data-kind='candidate' data-state='failed'>" in table
+    assert (
+        '<span class="badge failed" title="failed gate(s) roc_auc (candidate, not registered)">failed gate</span>'
+        in table
+    )
+    assert '<input type="checkbox" name="v" value="c-7f3a" aria-label="compare candidate 7f3a">' in table
+    assert "title='FAIL: needs ≥ 0.97'>0.9500</span>" in table
