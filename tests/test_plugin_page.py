@@ -273,3 +273,15 @@ def test_candidate_rows_share_the_versions_table() -> None:
     )
     assert '<input type="checkbox" name="v" value="c-7f3a" aria-label="compare candidate 7f3a">' in table
     assert "title='FAIL: needs ≥ 0.97'>0.9500</span>" in table
+
+
+def test_the_audit_trail_and_alias_moves_are_newest_first(client: TestClient, registry: ModelRegistry) -> None:
+    login(client, "bob", role="viewer")
+    shown = client.get("/audit", params={"model": "cancer", "per_page": 2})
+    seqs = [int(s) for s in re.findall(r"<tr><td>(\d+)</td>", shown.text)]
+    events = registry.audit_events(model="cancer")
+    assert seqs == [events[-1].seq, events[-2].seq]
+    assert f"Showing 1&ndash;2 of {len(events)} events" in shown.text
+    page = client.get("/models/cancer").text
+    recent = page.split("<h2>Audit trail</h2>", 1)[1]
+    assert [int(s) for s in re.findall(r"<tr><td>(\d+)</td>", recent)][:2] == [events[-1].seq, events[-2].seq]

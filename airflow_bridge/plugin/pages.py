@@ -101,7 +101,7 @@ def gates_cell(version: ModelVersion) -> str:
 
 
 def alias_moves_table(events: Sequence[AuditEvent]) -> str:
-    """Every move of an alias, newest first: when, which alias, to which version, who and why."""
+    """Moves of an alias (give them newest first): when, which alias, to which version, who and why."""
     rows = [
         [
             f'<span id="alias-{escape(e.alias or "")}">{escape(e.alias or "")}</span>',
@@ -109,9 +109,9 @@ def alias_moves_table(events: Sequence[AuditEvent]) -> str:
             escape(e.action.replace("_", " ")),
             escape(e.who),
             escape(e.reason),
-            escape(f"{e.created_at:%Y-%m-%d %H:%M:%S}"),
+            f"<span class='nowrap'>{e.created_at:%Y-%m-%d %H:%M:%S}</span>",
         ]
-        for e in reversed(events)
+        for e in events
     ]
     return table(["Alias", "Version", "Action", "By", "Why", "When"], rows, "No alias has been moved yet.")
 
@@ -133,10 +133,11 @@ def pending_table(root: str, airflow_base: str, events: Sequence[AuditEvent]) ->
 
 
 def audit_table(events: Sequence[AuditEvent]) -> str:
+    """Audit events in the order given (the pages give them newest first)."""
     rows = [
         [
             str(e.seq),
-            escape(f"{e.created_at:%Y-%m-%d %H:%M:%S}"),
+            f"<span class='nowrap'>{e.created_at:%Y-%m-%d %H:%M:%S}</span>",
             escape(e.who),
             escape(e.action),
             escape(e.model or ""),
@@ -145,7 +146,7 @@ def audit_table(events: Sequence[AuditEvent]) -> str:
             escape(e.reason),
             escape(f"{e.run.dag_id} / {e.run.run_id} / {e.run.task_id}" if e.run.dag_id else ""),
         ]
-        for e in reversed(events)
+        for e in events
     ]
     headers = ["#", "When", "Actor", "Action", "Model", "Version", "Alias", "Why", "Run"]
     return table(headers, rows, "The audit trail is empty.")
