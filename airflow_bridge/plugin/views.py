@@ -204,7 +204,11 @@ def index_page(store: ModelRegistry, root: str, airflow: str, asked: IndexQuery)
     )
     live_options = "".join(
         f'<option value="{v}"{" selected" if v == asked.live else ""}>{label}</option>'
-        for v, label in (("", "any"), ("1", "has a live alias"), ("0", "no live alias"))
+        for v, label in (
+            ("", "with or without a live alias"),
+            ("1", "with a live alias"),
+            ("0", "without a live alias"),
+        )
     )
     filters = (
         f'<form class="bar" method="get" action="{base}" role="search">'
