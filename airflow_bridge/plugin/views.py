@@ -45,6 +45,7 @@ def model_page(
 ) -> str:
     """One model: card, aliases, the Promote / Roll back forms, a page of versions with charts, approvals,
     alias moves and the newest audit events."""
+    from airflow_bridge.registry import approvals
     from airflow_bridge.registry.events import ALIAS_MOVES
     from airflow_bridge.report.fate import fates_from
 
@@ -71,8 +72,6 @@ def model_page(
         )
         events = queries.fate_events(conn, name)
         recent, all_events = queries.events_page(conn, model=name, limit=RECENT)
-        from airflow_bridge.registry import approvals
-
         pending = approvals.pending(conn, name)
     fates = fates_from(events, dict(record.aliases), record.latest_version)
     live = "production" if "production" in record.aliases else next(iter(sorted(record.aliases)), None)
@@ -103,9 +102,14 @@ def model_page(
         + paging.html(page_url, "versions")
         + f'<form method="get" action="{base}/compare" data-compare>'
         + tables.versions_table(rows, metrics, sort, sort_url)
-        + '<div class="bar"><button class="primary" data-compare-button>Compare selected versions</button>'
-        "<span class='muted small'>Tick two or more versions (the same comparison as "
-        "<code>airflow-bridge models compare</code>).</span></div></form>"
+        + (
+            '<div class="bar"><button class="primary" data-compare-button>Compare selected versions</button>'
+            "<span class='muted small'>Tick two or more versions (the same comparison as "
+            "<code>airflow-bridge models compare</code>).</span></div>"
+            if total > 1
+            else ""
+        )
+        + "</form>"
         + paging.html(page_url, "versions")
         + "<h2>Pending approvals</h2>"
         + pages.pending_table(root, airflow, pending)
@@ -113,7 +117,7 @@ def model_page(
         + pages.alias_moves_table(moves)
         + "<h2>Audit trail</h2>"
         + f"<p class='muted'>The newest {min(RECENT, all_events)} of {all_events:,} events of {escape(name)}; "
-        f'<a href="{root}/audit?model={quote(name)}">all of them</a> (with the hash chain verdict).</p>'
+        f'<a href="{root}/audit?model={quote(name)}">all of them</a> (and a check of the hash chains).</p>'
         + pages.audit_table(recent)
     )
     crumbs = f'<a href="{root}/models/">Models</a> &rsaquo; {escape(name)}'
