@@ -5,6 +5,8 @@ who may see the ``Models`` custom view; a change also needs Airflow's permission
 DAG (``plugin.auth``). Writes go only through the policy-checked actions, with the logged-in user as the
 actor (principal ``airflow:<user>``); every alias move emits the alias's Airflow asset event, as the
 ``deploy`` task does. The same changes are offered as JSON under ``/api`` (``plugin.api``) for the CLI.
+The HTML is built by ``plugin.views`` (paged registry reads), ``plugin.tables`` (the versions table),
+``plugin.charts``, ``plugin.confirm`` (the confirmation before a move) and ``plugin.theme`` (Airflow's look).
 """
 
 from __future__ import annotations
