@@ -165,6 +165,7 @@ def test_the_confirmation_names_what_goes_live_and_what_it_replaces(
     assert asked.status_code == 200, asked.text
     assert "<p class='move' data-move>production: v1 → v2</p>" in asked.text
     assert "It replaces v1, which &#x27;production&#x27; serves now." in asked.text
+    assert "v2 (approved by erin (not deployed)) goes live as <strong>production</strong>" in asked.text
     assert '<input type="hidden" name="expect" value="1">' in asked.text
     assert registry.chain_heads() == before and registry.alias_version("cancer", "production").version == 1  # type: ignore[union-attr]
 
@@ -230,6 +231,7 @@ def test_the_index_searches_filters_sorts_and_pages(
     assert model_names(client.get("/models/", params={"sort": "team"}).text) == ["churn", "cancer", "fraud_score"]
     paged = client.get("/models/", params={"per_page": 1, "page": 2}).text
     assert model_names(paged) == ["churn"] and "Showing 2&ndash;2 of 3 models" in paged
+    assert "<span>1 model</span>" in client.get("/models/", params={"team": "risk"}).text
     none = client.get("/models/", params={"q": "100%_match"}).text
     assert model_names(none) == [] and "No models match." in none
     assert '<option value="growth">growth</option>' in client.get("/models/").text

@@ -30,6 +30,8 @@ class PlannedMove:
     """``promote`` or ``rollback``."""
     to_version: int
     from_version: int | None
+    fate: str = ""
+    """Where the version that goes live stands (``rejected by erin: ...``), so the confirmation says it."""
 
     @property
     def statement(self) -> str:
@@ -39,9 +41,15 @@ class PlannedMove:
 
 def plan_promote(store: ModelRegistry, model: str, version: int, alias: str) -> PlannedMove:
     """What promoting ``version`` to ``alias`` would do now (NotFoundError for an unknown model or version)."""
-    record = store.get_model(model)
-    store.get_version(model, version)
-    return PlannedMove(model, alias, "promote", version, record.aliases.get(alias))
+    from airflow_bridge.registry import queries
+    from airflow_bridge.report.fate import fates_from
+
+    with store.reading(f"plan a promotion of {model} v{version}") as conn:
+        record = queries.get_model(conn, model)
+        queries.get_version(conn, model, version)
+        events = queries.fate_events(conn, model)
+    fate = fates_from(events, dict(record.aliases), record.latest_version).get(version)
+    return PlannedMove(model, alias, "promote", version, record.aliases.get(alias), fate.text if fate else "")
 
 
 def plan_rollback(store: ModelRegistry, model: str, alias: str) -> PlannedMove:
@@ -98,7 +106,9 @@ def confirm_page(root: str, planned: PlannedMove) -> str:
     body = (
         "<div class='card narrow'>"
         f"<p class='move' data-move>{escape(planned.statement)}</p>"
-        f"<p>v{planned.to_version} goes live as <strong>{escape(planned.alias)}</strong> of "
+        f"<p>v{planned.to_version}"
+        + (f" ({escape(planned.fate)})" if planned.fate else "")
+        + f" goes live as <strong>{escape(planned.alias)}</strong> of "
         f"{escape(planned.model)}. {escape(replaces)} The team policy still decides (a protected alias needs an "
         f"approval); a refusal is shown with its reason and nothing moves.{compare}</p>"
         f'<form method="post" action="{base}/{planned.action}" class="bar">{fields}'

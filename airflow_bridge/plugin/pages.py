@@ -58,10 +58,7 @@ def models_table(
     """Models with their team, owner, newest version and aliases (live ones as badges); sortable headers."""
     rows = [
         [
-            model_link(root, m.name)
-            + (
-                f"<br><span class='muted small'>{escape(m.card.description[:120])}</span>" if m.card.description else ""
-            ),
+            model_link(root, m.name) + _summary(m.card.description),
             escape(m.card.team) or "—",
             escape(m.card.owner) or "—",
             f"v{m.latest_version}" if m.latest_version else "none",
@@ -76,6 +73,14 @@ def models_table(
         headers = [sort.header(label, key, sort_url, default_desc=d) for label, key, d in labels] + ["Aliases"]
         return table_html(headers, rows, "No models match." if models == [] else "No models registered yet.")
     return table(headers, rows, "No models registered yet.")
+
+
+def _summary(description: str, limit: int = 120) -> str:
+    """A model's description under its name, cut at a word with an ellipsis when long."""
+    if not description:
+        return ""
+    short = description if len(description) <= limit else description[:limit].rsplit(" ", 1)[0] + "…"
+    return f"<br><span class='muted small'>{escape(short)}</span>"
 
 
 def table_html(headers: Sequence[str], rows: Iterable[Sequence[str]], empty: str) -> str:

@@ -72,7 +72,8 @@ class Paging:
             ("Last »", self.pages, self.page < self.pages),
         ]
         if self.pages == 1:
-            return f'<div class="pager"><span>{self.total:,} {noun}</span></div>'
+            shown = noun.removesuffix("s") if self.total == 1 else noun
+            return f'<div class="pager"><span>{self.total:,} {shown}</span></div>'
         shown = " ".join(
             f'<a class="button" href="{escape(url(n))}">{label}</a>' if ok else f"<span class='muted'>{label}</span>"
             for label, n, ok in links
