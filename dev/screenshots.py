@@ -3,9 +3,11 @@
 Needs Debian's Chromium (``apt-get install -y chromium``) and the ``screenshots`` extra
 (``websocket-client``: the script drives Chromium over its DevTools protocol, no driver needed).
 
-It runs its own dev stack (``dev/stack`` with ``AB_STACK_NAME=docs``, port 28280, Redis DB 4), so it
-never touches your ``dev`` stack or ``dag_specs/``: the dags folder is a copy of ``dag_specs/`` in
-``.stack/docs-dags/`` plus one broken spec (``fraud_detector.yaml``). If that stack is already running
+It runs its own dev stack (``dev/stack`` with ``AB_STACK_NAME=docs``, port 28280, Redis DB 4; another
+name, port and Redis URL with ``$AB_SCREENSHOTS_STACK``, ``$AB_SCREENSHOTS_PORT`` and ``$AB_SCREENSHOTS_REDIS``,
+e.g. for two checkouts on one machine), so it never touches your ``dev`` stack or ``dag_specs/``: the dags
+folder is a copy of ``dag_specs/`` in
+``.stack/<name>-dags/`` plus one broken spec (``fraud_detector.yaml``). If that stack is already running
 it is used as is and left running; otherwise it is started fresh (its own databases) and stopped at the
 end (``--keep`` leaves it running). Through the REST API v2 it then un-pauses and triggers
 ``breast_cancer_classifier`` twice: the first run's approval is answered *Approve* by dana (the run
@@ -34,14 +36,14 @@ from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docs" / "img"
-NAME = "docs"
-PORT = 28280
+NAME = os.environ.get("AB_SCREENSHOTS_STACK", "docs")
+PORT = int(os.environ.get("AB_SCREENSHOTS_PORT", "28280"))
 URL = f"http://127.0.0.1:{PORT}"
-DAGS = REPO / ".stack" / "docs-dags"
+DAGS = REPO / ".stack" / f"{NAME}-dags"
 STACK_ENV = {
     "AB_STACK_NAME": NAME,
     "AB_STACK_PORT": str(PORT),
-    "AB_STACK_REDIS": "redis://127.0.0.1:6379/4",
+    "AB_STACK_REDIS": os.environ.get("AB_SCREENSHOTS_REDIS", "redis://127.0.0.1:6379/4"),
     "AB_STACK_DAGS_FOLDER": str(DAGS),
 }
 DAG = "breast_cancer_classifier"
@@ -229,6 +231,12 @@ class Browser:
         self.send("Network.clearBrowserCookies")
         self.send("Network.setCookie", name="_token", value=token, url=URL + "/", path="/")
 
+    def colour_mode(self, mode: str) -> None:
+        """Airflow's colour mode for the next pages: the UI (and the Models page) read localStorage 'theme'."""
+        self.send("Page.navigate", url=URL + "/api/v2/version")
+        time.sleep(1)
+        self.evaluate(f"localStorage.setItem('theme', {json.dumps(mode)})")
+
     def shoot(
         self,
         name: str,
@@ -351,10 +359,15 @@ def scenario() -> None:
             ),
         )
         b.as_user(alice)
-        b.shoot("models", "/plugin/airflow-bridge-models", [MODEL, "production"])
-        b.shoot("model", f"/airflow-bridge/models/{MODEL}", [MODEL, "production", "Fate", "rejected by erin"])
-        b.shoot("model-report", f"/airflow-bridge/models/{MODEL}/versions/1/report", [MODEL])
-        b.shoot("compare", f"/airflow-bridge/models/{MODEL}/compare?v=production&v=3", ["v2 (production)", "gate "])
+        model_page = f"/airflow-bridge/models/{MODEL}"
+        for mode, suffix in (("light", ""), ("dark", "-dark")):
+            b.colour_mode(mode)
+            b.shoot(f"models{suffix}", "/plugin/airflow-bridge-models", [MODEL, "production", "Pending approvals"])
+            b.shoot(f"model{suffix}", model_page, [MODEL, "production", "Status", "rejected by erin", "roc_auc"])
+        b.colour_mode("light")
+        b.shoot("model-confirm", f"{model_page}/promote?version=3&alias=production", ["production: v2 → v3"])
+        b.shoot("model-report", f"{model_page}/versions/1/report", [MODEL])
+        b.shoot("compare", f"{model_page}/compare?v=production&v=3", ["v2 (production)", "gate "])
 
 
 def main(argv: list[str]) -> int:

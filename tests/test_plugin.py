@@ -122,17 +122,20 @@ def test_the_page_shows_models_versions_aliases_approvals_and_the_audit_verdict(
     index = client.get("/models/")
     assert index.status_code == 200, index.text
     assert 'href="/models/cancer"' in index.text
-    assert "Audit trail intact" in index.text
+    assert "Verify the hash chains" in client.get("/audit").text  # on demand: it reads every event
+    assert "Audit trail intact" in client.get("/audit", params={"verify": 1}).text
     assert "production → v1" in index.text
     assert "answer in Required Actions" in index.text and "/required_actions" in index.text
 
     page = client.get("/models/cancer").text
     assert "Flags malignant tumours." in page
     assert "v2" in page and "v1" in page
-    assert "PASS</span> roc_auc = 0.9910 (needs ≥ 0.97)" in page
+    assert "title='PASS: needs ≥ 0.97'>0.9910</span>" in page  # the gate metric column
     assert 'href="/models/cancer/versions/2/report"' in page
-    assert '<strong class="ok">live as production, approved by dana</strong>' in page  # fates as in the reports
-    assert "<td>pending approval for production</td>" in page
+    assert badges(page) == {
+        "v2": ("pending", "pending approval for production"),
+        "v1": ("live", "live as production, approved by dana"),
+    }
     assert "first release" in page  # why the alias moved, and by whom
     assert "<td>dana</td>" in page
     assert "cancer_dag / run2" in page  # the pending approval's run
@@ -201,6 +204,16 @@ def test_an_allowed_promote_moves_the_alias_as_the_logged_in_user(client: TestCl
         "/models/cancer/rollback", data={"alias": "production"}, headers={"origin": "https://evil.example"}
     )
     assert forged.status_code == 403
+
+
+def badges(page: str) -> dict[str, tuple[str, str]]:
+    """Each version row's status badge and fate text, as the versions table shows them."""
+    import html
+    import re
+
+    row = r'<strong id="(v\d+)">.*?<span class="badge ([a-z_]+)"[^>]*>[^<]*</span>'
+    found = re.findall(row + r"<br><span class='muted small'>([^<]*)<", page)
+    return {v: (state, html.unescape(text)) for v, state, text in found}
 
 
 def notices(page: str) -> list[str]:
@@ -280,8 +293,11 @@ def test_the_api_acts_as_the_token_s_user_and_refuses_what_the_page_refuses(
 def test_the_page_compares_versions_as_the_cli_does(client: TestClient, registry: ModelRegistry) -> None:
     login(client, "victor", role="viewer")
     page = client.get("/models/cancer").text
-    assert 'action="/models/cancer/compare"' in page and 'name="v" multiple' in page
-    assert '<a href="/models/cancer/compare?v=production&amp;v=2">vs production</a>' in page  # v2 against the live v1
+    assert 'action="/models/cancer/compare" data-compare>' in page  # the versions table is the compare form
+    assert '<input type="checkbox" name="v" value="2" aria-label="compare v2">' in page
+    assert (
+        '<a class="nowrap" href="/models/cancer/compare?v=production&amp;v=2">vs production</a>' in page
+    )  # v2 against the live v1
     shown = client.get("/models/cancer/compare", params={"v": ["production", "2"]})
     assert shown.status_code == 200, shown.text
     assert "<th>v1 (production)</th><th>v2</th>" in shown.text

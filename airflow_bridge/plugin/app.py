@@ -5,6 +5,8 @@ who may see the ``Models`` custom view; a change also needs Airflow's permission
 DAG (``plugin.auth``). Writes go only through the policy-checked actions, with the logged-in user as the
 actor (principal ``airflow:<user>``); every alias move emits the alias's Airflow asset event, as the
 ``deploy`` task does. The same changes are offered as JSON under ``/api`` (``plugin.api``) for the CLI.
+The HTML is built by ``plugin.views`` (paged registry reads), ``plugin.tables`` (the versions table),
+``plugin.charts``, ``plugin.confirm`` (the confirmation before a move) and ``plugin.theme`` (Airflow's look).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from airflow_bridge.exceptions import (
     RequestError,
 )
 from airflow_bridge.operators.links import PLUGIN_PREFIX
-from airflow_bridge.plugin import api, auth, pages
+from airflow_bridge.plugin import api, auth, confirm, pages, tables, views
 
 if TYPE_CHECKING:
     from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
@@ -88,21 +90,38 @@ def create_app() -> FastAPI:
         return RedirectResponse(f"{_root(request)}/models/", status_code=307)
 
     @app.get("/models/", response_class=HTMLResponse)
-    def models_index(request: Request, user: Reader) -> str:
-        store = registry()
+    def models_index(
+        request: Request,
+        user: Reader,
+        *,
+        q: str = "",
+        team: str = "",
+        live: str = "",
+        sort: str = "name",
+        desc: bool = False,
+        page: Annotated[int, Query(ge=1)] = 1,
+        per_page: Annotated[int, Query(ge=1, le=tables.MAX_PER_PAGE)] = tables.PER_PAGE,
+    ) -> str:
+        asked = views.IndexQuery(q.strip(), team, live, sort, desc, page, per_page)
         root = _root(request)
-        body = (
-            pages.verdict(store.verify_audit())
-            + pages.models_table(root, store.list_models())
-            + "<h2>Pending approvals</h2>"
-            + pages.pending_table(root, _airflow_base(root), store.pending_approvals())
-        )
-        return pages.page("Models", body, root=root)
+        return views.index_page(registry(), root, _airflow_base(root), asked)
 
     @app.get("/models/{name}", response_class=HTMLResponse)
-    def model_page(request: Request, name: str, user: Reader, moved: str | None = None) -> str:
+    def model_page(
+        request: Request,
+        name: str,
+        user: Reader,
+        *,
+        moved: str | None = None,
+        sort: str = "version",
+        desc: bool = True,
+        page: Annotated[int, Query(ge=1)] = 1,
+        per_page: Annotated[int, Query(ge=1, le=tables.MAX_PER_PAGE)] = tables.PER_PAGE,
+        around: Annotated[int | None, Query(ge=1)] = None,
+    ) -> str:
         store = registry()
-        return _model_page(request, store, name, _moved_notice(store, name, moved) if moved else "")
+        notice = _moved_notice(store, name, moved) if moved else ""
+        return _model_page(request, store, name, notice, views.VersionsQuery(page, per_page, sort, desc, around))
 
     @app.get("/models/{name}/compare", response_class=HTMLResponse)
     def compare(request: Request, name: str, user: Reader, v: Annotated[list[str], Query()]) -> str:
@@ -112,9 +131,11 @@ def create_app() -> FastAPI:
         from airflow_bridge.actions.comparison import compare_versions
 
         found = compare_versions(registry(), name, v)
-        back = f'<p><a href="{_root(request)}/models/{quote(name)}">Back to {pages.escape(name)}</a></p>'
+        root = _root(request)
+        back = f'<p><a href="{root}/models/{quote(name)}">Back to {pages.escape(name)}</a></p>'
         body = pages.comparison(found) + back
-        return pages.page(f"Compare {name}: " + " · ".join(found.headers), body, root=_root(request))
+        crumbs = views.model_crumbs(root, name)
+        return pages.page(f"Compare {name}: " + " · ".join(found.headers), body, root=root, crumbs=crumbs)
 
     @app.get("/models/{name}/versions/{version}/report", response_class=HTMLResponse)
     def version_report(request: Request, name: str, version: int, user: Reader) -> str:
@@ -132,11 +153,49 @@ def create_app() -> FastAPI:
         compare_url = f"{_root(request)}/models/{quote(name)}/compare"
         return current_page(store, name, version, read_verified(stored.html), compare_url).decode("utf-8")
 
+    @app.get("/models/{name}/versions/{version}/artifact")
+    def version_artifact(name: str, version: int, user: Reader) -> Response:
+        """The version's model artifact, sent only after its bytes match the registered sha256 (else 409)."""
+        from airflow_bridge.artifacts import read_verified
+
+        chosen = registry().get_version(name, version)
+        data = read_verified(chosen.artifact)
+        suffix = chosen.artifact.uri.rsplit("/", 1)[-1].rpartition(".")[2] or "bin"
+        filename = f"{name}-v{version}.{suffix}"
+        headers = {
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "X-Artifact-Sha256": chosen.artifact.sha256,
+            "Cache-Control": "private, no-store",
+        }
+        return Response(data, media_type="application/octet-stream", headers=headers)
+
+    @app.get("/models/{name}/versions/{version}/lineage", response_class=HTMLResponse)
+    def version_lineage(request: Request, name: str, version: int, user: Reader) -> str:
+        return views.lineage_page(registry(), _root(request), name, version)
+
     @app.get("/audit", response_class=HTMLResponse)
-    def audit_trail(request: Request, user: Reader) -> str:
-        store = registry()
-        body = pages.verdict(store.verify_audit()) + pages.audit_table(store.audit_events())
-        return pages.page("Audit trail", body, root=_root(request))
+    def audit_trail(
+        request: Request,
+        user: Reader,
+        *,
+        model: str | None = None,
+        page: Annotated[int, Query(ge=1)] = 1,
+        per_page: Annotated[int, Query(ge=1, le=tables.MAX_PER_PAGE)] = tables.PER_PAGE,
+        verify: bool = False,
+    ) -> str:
+        return views.audit_page(registry(), _root(request), model or None, page, per_page, verify=verify)
+
+    @app.get("/models/{name}/promote", response_class=HTMLResponse)
+    def confirm_promote(
+        request: Request, name: str, user: Writer, version: Annotated[int, Query(ge=1)], alias: str = "production"
+    ) -> str:
+        """The confirmation page of a promotion (nothing changes until it is posted)."""
+        return confirm.confirm_page(_root(request), confirm.plan_promote(registry(), name, version, alias.strip()))
+
+    @app.get("/models/{name}/rollback", response_class=HTMLResponse)
+    def confirm_rollback(request: Request, name: str, user: Writer, alias: str = "production") -> str:
+        """The confirmation page of a rollback: the version the alias serves and the one it goes back to."""
+        return confirm.confirm_page(_root(request), confirm.plan_rollback(registry(), name, alias.strip()))
 
     @app.post("/models/{name}/promote", response_class=HTMLResponse)
     def promote(
@@ -147,6 +206,7 @@ def create_app() -> FastAPI:
         version: Annotated[int, Form()],
         alias: Annotated[str, Form()],
         reason: Annotated[str, Form()] = "",
+        expect: Annotated[str, Form()] = "",
     ) -> Response:
         from airflow_bridge.actions.gate import serving_target
         from airflow_bridge.actions.moves import MoveRequest
@@ -156,7 +216,10 @@ def create_app() -> FastAPI:
         why = reason or f"promoted by {actor} in the Models page"
         store = registry().acting_as(f"airflow:{actor}")
         target = serving_target(store, name, alias) or LOCAL_TARGET
-        asked = MoveRequest(name, alias, version, action="promoted", target=target, reason=why, team_only=True)
+        expected = int(expect) if expect.strip().isdigit() else None
+        asked = MoveRequest(
+            name, alias, version, action="promoted", target=target, reason=why, team_only=True, expected=expected
+        )
         return _move(request, store, asked, actor)
 
     @app.post("/models/{name}/rollback", response_class=HTMLResponse)
@@ -165,7 +228,10 @@ def create_app() -> FastAPI:
         name: str,
         user: Writer,
         alias: Annotated[str, Form()],
+        *,
         reason: Annotated[str, Form()] = "",
+        expect: Annotated[str, Form()] = "",
+        to: Annotated[str, Form()] = "",
     ) -> Response:
         from airflow_bridge.actions.gate import serving_target
         from airflow_bridge.actions.moves import MoveRequest
@@ -174,6 +240,13 @@ def create_app() -> FastAPI:
         actor = user.get_name()
         why = reason or f"rolled back by {actor} in the Models page"
         store = registry().acting_as(f"airflow:{actor}")
+        if expect.strip().isdigit() and to.strip().isdigit():  # posted from the confirmation page
+            seen = confirm.PlannedMove(name, alias, "rollback", int(to), int(expect))
+            try:
+                confirm.check_unchanged(store, seen)
+            except BridgeError as exc:
+                page = _model_page(request, store, name, pages.message(f"Refused: {exc}", ok=False))
+                return HTMLResponse(page, _status(exc))
         target = serving_target(store, name, alias) or LOCAL_TARGET
         asked = MoveRequest(name, alias, action="rolled_back", target=target, reason=why, team_only=True)
         return _move(request, store, asked, actor)
@@ -202,9 +275,12 @@ def _move(request: Request, store: ModelRegistry, asked: MoveRequest, actor: str
 
 def _moved_notice(store: ModelRegistry, name: str, alias: str) -> str:
     """What the newest move of ``alias`` did, read from the audit trail (after a move's redirect)."""
+    from airflow_bridge.registry import queries
     from airflow_bridge.registry.events import ALIAS_MOVES
 
-    moves = [e for e in store.audit_events(model=name) if e.action in ALIAS_MOVES and e.alias == alias]
+    with store.reading(f"read the moves of '{name}'") as conn:
+        events = queries.fate_events(conn, name)
+    moves = [e for e in events if e.action in ALIAS_MOVES and e.alias == alias]
     if not moves:
         return ""
     last = moves[-1]
@@ -259,35 +335,11 @@ def _is_api(request: Request) -> bool:
     return str(request.url.path).removeprefix(_root(request)).startswith("/api/")
 
 
-def _model_page(request: Request, store: ModelRegistry, name: str, notice: str = "") -> str:
-    from airflow_bridge.registry.events import ALIAS_MOVES
-
+def _model_page(
+    request: Request, store: ModelRegistry, name: str, notice: str = "", asked: views.VersionsQuery | None = None
+) -> str:
     root = _root(request)
-    record = store.get_model(name)
-    versions = store.list_versions(name)
-    events = store.audit_events(model=name)
-    moves = [e for e in events if e.action in ALIAS_MOVES and e.alias]
-    card = record.card
-    about = f"<p>{pages.escape(card.description)}</p>" if card.description else ""
-    body = (
-        notice
-        + about
-        + f"<p>Owner {pages.escape(card.owner or '—')}, team {pages.escape(card.team or '—')}.</p>"
-        + "<h2>Versions</h2>"
-        + pages.versions_table(root, name, versions, events)
-        + "<h2>Aliases</h2><p>"
-        + (pages.escape(", ".join(f"{a} → v{v}" for a, v in sorted(record.aliases.items()))) or "none")
-        + "</p>"
-        + (pages.move_forms(root, name, record, versions) if versions else "")
-        + (pages.compare_form(root, name, versions) if len(versions) > 1 else "")
-        + pages.alias_moves_table(moves)
-        + "<h2>Pending approvals</h2>"
-        + pages.pending_table(root, _airflow_base(root), store.pending_approvals(name))
-        + "<h2>Audit trail</h2>"
-        + pages.verdict(store.verify_audit())
-        + pages.audit_table(events)
-    )
-    return pages.page(f"Model {name}", body, root=root)
+    return views.model_page(store, root, _airflow_base(root), name, asked=asked or views.VersionsQuery(), notice=notice)
 
 
 async def _same_origin_writes(request: Request, call_next: Any) -> Response:

@@ -1,44 +1,34 @@
-"""Server-rendered HTML of the Models page: plain tables, escaped values, no JavaScript."""
+"""Server-rendered HTML pieces of the Models page: tables, messages, the comparison; escaped values."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 if TYPE_CHECKING:
     from airflow_bridge.actions.comparison import Comparison
+    from airflow_bridge.plugin.tables import Sort
     from airflow_bridge.registry.chain import ChainReport
     from airflow_bridge.registry.records import AuditEvent, ModelRecord, ModelVersion
-    from airflow_bridge.report.fate import Fate
-
-STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:1.5rem;color:#1f2328;max-width:1200px}
-table{border-collapse:collapse;margin:.5rem 0 1.5rem}th,td{border:1px solid #d0d7de;padding:.3rem .6rem;
-text-align:left;vertical-align:top}th{background:#f6f8fa}.ok{color:#1a7f37}.bad{color:#cf222e;font-weight:600}
-.msg{padding:.6rem .9rem;border-radius:6px;margin:1rem 0}.msg.ok{background:#dafbe1}.msg.bad{background:#ffebe9}
-form{display:inline-block;margin:0 1.5rem 1rem 0}code{background:#f6f8fa;padding:0 .2rem}
-"""
 
 
-def page(title: str, body: str, *, root: str) -> str:
-    """A whole page with the navigation back to the models list and the audit trail."""
-    nav = f'<p><a href="{root}/models/">Models</a> · <a href="{root}/audit">Audit trail</a></p>'
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
-        f"<style>{STYLE}</style></head><body>{nav}<h1>{escape(title)}</h1>{body}</body></html>"
-    )
+def page(title: str, body: str, *, root: str, crumbs: str = "") -> str:
+    """A whole page in Airflow's look and colour mode (``plugin.theme``)."""
+    from airflow_bridge.plugin import theme
+
+    return theme.page(title, body, root=root, crumbs=crumbs)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], empty: str) -> str:
     """An HTML table; cells are already-escaped HTML. ``empty`` is shown when there are no rows."""
     rows = list(rows)
     if not rows:
-        return f"<p><em>{escape(empty)}</em></p>"
+        return f"<p class='muted'><em>{escape(empty)}</em></p>"
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<div class='tablewrap'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def message(text: str, ok: bool) -> str:
@@ -59,18 +49,48 @@ def model_link(root: str, name: str) -> str:
     return f'<a href="{root}/models/{quote(name)}">{escape(name)}</a>'
 
 
-def models_table(root: str, models: Sequence[ModelRecord]) -> str:
+def models_table(
+    root: str,
+    models: Sequence[ModelRecord],
+    sort: Sort | None = None,
+    sort_url: Callable[[str, bool], str] | None = None,
+) -> str:
+    """Models with their team, owner, newest version and aliases (live ones as badges); sortable headers."""
     rows = [
         [
-            model_link(root, m.name),
-            escape(m.card.team),
-            escape(m.card.owner),
+            model_link(root, m.name) + _summary(m.card.description),
+            escape(m.card.team) or "—",
+            escape(m.card.owner) or "—",
             f"v{m.latest_version}" if m.latest_version else "none",
-            escape(", ".join(f"{a} → v{v}" for a, v in sorted(m.aliases.items())) or "—"),
+            " ".join(f'<span class="badge live">{escape(a)} → v{v}</span>' for a, v in sorted(m.aliases.items()))
+            or "<span class='muted'>—</span>",
         ]
         for m in models
     ]
-    return table(["Model", "Team", "Owner", "Latest", "Aliases"], rows, "No models registered yet.")
+    labels = [("Model", "name", False), ("Team", "team", False), ("Owner", "owner", False), ("Latest", "latest", True)]
+    headers = [label for label, _, _ in labels] + ["Aliases"]
+    if sort is not None and sort_url is not None:
+        headers = [sort.header(label, key, sort_url, default_desc=d) for label, key, d in labels] + ["Aliases"]
+        return table_html(headers, rows, "No models match." if models == [] else "No models registered yet.")
+    return table(headers, rows, "No models registered yet.")
+
+
+def _summary(description: str, limit: int = 120) -> str:
+    """A model's description under its name, cut at a word with an ellipsis when long."""
+    if not description:
+        return ""
+    short = description if len(description) <= limit else description[:limit].rsplit(" ", 1)[0] + "…"
+    return f"<br><span class='muted small'>{escape(short)}</span>"
+
+
+def table_html(headers: Sequence[str], rows: Iterable[Sequence[str]], empty: str) -> str:
+    """``table`` with headers that are already HTML (sort links)."""
+    rows = list(rows)
+    if not rows:
+        return f"<p class='muted'><em>{escape(empty)}</em></p>"
+    head = "".join(f"<th>{h}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<div class='tablewrap'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def gates_cell(version: ModelVersion) -> str:
@@ -85,43 +105,8 @@ def gates_cell(version: ModelVersion) -> str:
     return "<br>".join(parts)
 
 
-def versions_table(root: str, name: str, versions: Sequence[ModelVersion], events: Sequence[AuditEvent] = ()) -> str:
-    from airflow_bridge.report.fate import fates_from
-
-    aliases = {alias: v.version for v in versions for alias in v.aliases}
-    fates = fates_from(events, aliases, max((v.version for v in versions), default=0))
-    live = "production" if "production" in aliases else next(iter(sorted(aliases)), None)
-    compare = f"{root}/models/{quote(name)}/compare"
-    rows = [
-        [
-            f'<span id="v{v.version}">v{v.version}</span>',
-            escape(f"{v.created_at:%Y-%m-%d %H:%M} by {v.created_by}"),
-            escape(v.estimator),
-            gates_cell(v),
-            _fate_cell(fates.get(v.version)),
-            f'<a href="{root}/models/{quote(name)}/versions/{v.version}/report">report</a>'
-            if (v.validation or {}).get("report")
-            else "—",
-            f'<a href="{compare}?v={quote(live)}&amp;v={v.version}">vs {escape(live)}</a>'
-            if live is not None and aliases[live] != v.version
-            else "—",
-            f"<code>{escape(v.artifact.sha256[:12])}</code>",
-        ]
-        for v in reversed(versions)
-    ]
-    headers = ["Version", "Registered", "Estimator", "Gates", "Fate", "Report", "Compare", "sha256"]
-    return table(headers, rows, "No versions.")
-
-
-def _fate_cell(fate: Fate | None) -> str:
-    """A version's fate (``report.fate``: the same words as its report's title), live in bold."""
-    if fate is None:
-        return "registered"
-    return f'<strong class="ok">{escape(fate.text)}</strong>' if fate.state == "live" else escape(fate.text)
-
-
 def alias_moves_table(events: Sequence[AuditEvent]) -> str:
-    """Every move of an alias, newest first: when, which alias, to which version, who and why."""
+    """Moves of an alias (give them newest first): when, which alias, to which version, who and why."""
     rows = [
         [
             f'<span id="alias-{escape(e.alias or "")}">{escape(e.alias or "")}</span>',
@@ -129,9 +114,9 @@ def alias_moves_table(events: Sequence[AuditEvent]) -> str:
             escape(e.action.replace("_", " ")),
             escape(e.who),
             escape(e.reason),
-            escape(f"{e.created_at:%Y-%m-%d %H:%M:%S}"),
+            f"<span class='nowrap'>{e.created_at:%Y-%m-%d %H:%M:%S}</span>",
         ]
-        for e in reversed(events)
+        for e in events
     ]
     return table(["Alias", "Version", "Action", "By", "Why", "When"], rows, "No alias has been moved yet.")
 
@@ -153,10 +138,11 @@ def pending_table(root: str, airflow_base: str, events: Sequence[AuditEvent]) ->
 
 
 def audit_table(events: Sequence[AuditEvent]) -> str:
+    """Audit events in the order given (the pages give them newest first)."""
     rows = [
         [
             str(e.seq),
-            escape(f"{e.created_at:%Y-%m-%d %H:%M:%S}"),
+            f"<span class='nowrap'>{e.created_at:%Y-%m-%d %H:%M:%S}</span>",
             escape(e.who),
             escape(e.action),
             escape(e.model or ""),
@@ -165,40 +151,14 @@ def audit_table(events: Sequence[AuditEvent]) -> str:
             escape(e.reason),
             escape(f"{e.run.dag_id} / {e.run.run_id} / {e.run.task_id}" if e.run.dag_id else ""),
         ]
-        for e in reversed(events)
+        for e in events
     ]
     headers = ["#", "When", "Actor", "Action", "Model", "Version", "Alias", "Why", "Run"]
     return table(headers, rows, "The audit trail is empty.")
 
 
-def move_forms(root: str, name: str, record: ModelRecord, versions: Sequence[ModelVersion]) -> str:
-    """Promote a version to an alias, or roll an alias back; the team policy decides (see the refusal)."""
-    action = f"{root}/models/{quote(name)}"
-    options = "".join(f'<option value="{v.version}">v{v.version}</option>' for v in reversed(versions))
-    aliases = sorted(record.aliases) or ["production"]
-    alias_options = "".join(f'<option value="{escape(a)}">{escape(a)}</option>' for a in aliases)
-    return (
-        f'<form method="post" action="{action}/promote"><strong>Promote</strong> '
-        f'<select name="version">{options}</select> to alias <input name="alias" value="{escape(aliases[0])}" '
-        'size="12" required> why <input name="reason" size="30" required> <button>Promote</button></form>'
-        f'<form method="post" action="{action}/rollback"><strong>Roll back</strong> alias '
-        f'<select name="alias">{alias_options}</select> why <input name="reason" size="30" required> '
-        "<button>Roll back</button></form>"
-    )
-
-
 def _num(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def compare_form(root: str, name: str, versions: Sequence[ModelVersion]) -> str:
-    """Pick two or more versions to see side by side (a GET: the comparison has its own address)."""
-    options = "".join(f'<option value="{v.version}">v{v.version}</option>' for v in versions)
-    return (
-        f'<form method="get" action="{root}/models/{quote(name)}/compare"><strong>Compare</strong> '
-        f'<select name="v" multiple size="{min(len(versions), 5)}" required>{options}</select> '
-        "<button>Compare</button></form>"
-    )
 
 
 def comparison(found: Comparison) -> str:
