@@ -287,3 +287,41 @@ def test_the_audit_trail_and_alias_moves_are_newest_first(client: TestClient, re
     page = client.get("/models/cancer").text
     recent = page.split("<h2>Audit trail</h2>", 1)[1]
     assert [int(s) for s in re.findall(r"<tr><td>(\d+)</td>", recent)][:2] == [events[-1].seq, events[-2].seq]
+
+
+def test_candidates_that_did_not_become_a_version_sit_beside_the_versions(
+    client: TestClient, registry: ModelRegistry, registry_env: Any
+) -> None:
+    """A failed candidate shows in the same table shape, with its badge, report, run and compare with the live one."""
+    import dataclasses
+    from dataclasses import asdict
+
+    from tests.test_candidates import _candidate
+
+    store = ArtifactStore(f"file://{registry_env['artifacts']}")
+    report = store.put(b"<html><body>report of the failed candidate</body></html>", "reports", ".html")
+    failed = _candidate("manual__late", 0.3, model="cancer")
+    failed = dataclasses.replace(failed, validation={**failed.validation, "report": {"html": asdict(report)}})
+    registry.record_candidate(failed, keep_last=100, keep_days=None)
+    registered = dataclasses.replace(_candidate("run2", 0.99, model="cancer"), run=RunRef("cancer_dag", "run2"))
+    registry.record_candidate(registered, keep_last=100, keep_days=None)  # v2's own candidate: shown as v2 only
+    login(client, "bob", role="viewer")
+
+    page = client.get("/models/cancer").text
+
+    section = page.split("<h3>Candidates that did not become a version</h3>", 1)[1].split("</form>", 1)[0]
+    assert "<tr data-kind='candidate' data-state='failed'>" in section
+    assert registered.candidate_id not in page
+    assert f'<input type="checkbox" name="v" value="{failed.candidate_id}"' in section  # comparable with versions
+    assert (
+        '<span class="badge failed" title="failed gate(s) r2 (candidate, not registered)">failed gate</span>' in section
+    )
+    assert f'href="/models/cancer/compare?v=production&amp;v={failed.candidate_id}">vs production</a>' in section
+    assert f'href="/models/cancer/candidates/{failed.candidate_id}/report">report</a>' in section
+    shown = client.get(f"/models/cancer/candidates/{failed.candidate_id}/report")
+    assert shown.status_code == 200 and "report of the failed candidate" in shown.text
+    compared = client.get("/models/cancer/compare", params={"v": ["production", failed.candidate_id]})
+    assert compared.status_code == 200 and failed.candidate_id in compared.text
+    assert client.get("/models/cancer/candidates/c-0000000000/report").status_code == 404
+    Path(report.uri.removeprefix("file://")).write_bytes(b"<html>tampered</html>")
+    assert client.get(f"/models/cancer/candidates/{failed.candidate_id}/report").status_code == 409

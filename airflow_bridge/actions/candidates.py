@@ -87,8 +87,7 @@ def _search_record(training: TrainingResult) -> dict[str, Any] | None:
 def candidate_fates(registry: ModelRegistry, model: str, found: Sequence[Candidate]) -> dict[str, Fate]:
     """Each candidate's fate: its version's (live, pending, rejected by X, superseded...) once registered;
     else failed gate(s) X, or passed and not registered."""
-    from airflow_bridge.ml.gates import gates_of
-    from airflow_bridge.report.fate import candidate_fate, model_fates
+    from airflow_bridge.report.fate import model_fates
 
     try:
         versions = model_fates(registry, model) if any(c.version is not None for c in found) else {}
@@ -99,12 +98,20 @@ def candidate_fates(registry: ModelRegistry, model: str, found: Sequence[Candida
         if candidate.version is not None:
             fate = versions.get(candidate.version) or Fate("registered", "registered")
             fates[candidate.candidate_id] = Fate(fate.state, f"v{candidate.version}: {fate.text}")
-        elif candidate.passed:
-            fates[candidate.candidate_id] = Fate("unregistered", "passed every gate, not registered")
         else:
-            failing = [g.name for g in gates_of(candidate.validation.get("gates")) if not g.passed]
-            champion = candidate.validation.get("champion") or {}
-            if champion and not champion.get("passed", True):
-                failing.append("champion")
-            fates[candidate.candidate_id] = candidate_fate(False, failing)
+            fates[candidate.candidate_id] = unregistered_fate(candidate)
     return fates
+
+
+def unregistered_fate(candidate: Candidate) -> Fate:
+    """The fate of a candidate that never became a version: the gates it failed, or passed and not registered."""
+    from airflow_bridge.ml.gates import gates_of
+    from airflow_bridge.report.fate import candidate_fate
+
+    if candidate.passed:
+        return Fate("unregistered", "passed every gate, not registered")
+    failing = [g.name for g in gates_of(candidate.validation.get("gates")) if not g.passed]
+    champion = candidate.validation.get("champion") or {}
+    if champion and not champion.get("passed", True):
+        failing.append("champion")
+    return candidate_fate(False, failing)

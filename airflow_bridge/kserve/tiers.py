@@ -11,7 +11,15 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from airflow_bridge.spec.models import bridge_error
 
@@ -34,6 +42,10 @@ class KServeBatcher(BaseModel):
     max_latency_ms: int = Field(
         default=50, ge=1, le=60_000, description="Longest the first request of a batch waits for others (ms)."
     )
+
+
+LATER_KEYS = ("batcher", "container_concurrency")
+"""A serving tier's keys added after policies were first bound (left out of the document while unset)."""
 
 
 class ServingTier(BaseModel):
@@ -72,6 +84,16 @@ class ServingTier(BaseModel):
         le=1000,
         description="Requests one predictor container handles at once (Knative's hard limit; 0: unlimited).",
     )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Keys added after the first release are left out while unset, so a policy that sets none of them
+        keeps the document and sha256 the registry bound (as ``Policy.document`` does for its own)."""
+        found: dict[str, Any] = handler(self)
+        for key in LATER_KEYS:
+            if found.get(key) is None:
+                found.pop(key, None)
+        return found
 
     @field_validator("requests", "limits")
     @classmethod

@@ -153,6 +153,18 @@ def create_app() -> FastAPI:
         compare_url = f"{_root(request)}/models/{quote(name)}/compare"
         return current_page(store, name, version, read_verified(stored.html), compare_url).decode("utf-8")
 
+    @app.get("/models/{name}/candidates/{candidate_id}/report", response_class=HTMLResponse)
+    def candidate_report(name: str, candidate_id: str, user: Reader) -> str:
+        """The report of a candidate that never became a version, as validate stored it (checksum verified)."""
+        from airflow_bridge.artifacts import read_verified
+        from airflow_bridge.report.storage import stored_report
+
+        chosen = registry().get_candidate(name, candidate_id)
+        stored = stored_report(chosen.validation, f"{name} candidate {candidate_id}")
+        if stored is None:
+            raise NotFoundError(f"{name} candidate {candidate_id} has no model report")
+        return read_verified(stored.html).decode("utf-8")
+
     @app.get("/models/{name}/versions/{version}/artifact")
     def version_artifact(name: str, version: int, user: Reader) -> Response:
         """The version's model artifact, sent only after its bytes match the registered sha256 (else 409)."""

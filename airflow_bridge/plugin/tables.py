@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 
 if TYPE_CHECKING:
     from airflow_bridge.ml.gates import GateResult
-    from airflow_bridge.registry.records import ModelVersion
+    from airflow_bridge.registry.records import Candidate, ModelVersion
     from airflow_bridge.report.fate import Fate
 
 PER_PAGE = 50
@@ -34,6 +34,7 @@ STATUS_LABELS = {
     "deleted": "deleted",
     "registered": "registered",
     "candidate": "candidate",
+    "unregistered": "not registered",
 }
 """The badge word of each state (``report.fate.Fate.state``, plus ``failed`` for a failed gate)."""
 
@@ -192,8 +193,50 @@ def version_rows(versions: Sequence[ModelVersion], fates: Mapping[int, Fate], ct
     return rows
 
 
-def _run_links(v: ModelVersion, airflow: str) -> list[Link]:
-    """The DAG run that registered the version and its task's logs, in the Airflow 3 UI."""
+def candidate_rows(found: Sequence[Candidate], ctx: RowContext) -> list[VersionRow]:
+    """The table rows of candidates that never became a version: badge from the gates they failed, their
+    metrics, links to their run, the validate task's logs, their report and their comparison with the live one."""
+    from airflow_bridge.actions.candidates import unregistered_fate
+    from airflow_bridge.ml.gates import gates_of
+
+    model_url = f"{ctx.root}/models/{quote(ctx.model)}"
+    rows = []
+    for c in found:
+        gates = gates_of((c.validation or {}).get("gates"))
+        fate = unregistered_fate(c)
+        links = _run_links(c, ctx.airflow)
+        if (c.validation or {}).get("report"):
+            links.append(Link("report", f"{model_url}/candidates/{quote(c.candidate_id)}/report"))
+        if ctx.live_alias is not None:
+            links.append(
+                Link(f"vs {ctx.live_alias}", f"{model_url}/compare?v={quote(ctx.live_alias)}&v={c.candidate_id}")
+            )
+        metrics = {g.name: g.value for g in gates if g.kind == "metric" and isinstance(g.value, int | float)}
+        for name, value in sorted(c.metrics.items()):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                metrics.setdefault(name, float(value))
+        rows.append(
+            VersionRow(
+                kind="candidate",
+                key=c.candidate_id,
+                label=c.candidate_id,
+                created=f"{c.created_at:%Y-%m-%d %H:%M}",
+                created_by=c.recorded_by,
+                estimator=c.estimator.rsplit(".", 1)[-1],
+                state=fate.state,
+                status=fate.text,
+                metrics=metrics,
+                gates=gates,
+                links=links,
+                sha256=c.artifact_sha256,
+                anchor=c.candidate_id,
+            )
+        )
+    return rows
+
+
+def _run_links(v: ModelVersion | Candidate, airflow: str) -> list[Link]:
+    """The DAG run that made the version (or candidate) and its task's logs, in the Airflow 3 UI."""
     if not (v.run.dag_id and v.run.run_id):
         return []
     run = f"{airflow}/dags/{quote(v.run.dag_id, safe='')}/runs/{quote(v.run.run_id, safe='')}"
@@ -232,25 +275,33 @@ def badge(state: str, text: str = "") -> str:
 def versions_table(
     rows: Sequence[VersionRow],
     metrics: Sequence[str],
-    sort: Sort,
-    sort_url: Callable[[str, bool], str],
+    sort: Sort | None,
+    sort_url: Callable[[str, bool], str] | None,
+    *,
+    first: tuple[str, str] = ("Version", "Registered"),
 ) -> str:
-    """The rows as a table (a checkbox per row for compare); headers link to sort by that column."""
+    """The rows as a table (a checkbox per row for compare); with ``sort``, headers link to sort by that column.
+    ``first`` names the first two columns (``("Candidate", "Recorded")`` for candidates)."""
     if not rows:
         return "<p class='muted'><em>No versions.</em></p>"
-    sortable = [("Version", "version", True), ("Registered", "created", True), ("Estimator", "estimator", False)]
+
+    def header(label: str, key: str, default_desc: bool) -> str:
+        if sort is None or sort_url is None:
+            return f"<th>{escape(label)}</th>"
+        return f"<th>{sort.header(label, key, sort_url, default_desc=default_desc)}</th>"
+
+    sortable = [(first[0], "version", True), (first[1], "created", True), ("Estimator", "estimator", False)]
     head = ["<th><span class='muted'>Compare</span></th>"]
-    head += [f"<th>{sort.header(label, key, sort_url, default_desc=d)}</th>" for label, key, d in sortable]
+    head += [header(label, key, d) for label, key, d in sortable]
     head += ["<th>Status</th>"]
-    head += [f"<th>{sort.header(name, f'metric:{name}', sort_url, default_desc=True)}</th>" for name in metrics]
+    head += [header(name, f"metric:{name}", True) for name in metrics]
     head += ["<th>Links</th>", "<th>sha256</th>"]
     body = []
     for row in rows:
         gates = {g.name: g for g in row.gates}
         cells = [
             f'<input type="checkbox" name="v" value="{escape(row.key)}" aria-label="compare {escape(row.label)}">',
-            f'<strong id="{escape(row.anchor)}">{escape(row.label)}</strong>'
-            + (" <span class='badge'>candidate</span>" if row.kind == "candidate" else ""),
+            f'<strong id="{escape(row.anchor)}">{escape(row.label)}</strong>',
             f"<span class='nowrap'>{escape(row.created)}</span><br>"
             f"<span class='muted small'>by {escape(row.created_by)}</span>",
             escape(row.estimator),

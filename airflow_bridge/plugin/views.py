@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from airflow_bridge.plugin import charts, pages, tables
 from airflow_bridge.plugin.tables import Paging, Sort, query
-from airflow_bridge.registry import queries
+from airflow_bridge.registry import candidates, queries
 
 if TYPE_CHECKING:
     from airflow_bridge.registry.records import ModelRecord
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 RECENT = 20
 """How many alias moves and audit events the model page shows (the audit trail page has them all, paged)."""
+CANDIDATES_SHOWN = 20
+"""How many of the newest candidates that never became a version the model page shows (``models candidates``
+lists them all)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ def model_page(
         )
         events = queries.fate_events(conn, name)
         recent, all_events = queries.events_page(conn, model=name, limit=RECENT)
+        unregistered = candidates.list_for(conn, name, limit=CANDIDATES_SHOWN, unregistered=True)
+        unregistered_total = candidates.count_for(conn, name, unregistered=True)
         pending = approvals.pending(conn, name)
     fates = fates_from(events, dict(record.aliases), record.latest_version)
     live = "production" if "production" in record.aliases else next(iter(sorted(record.aliases)), None)
@@ -102,11 +107,12 @@ def model_page(
         + paging.html(page_url, "versions")
         + f'<form method="get" action="{base}/compare" data-compare>'
         + tables.versions_table(rows, metrics, sort, sort_url)
+        + candidates_section(name, tables.candidate_rows(unregistered, ctx), metrics, unregistered_total)
         + (
             '<div class="bar"><button class="primary" data-compare-button>Compare selected versions</button>'
-            "<span class='muted small'>Tick two or more versions (the same comparison as "
+            "<span class='muted small'>Tick two or more versions or candidates (the same comparison as "
             "<code>airflow-bridge models compare</code>).</span></div>"
-            if total > 1
+            if total + unregistered_total > 1
             else ""
         )
         + "</form>"
@@ -122,6 +128,21 @@ def model_page(
     )
     crumbs = f'<a href="{root}/models/">Models</a> &rsaquo; {escape(name)}'
     return pages.page(f"Model {name}", body, root=root, crumbs=crumbs)
+
+
+def candidates_section(name: str, rows: list[tables.VersionRow], metrics: list[str], total: int) -> str:
+    """The newest candidates that never became a version (failed a gate, or their run stopped before
+    ``register``), in the versions' form so they can be ticked for compare beside versions."""
+    if not total:
+        return ""
+    shown = f"the newest {len(rows)} of {total:,}" if total > len(rows) else f"{total:,}"
+    return (
+        "<h3>Candidates that did not become a version</h3>"
+        f"<p class='muted small'>Every run records its candidate, passed or not; {shown} of {escape(name)}'s "
+        f"never became a version (all of them: <code>airflow-bridge models candidates {escape(name)}</code>). "
+        "A registered version's candidate is the version above.</p>"
+        + tables.versions_table(rows, metrics, None, None, first=("Candidate", "Recorded"))
+    )
 
 
 def aliases_line(record: ModelRecord) -> str:

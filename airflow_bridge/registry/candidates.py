@@ -83,21 +83,28 @@ def prune(conn: Connection, model: str, *, keep_last: int, keep_days: float | No
     return len(doomed)
 
 
-def list_for(conn: Connection, model: str, *, limit: int | None = None, offset: int = 0) -> list[Candidate]:
-    """``model``'s candidates, newest first."""
+def list_for(
+    conn: Connection, model: str, *, limit: int | None = None, offset: int = 0, unregistered: bool = False
+) -> list[Candidate]:
+    """``model``'s candidates, newest first (``unregistered``: only those that never became a version)."""
     query = (
         sa.select(candidates, _VERSION.label("version"))
         .where(candidates.c.model == model)
         .order_by(candidates.c.created_at.desc(), candidates.c.id.desc())
         .offset(offset)
     )
+    if unregistered:
+        query = query.where(_VERSION.is_(None))
     if limit is not None:
         query = query.limit(limit)
     return [_candidate(row) for row in conn.execute(query)]
 
 
-def count_for(conn: Connection, model: str) -> int:
-    return int(conn.execute(sa.select(sa.func.count()).where(candidates.c.model == model)).scalar() or 0)
+def count_for(conn: Connection, model: str, *, unregistered: bool = False) -> int:
+    query = sa.select(sa.func.count()).select_from(candidates).where(candidates.c.model == model)
+    if unregistered:
+        query = query.where(_VERSION.is_(None))
+    return int(conn.execute(query).scalar() or 0)
 
 
 def get(conn: Connection, model: str, candidate_id: str) -> Candidate:
