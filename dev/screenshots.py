@@ -48,6 +48,8 @@ STACK_ENV = {
 }
 DAG = "breast_cancer_classifier"
 MODEL = "breast_cancer"
+SEARCH = "breast_cancer_search"
+"""Run twice: the second run's candidate (the same seeded search) fails the champion gate and stays a candidate."""
 WIDTH, HEIGHT = 1400, 900
 BROKEN_SPEC = """\
 # Broken on purpose (dev/screenshots.py): a typo in the estimator and an unknown threshold key.
@@ -148,6 +150,23 @@ def next_run(token: str, skip: set[str]) -> str:
     run = http("POST", f"/api/v2/dags/{DAG}/dagRuns", token, {"logical_date": None})
     say(f"triggered {DAG} run {run['dag_run_id']}")
     return str(run["dag_run_id"])
+
+
+def run_search_twice(token: str) -> None:
+    """Two runs of the search example, one after the other: v1 goes live as staging, then a failed candidate."""
+    wait(f"DAG {SEARCH} parsed", lambda: http("GET", f"/api/v2/dags/{SEARCH}", token))
+    http("PATCH", f"/api/v2/dags/{SEARCH}", token, {"is_paused": False})
+    for _ in range(2):
+        run = http("POST", f"/api/v2/dags/{SEARCH}/dagRuns", token, {"logical_date": None})["dag_run_id"]
+        say(f"{SEARCH} {run}: {search_run_done(token, run)}")
+
+
+def search_run_done(token: str, run: str) -> str:
+    path = f"/api/v2/dags/{SEARCH}/dagRuns/{quote(run, safe='')}"
+    found = wait(
+        f"{SEARCH} {run} finished", lambda: (s := http("GET", path, token)["state"]) in {"success", "failed"} and s
+    )
+    return str(found)
 
 
 def wait_for_approval(token: str, run_id: str) -> None:
@@ -338,6 +357,7 @@ def scenario() -> None:
     wait_for_approval(admin, rejected)
     answer(erin, rejected, "Reject")
     wait_run_done(admin, rejected)
+    run_search_twice(alice)
 
     with browser() as b:
         b.as_user(admin)
@@ -368,6 +388,11 @@ def scenario() -> None:
         b.shoot("model-confirm", f"{model_page}/promote?version=3&alias=production", ["production: v2 → v3"])
         b.shoot("model-report", f"{model_page}/versions/1/report", [MODEL])
         b.shoot("compare", f"{model_page}/compare?v=production&v=3", ["v2 (production)", "gate "])
+        b.shoot(
+            "model-candidates",
+            f"/airflow-bridge/models/{SEARCH}#candidates",
+            ["Candidates that did not become a version", "failed gate", "vs staging"],
+        )
 
 
 def main(argv: list[str]) -> int:

@@ -309,7 +309,8 @@ def test_candidates_that_did_not_become_a_version_sit_beside_the_versions(
 
     page = client.get("/models/cancer").text
 
-    section = page.split("<h3>Candidates that did not become a version</h3>", 1)[1].split("</form>", 1)[0]
+    section = page.split("<h3 id='candidates'>Candidates that did not become a version</h3>", 1)[1]
+    section = section.split("</form>", 1)[0]
     assert "<tr data-kind='candidate' data-state='failed'>" in section
     assert registered.candidate_id not in page
     assert f'<input type="checkbox" name="v" value="{failed.candidate_id}"' in section  # comparable with versions

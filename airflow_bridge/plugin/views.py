@@ -137,7 +137,7 @@ def candidates_section(name: str, rows: list[tables.VersionRow], metrics: list[s
         return ""
     shown = f"the newest {len(rows)} of {total:,}" if total > len(rows) else f"{total:,}"
     return (
-        "<h3>Candidates that did not become a version</h3>"
+        "<h3 id='candidates'>Candidates that did not become a version</h3>"
         f"<p class='muted small'>Every run records its candidate, passed or not; {shown} of {escape(name)}'s "
         f"never became a version (all of them: <code>airflow-bridge models candidates {escape(name)}</code>). "
         "A registered version's candidate is the version above.</p>"
