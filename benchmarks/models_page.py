@@ -1,6 +1,7 @@
 """The Models page with 10,000 versions of one model against the same pages with 10 versions.
 
-Two SQLite registries are built with the real ``register_version`` (so every version has its audit event
+Two SQLite registries are built with the real ``register_version`` and ``record_candidate`` (every version
+has its candidate, and 100 more candidates failed a gate; every version has its audit event
 and the hash chains verify; only the build runs with ``PRAGMA synchronous=OFF``, which nothing timed
 uses): one model with N=10,000 versions and one with 10, each with ``staging`` on a middle version and
 an approval granted. Then, in one process, FastAPI's ``TestClient`` asks the plugin's app for each page,
@@ -35,6 +36,36 @@ UNBOUNDED = ("verify the hash chains",)
 """Pages that read every event by design (timed, not judged): the check is asked for, never on a view."""
 
 
+FAILED = 100
+"""Candidates that failed a gate (never registered) beside the versions: the policy's default keep_last."""
+
+
+def candidate(number: int, run: Any, gates: list[dict[str, Any]], *, passed: bool) -> Any:
+    """The candidate validate records for a run (every version has one; failed ones are never registered)."""
+    import datetime as dt
+
+    from airflow_bridge.actions.candidates import candidate_id
+    from airflow_bridge.registry.records import Candidate
+
+    return Candidate(
+        candidate_id=candidate_id(MODEL, run),
+        model=MODEL,
+        run=run,
+        spec_sha256="f" * 64,
+        estimator="sklearn.ensemble.HistGradientBoostingClassifier",
+        task_kind="classification",
+        params={"max_iter": 100 + number % 50},
+        metrics={g["name"]: g["value"] for g in gates},
+        validation={"gates": gates},
+        data={"uri": "file:///data/churn.csv", "sha256": "0" * 64, "rows": 5000},
+        artifact_sha256="0" * 64,
+        artifact_uri=f"file:///artifacts/{number}.joblib",
+        passed=passed,
+        recorded_by="alice",
+        created_at=dt.datetime.now(dt.UTC),
+    )
+
+
 def build(path: Path, versions: int) -> Any:
     """A registry at ``path`` with ``versions`` versions of MODEL (reused when already built)."""
     import sqlalchemy as sa
@@ -45,7 +76,7 @@ def build(path: Path, versions: int) -> Any:
 
     done = path.with_suffix(".done")
     registry = ModelRegistry(f"sqlite:///{path}")
-    if done.exists() and done.read_text() == str(versions):
+    if done.exists() and done.read_text() == f"{versions} with candidates":
         return registry
     path.unlink(missing_ok=True)
     registry = ModelRegistry(f"sqlite:///{path}")
@@ -65,6 +96,8 @@ def build(path: Path, versions: int) -> Any:
             {"name": "roc_auc", "kind": "metric", "value": auc, "min": 0.9, "max": None, "passed": True},
             {"name": "f1", "kind": "metric", "value": auc - 0.05, "min": 0.8, "max": None, "passed": True},
         ]
+        run = RunRef(f"{MODEL}_dag", f"scheduled__{number:06d}", "register")
+        registry.record_candidate(candidate(number, run, gates, passed=True), keep_last=FAILED, keep_days=None)
         registry.register_version(
             MODEL,
             store.put(f"model {number}".encode(), f"models/{MODEL}", ".joblib"),
@@ -73,19 +106,23 @@ def build(path: Path, versions: int) -> Any:
             validation={"gates": gates},
             data={"uri": "file:///data/churn.csv", "sha256": "0" * 64, "rows": 5000},
             params={"max_iter": 100 + number % 50},
-            run=RunRef(f"{MODEL}_dag", f"scheduled__{number:06d}", "register"),
+            run=run,
             actor="alice",
             card=ModelCard(owner="alice", team="growth", description="Customers likely to leave."),
         )
         if number % 1000 == 0:
             print(f"  built {number:,} versions in {time.perf_counter() - started:.0f} s", flush=True)
+    for number in range(1, min(FAILED, versions) + 1):  # candidates that failed a gate, never registered
+        run = RunRef(f"{MODEL}_dag", f"manual__{number:06d}", "validate")
+        failed = [{"name": "roc_auc", "kind": "metric", "value": 0.85, "min": 0.9, "max": None, "passed": False}]
+        registry.record_candidate(candidate(number, run, failed, passed=False), keep_last=FAILED, keep_days=None)
     middle = max(1, versions // 2)
     registry.move_alias(MODEL, "staging", middle, actor="alice", reason="benchmark")
     approval.request_approval(
         registry, model=MODEL, version=versions, alias="production", requested_by="alice", approvers=["dana"]
     )
     registry.engine.dispose()
-    done.write_text(str(versions))
+    done.write_text(f"{versions} with candidates")
     return ModelRegistry(f"sqlite:///{path}")
 
 

@@ -125,6 +125,9 @@ def test_retention_prunes_only_old_unregistered_candidates_beyond_the_newest(url
     assert pruned == 3  # old1, old2, old3: old4 and the new one are the newest two, old0 is v1
     assert {c.run.run_id for c in registry.list_candidates("prices")} == {"old0", "old4", "new"}
     assert [c.run.run_id for c in registry.list_candidates("houses")] == ["other"]  # other models untouched
+    # keep_days null: no age protection, only the newest keep_last failed ones stay
+    assert registry.record_candidate(_candidate("newer", 0.1, when=NOW), keep_last=1, keep_days=None) == 2
+    assert {c.run.run_id for c in registry.list_candidates("prices")} == {"old0", "newer"}
 
 
 def test_compare_a_failed_candidate_with_the_live_version(url: str, store: ArtifactStore) -> None:

@@ -58,11 +58,15 @@ _CAPS_HELP = (
 
 
 class CandidateRetention(_Section):
-    """How long a model's candidates that never became a version are kept (versions are always kept)."""
+    """How long a model's candidates that failed a gate are kept (versions, and the candidates they were, stay)."""
 
-    keep_last: int = Field(default=100, ge=1, description="The newest candidates of each model, always kept.")
+    keep_last: int = Field(
+        default=100, ge=1, description="The newest candidates of each model that failed a gate, always kept."
+    )
     keep_days: float | None = Field(
-        default=90.0, gt=0, description="Candidates younger than this many days are kept; null keeps every one."
+        default=90.0,
+        gt=0,
+        description="Failed candidates younger than this many days are kept; null: only the newest keep_last are.",
     )
 
 
@@ -141,7 +145,7 @@ class PolicyDefaults(_Section):
     )
     candidate_retention: CandidateRetention | None = Field(
         default=None,
-        description="How long candidates that failed a gate or were never registered are kept "
+        description="How long candidates that failed a gate are kept "
         "(airflow-bridge models candidates); 100 per model and 90 days when omitted.",
     )
 

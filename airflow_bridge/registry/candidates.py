@@ -1,8 +1,8 @@
 """Candidates in the registry: record one (idempotent per candidate id), list, read, and prune.
 
 A candidate's version is found by its run: the version of the same model registered by the same DAG run.
-Pruning removes only candidates that never became a version, outside the retention (the newest
-``keep_last`` and those younger than ``keep_days`` always stay).
+Pruning removes only candidates that failed a gate (they never become a version), outside the retention
+(the newest ``keep_last`` of them and those younger than ``keep_days`` always stay).
 """
 
 from __future__ import annotations
@@ -66,18 +66,17 @@ def record(conn: Connection, candidate: Candidate) -> Candidate:
 
 
 def prune(conn: Connection, model: str, *, keep_last: int, keep_days: float | None, now: dt.datetime) -> int:
-    """Delete ``model``'s unregistered candidates outside the retention; the number deleted."""
-    newest = (
-        sa.select(candidates.c.id)
-        .where(candidates.c.model == model)
+    """Delete ``model``'s candidates that failed a gate, beyond its newest ``keep_last`` of them and older than
+    ``keep_days``; the number deleted. A failed candidate never becomes a version, so the versions' (and the
+    passed candidates') records are never read: the cost does not grow with the number of versions."""
+    beyond = (
+        sa.select(candidates.c.id, candidates.c.created_at)
+        .where(candidates.c.model == model, candidates.c.passed.is_(False))
         .order_by(candidates.c.created_at.desc(), candidates.c.id.desc())
-        .limit(keep_last)
+        .offset(keep_last)
     )
-    kept = set(conn.execute(newest).scalars())
-    query = sa.select(candidates.c.id).where(candidates.c.model == model, _VERSION.is_(None))
-    if keep_days is not None:
-        query = query.where(candidates.c.created_at < now - dt.timedelta(days=keep_days))
-    doomed = [row_id for row_id in conn.execute(query).scalars() if row_id not in kept]
+    cutoff = None if keep_days is None else now - dt.timedelta(days=keep_days)
+    doomed = [row.id for row in conn.execute(beyond) if cutoff is None or audit.as_utc(row.created_at) < cutoff]
     for start in range(0, len(doomed), 500):
         conn.execute(candidates.delete().where(candidates.c.id.in_(doomed[start : start + 500])))
     return len(doomed)

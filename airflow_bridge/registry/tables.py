@@ -218,6 +218,8 @@ candidates = Table(
     Column("principal", String(250), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_ab_candidates_model", "model", "created_at"),
+    Index("ix_ab_candidates_passed", "model", "passed", "created_at"),
 )
 """Every trained candidate with its gates, whether or not it became a version (``airflow-bridge models
-candidates``); a version is the candidate of the same model and run. Pruned under the policy's retention."""
+candidates``); a version is the candidate of the same model and run. Failed ones are pruned under the policy's
+retention."""

@@ -46,8 +46,10 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_ab_candidates_model", "ab_candidates", ["model", "created_at"])
+    op.create_index("ix_ab_candidates_passed", "ab_candidates", ["model", "passed", "created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_ab_candidates_passed", table_name="ab_candidates")
     op.drop_index("ix_ab_candidates_model", table_name="ab_candidates")
     op.drop_table("ab_candidates")
