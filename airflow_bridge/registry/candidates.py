@@ -18,20 +18,16 @@ from airflow_bridge.registry import audit
 from airflow_bridge.registry.records import Candidate, RunRef
 from airflow_bridge.registry.tables import candidates, model_versions, models
 
-_VERSION = (
-    sa.select(model_versions.c.version)
-    .select_from(model_versions.join(models, models.c.id == model_versions.c.model_id))
-    .where(
-        models.c.name == candidates.c.model,
-        model_versions.c.dag_id == candidates.c.dag_id,
-        model_versions.c.run_id == candidates.c.run_id,
-        candidates.c.run_id.is_not(None),
-    )
-    .order_by(model_versions.c.version.desc())
-    .limit(1)
-    .scalar_subquery()
+_SAME_RUN = (
+    models.c.name == candidates.c.model,
+    model_versions.c.dag_id == candidates.c.dag_id,
+    model_versions.c.run_id == candidates.c.run_id,
 )
-"""The version registered from a candidate's run, as a correlated subquery (None: not registered)."""
+_VERSIONS = model_versions.join(models, models.c.id == model_versions.c.model_id)
+_VERSION = sa.select(model_versions.c.version).select_from(_VERSIONS).where(*_SAME_RUN).limit(1).scalar_subquery()
+"""The version registered from a candidate's run, as a correlated subquery (None: not registered); no ORDER BY or
+MAX, so SQLite looks it up in the (model, dag_id, run_id, task_id) index instead of walking every version."""
+_UNREGISTERED = ~sa.exists(sa.select(model_versions.c.id).select_from(_VERSIONS).where(*_SAME_RUN))
 
 
 def record(conn: Connection, candidate: Candidate) -> Candidate:
@@ -93,7 +89,7 @@ def list_for(
         .offset(offset)
     )
     if unregistered:
-        query = query.where(_VERSION.is_(None))
+        query = query.where(_UNREGISTERED)
     if limit is not None:
         query = query.limit(limit)
     return [_candidate(row) for row in conn.execute(query)]
@@ -102,7 +98,7 @@ def list_for(
 def count_for(conn: Connection, model: str, *, unregistered: bool = False) -> int:
     query = sa.select(sa.func.count()).select_from(candidates).where(candidates.c.model == model)
     if unregistered:
-        query = query.where(_VERSION.is_(None))
+        query = query.where(_UNREGISTERED)
     return int(conn.execute(query).scalar() or 0)
 
 
