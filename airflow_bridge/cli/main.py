@@ -124,8 +124,8 @@ def serve(
         typer.Option(
             callback=_workers_option,
             help="1: predict in the server process; N >= 2: N predictor processes, each loading and verifying the "
-            "model, behind the one HTTP process (a killed predictor costs only its batch a 503); default: "
-            "half the CPUs, at least 1.",
+            "model, behind the one HTTP process (a killed predictor costs only its batch a 503); default: one "
+            "per CPU, at least 2.",
             show_default=False,
         ),
     ] = None,
@@ -204,7 +204,7 @@ def _batch_option(size: int | None, wait: float | None) -> int | float | None:
 
 def _workers_option(value: int | None) -> int | None:
     if value is not None and value < 1:
-        raise typer.BadParameter(f"at least 1 server process is needed; got {value} (default: half the CPUs)")
+        raise typer.BadParameter(f"at least 1 server process is needed; got {value} (default: one per CPU, at least 2)")
     return value
 
 

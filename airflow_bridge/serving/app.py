@@ -238,6 +238,10 @@ def create_app(
         metrics.batch(loaded.version.version, sum(job.rows for job in jobs), len(jobs))
 
     async def in_batch_thread(function: Callable[[list[Job]], list[Outcome]], jobs: list[Job]) -> list[Outcome]:
+        if pool is not None:  # small batches go to an idle predictor from the event loop
+            outcomes = await pool.predict_async(jobs)
+            if outcomes is not None:
+                return outcomes
         return await to_thread.run_sync(function, jobs, limiter=batch_thread)
 
     batcher = None
@@ -363,7 +367,7 @@ def create_app(
                 submitted = True
                 outcome = await batcher.submit(job)
             elif pool is not None:
-                outcome = (await to_thread.run_sync(pool.predict, [job], limiter=batch_thread))[0]
+                outcome = (await in_batch_thread(pool.predict, [job]))[0]
                 predicted([job])
             else:
                 outcome = await to_thread.run_sync(predict_one, job, limiter=predicting)

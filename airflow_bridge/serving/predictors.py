@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from airflow_bridge.exceptions import BridgeError, ChecksumMismatchError
@@ -41,6 +42,8 @@ RESTART_PAUSE = 0.2
 START_SECONDS = 120.0
 """Longest a predictor may take to load its first version."""
 KEPT_VERSIONS = 2
+INLINE_PAYLOAD = 32 * 1024
+"""Batches pickled to at most this many bytes are sent from the event loop (a pipe holds 64 KiB)."""
 
 
 class PredictorLost(BridgeError):
@@ -235,8 +238,9 @@ class PredictorPool:
             self.on_change()
 
     # -- work -------------------------------------------------------------------------------------
-    def _take(self, wanted: _Predictor | None = None) -> _Predictor | None:
-        """An idle predictor (``wanted``, or any), marked busy; None if ``wanted`` died meanwhile."""
+    def _take(self, wanted: _Predictor | None = None, block: bool = True) -> _Predictor | None:
+        """An idle predictor (``wanted``, or any), marked busy; None if ``wanted`` died meanwhile, or if
+        none is idle and not ``block``."""
         with self._changed:
             while True:
                 if wanted is not None and (wanted.dead or wanted not in self._predictors):
@@ -245,6 +249,8 @@ class PredictorPool:
                     if not predictor.busy and (wanted is None or predictor is wanted):
                         predictor.busy = True
                         return predictor
+                if not block:
+                    return None
                 self._changed.wait(1.0)
 
     def _give(self, predictor: _Predictor, died: bool = False) -> None:
@@ -257,20 +263,66 @@ class PredictorPool:
 
     def predict(self, jobs: list[Job]) -> list[Outcome]:
         """Each job's outcome, from one predictor (all jobs are of one version: the batcher's key)."""
-        version = jobs[0].version.version.version if jobs[0].version is not None else self.version
         predictor = self._take()
         assert predictor is not None
         try:
-            predictor.conn.send(("predict", version, [(job.columns, job.probabilities) for job in jobs]))
+            predictor.conn.send(("predict", self._version_of(jobs), [(job.columns, job.probabilities) for job in jobs]))
             _, outcomes = self._receive(predictor)
         except (PredictorLost, OSError, EOFError):
             self._give(predictor, died=True)
             return [PredictorLost(LOST) for _ in jobs]
         self._give(predictor)
+        self._count_rows(jobs)
+        return list(outcomes)
+
+    async def predict_async(self, jobs: list[Job]) -> list[Outcome] | None:
+        """:meth:`predict` from the event loop, without a thread: the batch is written to an idle
+        predictor's pipe and its answer read when the pipe is readable (~1 ms less per call). None when
+        no predictor is idle or the batch is large: the caller uses :meth:`predict` in a thread."""
+        import asyncio
+
+        message = ("predict", self._version_of(jobs), [(job.columns, job.probabilities) for job in jobs])
+        payload = ForkingPickler.dumps(message)
+        if len(payload) > INLINE_PAYLOAD:
+            return None
+        predictor = self._take(block=False)
+        if predictor is None:
+            return None
+        loop = asyncio.get_running_loop()
+        readable = loop.create_future()
+        fd = predictor.conn.fileno()
+
+        def ready() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        try:
+            predictor.conn.send_bytes(payload)  # small, into an idle predictor's empty pipe: does not block
+            loop.add_reader(fd, ready)
+            try:
+                await readable
+            finally:
+                loop.remove_reader(fd)
+            _, outcomes = predictor.conn.recv()  # written at once by the predictor: read at once
+        except asyncio.CancelledError:  # shutdown: its answer would be read by the next batch
+            predictor.process.kill()
+            self._give(predictor, died=True)
+            raise
+        except (OSError, EOFError):
+            self._give(predictor, died=True)
+            return [PredictorLost(LOST) for _ in jobs]
+        self._give(predictor)
+        self._count_rows(jobs)
+        return list(outcomes)
+
+    def _version_of(self, jobs: list[Job]) -> int:
+        return int(jobs[0].version.version.version) if jobs[0].version is not None else self.version
+
+    @staticmethod
+    def _count_rows(jobs: list[Job]) -> None:
         rows = sum(job.rows for job in jobs)
         for job in jobs:
             job.batch_rows = rows if len(jobs) > 1 else job.rows
-        return list(outcomes)
 
     def load_everywhere(self, version: int) -> None:
         """Have every predictor load and verify ``version`` (refresh thread); raises if one refuses it."""
