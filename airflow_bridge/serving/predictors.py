@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -303,6 +304,7 @@ class PredictorPool:
                 await readable
             finally:
                 loop.remove_reader(fd)
+                os.set_blocking(fd, True)  # uvloop (libuv) made it non-blocking: a long answer then fails to read
             _, outcomes = predictor.conn.recv()  # written at once by the predictor: read at once
         except asyncio.CancelledError:  # shutdown: its answer would be read by the next batch
             predictor.process.kill()
