@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
+import pytest
 import uvloop
 
+from airflow_bridge.exceptions import ChecksumMismatchError
 from airflow_bridge.registry import ModelRegistry
 from airflow_bridge.serving.app import ModelHolder
 from airflow_bridge.serving.batching import Job, predict_jobs
@@ -42,5 +45,25 @@ def test_the_pool_answers_as_in_process_from_the_event_loop_and_from_threads(tmp
                 assert np.array_equal(got[0], expected[0])  # type: ignore[index]
             assert all(os.get_blocking(p.conn.fileno()) for p in pool._predictors)
         assert len(pool.pids()) == 2  # no predictor was taken for dead
+    finally:
+        pool.close()
+
+
+def test_a_version_a_predictor_refuses_is_not_served_and_the_old_one_keeps_answering(tmp_path: Path) -> None:
+    url = register_doubler(tmp_path)
+    registry = ModelRegistry(url)
+    holder = ModelHolder(registry, "doubler", "production")
+    loaded = holder.load_initial()
+    pool = PredictorPool(url, "doubler", 2, 1)
+    pool.start()
+    try:
+        path = Path(urlsplit(registry.get_version("doubler", 2).artifact.uri).path)
+        path.write_bytes(path.read_bytes()[:-1] + b"\x00")  # after the front checked it, say
+        with pytest.raises(ChecksumMismatchError, match=r"refused v2"):
+            pool.load_everywhere(2)
+        assert pool.version == 1 and set(pool.pids().values()) == {1}
+        job = Job(loaded.estimator, {"x1": [4], "x2": [0]}, False, version=loaded)
+        (labels, _, _), *_ = pool.predict([job])  # type: ignore[misc]
+        assert abs(labels[0] - 4) < 1e-6  # v1 (y = x1) still answers
     finally:
         pool.close()
