@@ -10,7 +10,9 @@ with the reason) and logs it loudly.
 Requests are bounded (:mod:`.limits`: size, read time, requests in flight, optional bearer token) and
 read by :mod:`.inputs` (small bodies on the event loop, large ones in a small thread pool, so the event
 loop, and with it ``/health``, stays free). Concurrent requests are predicted together
-(:mod:`.batching`); ``/metrics`` and the access log are :mod:`.metrics`.
+(:mod:`.batching`), in this process or, with ``serve --workers N``, by predictor processes
+(:mod:`.predictors`: a predictor's death costs its batch a 503, never a connection); ``/metrics`` and
+the access log are :mod:`.metrics`.
 Every error body is short JSON ``{"detail": ...}`` that names the problem and never repeats the input,
 a traceback or a filesystem path.
 """

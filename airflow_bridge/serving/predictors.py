@@ -29,7 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
@@ -129,7 +129,6 @@ class _Predictor:
     version: int
     busy: bool = True
     dead: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class PredictorPool:

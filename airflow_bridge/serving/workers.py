@@ -42,7 +42,7 @@ def default_workers() -> int:
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Everything a worker needs to serve (pickled to each worker; the token never goes on a command line)."""
+    """Everything ``serve`` needs to run (the token never goes on a command line)."""
 
     registry_url: str
     model: str
