@@ -5,7 +5,8 @@ forest behind the product's column pipeline, ~30 ms per ``predict`` call whateve
 the product's training action and registered in a throwaway SQLite registry. The same artifact file is
 served by:
 
-- **bridge**: ``airflow-bridge serve`` with its defaults (adaptive batching, one worker per CPU);
+- **bridge**: ``airflow-bridge serve`` with its defaults (adaptive batching; one HTTP front process and
+  one predictor process per CPU, at least 2);
 - **kserve**: KServe's model server (``.venv-kserve``, ``tests/kserve_predictor.py``: the sklearn
   predictor's ``predict``; one worker, its default), with KServe's REST v1 decoding.
 
@@ -148,7 +149,7 @@ async def _load(port: int, request: bytes, clients: int, seconds: float) -> dict
 
 
 def _batches(port: int) -> tuple[float, float]:
-    """(requests, predict calls) so far, from the bridge server's /metrics (all workers)."""
+    """(requests, predict calls) so far, from the bridge server's /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:

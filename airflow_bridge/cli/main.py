@@ -123,8 +123,9 @@ def serve(
         int | None,
         typer.Option(
             callback=_workers_option,
-            help="Server processes on the one port, each loading and verifying the model; default: half the CPUs, at "
-            "least 1.",
+            help="1: predict in the server process; N >= 2: N predictor processes, each loading and verifying the "
+            "model, behind the one HTTP process (a killed predictor costs only its batch a 503); default: one "
+            "per CPU, at least 2.",
             show_default=False,
         ),
     ] = None,
@@ -144,8 +145,8 @@ def serve(
 ) -> None:
     """Serve predictions of MODEL@ALIAS over HTTP (/predict, /health, /metadata, /metrics); checksum verified.
 
-    Concurrent requests are answered in batches (--max-batch-size, --max-batch-wait-ms); --workers
-    processes share the port (docs/serving.md). Exit code 1, with one line on stderr, when the registry,
+    Concurrent requests are answered in batches (--max-batch-size, --max-batch-wait-ms), predicted by
+    --workers predictor processes (docs/serving.md). Exit code 1, with one line on stderr, when the registry,
     the artifact or the token cannot be read.
     """
     from sqlalchemy.exc import SQLAlchemyError
@@ -156,7 +157,7 @@ def serve(
     from airflow_bridge.serving.auth import serve_token
     from airflow_bridge.serving.batching import BatchSettings
     from airflow_bridge.serving.limits import ServeLimits
-    from airflow_bridge.serving.workers import ServeConfig, default_workers, run_server, supervise
+    from airflow_bridge.serving.workers import ServeConfig, default_workers, run_server
 
     limits = ServeLimits(
         max_body_bytes=max_body_bytes,
@@ -184,14 +185,10 @@ def serve(
         f"{loaded.version.artifact.sha256[:12]}…) on http://{host}:{port}, {processes} worker"
         f"{'s' if processes > 1 else ''}, {batches}" + (" (bearer token required)" if token else "")
     )
-    if processes == 1:
-        run_server(config, holder)
-        return
-    del holder, loaded  # each worker loads and verifies its own copy
     try:
-        supervise(config, processes)
-    except OSError as exc:  # the port is taken
-        raise fail(f"cannot serve {model}@{alias} on {host}:{port}: {exc}") from None
+        run_server(config, holder, processes)
+    except BridgeError as exc:  # a predictor process could not load the version
+        raise fail(f"cannot serve {model}@{alias}: {' '.join(str(exc).split())}") from None
 
 
 def _batch_option(size: int | None, wait: float | None) -> int | float | None:
@@ -207,7 +204,7 @@ def _batch_option(size: int | None, wait: float | None) -> int | float | None:
 
 def _workers_option(value: int | None) -> int | None:
     if value is not None and value < 1:
-        raise typer.BadParameter(f"at least 1 server process is needed; got {value} (default: half the CPUs)")
+        raise typer.BadParameter(f"at least 1 server process is needed; got {value} (default: one per CPU, at least 2)")
     return value
 
 

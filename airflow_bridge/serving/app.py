@@ -10,7 +10,9 @@ with the reason) and logs it loudly.
 Requests are bounded (:mod:`.limits`: size, read time, requests in flight, optional bearer token) and
 read by :mod:`.inputs` (small bodies on the event loop, large ones in a small thread pool, so the event
 loop, and with it ``/health``, stays free). Concurrent requests are predicted together
-(:mod:`.batching`); ``/metrics`` and the access log are :mod:`.metrics`.
+(:mod:`.batching`), in this process or, with ``serve --workers N``, by predictor processes
+(:mod:`.predictors`: a predictor's death costs its batch a 503, never a connection); ``/metrics`` and
+the access log are :mod:`.metrics`.
 Every error body is short JSON ``{"detail": ...}`` that names the problem and never repeats the input,
 a traceback or a filesystem path.
 """
@@ -36,7 +38,7 @@ from starlette.requests import Request  # at module level: FastAPI resolves the 
 from airflow_bridge.exceptions import AuditMismatchError, BridgeError, ChecksumMismatchError, NotFoundError
 from airflow_bridge.registry.records import ModelVersion
 from airflow_bridge.registry.store import ModelRegistry
-from airflow_bridge.serving.batching import Batcher, BatchSettings, Job, Outcome, predict_one
+from airflow_bridge.serving.batching import Batcher, BatchSettings, Job, Outcome, predict_jobs, predict_one
 from airflow_bridge.serving.inputs import InputError, excerpt, parse_body, read_columns, wants_probabilities
 from airflow_bridge.serving.limits import RequestGuard, ServeLimits, error_body
 from airflow_bridge.serving.metrics import Observed, ServeMetrics
@@ -50,6 +52,7 @@ from airflow_bridge.serving.outputs import (
     v2_answer,
     v2_location,
 )
+from airflow_bridge.serving.predictors import PredictorLost, PredictorPool, PredictorRefused
 
 log = logging.getLogger("airflow_bridge.serve")
 MAX_WARNING_CHARS = 500
@@ -103,6 +106,9 @@ class ModelHolder:
         self._thread: threading.Thread | None = None
         self.on_refresh: Callable[[str], None] | None = None
         """Told each re-read's outcome: unchanged, moved, refused (checksum or audit), failed (metrics)."""
+        self.before_serving: Callable[[int], None] | None = None
+        """Called with a new version once the front verified it, before it is served (the predictor
+        processes load it); raising ``ChecksumMismatchError`` refuses it (the old one keeps serving)."""
 
     def load_initial(self) -> LoadedModel:
         """Load the version behind the alias now; raises when it is missing or fails verification (its
@@ -163,6 +169,8 @@ class ModelHolder:
             return "unchanged"
         try:
             loaded = self._load(self.registry.trusted_version(self.model, self.alias))
+            if self.before_serving is not None:
+                self.before_serving(loaded.version.version)
         except (ChecksumMismatchError, AuditMismatchError) as exc:
             self._report(f"refused v{version.version}: {exc}")
             return "refused"
@@ -197,10 +205,13 @@ def create_app(
     token: str | None = None,
     batching: BatchSettings | None = None,
     metrics: ServeMetrics | None = None,
+    *,
+    pool: PredictorPool | None = None,
 ) -> Any:
     """The FastAPI application; ``holder`` must have loaded its first version. With ``token``, every
     route but ``/health`` needs ``Authorization: Bearer <token>``. ``batching``: see :mod:`.batching`
-    (default on); ``metrics``: see :mod:`.metrics` (``/metrics``)."""
+    (default on); ``metrics``: see :mod:`.metrics` (``/metrics``). With ``pool`` (started), every
+    prediction is made by its predictor processes (:mod:`.predictors`), never in this process."""
     from anyio import CapacityLimiter, to_thread
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
@@ -211,7 +222,8 @@ def create_app(
     batching = batching or BatchSettings()
     metrics = metrics or ServeMetrics(holder.model, holder.alias)
     predicting = CapacityLimiter(limits.predict_threads)
-    batch_thread = CapacityLimiter(1)
+    batch_thread = CapacityLimiter(1 if pool is None else pool.size)
+    predict_batch = predict_jobs if pool is None else pool.predict
 
     def serving() -> int | None:
         return holder.current.version.version if holder.current else None
@@ -228,9 +240,20 @@ def create_app(
         metrics.batch(loaded.version.version, sum(job.rows for job in jobs), len(jobs))
 
     async def in_batch_thread(function: Callable[[list[Job]], list[Outcome]], jobs: list[Job]) -> list[Outcome]:
+        if pool is not None:  # small batches go to an idle predictor from the event loop
+            outcomes = await pool.predict_async(jobs)
+            if outcomes is not None:
+                return outcomes
         return await to_thread.run_sync(function, jobs, limiter=batch_thread)
 
-    batcher = Batcher(batching, in_batch_thread, predicted) if batching.enabled else None
+    batcher = None
+    if batching.enabled:
+        concurrency = 1 if pool is None else pool.size
+        batcher = Batcher(batching, in_batch_thread, predicted, predict=predict_batch, concurrency=concurrency)
+    if pool is not None:
+        holder.before_serving = pool.load_everywhere
+        pool.on_change = lambda: metrics.predictors(pool.pids())
+        metrics.predictors(pool.pids())
 
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
@@ -337,7 +360,7 @@ def create_app(
             job = prepared.job()
             if batcher is not None and job.rows <= INLINE_ROWS:
                 await asyncio.sleep(0)  # requests that arrived with this one start reading first
-            if batcher is not None and job.rows <= INLINE_ROWS and batcher.alone():
+            if pool is None and batcher is not None and job.rows <= INLINE_ROWS and batcher.alone():
                 # A lone request: predicting here saves the trip to a thread (~1 ms of a ~30 ms call);
                 # /health waits for this one call (at most INLINE_ROWS rows) instead.
                 outcome = predict_one(job)
@@ -345,6 +368,9 @@ def create_app(
             elif batcher is not None:
                 submitted = True
                 outcome = await batcher.submit(job)
+            elif pool is not None:
+                outcome = (await in_batch_thread(pool.predict, [job]))[0]
+                predicted([job])
             else:
                 outcome = await to_thread.run_sync(predict_one, job, limiter=predicting)
                 predicted([job])
@@ -429,7 +455,10 @@ def prepare(
 
 
 def finish(holder: ModelHolder, prepared: Prepared, outcome: Outcome) -> tuple[int, bytes]:
-    """(HTTP status, JSON body) of a predicted request; a failed prediction is a 422 naming why."""
+    """(HTTP status, JSON body) of a predicted request; a failed prediction is a 422 naming why, a
+    predictor process that died or could not load the version a 503 (the client may retry)."""
+    if isinstance(outcome, PredictorLost | PredictorRefused):
+        return 503, error_body(public(str(outcome))[:600])
     if isinstance(outcome, BridgeError):  # a row the model's column check refused: it names the column
         return 422, error_body(_tame(str(outcome)))
     if isinstance(outcome, ValueError | TypeError | ArithmeticError | LookupError):

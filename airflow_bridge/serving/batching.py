@@ -18,8 +18,8 @@ call), so under concurrent load one call per request caps throughput at ~30 requ
 - **isolated**: if the batch's call fails, each request is predicted alone, so a bad row fails only
   its own request.
 
-One batch is predicted at a time per process (in a thread, off the event loop); ``serve --workers``
-runs several processes for more.
+One batch is predicted at a time (in a thread, off the event loop) unless ``concurrency`` says more:
+``serve --workers N`` dispatches up to N batches at once, one to each predictor process (:mod:`.predictors`).
 """
 
 from __future__ import annotations
@@ -148,15 +148,21 @@ class Batcher:
         settings: BatchSettings,
         run_in_thread: Callable[[Callable[[list[Job]], list[Outcome]], list[Job]], Awaitable[list[Outcome]]],
         on_batch: Callable[[list[Job]], None] | None = None,
+        *,
+        predict: Callable[[list[Job]], list[Outcome]] = predict_jobs,
+        concurrency: int = 1,
     ) -> None:
         self.settings = settings
         self._run_in_thread = run_in_thread
         self._on_batch = on_batch
+        self._predict = predict
+        self._concurrency = concurrency
         self._waiting: deque[Job] = deque()
         self._coming = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._busy = False
+        self._running: set[asyncio.Task[None]] = set()
+        self._busy = 0
         self._typical = 1.0
         """Requests per call lately (a moving average): under steady load a batch that just gathered far
         fewer waits for the rest, which arrive as soon as the last batch's clients have their answers."""
@@ -193,10 +199,11 @@ class Batcher:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for pending in [task, *self._running]:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
         while self._waiting:
             job = self._waiting.popleft()
             if job.future is not None and not job.future.done():
@@ -208,10 +215,12 @@ class Batcher:
         loop = asyncio.get_running_loop()
         limit = self.settings.max_batch_size
         max_wait = self.settings.max_wait_ms / 1000
+        slots = asyncio.Semaphore(self._concurrency)
         while True:
             while not self._waiting:
                 wake.clear()
                 await wake.wait()
+            await slots.acquire()  # a free predictor: meanwhile the queue fills by itself
             first = self._waiting[0]
             deadline = first.arrived + max_wait
             while self._more_coming() and self._ready_rows(first.key) < limit and loop.time() < deadline:
@@ -222,21 +231,29 @@ class Batcher:
                     break
             batch = self._take(first.key, limit)
             self._typical += 0.3 * (len(batch) - self._typical)
-            self._busy = True
-            try:
-                outcomes = await self._run_in_thread(predict_jobs, batch)
-            except BaseException as exc:  # cancelled (shutdown) or a bug: every job of the batch learns of it
-                for job in batch:
-                    if job.future is not None and not job.future.done():
-                        job.future.set_result(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
-                raise
-            finally:
-                self._busy = False
-            if self._on_batch is not None:
-                self._on_batch(batch)
-            for job, outcome in zip(batch, outcomes, strict=True):
+            self._busy += 1
+            task = loop.create_task(self._run(batch, slots), name="airflow-bridge-batch")
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run(self, batch: list[Job], slots: asyncio.Semaphore) -> None:
+        try:
+            outcomes = await self._run_in_thread(self._predict, batch)
+        except BaseException as exc:  # cancelled (shutdown) or a bug: every job of the batch learns of it
+            for job in batch:
                 if job.future is not None and not job.future.done():
-                    job.future.set_result(outcome)
+                    job.future.set_result(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        finally:
+            self._busy -= 1
+            slots.release()
+        if self._on_batch is not None:
+            self._on_batch(batch)
+        for job, outcome in zip(batch, outcomes, strict=True):
+            if job.future is not None and not job.future.done():
+                job.future.set_result(outcome)
 
     def _more_coming(self) -> bool:
         """Requests are being read, or far fewer are waiting than lately made a batch."""

@@ -11,9 +11,10 @@ Metrics (every one labelled with the model; requests and batches also with the v
   (degraded: the alias moved to a version that was refused, or the registry cannot be read);
 - ``airflow_bridge_serve_alias_refreshes_total{alias, outcome}``: unchanged, moved, refused, failed.
 
-With ``serve --workers N`` each worker is a process: the metrics use ``prometheus_client``'s
-multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, a folder the supervisor creates), so whichever worker
-answers a scrape answers for all of them; the gauges then carry a ``pid`` label, one per live worker.
+- ``airflow_bridge_serve_predictor_version{pid}``: with ``serve --workers N``, the version each predictor
+  process was last told to serve (one series per live predictor; a dead one's is dropped).
+
+Only the front process answers HTTP, so it records every metric itself: one process, one registry.
 
 The access log (logger ``airflow_bridge.serve.access``) is one JSON object per request: time, method,
 route, status, milliseconds, model, alias, version, rows, the rows of its predict call, worker pid.
@@ -31,7 +32,6 @@ from typing import Any
 
 from airflow_bridge.serving.limits import ASGIApp, Message, Receive, Scope, Send
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 access_log = logging.getLogger("airflow_bridge.serve.access")
@@ -53,16 +53,15 @@ def route_of(path: str) -> str:
 
 
 class ServeMetrics:
-    """The server's metrics, in a registry of their own (or the multiprocess folder under ``--workers``)."""
+    """The server's metrics, in a registry of their own."""
 
     def __init__(self, model: str, alias: str) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.model = model
         self.alias = alias
-        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         self.registry = CollectorRegistry()
-        own = None if self.multiprocess else self.registry
+        own = self.registry
         prefix = "airflow_bridge_serve_"
         self.requests = Counter(
             prefix + "requests", "HTTP requests answered", ["model", "version", "route", "status"], registry=own
@@ -95,14 +94,12 @@ class ServeMetrics:
             "Version of the model being served",
             ["model", "alias"],
             registry=own,
-            multiprocess_mode="liveall",
         )
         self.healthy = Gauge(
             prefix + "healthy",
             "1 when serving the alias' version, 0 when degraded (see /health)",
             ["model", "alias"],
             registry=own,
-            multiprocess_mode="liveall",
         )
         self.refreshes = Counter(
             prefix + "alias_refreshes",
@@ -110,14 +107,22 @@ class ServeMetrics:
             ["model", "alias", "outcome"],
             registry=own,
         )
-        if self.multiprocess:
-            from prometheus_client import multiprocess
-
-            multiprocess.MultiProcessCollector(self.registry)
+        self.predictor_version = Gauge(
+            prefix + "predictor_version",
+            "Version each predictor process (serve --workers N) was last told to serve",
+            ["model", "pid"],
+            registry=own,
+        )
 
     def served(self, version: int, healthy: bool) -> None:
         self.version.labels(self.model, self.alias).set(version)
         self.healthy.labels(self.model, self.alias).set(1 if healthy else 0)
+
+    def predictors(self, versions: dict[int, int]) -> None:
+        """The live predictor processes: pid → version (series of dead ones are dropped)."""
+        self.predictor_version.clear()
+        for pid, version in versions.items():
+            self.predictor_version.labels(self.model, str(pid)).set(version)
 
     def refreshed(self, outcome: str) -> None:
         self.refreshes.labels(self.model, self.alias, outcome).inc()
