@@ -169,7 +169,7 @@ location.replace(location.pathname+'?around='+m[1]+location.hash)})();
 document.addEventListener('change',function(e){
 var f=e.target.form;if(!f||!f.hasAttribute('data-compare'))return;
 var n=f.querySelectorAll('input[name=v]:checked').length,b=f.querySelector('button[data-compare-button]');
-if(b){b.disabled=n<2;b.textContent=n<2?'Compare (select two or more)':'Compare '+n+' versions'}});"""
+if(b){b.disabled=n<2;b.textContent=n<2?'Compare (select two or more)':'Compare '+n+' selected'}});"""
 """Small progressive enhancements: a link to ``#vN`` of a version on another page opens that page (``?around=N``);
 the compare button says how many versions are ticked (the form works without)."""
 

@@ -107,16 +107,16 @@ def model_page(
         + paging.html(page_url, "versions")
         + f'<form method="get" action="{base}/compare" data-compare>'
         + tables.versions_table(rows, metrics, sort, sort_url)
+        + paging.html(page_url, "versions")
         + candidates_section(name, tables.candidate_rows(unregistered, ctx), metrics, unregistered_total)
         + (
-            '<div class="bar"><button class="primary" data-compare-button>Compare selected versions</button>'
+            '<div class="bar"><button class="primary" data-compare-button>Compare selected</button>'
             "<span class='muted small'>Tick two or more versions or candidates (the same comparison as "
             "<code>airflow-bridge models compare</code>).</span></div>"
             if total + unregistered_total > 1
             else ""
         )
         + "</form>"
-        + paging.html(page_url, "versions")
         + "<h2>Pending approvals</h2>"
         + pages.pending_table(root, airflow, pending)
         + "<h2>Alias moves</h2>"
