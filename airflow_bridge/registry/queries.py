@@ -90,6 +90,11 @@ def get_version(conn: Connection, model: str, number: int) -> ModelVersion:
         .scalars()
         .all()
     )
+    return version_record(model, row, tags, held)
+
+
+def version_record(model: str, row: Any, tags: dict[str, str], aliases: Sequence[str]) -> ModelVersion:
+    """A ``ab_model_versions`` row as the record callers get, with its tags and the aliases on it."""
     return ModelVersion(
         model=model,
         version=row.version,
@@ -105,7 +110,7 @@ def get_version(conn: Connection, model: str, number: int) -> ModelVersion:
         created_by=row.created_by,
         created_at=audit.as_utc(row.created_at),
         tags=tags,
-        aliases=tuple(held),
+        aliases=tuple(aliases),
         deleted_at=_aware(row.deleted_at),
     )
 
@@ -290,27 +295,7 @@ def _versions_of(conn: Connection, model: str, rows: Sequence[Any]) -> list[Mode
         )
         for alias in alias_rows:
             held.setdefault(alias.version_id, []).append(alias.alias)
-    return [
-        ModelVersion(
-            model=model,
-            version=row.version,
-            artifact=ArtifactRef(row.artifact_uri, row.artifact_sha256, int(row.artifact_size), row.artifact_conn_id),
-            estimator=row.estimator,
-            task_kind=row.task_kind,
-            params=row.params,
-            metrics=row.metrics,
-            validation=row.validation,
-            data=row.data,
-            spec_sha256=row.spec_sha256,
-            run=RunRef(row.dag_id, row.run_id, row.task_id),
-            created_by=row.created_by,
-            created_at=audit.as_utc(row.created_at),
-            tags=tags.get(row.id, {}),
-            aliases=tuple(held.get(row.id, ())),
-            deleted_at=_aware(row.deleted_at),
-        )
-        for row in rows
-    ]
+    return [version_record(model, row, tags.get(row.id, {}), held.get(row.id, ())) for row in rows]
 
 
 def _model_id(conn: Connection, model: str) -> int:
