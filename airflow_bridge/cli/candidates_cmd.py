@@ -73,7 +73,7 @@ def _live(store: ModelRegistry, name: str) -> str | None:
     from airflow_bridge.report.fate import live_alias
 
     try:
-        found = live_alias(store.get_model(name).aliases, version=-1)
+        found = live_alias(store.get_model(name).aliases)
     except NotFoundError:
         return None
     return found[0] if found else None

@@ -168,10 +168,7 @@ def version_rows(versions: Sequence[ModelVersion], fates: Mapping[int, Fate], ct
         links.append(Link("artifact", f"{model_url}/versions/{v.version}/artifact"))
         if ctx.live_alias is not None and ctx.live_version not in (None, v.version):
             links.append(Link(f"vs {ctx.live_alias}", f"{model_url}/compare?v={quote(ctx.live_alias)}&v={v.version}"))
-        metrics = {g.name: g.value for g in gates if g.kind == "metric" and isinstance(g.value, int | float)}
-        for name, value in sorted(v.metrics.items()):
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                metrics.setdefault(name, float(value))
+        metrics = row_metrics(gates, v.metrics)
         rows.append(
             VersionRow(
                 kind="version",
@@ -211,10 +208,7 @@ def candidate_rows(found: Sequence[Candidate], ctx: RowContext) -> list[VersionR
             links.append(
                 Link(f"vs {ctx.live_alias}", f"{model_url}/compare?v={quote(ctx.live_alias)}&v={c.candidate_id}")
             )
-        metrics = {g.name: g.value for g in gates if g.kind == "metric" and isinstance(g.value, int | float)}
-        for name, value in sorted(c.metrics.items()):
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                metrics.setdefault(name, float(value))
+        metrics = row_metrics(gates, c.metrics)
         rows.append(
             VersionRow(
                 kind="candidate",
@@ -233,6 +227,17 @@ def candidate_rows(found: Sequence[Candidate], ctx: RowContext) -> list[VersionR
             )
         )
     return rows
+
+
+def row_metrics(gates: Sequence[GateResult], metrics: Mapping[str, Any]) -> dict[str, float | None]:
+    """A row's metric values: each gate's value first, then the other numeric metrics by name."""
+    found: dict[str, float | None] = {
+        g.name: g.value for g in gates if g.kind == "metric" and isinstance(g.value, int | float)
+    }
+    for name, value in sorted(metrics.items()):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            found.setdefault(name, float(value))
+    return found
 
 
 def _run_links(v: ModelVersion | Candidate, airflow: str) -> list[Link]:

@@ -50,7 +50,7 @@ def model_page(
     alias moves and the newest audit events."""
     from airflow_bridge.registry import approvals
     from airflow_bridge.registry.events import ALIAS_MOVES
-    from airflow_bridge.report.fate import fates_from
+    from airflow_bridge.report.fate import fates_from, live_alias
 
     sort_key, _, metric = asked.sort.partition(":")
     if sort_key not in queries.VERSION_SORTS:
@@ -79,8 +79,8 @@ def model_page(
         unregistered_total = candidates.count_for(conn, name, unregistered=True)
         pending = approvals.pending(conn, name)
     fates = fates_from(events, dict(record.aliases), record.latest_version)
-    live = "production" if "production" in record.aliases else next(iter(sorted(record.aliases)), None)
-    ctx = tables.RowContext(root, airflow, name, live, record.aliases.get(live) if live else None)
+    live, live_version = live_alias(record.aliases) or (None, None)
+    ctx = tables.RowContext(root, airflow, name, live, live_version)
     rows = tables.version_rows(versions, fates, ctx)
     metrics = tables.metric_columns(rows)
     params = asked.params()

@@ -200,9 +200,9 @@ def current_page(
     return _COMPARE.sub(lambda _: compare_block(inner), page, count=1).encode("utf-8")
 
 
-def live_alias(aliases: Mapping[str, int], version: int) -> tuple[str, int] | None:
-    """The alias a version is compared with: ``production`` if set, else the first alias by name; None when
-    nothing is live or the version is the live one."""
+def live_alias(aliases: Mapping[str, int], version: int | None = None) -> tuple[str, int] | None:
+    """The live alias and its version: ``production`` if set, else the first alias by name; None when nothing
+    is live, or when ``version`` (the one to compare with it) is the live one."""
     for alias in sorted(aliases, key=lambda a: (a != "production", a)):
         return None if aliases[alias] == version else (alias, aliases[alias])
     return None
