@@ -53,6 +53,7 @@ from airflow_bridge.serving.outputs import (
     v2_location,
 )
 from airflow_bridge.serving.predictors import PredictorLost, PredictorPool, PredictorRefused
+from airflow_bridge.serving.runtime import settle
 
 log = logging.getLogger("airflow_bridge.serve")
 MAX_WARNING_CHARS = 500
@@ -100,6 +101,8 @@ class ModelHolder:
         self.refresh_seconds = refresh_seconds
         self.current: LoadedModel | None = None
         self.problem: str | None = None
+        self.freeze_heap = False
+        """After each load, freeze the long-lived heap (:func:`.runtime.settle`): set in the ``serve`` process."""
         self._checked_at = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -117,6 +120,8 @@ class ModelHolder:
             raise NotFoundError(f"alias '{self.alias}' of model '{self.model}' points at no version")
         self.current = self._load(self.registry.trusted_version(self.model, self.alias))
         self._checked_at = time.monotonic()
+        if self.freeze_heap:
+            settle()
         return self.current
 
     def start(self) -> None:
@@ -179,6 +184,8 @@ class ModelHolder:
             return "failed"
         # Requests already holding the old version finish on it; new ones take this one.
         self.current, self.problem = loaded, None
+        if self.freeze_heap:
+            settle()  # the old version goes once its last requests are answered
         log.info("alias '%s' moved: now serving %s v%d", self.alias, self.model, loaded.version.version)
         return "moved"
 

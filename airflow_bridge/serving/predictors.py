@@ -35,6 +35,7 @@ from typing import Any
 
 from airflow_bridge.exceptions import BridgeError, ChecksumMismatchError
 from airflow_bridge.serving.batching import Job, Outcome, predict_jobs
+from airflow_bridge.serving.runtime import settle, use_python_strings
 
 log = logging.getLogger("airflow_bridge.serve")
 LOST = "the worker predicting this request stopped (killed or out of memory); retry"
@@ -81,6 +82,7 @@ def _predictor_main(conn: Any, registry_url: str, model: str, first: int) -> Non
     from airflow_bridge.resolution import audit_key, registry_for_url
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the front stops us
+    use_python_strings()  # as in the front (.runtime)
     registry = registry_for_url(registry_url, audit_key())
     models: dict[int, Any] = {}
 
@@ -90,6 +92,7 @@ def _predictor_main(conn: Any, registry_url: str, model: str, first: int) -> Non
             models[version] = load_model(read_verified(record.artifact))
             while len(models) > KEPT_VERSIONS:
                 models.pop(next(iter(models)))
+            settle()  # the libraries and the model leave the cyclic collector's work (.runtime)
         return models[version]
 
     try:

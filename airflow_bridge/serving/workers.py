@@ -76,10 +76,12 @@ def run_server(config: ServeConfig, holder: Any = None, predictors: int = 1) -> 
     from airflow_bridge.serving.app import ModelHolder, create_app
     from airflow_bridge.serving.limits import guarded_protocol
     from airflow_bridge.serving.predictors import PredictorPool
+    from airflow_bridge.serving.runtime import settle, use_python_strings
 
     if predictors < 1:
         raise ValueError("at least 1 worker is needed")
     configure_logging(config.access_log)
+    use_python_strings()
     if holder is None:
         from airflow_bridge.resolution import audit_key, registry_for_url
 
@@ -87,6 +89,8 @@ def run_server(config: ServeConfig, holder: Any = None, predictors: int = 1) -> 
             registry_for_url(config.registry_url, audit_key()), config.model, config.alias, config.refresh_seconds
         )
         holder.load_initial()
+    holder.freeze_heap = True  # this process serves: its long-lived heap leaves the collector's work (.runtime)
+    settle()
     pool = None
     if predictors > 1:
         pool = PredictorPool(config.registry_url, config.model, predictors, holder.current.version.version)
