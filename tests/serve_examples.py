@@ -109,6 +109,55 @@ def register_doubler(root: Path, coefs: tuple[float, ...] = (1.0, 2.0, 3.0)) -> 
     return url
 
 
+STALL_X1 = 999
+"""The ``x1`` that makes :func:`stall_on_signal`, and so the staller model, hang."""
+
+
+def stall_on_signal(frame: Any) -> Any:
+    """The staller model's first step: rows pass unchanged, unless one has ``x1`` = 999 (then it hangs)."""
+    import time
+
+    if (frame["x1"] == STALL_X1).any():
+        time.sleep(600)
+    return frame
+
+
+def register_staller(root: Path) -> str:
+    """A linear model (y = x1) that hangs on a row with ``x1`` = 999, v1 on ``production``; the registry URL."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from airflow_bridge.artifacts import ArtifactStore, dump_model
+    from airflow_bridge.governance.policy import Policy
+    from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
+    from airflow_bridge.registry.records import binding_for
+
+    url = f"sqlite:///{root / 'registry.db'}"
+    registry, store = ModelRegistry(url), ArtifactStore(f"file://{root / 'artifacts'}")
+    frame = pd.DataFrame({"x1": np.arange(10.0), "x2": np.zeros(10)})
+    model = make_pipeline(FunctionTransformer(stall_on_signal), LinearRegression()).fit(frame, frame["x1"])
+    ref = store.put(dump_model(model), "models/staller", ".joblib")
+    lab = Policy.model_validate(
+        {"apiVersion": "airflow-bridge/v1", "kind": "Policy", "teams": {"lab": {"approval_required_for": []}}}
+    )
+    registry.register_version(
+        "staller",
+        ref,
+        estimator="sklearn.linear_model.LinearRegression",
+        task_kind="regression",
+        data={"features": DOUBLER_FEATURES, "target": "y"},
+        run=RunRef("serve_test", "run1", "register"),
+        actor="test",
+        card=ModelCard(owner="test", team="lab"),
+        policy=binding_for(lab, "specs/_policy.yaml"),
+    )
+    registry.deploy("staller", 1, alias="production", target="local", actor="test")
+    return url
+
+
 def free_port() -> int:
     import socket
 

@@ -172,6 +172,11 @@ def test_unusable_batch_settings_are_refused(size: int, wait: float, message: st
             "got -1.0",
         ),
         ("--workers", "0", "Invalid value for '--workers': at least 1 server process is needed; got 0"),
+        (
+            "--predict-timeout",
+            "0",
+            "Invalid value for '--predict-timeout': a predict timeout must be a number of seconds, at least 0.1; got 0",
+        ),
     ],
 )
 def test_serve_refuses_bad_batching_and_workers_options_before_doing_anything(

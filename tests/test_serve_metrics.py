@@ -59,6 +59,10 @@ def test_metrics_count_requests_errors_latency_batches_version_and_refreshes(tmp
         assert _value(samples, "airflow_bridge_serve_batch_rows_sum", version="1") == 20
         assert 1 <= _value(samples, "airflow_bridge_serve_batch_rows_count", version="1") <= 20
         assert _value(samples, "airflow_bridge_serve_batch_requests_sum", version="1") == 20
+        calls = _value(samples, "airflow_bridge_serve_batch_rows_count", version="1")
+        model_time = "airflow_bridge_serve_predict_duration_seconds"
+        assert _value(samples, f"{model_time}_count", version="1") == calls  # one observation per predict call
+        assert 0 < _value(samples, f"{model_time}_sum", version="1") < _value(samples, f"{latency}_sum")
         assert _value(samples, "airflow_bridge_serve_model_version", **model, alias="production") == 1
         assert _value(samples, "airflow_bridge_serve_healthy", **model) == 1
         assert _value(samples, "airflow_bridge_serve_alias_refreshes_total", outcome="unchanged") >= 1
@@ -88,6 +92,7 @@ def test_metrics_count_requests_errors_latency_batches_version_and_refreshes(tmp
         "rows": 1,
     }
     assert first["ms"] > 0 and first["batch_rows"] >= 1 and first["pid"] == server.pid
+    assert 0 < first["predict_ms"] <= first["ms"]  # the model's share of the request's time
     assert predicted[-1]["version"] == 2
     assert [line["status"] for line in predicted].count(422) == 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,8 +17,8 @@ from airflow_bridge.exceptions import ChecksumMismatchError
 from airflow_bridge.registry import ModelRegistry
 from airflow_bridge.serving.app import ModelHolder
 from airflow_bridge.serving.batching import Job, predict_jobs
-from airflow_bridge.serving.predictors import PredictorPool
-from tests.serve_examples import register_doubler
+from airflow_bridge.serving.predictors import TIMED_OUT, PredictorPool, PredictorTimedOut
+from tests.serve_examples import STALL_X1, register_doubler, register_staller
 
 
 def test_the_pool_answers_as_in_process_from_the_event_loop_and_from_threads(tmp_path: Path) -> None:
@@ -45,6 +46,32 @@ def test_the_pool_answers_as_in_process_from_the_event_loop_and_from_threads(tmp
                 assert np.array_equal(got[0], expected[0])  # type: ignore[index]
             assert all(os.get_blocking(p.conn.fileno()) for p in pool._predictors)
         assert len(pool.pids()) == 2  # no predictor was taken for dead
+    finally:
+        pool.close()
+
+
+def test_a_batch_that_overruns_the_timeout_stops_its_predictor_from_the_loop_and_from_a_thread(tmp_path: Path) -> None:
+    url = register_staller(tmp_path)
+    holder = ModelHolder(ModelRegistry(url), "staller", "production")
+    loaded = holder.load_initial()
+    pool = PredictorPool(url, "staller", 2, loaded.version.version, timeout=0.5)
+    pool.start()
+    stuck = Job(loaded.estimator, {"x1": [STALL_X1], "x2": [0.0]}, False, version=loaded)
+    fine = Job(loaded.estimator, {"x1": [4.0], "x2": [0.0]}, False, version=loaded)
+    try:
+        first = set(pool.pids())
+        from_loop = uvloop.run(pool.predict_async([stuck]))
+        from_thread = pool.predict([stuck])
+        for outcomes in (from_loop, from_thread):
+            assert outcomes is not None and isinstance(outcomes[0], PredictorTimedOut)
+            assert str(outcomes[0]) == TIMED_OUT.format(seconds=0.5)
+        answered = pool.predict([fine])[0]
+        assert not isinstance(answered, BaseException) and abs(answered[0][0] - 4.0) < 1e-6  # type: ignore[index]
+        assert 0 < fine.predict_seconds < 0.5  # the model's own time, reported by the predictor
+        deadline = time.monotonic() + 15
+        while len(pool.pids()) < 2 or set(pool.pids()) & first:  # both stopped and replaced
+            assert time.monotonic() < deadline, pool.pids()
+            time.sleep(0.1)
     finally:
         pool.close()
 

@@ -18,8 +18,8 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from airflow_bridge.registry import ModelRegistry
-from airflow_bridge.serving.predictors import LOST
-from tests.serve_examples import register_doubler, start_serve, stop_serve
+from airflow_bridge.serving.predictors import LOST, TIMED_OUT
+from tests.serve_examples import register_doubler, register_staller, start_serve, stop_serve
 
 ROW = {"instances": [{"x1": 2, "x2": 0}]}
 
@@ -68,6 +68,7 @@ def test_a_killed_predictor_costs_its_batch_a_503_and_is_replaced(tmp_path: Path
     before: Counter[str] = Counter()
     after: Counter[str] = Counter()
     details: list[str] = []
+    retry_after: set[str | None] = set()
     killed = threading.Event()
     stop = threading.Event()
 
@@ -79,6 +80,7 @@ def test_a_killed_predictor_costs_its_batch_a_503_and_is_replaced(tmp_path: Path
                     status = str(answer.status_code)
                     if answer.status_code == 503:
                         details.append(answer.json()["detail"])
+                        retry_after.add(answer.headers.get("retry-after"))
                 except httpx.TransportError:
                     status = "connection lost"
                 (after if killed.is_set() else before)[status] += 1
@@ -98,6 +100,7 @@ def test_a_killed_predictor_costs_its_batch_a_503_and_is_replaced(tmp_path: Path
         assert set(before) == {"200"}, before
         assert set(after) <= {"200", "503"}, after  # the front kept every connection
         assert after["503"] >= 1 and set(details) == {LOST}, (after, details)
+        assert retry_after == {"1"}  # its replacement is up within about a second
         assert after["200"] > 10 * after["503"]  # the other predictor kept serving
         assert psutil.pid_exists(survivor)
         assert _until(lambda: len(_predictors(base)) == 2 and victim not in _predictors(base), 10)
@@ -107,6 +110,36 @@ def test_a_killed_predictor_costs_its_batch_a_503_and_is_replaced(tmp_path: Path
         stop.set()
         stop_serve(server)
     assert f"worker {victim} exited" in log.read_text()
+
+
+def test_a_stuck_prediction_gets_504_and_its_predictor_is_replaced(tmp_path: Path) -> None:
+    """A row that makes the model hang (x1 = 999 sleeps for ten minutes) costs only its own request."""
+    log = tmp_path / "s.log"
+    options = ("--workers", "2", "--predict-timeout", "1.5")
+    base, server = start_serve(register_staller(tmp_path), "staller", *options, log=log)
+    stuck: dict[str, httpx.Response] = {}
+
+    def send_the_stuck_row() -> None:
+        stuck["answer"] = httpx.post(f"{base}/predict", json={"instances": [{"x1": 999, "x2": 0}]}, timeout=60)
+
+    try:
+        before = set(_predictors(base))
+        started = time.monotonic()
+        thread = threading.Thread(target=send_the_stuck_row)
+        thread.start()
+        time.sleep(0.3)
+        for i in range(5):  # meanwhile the other predictor answers
+            answer = httpx.post(f"{base}/predict", json={"instances": [{"x1": i, "x2": 0}]}, timeout=10)
+            assert answer.status_code == 200 and abs(answer.json()["predictions"][0] - i) < 1e-6
+        thread.join(60)
+        assert stuck["answer"].status_code == 504
+        assert stuck["answer"].json()["detail"] == TIMED_OUT.format(seconds=1.5)
+        assert 1.5 <= time.monotonic() - started < 15
+        assert _until(lambda: len(_predictors(base)) == 2 and not before <= set(_predictors(base)), 15)
+        assert [httpx.post(f"{base}/predict", json=ROW).status_code for _ in range(5)] == [200] * 5
+    finally:
+        stop_serve(server)
+    assert "took longer than 1.5 s (--predict-timeout) on a batch of 1 request(s); stopping it" in log.read_text()
 
 
 def test_every_predictor_follows_the_alias_and_a_tampered_version_is_refused(tmp_path: Path) -> None:

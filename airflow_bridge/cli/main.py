@@ -129,6 +129,14 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    predict_timeout: Annotated[
+        float,
+        typer.Option(
+            callback=_predict_timeout_option,
+            help="Seconds a batch may take in a predictor process (--workers N >= 2); then that predictor is "
+            "stopped and replaced, and the batch's requests get 504.",
+        ),
+    ] = 60.0,
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="One JSON line per request on stderr.")
     ] = True,
@@ -178,7 +186,9 @@ def serve(
     except (BridgeError, OSError, SQLAlchemyError) as exc:  # OSError: an unreachable object store
         message = " ".join(str(exc).split()) or type(exc).__name__
         raise fail(f"cannot serve {model}@{alias}: {message}") from None
-    config = ServeConfig(url, model, alias, host, port, refresh_seconds, limits, batching, token, access_log)
+    config = ServeConfig(
+        url, model, alias, host, port, refresh_seconds, limits, batching, token, access_log, predict_timeout
+    )
     batches = f"batches of up to {max_batch_size} rows" if batching.enabled else "no batching"
     console.print(
         f"serving [bold]{model}[/] v{loaded.version.version} (alias {alias}, sha256 "
@@ -205,6 +215,12 @@ def _batch_option(size: int | None, wait: float | None) -> int | float | None:
 def _workers_option(value: int | None) -> int | None:
     if value is not None and value < 1:
         raise typer.BadParameter(f"at least 1 server process is needed; got {value} (default: one per CPU, at least 2)")
+    return value
+
+
+def _predict_timeout_option(value: float) -> float:
+    if not value >= 0.1 or value == float("inf"):
+        raise typer.BadParameter(f"a predict timeout must be a number of seconds, at least 0.1; got {value:g}")
     return value
 
 

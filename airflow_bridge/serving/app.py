@@ -52,7 +52,7 @@ from airflow_bridge.serving.outputs import (
     v2_answer,
     v2_location,
 )
-from airflow_bridge.serving.predictors import PredictorLost, PredictorPool, PredictorRefused
+from airflow_bridge.serving.predictors import PredictorLost, PredictorPool, PredictorRefused, PredictorTimedOut
 from airflow_bridge.serving.runtime import settle
 
 log = logging.getLogger("airflow_bridge.serve")
@@ -60,6 +60,8 @@ MAX_WARNING_CHARS = 500
 INLINE_BYTES = 16 * 1024
 """Request bodies up to this size are read on the event loop; larger ones in the prediction pool."""
 INLINE_ROWS = 200
+RETRY_AFTER = {"Retry-After": "1"}
+"""On a 503 from a lost predictor: its replacement is up within about a second."""
 """Answers of up to this many rows are written on the event loop; larger ones in the prediction pool."""
 
 
@@ -244,7 +246,7 @@ def create_app(
 
     def predicted(jobs: list[Job]) -> None:
         loaded = jobs[0].version
-        metrics.batch(loaded.version.version, sum(job.rows for job in jobs), len(jobs))
+        metrics.batch(loaded.version.version, sum(job.rows for job in jobs), len(jobs), jobs[0].predict_seconds)
 
     async def in_batch_thread(function: Callable[[list[Job]], list[Outcome]], jobs: list[Job]) -> list[Outcome]:
         if pool is not None:  # small batches go to an idle predictor from the event loop
@@ -382,11 +384,12 @@ def create_app(
                 outcome = await to_thread.run_sync(predict_one, job, limiter=predicting)
                 predicted([job])
             request.state.rows, request.state.batch_rows = job.rows, job.batch_rows
+            request.state.predict_ms = round(job.predict_seconds * 1000, 2)
             if job.rows <= INLINE_ROWS:
                 status, payload = finish(holder, prepared, outcome)
             else:
                 status, payload = await to_thread.run_sync(finish, holder, prepared, outcome, limiter=predicting)
-            return reply(status, payload)
+            return reply(status, payload, RETRY_AFTER if status == 503 else None)
         finally:
             if batcher is not None and not submitted:
                 batcher.gone()
@@ -463,7 +466,10 @@ def prepare(
 
 def finish(holder: ModelHolder, prepared: Prepared, outcome: Outcome) -> tuple[int, bytes]:
     """(HTTP status, JSON body) of a predicted request; a failed prediction is a 422 naming why, a
-    predictor process that died or could not load the version a 503 (the client may retry)."""
+    predictor process that died or could not load the version a 503 (the client may retry), one that
+    overran ``--predict-timeout`` a 504."""
+    if isinstance(outcome, PredictorTimedOut):
+        return 504, error_body(str(outcome))
     if isinstance(outcome, PredictorLost | PredictorRefused):
         return 503, error_body(public(str(outcome))[:600])
     if isinstance(outcome, BridgeError):  # a row the model's column check refused: it names the column

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -87,6 +88,8 @@ class Job:
     arrived: float = 0.0
     batch_rows: int = 0
     """Rows of the predict call that answered this job (its own rows when predicted alone)."""
+    predict_seconds: float = 0.0
+    """Seconds the model took for this job's call (where it ran: this process or a predictor)."""
     future: asyncio.Future[Outcome] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -103,10 +106,13 @@ class Job:
 
 def predict_one(job: Job) -> Outcome:
     job.batch_rows = job.rows
+    start = time.perf_counter()
     try:
         return labels_and_probabilities(job.estimator, job.frame(), job.probabilities)
     except Exception as exc:  # handed to the request's handler, which answers 422 or 500
         return exc
+    finally:
+        job.predict_seconds = time.perf_counter() - start
 
 
 def predict_jobs(jobs: list[Job]) -> list[Outcome]:
@@ -118,19 +124,24 @@ def predict_jobs(jobs: list[Job]) -> list[Outcome]:
         return [predict_one(jobs[0])]
     import pandas as pd
 
+    start = time.perf_counter()
     first = jobs[0]
     frame = pd.DataFrame({name: list(chain.from_iterable(job.columns[name] for job in jobs)) for name in first.columns})
     try:
         labels, classes, matrix = labels_and_probabilities(first.estimator, frame, first.probabilities)
     except Exception:
-        return [predict_one(job) for job in jobs]
+        alone = [predict_one(job) for job in jobs]
+        for job in jobs:
+            job.predict_seconds = time.perf_counter() - start
+        return alone
+    seconds = time.perf_counter() - start
     outcomes: list[Outcome] = []
-    start = 0
+    offset = 0
     for job in jobs:
-        job.batch_rows = len(frame)
-        end = start + job.rows
-        outcomes.append((labels[start:end], classes, None if matrix is None else matrix[start:end]))
-        start = end
+        job.batch_rows, job.predict_seconds = len(frame), seconds
+        end = offset + job.rows
+        outcomes.append((labels[offset:end], classes, None if matrix is None else matrix[offset:end]))
+        offset = end
     return outcomes
 
 

@@ -7,6 +7,8 @@ Metrics (every one labelled with the model; requests and batches also with the v
   last byte out of the application (reading the body included);
 - ``airflow_bridge_serve_batch_rows`` and ``..._batch_requests``: histograms of each ``predict`` call's
   rows and requests (the micro-batcher's work; 1 and 1 when batching is off);
+- ``airflow_bridge_serve_predict_duration_seconds``: the model's own time per ``predict`` call, measured
+  where it ran (a predictor process or the front): the rest of a request's latency is the server's;
 - ``airflow_bridge_serve_model_version{alias}``: the version being served; ``..._healthy`` 1 or 0
   (degraded: the alias moved to a version that was refused, or the registry cannot be read);
 - ``airflow_bridge_serve_alias_refreshes_total{alias, outcome}``: unchanged, moved, refused, failed.
@@ -17,7 +19,8 @@ Metrics (every one labelled with the model; requests and batches also with the v
 Only the front process answers HTTP, so it records every metric itself: one process, one registry.
 
 The access log (logger ``airflow_bridge.serve.access``) is one JSON object per request: time, method,
-route, status, milliseconds, model, alias, version, rows, the rows of its predict call, worker pid.
+route, status, milliseconds, model, alias, version, rows, the rows of its predict call and that call's
+milliseconds (``predict_ms``), the front's pid.
 """
 
 from __future__ import annotations
@@ -82,6 +85,13 @@ class ServeMetrics:
         self.batch_rows = Histogram(
             prefix + "batch_rows", "Rows per predict call", ["model", "version"], buckets=BATCH_BUCKETS, registry=own
         )
+        self.predict_seconds = Histogram(
+            prefix + "predict_duration_seconds",
+            "Seconds the model took per predict call (where it ran: a predictor process or the front)",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=own,
+        )
         self.batch_requests = Histogram(
             prefix + "batch_requests",
             "Requests answered per predict call",
@@ -127,9 +137,10 @@ class ServeMetrics:
     def refreshed(self, outcome: str) -> None:
         self.refreshes.labels(self.model, self.alias, outcome).inc()
 
-    def batch(self, version: int, rows: int, requests: int) -> None:
+    def batch(self, version: int, rows: int, requests: int, seconds: float) -> None:
         self.batch_rows.labels(self.model, str(version)).observe(rows)
         self.batch_requests.labels(self.model, str(version)).observe(requests)
+        self.predict_seconds.labels(self.model, str(version)).observe(seconds)
 
     def answered(self, version: int | None, route: str, status: int, seconds: float) -> None:
         shown = "" if version is None else str(version)
@@ -195,7 +206,7 @@ class Observed:
                     "pid": self.pid,
                     "client": client[0] if client else None,
                 }
-                for key in ("rows", "batch_rows"):
+                for key in ("rows", "batch_rows", "predict_ms"):
                     if key in state:
                         entry[key] = state[key]
                 access_log.info(json.dumps(entry))

@@ -14,6 +14,8 @@ version (audit chain and artifact checksum) and loads the model itself.
 - **Death.** If a predictor dies mid-batch (``SIGKILL``, the out-of-memory killer), every request of that
   batch is answered 503 ``the worker predicting this request stopped (killed or out of memory); retry``;
   a monitor thread starts a replacement within about a second; the other predictors keep serving.
+- **Overrun.** A batch that takes longer than ``timeout`` (``serve --predict-timeout``, 60 s by default)
+  gets 504 naming the timeout, and its predictor, which may be stuck for good, is killed and replaced.
 - **Alias moves.** The front's refresh thread verifies the new version, then asks every predictor to
   load it (each verifies it itself); only when all have it does the front serve it. A predictor that
   refuses it (checksum, audit chain) makes the front keep the old version, degraded on ``/health``.
@@ -39,6 +41,9 @@ from airflow_bridge.serving.runtime import settle, use_python_strings
 
 log = logging.getLogger("airflow_bridge.serve")
 LOST = "the worker predicting this request stopped (killed or out of memory); retry"
+TIMED_OUT = "the prediction took longer than {seconds:g} s (--predict-timeout); the worker predicting it was stopped"
+PREDICT_TIMEOUT = 60.0
+"""Seconds a batch may take in a predictor by default (``serve --predict-timeout``)."""
 RESTART_PAUSE = 0.2
 """Seconds between noticing a dead predictor and starting its replacement (none spins on a crash loop)."""
 START_SECONDS = 120.0
@@ -59,6 +64,10 @@ INLINE_PAYLOAD = 32 * 1024
 
 class PredictorLost(BridgeError):
     """The predictor answering a batch died (503: the client may retry)."""
+
+
+class PredictorTimedOut(PredictorLost):
+    """A predictor took longer than the predict timeout on a batch: it was stopped (504)."""
 
 
 class PredictorRefused(BridgeError):
@@ -118,11 +127,12 @@ def _predictor_main(conn: Any, registry_url: str, model: str, first: int) -> Non
                 estimator = load(version)
             except Exception as exc:
                 refused = PredictorRefused(f"the worker cannot load v{version}: {exc}")
-                conn.send(("done", [refused] * len(requests)))
+                conn.send(("done", [refused] * len(requests), 0.0))
                 continue
             jobs = [Job(estimator, columns, probabilities) for columns, probabilities in requests]
             outcomes = predict_jobs(jobs)
-            conn.send(("done", [_portable(o) if isinstance(o, BaseException) else o for o in outcomes]))
+            seconds = max(job.predict_seconds for job in jobs)
+            conn.send(("done", [_portable(o) if isinstance(o, BaseException) else o for o in outcomes], seconds))
 
 
 @dataclass(eq=False)
@@ -137,9 +147,11 @@ class _Predictor:
 class PredictorPool:
     """N predictor processes, each predicting one batch at a time; :meth:`predict` runs in a front thread."""
 
-    def __init__(self, registry_url: str, model: str, size: int, version: int) -> None:
+    def __init__(self, registry_url: str, model: str, size: int, version: int, *, timeout: float | None = None) -> None:
         if size < 1:
             raise ValueError("a predictor pool needs at least 1 predictor")
+        self.timeout = timeout
+        """Longest a batch may take (``serve --predict-timeout``): then its predictor is stopped and replaced."""
         self.registry_url = registry_url
         self.model = model
         self.size = size
@@ -208,8 +220,10 @@ class PredictorPool:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while not predictor.conn.poll(0.2):
-                if not predictor.process.is_alive() or (deadline is not None and time.monotonic() > deadline):
+                if not predictor.process.is_alive():
                     raise PredictorLost(LOST)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise PredictorTimedOut(f"worker {predictor.process.pid} gave no answer within {timeout:g} s")
             return predictor.conn.recv()
         except (EOFError, OSError):
             raise PredictorLost(LOST) from None
@@ -279,12 +293,14 @@ class PredictorPool:
         assert predictor is not None
         try:
             predictor.conn.send(("predict", self._version_of(jobs), [(job.columns, job.probabilities) for job in jobs]))
-            _, outcomes = self._receive(predictor)
+            _, outcomes, seconds = self._receive(predictor, self.timeout)
+        except PredictorTimedOut:
+            return self._stop_slow(predictor, jobs)
         except (PredictorLost, OSError, EOFError):
             self._give(predictor, died=True)
             return [PredictorLost(LOST) for _ in jobs]
         self._give(predictor)
-        self._count_rows(jobs)
+        self._count_rows(jobs, seconds)
         return list(outcomes)
 
     async def predict_async(self, jobs: list[Job]) -> list[Outcome] | None:
@@ -302,6 +318,7 @@ class PredictorPool:
             return None
         loop = asyncio.get_running_loop()
         readable = loop.create_future()
+        overran = False
         fd = predictor.conn.fileno()
 
         def ready() -> None:
@@ -312,11 +329,15 @@ class PredictorPool:
             predictor.conn.send_bytes(payload)  # small, into an idle predictor's empty pipe: does not block
             loop.add_reader(fd, ready)
             try:
-                await readable
+                await asyncio.wait_for(readable, self.timeout)
+            except TimeoutError:
+                overran = True
             finally:
                 loop.remove_reader(fd)
                 os.set_blocking(fd, True)  # uvloop (libuv) made it non-blocking: a long answer then fails to read
-            _, outcomes = predictor.conn.recv()  # written at once by the predictor: read at once
+            if overran:  # stopped once the loop no longer watches its pipe (the monitor closes it)
+                return self._stop_slow(predictor, jobs)
+            _, outcomes, seconds = predictor.conn.recv()  # written at once by the predictor: read at once
         except asyncio.CancelledError:  # shutdown: its answer would be read by the next batch
             predictor.process.kill()
             self._give(predictor, died=True)
@@ -325,17 +346,30 @@ class PredictorPool:
             self._give(predictor, died=True)
             return [PredictorLost(LOST) for _ in jobs]
         self._give(predictor)
-        self._count_rows(jobs)
+        self._count_rows(jobs, seconds)
         return list(outcomes)
+
+    def _stop_slow(self, predictor: _Predictor, jobs: list[Job]) -> list[Outcome]:
+        """Kill a predictor that overran the timeout (the monitor replaces it); its batch's outcomes."""
+        log.error(
+            "worker %d took longer than %g s (--predict-timeout) on a batch of %d request(s); stopping it",
+            predictor.process.pid,
+            self.timeout,
+            len(jobs),
+        )
+        predictor.process.kill()
+        self._give(predictor, died=True)
+        return [PredictorTimedOut(TIMED_OUT.format(seconds=self.timeout)) for _ in jobs]
 
     def _version_of(self, jobs: list[Job]) -> int:
         return int(jobs[0].version.version.version) if jobs[0].version is not None else self.version
 
     @staticmethod
-    def _count_rows(jobs: list[Job]) -> None:
+    def _count_rows(jobs: list[Job], seconds: float) -> None:
         rows = sum(job.rows for job in jobs)
         for job in jobs:
             job.batch_rows = rows if len(jobs) > 1 else job.rows
+            job.predict_seconds = seconds
 
     def load_everywhere(self, version: int) -> None:
         """Have every predictor load and verify ``version`` (refresh thread); raises if one refuses it."""

@@ -2,7 +2,7 @@
 
 - **The heap** (:func:`settle`). A loaded model sits beside pandas, scikit-learn, skrub and the web
   stack: ~200,000 tracked objects that live as long as the process. Each full collection of the cyclic
-  garbage collector walks them all (~110 ms on this project's 2-core machine), and the allocations of
+  garbage collector walks them all (~95 ms on this project's 2-core machine), and the allocations of
   ~30 single-row predictions trigger one: one request in 25 waited for it. Once a version is loaded,
   everything alive moves to the collector's permanent generation (:func:`gc.freeze`, as large Python
   services do); each request's own garbage is still collected as before.

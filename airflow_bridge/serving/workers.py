@@ -6,7 +6,9 @@ predicts (in-process, no inter-process trip: the lowest latency for one client).
 (N ≥ 2) it never predicts: each batch goes to one of N predictor processes (:mod:`.predictors`), so a
 predictor killed mid-batch (``SIGKILL``, out of memory) costs only that batch's requests, which get a
 503 naming why, while the front keeps every connection and the other predictors keep serving; the dead
-predictor is replaced within about a second. ``SIGTERM``/``SIGINT`` stop the front gracefully (uvicorn
+predictor is replaced within about a second. A predictor that overruns ``--predict-timeout`` on a batch is
+killed and replaced the same way (that batch gets 504); the front cannot stop its own predict, so with
+``--workers 1`` there is no timeout. ``SIGTERM``/``SIGINT`` stop the front gracefully (uvicorn
 lets in-flight requests finish), then the predictors.
 """
 
@@ -54,6 +56,8 @@ class ServeConfig:
     batching: BatchSettings
     token: str | None = None
     access_log: bool = True
+    predict_timeout: float = 60.0
+    """Seconds a batch may take in a predictor process before it is stopped (its requests get 504)."""
 
 
 def configure_logging(access: bool) -> None:
@@ -93,7 +97,8 @@ def run_server(config: ServeConfig, holder: Any = None, predictors: int = 1) -> 
     settle()
     pool = None
     if predictors > 1:
-        pool = PredictorPool(config.registry_url, config.model, predictors, holder.current.version.version)
+        version = holder.current.version.version
+        pool = PredictorPool(config.registry_url, config.model, predictors, version, timeout=config.predict_timeout)
         pool.start()
         log.info("%d predictor processes: %s", predictors, " ".join(str(pid) for pid in pool.pids()))
     try:
