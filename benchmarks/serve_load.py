@@ -13,15 +13,19 @@ served by:
 Both get the same body on the same route, KServe v1's ``POST /v1/models/NAME:predict`` with
 ``{"instances": [[row, ...]]}`` (a list of rows, which both servers read), from the same client: one
 asyncio process with raw HTTP/1.1 keep-alive connections, each client sending its next request as soon
-as the last is answered, for ``--seconds`` per scenario after a warm-up. Scenarios: 1-row and 100-row
-requests, 1 and 50 clients. Rounds alternate the servers (ABAB: bridge first in odd rounds, kserve
-first in even ones); each round starts each server afresh. Throughput is answered requests per second
-(any status; non-200s are counted and shown), latency is per request, send to last byte.
+as the last is answered, for ``--seconds`` per scenario and server after a warm-up. Scenarios: 1-row
+and 100-row requests, 1 and 50 clients. Each round starts both servers afresh (an idle server costs
+the other nothing). With 50 clients the servers take turns (ABAB: bridge first in odd rounds, kserve
+first in even ones). With one client, where both spend ~all of a request in the same ``predict`` call
+and a shared machine's speed drifts by several milliseconds from one minute to the next, the client
+alternates between the servers every ``--slice`` seconds (0.5), each on its own kept-alive connection,
+so both are measured under the same conditions. Throughput is answered requests per second (any
+status; non-200s are counted and shown), latency is per request, send to last byte.
 
 Targets (issue 20): at 50 one-row clients ≥ 5x KServe's throughput with p99 ≤ 500 ms; at 1 client, a
 p50 no worse than KServe's.
 
-    .venv/bin/python benchmarks/serve_load.py [--rounds 2] [--seconds 8] [--smoke]
+    .venv/bin/python benchmarks/serve_load.py [--rounds 2] [--seconds 8] [--slice 0.5] [--smoke]
 """
 
 from __future__ import annotations
@@ -139,6 +143,30 @@ async def _client(port: int, request: bytes, until: float, latencies: list[float
     writer.close()
 
 
+async def _alternating(ports: dict[str, int], request: bytes, seconds: float, slice_s: float) -> dict[str, Any]:
+    """One client taking turns between the servers every ``slice_s``, ``seconds`` on each: side → run."""
+    connections = {side: await asyncio.open_connection("127.0.0.1", port) for side, port in ports.items()}
+    runs: dict[str, dict[str, Any]] = {side: {"latencies": [], "statuses": Counter(), "wall_s": 0.0} for side in ports}
+    spent = 0.0
+    while spent < seconds:
+        for side, port in ports.items():
+            run, (reader, writer) = runs[side], connections[side]
+            start = time.perf_counter()
+            while time.perf_counter() - start < slice_s:
+                sent = time.perf_counter()
+                status, closing = await _exchange(reader, writer, request)
+                run["latencies"].append(time.perf_counter() - sent)
+                run["statuses"][status] += 1
+                if closing:
+                    writer.close()
+                    connections[side] = reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            run["wall_s"] += time.perf_counter() - start
+        spent += slice_s
+    for _, writer in connections.values():
+        writer.close()
+    return {side: {**run, "statuses": dict(run["statuses"])} for side, run in runs.items()}
+
+
 async def _load(port: int, request: bytes, clients: int, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
@@ -187,6 +215,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2, help="ABAB rounds (each server started afresh per round)")
     parser.add_argument("--seconds", type=float, default=8.0, help="load per scenario and server, after warm-up")
+    parser.add_argument("--slice", type=float, default=0.5, help="one-client scenarios: seconds per turn")
     parser.add_argument("--bridge-args", default="", help="extra `serve` options, e.g. '--workers 1'")
     parser.add_argument("--only", action="append", choices=list(SCENARIOS), help="run only this scenario (repeatable)")
     parser.add_argument("--bridge-only", action="store_true", help="leave KServe's server out (quick tuning runs)")
@@ -195,7 +224,7 @@ def main() -> None:
     scenarios = {name: SCENARIOS[name] for name in args.only} if args.only else SCENARIOS
     if args.smoke:
         _benchlib.smoke_mode()
-        args.rounds, args.seconds = 1, 0.5
+        args.rounds, args.seconds, args.slice = 1, 0.5, 0.1
         scenarios = {name: (rows, min(clients, 4)) for name, (rows, clients) in scenarios.items()}
     sides = SIDES if _kserve_available() and not args.bridge_only else ("bridge",)
     if not _kserve_available():
@@ -215,16 +244,24 @@ def main() -> None:
         samples: dict[str, dict[str, list[dict[str, Any]]]] = {s: {k: [] for k in scenarios} for s in sides}
         for round_ in range(args.rounds):
             order = sides if round_ % 2 == 0 else sides[::-1]
-            for side in order:
-                server, port = _start(side, example, folder, extra)
-                try:
+            servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+            try:
+                for side in order:
+                    servers[side] = _start(side, example, folder, extra)
+                ports = {side: servers[side][1] for side in order}
+                for port in ports.values():
                     asyncio.run(_load(port, _request(path, bodies[1]), 4, 0.3 if args.smoke else 1.0))  # warm-up
-                    for name, (n_rows, clients) in scenarios.items():
-                        before = _batches(port) if side == "bridge" else (0.0, 0.0)
-                        run = asyncio.run(_load(port, _request(path, bodies[n_rows]), clients, args.seconds))
-                        figures = _figures(run)
+                for name, (n_rows, clients) in scenarios.items():
+                    request = _request(path, bodies[n_rows])
+                    before = _batches(ports["bridge"])
+                    if clients == 1:
+                        runs = asyncio.run(_alternating(ports, request, args.seconds, args.slice))
+                    else:
+                        runs = {side: asyncio.run(_load(ports[side], request, clients, args.seconds)) for side in order}
+                    after = _batches(ports["bridge"])
+                    for side in order:
+                        figures = _figures(runs[side])
                         if side == "bridge":
-                            after = _batches(port)
                             calls = after[1] - before[1]
                             figures["requests_per_predict"] = (after[0] - before[0]) / calls if calls else None
                         samples[side][name].append(figures)
@@ -236,7 +273,8 @@ def main() -> None:
                             + (f"  {per_call:.1f} requests per predict" if per_call else ""),
                             flush=True,
                         )
-                finally:
+            finally:
+                for server, _ in servers.values():
                     _stop(server)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -244,6 +282,7 @@ def main() -> None:
     result.update(
         rounds=args.rounds,
         seconds_per_scenario=args.seconds,
+        one_client_slice_s=args.slice,
         bridge=f"airflow-bridge serve (defaults{', ' + args.bridge_args if args.bridge_args else ''})",
         kserve="KServe ModelServer, tests/kserve_predictor.py (the sklearn predictor's predict), 1 worker",
         machine=machine_info(),
