@@ -81,32 +81,8 @@ def register_doubler(root: Path, coefs: tuple[float, ...] = (1.0, 2.0, 3.0)) -> 
     import numpy as np
     from sklearn.linear_model import LinearRegression
 
-    from airflow_bridge.artifacts import ArtifactStore, dump_model
-    from airflow_bridge.governance.policy import Policy
-    from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
-    from airflow_bridge.registry.records import binding_for
-
-    url = f"sqlite:///{root / 'registry.db'}"
-    registry, store = ModelRegistry(url), ArtifactStore(f"file://{root / 'artifacts'}")
-    lab = Policy.model_validate(
-        {"apiVersion": "airflow-bridge/v1", "kind": "Policy", "teams": {"lab": {"approval_required_for": []}}}
-    )
     x = np.array([[i, 0.0] for i in range(10)])
-    for run, coef in enumerate(coefs, start=1):
-        ref = store.put(dump_model(LinearRegression().fit(x, coef * x[:, 0])), "models/doubler", ".joblib")
-        registry.register_version(
-            "doubler",
-            ref,
-            estimator="sklearn.linear_model.LinearRegression",
-            task_kind="regression",
-            data={"features": DOUBLER_FEATURES, "target": "y"},
-            run=RunRef("serve_test", f"run{run}", "register"),
-            actor="test",
-            card=ModelCard(owner="test", team="lab"),
-            policy=binding_for(lab, "specs/_policy.yaml"),
-        )
-    registry.deploy("doubler", 1, alias="production", target="local", actor="test")
-    return url
+    return _register_regressors(root, "doubler", [LinearRegression().fit(x, coef * x[:, 0]) for coef in coefs])
 
 
 STALL_X1 = 999
@@ -130,6 +106,13 @@ def register_staller(root: Path) -> str:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
 
+    frame = pd.DataFrame({"x1": np.arange(10.0), "x2": np.zeros(10)})
+    model = make_pipeline(FunctionTransformer(stall_on_signal), LinearRegression()).fit(frame, frame["x1"])
+    return _register_regressors(root, "staller", [model])
+
+
+def _register_regressors(root: Path, name: str, models: list[Any]) -> str:
+    """Each model a version of ``name`` (columns x1, x2; team lab, no approvals), v1 on ``production``."""
     from airflow_bridge.artifacts import ArtifactStore, dump_model
     from airflow_bridge.governance.policy import Policy
     from airflow_bridge.registry import ModelCard, ModelRegistry, RunRef
@@ -137,24 +120,22 @@ def register_staller(root: Path) -> str:
 
     url = f"sqlite:///{root / 'registry.db'}"
     registry, store = ModelRegistry(url), ArtifactStore(f"file://{root / 'artifacts'}")
-    frame = pd.DataFrame({"x1": np.arange(10.0), "x2": np.zeros(10)})
-    model = make_pipeline(FunctionTransformer(stall_on_signal), LinearRegression()).fit(frame, frame["x1"])
-    ref = store.put(dump_model(model), "models/staller", ".joblib")
     lab = Policy.model_validate(
         {"apiVersion": "airflow-bridge/v1", "kind": "Policy", "teams": {"lab": {"approval_required_for": []}}}
     )
-    registry.register_version(
-        "staller",
-        ref,
-        estimator="sklearn.linear_model.LinearRegression",
-        task_kind="regression",
-        data={"features": DOUBLER_FEATURES, "target": "y"},
-        run=RunRef("serve_test", "run1", "register"),
-        actor="test",
-        card=ModelCard(owner="test", team="lab"),
-        policy=binding_for(lab, "specs/_policy.yaml"),
-    )
-    registry.deploy("staller", 1, alias="production", target="local", actor="test")
+    for run, model in enumerate(models, start=1):
+        registry.register_version(
+            name,
+            store.put(dump_model(model), f"models/{name}", ".joblib"),
+            estimator="sklearn.linear_model.LinearRegression",
+            task_kind="regression",
+            data={"features": DOUBLER_FEATURES, "target": "y"},
+            run=RunRef("serve_test", f"run{run}", "register"),
+            actor="test",
+            card=ModelCard(owner="test", team="lab"),
+            policy=binding_for(lab, "specs/_policy.yaml"),
+        )
+    registry.deploy(name, 1, alias="production", target="local", actor="test")
     return url
 
 
