@@ -42,8 +42,6 @@ from airflow_bridge.serving.runtime import settle, use_python_strings
 log = logging.getLogger("airflow_bridge.serve")
 LOST = "the worker predicting this request stopped (killed or out of memory); retry"
 TIMED_OUT = "the prediction took longer than {seconds:g} s (--predict-timeout); the worker predicting it was stopped"
-PREDICT_TIMEOUT = 60.0
-"""Seconds a batch may take in a predictor by default (``serve --predict-timeout``)."""
 RESTART_PAUSE = 0.2
 """Seconds between noticing a dead predictor and starting its replacement (none spins on a crash loop)."""
 START_SECONDS = 120.0
