@@ -209,8 +209,16 @@ def test_cross_validation_reports_mean_and_spread_and_gates_may_use_the_lower_bo
     assert not on_bound[0].passed and on_bound[0].value == accuracy["bound"]
     assert on_bound[0].basis == "cross-validation lower bound (4 folds)"
     rare = frame.iloc[:40].assign(y=[1] * 3 + [0] * 37)
-    with pytest.raises(DataError, match=r"folds is 4 but the training rows hold only 3 row\(s\) of the rarest"):
+    with pytest.raises(DataError, match=r"folds is 4 but the training rows hold only 3 row\(s\) of the rarest") as few:
         cross_validate(pipeline, rare, ["a"], "y", "classification", folds=4, seed=1)
+    assert str(few.value).endswith("; use at most 3 folds or remove cross_validation")
+    with pytest.raises(DataError) as short:
+        three = frame.iloc[:3].assign(y=[0.1, 0.2, 0.3])
+        cross_validate(LinearRegression(), three, ["a"], "y", "regression", folds=4, seed=1)
+    assert str(short.value) == (
+        "validation.cross_validation.folds is 4 but there are only 3 training rows; "
+        "use at most 3 folds or remove cross_validation"
+    )
 
 
 SPEC = (EXAMPLES / "breast_cancer_classifier.yaml").read_text()

@@ -159,9 +159,13 @@ def _auc(positive: Any, score: Any) -> float:
     return float((np.sum(ranks[positive]) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def seeded_folds(x: Any, y: Any, task_kind: str, folds: int, seed: int, *, setting: str) -> list[tuple[Any, Any]]:
+def seeded_folds(
+    x: Any, y: Any, task_kind: str, folds: int, seed: int, *, setting: str, otherwise: str = ""
+) -> list[tuple[Any, Any]]:
     """``folds`` shuffled folds of the rows, seeded (stratified for classification); too few rows, or too few of
-    the rarest class, is a ``DataError`` naming ``setting`` (the spec key that asked for the folds)."""
+    the rarest class, is a ``DataError`` naming ``setting`` (the spec key that asked for the folds) and, when
+    given, the ``otherwise`` way out ("remove cross_validation")."""
+    alternative = f" or {otherwise}" if otherwise else ""
     from sklearn.model_selection import KFold, StratifiedKFold
 
     if task_kind == "classification":
@@ -169,12 +173,15 @@ def seeded_folds(x: Any, y: Any, task_kind: str, folds: int, seed: int, *, setti
         if smallest < folds:
             raise DataError(
                 f"{setting} is {folds} but the training rows hold only {smallest} row(s) of the rarest class of "
-                f"'{y.name}'; use at most {max(2, smallest)} folds"
+                f"'{y.name}'; use at most {max(2, smallest)} folds{alternative}"
             )
         splitter: Any = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     else:
         if len(y) < folds:
-            raise DataError(f"{setting} is {folds} but there are only {len(y)} training rows")
+            raise DataError(
+                f"{setting} is {folds} but there are only {len(y)} training rows; "
+                f"use at most {len(y)} folds{alternative}"
+            )
         splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
     return list(splitter.split(x, y))
 
@@ -193,7 +200,9 @@ def cross_validate(
     from airflow_bridge.ml.metrics import compute_metrics
 
     x, y = rows[list(features)], rows[target]
-    splits = seeded_folds(x, y, task_kind, folds, seed, setting="validation.cross_validation.folds")
+    splits = seeded_folds(
+        x, y, task_kind, folds, seed, setting="validation.cross_validation.folds", otherwise="remove cross_validation"
+    )
     per_fold: list[dict[str, float]] = []
     for fit_rows, score_rows in splits:
         model = clone(pipeline).fit(x.iloc[fit_rows], y.iloc[fit_rows])
