@@ -100,6 +100,23 @@ def test_failed_and_passed_candidates_are_listed_with_their_fate_and_version(url
     assert fates[failed.candidate_id].text == "failed gate(s) r2 (candidate, not registered)"
 
 
+def test_models_without_a_version_are_found_until_their_first_registration(url: str, store: ArtifactStore) -> None:
+    from airflow_bridge.registry.candidates import unversioned_models
+
+    registry = ModelRegistry(url)
+    for run, r2 in (("r1", 0.1), ("r2", 0.2)):
+        registry.record_candidate(_candidate(run, r2), keep_last=100, keep_days=None)
+    registry.record_candidate(_candidate("r1", 0.1, model="odd_50%_name"), keep_last=100, keep_days=None)
+    with registry.reading("test") as conn:
+        assert unversioned_models(conn) == [("odd_50%_name", 1), ("prices", 2)]
+        assert unversioned_models(conn, search="PRI") == [("prices", 2)]
+        assert unversioned_models(conn, search="%") == [("odd_50%_name", 1)]  # taken literally, not a wildcard
+        assert unversioned_models(conn, name="prices") == [("prices", 2)]
+    _register(registry, store, "r3", 0.9)
+    with registry.reading("test") as conn:
+        assert unversioned_models(conn) == [("odd_50%_name", 1)]  # prices has a version now
+
+
 def test_a_retried_validate_records_its_candidate_once(url: str) -> None:
     registry = ModelRegistry(url)
     registry.record_candidate(_candidate("r1", 0.3), keep_last=100, keep_days=None)

@@ -326,3 +326,35 @@ def test_candidates_that_did_not_become_a_version_sit_beside_the_versions(
     assert client.get("/models/cancer/candidates/c-0000000000/report").status_code == 404
     Path(report.uri.removeprefix("file://")).write_bytes(b"<html>tampered</html>")
     assert client.get(f"/models/cancer/candidates/{failed.candidate_id}/report").status_code == 409
+
+
+def test_a_model_whose_runs_all_failed_has_a_page_of_its_candidates(
+    client: TestClient, registry: ModelRegistry, registry_env: Any
+) -> None:
+    """A scientist's first runs failed a gate: no version, yet the Models page lists the model and shows why."""
+    from tests.test_candidates import _candidate
+
+    first, second = _candidate("manual__1", 0.2, model="first_try"), _candidate("manual__2", 0.4, model="first_try")
+    for tried in (first, second):
+        registry.record_candidate(tried, keep_last=100, keep_days=None)
+    add_versions(registry, registry_env, "cancer_v", [0.98])
+    login(client, "bob", role="viewer")
+
+    index = client.get("/models/").text
+    waiting = index.split("<h2>No version yet</h2>", 1)[1].split("<h2>Pending approvals</h2>", 1)[0]
+    assert '<a href="/models/first_try#candidates">first_try</a>' in waiting and "2 candidates" in waiting
+    assert "cancer_v" not in waiting
+    assert "No version yet" not in client.get("/models/", params={"q": "cancer"}).text
+    assert "first_try" in client.get("/models/", params={"q": "FIRST"}).text.split("No version yet", 1)[1]
+    assert "No version yet" not in client.get("/models/", params={"team": "onc"}).text  # they have no team
+
+    page = client.get("/models/first_try")
+    assert page.status_code == 200
+    assert "No version of first_try yet: none of its 2 recorded runs registered one" in page.text
+    section = page.text.split("<h3 id='candidates'>Candidates that did not become a version</h3>", 1)[1]
+    for tried in (first, second):
+        assert f'<input type="checkbox" name="v" value="{tried.candidate_id}"' in section
+    assert section.count("failed gate</span>") == 2 and "the version above" not in section
+    compared = client.get("/models/first_try/compare", params={"v": [first.candidate_id, second.candidate_id]})
+    assert compared.status_code == 200 and second.candidate_id in compared.text
+    assert client.get("/models/never_ran").status_code == 404

@@ -18,7 +18,7 @@ from airflow_bridge.plugin.tables import Paging, Sort, query
 from airflow_bridge.registry import candidates, queries
 
 if TYPE_CHECKING:
-    from airflow_bridge.registry.records import ModelRecord
+    from airflow_bridge.registry.records import Candidate, ModelRecord
     from airflow_bridge.registry.store import ModelRegistry
 
 RECENT = 20
@@ -56,6 +56,9 @@ def model_page(
     if sort_key not in queries.VERSION_SORTS:
         sort_key, metric = "version", ""
     with store.reading(f"read the Models page of '{name}'") as conn:
+        if candidates.unversioned_models(conn, name=name):  # every run so far failed before registering
+            tried = candidates.list_for(conn, name, limit=CANDIDATES_SHOWN)
+            return candidates_only_page(root, airflow, name, tried, candidates.count_for(conn, name))
         record = queries.get_model(conn, name)
         total = queries.count_versions(conn, name)
         number = asked.page
@@ -130,7 +133,9 @@ def model_page(
     return pages.page(f"Model {name}", body, root=root, crumbs=crumbs)
 
 
-def candidates_section(name: str, rows: list[tables.VersionRow], metrics: list[str], total: int) -> str:
+def candidates_section(
+    name: str, rows: list[tables.VersionRow], metrics: list[str], total: int, *, versions: bool = True
+) -> str:
     """The newest candidates that never became a version (failed a gate, or their run stopped before
     ``register``), in the versions' form so they can be ticked for compare beside versions."""
     if not total:
@@ -139,10 +144,31 @@ def candidates_section(name: str, rows: list[tables.VersionRow], metrics: list[s
     return (
         "<h3 id='candidates'>Candidates that did not become a version</h3>"
         f"<p class='muted small'>Every run records its candidate, passed or not; {shown} of {escape(name)}'s "
-        f"never became a version (all of them: <code>airflow-bridge models candidates {escape(name)}</code>). "
-        "A registered version's candidate is the version above.</p>"
+        f"never became a version (all of them: <code>airflow-bridge models candidates {escape(name)}</code>)."
+        + (" A registered version's candidate is the version above." if versions else "")
+        + "</p>"
         + tables.versions_table(rows, metrics, None, None, first=("Candidate", "Recorded"))
     )
+
+
+def candidates_only_page(root: str, airflow: str, name: str, tried: list[Candidate], total: int) -> str:
+    """A model none of whose runs registered a version yet: its candidates, why each stopped, compare."""
+    rows = tables.candidate_rows(tried, tables.RowContext(root, airflow, name, None, None))
+    body = (
+        f"<p>No version of {escape(name)} yet: none of its {total:,} recorded run{'s' if total != 1 else ''} "
+        "registered one (each failed a gate or stopped before <code>register</code>). Its candidates are below, "
+        "with their reports; the first version appears here once a run passes every gate.</p>"
+        + f'<form method="get" action="{root}/models/{quote(name)}/compare" data-compare>'
+        + candidates_section(name, rows, tables.metric_columns(rows), total, versions=False)
+        + (
+            '<div class="bar"><button class="primary" data-compare-button>Compare selected</button></div>'
+            if total > 1
+            else ""
+        )
+        + "</form>"
+    )
+    crumbs = f'<a href="{root}/models/">Models</a> &rsaquo; {escape(name)}'
+    return pages.page(f"Model {name}", body, root=root, crumbs=crumbs)
 
 
 def aliases_line(record: ModelRecord) -> str:
@@ -217,6 +243,7 @@ def index_page(store: ModelRegistry, root: str, airflow: str, asked: IndexQuery)
             limit=paging.per_page,
         )
         pending = approvals.pending(conn)
+        waiting = [] if asked.team or live else candidates.unversioned_models(conn, search=asked.q)
     params = asked.params()
     base = f"{root}/models/"
 
@@ -250,10 +277,26 @@ def index_page(store: ModelRegistry, root: str, airflow: str, asked: IndexQuery)
         filters
         + pages.models_table(root, found, order, sort_url)
         + paging.html(lambda n: base + query(params, page=n), "models")
+        + unversioned_list(base, waiting)
         + "<h2>Pending approvals</h2>"
         + pages.pending_table(root, airflow, pending)
     )
     return pages.page("Models", body, root=root, crumbs=f'Models · <a href="{root}/audit">Audit trail</a>')
+
+
+def unversioned_list(base: str, waiting: list[tuple[str, int]]) -> str:
+    """Models with candidates but no version yet (every run failed a gate), linked to their pages."""
+    if not waiting:
+        return ""
+    items = "".join(
+        f'<li><a href="{base}{quote(name)}#candidates">{escape(name)}</a> '
+        f"<span class='muted'>{count:,} candidate{'s' if count != 1 else ''}</span></li>"
+        for name, count in waiting
+    )
+    return (
+        "<h2>No version yet</h2><p class='muted small'>Models whose runs all stopped before registering a "
+        f"version (a failed gate, most often): their candidates say why.</p><ul>{items}</ul>"
+    )
 
 
 def audit_page(

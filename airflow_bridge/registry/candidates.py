@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from airflow_bridge.exceptions import NotFoundError
-from airflow_bridge.registry import audit
+from airflow_bridge.registry import audit, queries
 from airflow_bridge.registry.records import Candidate, RunRef
 from airflow_bridge.registry.tables import candidates, model_versions, models
 
@@ -100,6 +100,26 @@ def count_for(conn: Connection, model: str, *, unregistered: bool = False) -> in
     if unregistered:
         query = query.where(_UNREGISTERED)
     return int(conn.execute(query).scalar() or 0)
+
+
+def unversioned_models(
+    conn: Connection, *, search: str = "", name: str | None = None, limit: int = 50
+) -> list[tuple[str, int]]:
+    """(model, candidates) of models with candidates but no record yet: no run of theirs registered a version
+    (each failed a gate or stopped before ``register``). By name; ``search`` in the name, or exactly ``name``.
+    A model deleted from the registry has a record, so it is never one of these."""
+    query = (
+        sa.select(candidates.c.model, sa.func.count())
+        .where(~sa.exists(sa.select(models.c.id).where(models.c.name == candidates.c.model)))
+        .group_by(candidates.c.model)
+        .order_by(candidates.c.model)
+        .limit(limit)
+    )
+    if search:
+        query = query.where(queries.contains(candidates.c.model, search))
+    if name is not None:
+        query = query.where(candidates.c.model == name)
+    return [(str(model), int(count)) for model, count in conn.execute(query)]
 
 
 def get(conn: Connection, model: str, candidate_id: str) -> Candidate:

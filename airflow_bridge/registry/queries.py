@@ -317,6 +317,12 @@ def model_dag_id(conn: Connection, model: str) -> str | None:
     ).scalar()
 
 
+def contains(column: Any, search: str) -> Any:
+    """``search`` anywhere in ``column``, case-insensitive, taken literally (``%`` and ``_`` are not wildcards)."""
+    pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return sa.func.lower(column).like(pattern, escape="\\")
+
+
 def models_page(
     conn: Connection,
     *,
@@ -333,10 +339,7 @@ def models_page(
     m = models
     where: list[Any] = [m.c.deleted_at.is_(None)]
     if search:
-        pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append(
-            sa.or_(*(sa.func.lower(c).like(pattern, escape="\\") for c in (m.c.name, m.c.description, m.c.owner)))
-        )
+        where.append(sa.or_(*(contains(c, search) for c in (m.c.name, m.c.description, m.c.owner))))
     if team:
         where.append(m.c.team == team)
     if live is not None:
