@@ -13,6 +13,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from airflow_bridge.exceptions import NotFoundError
 from airflow_bridge.plugin import charts, pages, tables
 from airflow_bridge.plugin.tables import Paging, Sort, query
 from airflow_bridge.registry import candidates, queries
@@ -56,10 +57,14 @@ def model_page(
     if sort_key not in queries.VERSION_SORTS:
         sort_key, metric = "version", ""
     with store.reading(f"read the Models page of '{name}'") as conn:
-        if candidates.unversioned_models(conn, name=name):  # every run so far failed before registering
+        try:
+            record = queries.get_model(conn, name)
+        except NotFoundError:
+            if not candidates.unversioned_models(conn, name=name):
+                raise
+            # every run so far stopped before registering a version: its candidates say why
             tried = candidates.list_for(conn, name, limit=CANDIDATES_SHOWN)
             return candidates_only_page(root, airflow, name, tried, candidates.count_for(conn, name))
-        record = queries.get_model(conn, name)
         total = queries.count_versions(conn, name)
         number = asked.page
         if asked.around is not None:  # newest first, on the page that holds v<around>
@@ -129,8 +134,7 @@ def model_page(
         f'<a href="{root}/audit?model={quote(name)}">all of them</a> (and a check of the hash chains).</p>'
         + pages.audit_table(recent)
     )
-    crumbs = f'<a href="{root}/models/">Models</a> &rsaquo; {escape(name)}'
-    return pages.page(f"Model {name}", body, root=root, crumbs=crumbs)
+    return model_shell(root, name, body)
 
 
 def candidates_section(
@@ -167,8 +171,7 @@ def candidates_only_page(root: str, airflow: str, name: str, tried: list[Candida
         )
         + "</form>"
     )
-    crumbs = f'<a href="{root}/models/">Models</a> &rsaquo; {escape(name)}'
-    return pages.page(f"Model {name}", body, root=root, crumbs=crumbs)
+    return model_shell(root, name, body)
 
 
 def aliases_line(record: ModelRecord) -> str:
@@ -356,6 +359,13 @@ def lineage_page(store: ModelRegistry, root: str, name: str, version: int) -> st
         f"<pre class='card mono' style='overflow:auto'>{escape(json.dumps(chain, indent=2, default=str))}</pre>"
     )
     return pages.page(f"Lineage of {name} v{version}", body, root=root, crumbs=model_crumbs(root, name, f"#v{version}"))
+
+
+def model_shell(root: str, name: str, body: str) -> str:
+    """A model's own page (``Models > NAME``, the name not a link): with versions, or candidates only."""
+    return pages.page(
+        f"Model {name}", body, root=root, crumbs=f'<a href="{root}/models/">Models</a> &rsaquo; {escape(name)}'
+    )
 
 
 def model_crumbs(root: str, name: str, anchor: str = "") -> str:
